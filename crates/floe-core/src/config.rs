@@ -1,0 +1,185 @@
+//! Topic configuration with Kafka's names, defaults and validation.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Compression;
+
+/// What happens to old data: delete it by time and size, or keep the newest record per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+}
+
+/// Which timestamp a record keeps: the producer's, or the broker's at append time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// A topic's configuration. Field names on the wire are Kafka's dotted keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// How long records are kept, in milliseconds; `-1` keeps them forever.
+    #[serde(rename = "retention.ms")]
+    pub retention_ms: i64,
+    /// How many bytes a partition keeps; `-1` is unlimited.
+    #[serde(rename = "retention.bytes")]
+    pub retention_bytes: i64,
+    #[serde(rename = "cleanup.policy")]
+    pub cleanup_policy: CleanupPolicy,
+    /// The largest record accepted (key, value and headers), in bytes.
+    #[serde(rename = "max.message.bytes")]
+    pub max_message_bytes: u32,
+    #[serde(rename = "message.timestamp.type")]
+    pub message_timestamp_type: TimestampType,
+    /// How the broker compresses each batch it writes for this topic.
+    #[serde(rename = "compression.type")]
+    pub compression: Compression,
+}
+
+/// Seven days, Kafka's default retention.
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's default `max.message.bytes` (1 MiB plus the batch overhead).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1_048_588;
+/// The largest `max.message.bytes` floe accepts: a record must fit in one segment.
+pub const MAX_MAX_MESSAGE_BYTES: u32 = 64 * 1024 * 1024;
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            retention_ms: DEFAULT_RETENTION_MS,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::Delete,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            message_timestamp_type: TimestampType::CreateTime,
+            compression: Compression::None,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown topic config {0:?}")]
+    UnknownKey(String),
+    #[error("topic config {key:?} has invalid value {value:?}: {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl TopicConfig {
+    /// Builds a configuration from Kafka-style `key = value` strings over the defaults.
+    pub fn from_pairs(pairs: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        for (key, value) in pairs {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one Kafka-style key from its string value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |reason| ConfigError::BadValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        match key {
+            "retention.ms" => {
+                self.retention_ms =
+                    parse_limit(value).ok_or_else(|| bad("expected -1 or a positive integer"))?;
+            }
+            "retention.bytes" => {
+                self.retention_bytes =
+                    parse_limit(value).ok_or_else(|| bad("expected -1 or a positive integer"))?;
+            }
+            "cleanup.policy" => {
+                self.cleanup_policy = match value {
+                    "delete" => CleanupPolicy::Delete,
+                    "compact" => CleanupPolicy::Compact,
+                    _ => return Err(bad("expected delete or compact")),
+                };
+            }
+            "max.message.bytes" => {
+                let parsed: u32 = value
+                    .parse()
+                    .map_err(|_| bad("expected a positive integer"))?;
+                if parsed == 0 || parsed > MAX_MAX_MESSAGE_BYTES {
+                    return Err(bad("expected 1 to 67108864"));
+                }
+                self.max_message_bytes = parsed;
+            }
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match value {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(bad("expected CreateTime or LogAppendTime")),
+                };
+            }
+            "compression.type" => {
+                self.compression = match value {
+                    "none" | "uncompressed" => Compression::None,
+                    "zstd" => Compression::Zstd,
+                    "lz4" => Compression::Lz4,
+                    _ => return Err(bad("expected none, zstd or lz4")),
+                };
+            }
+            _ => return Err(ConfigError::UnknownKey(key.to_owned())),
+        }
+        Ok(())
+    }
+}
+
+fn parse_limit(value: &str) -> Option<i64> {
+    let parsed: i64 = value.parse().ok()?;
+    (parsed == -1 || parsed > 0).then_some(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_known_keys_over_defaults() {
+        let pairs = BTreeMap::from([
+            ("retention.ms".to_owned(), "2000".to_owned()),
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("compression.type".to_owned(), "zstd".to_owned()),
+        ]);
+        let config = TopicConfig::from_pairs(&pairs).expect("valid config");
+        assert_eq!(config.retention_ms, 2000);
+        assert_eq!(config.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(config.compression, Compression::Zstd);
+        assert_eq!(config.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        let mut config = TopicConfig::default();
+        assert!(matches!(
+            config.set("retention.minutes", "1"),
+            Err(ConfigError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            config.set("retention.ms", "0"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            config.set("retention.ms", "soon"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            config.set("max.message.bytes", "0"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert_eq!(config, TopicConfig::default());
+    }
+}

@@ -1,0 +1,35 @@
+//! The record as users see it.
+
+use bytes::Bytes;
+
+/// One header of a record: a UTF-8 name and an optional byte value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Option<Bytes>,
+}
+
+/// A record: optional key, optional value (none is a tombstone), ordered headers and a
+/// timestamp in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    pub timestamp_ms: i64,
+}
+
+impl Record {
+    /// Returns the bytes the record carries (key, value, header names and values), which is
+    /// what `max.message.bytes` limits.
+    pub fn payload_size(&self) -> usize {
+        let header_bytes: usize = self
+            .headers
+            .iter()
+            .map(|header| header.name.len() + header.value.as_ref().map_or(0, Bytes::len))
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + header_bytes
+    }
+}

@@ -1,0 +1,162 @@
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+use crate::batch::{Compression, encode_batch};
+use crate::config::TimestampType;
+use crate::record::{Header, Record};
+
+fn record(
+    key: Option<&str>,
+    value: Option<&str>,
+    headers: &[(&str, &str)],
+    timestamp_ms: i64,
+) -> Record {
+    Record {
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        headers: headers
+            .iter()
+            .map(|(name, value)| Header {
+                name: (*name).into(),
+                value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            })
+            .collect(),
+        timestamp_ms,
+    }
+}
+
+/// The segment of `docs/segment-format.md`'s test vector: topic 7 partition 0 with two
+/// records, then topic 7 partition 2 with a tombstone, uncompressed.
+fn test_vector_segment() -> (Bytes, Vec<BatchEntry>) {
+    let first = [
+        record(Some("k1"), Some("hello"), &[("h", "v")], 1_700_000_000_000),
+        record(None, Some("world"), &[], 1_700_000_000_005),
+    ];
+    let second = [record(Some("k2"), None, &[], 1_700_000_000_010)];
+    let mut builder = SegmentBuilder::new();
+    for (partition, records) in [(0u32, &first[..]), (2, &second[..])] {
+        let bytes =
+            encode_batch(records, Compression::None, TimestampType::CreateTime).expect("encode");
+        let first_ts = records[0].timestamp_ms;
+        let max_ts = records
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .max()
+            .expect("non-empty");
+        builder.append_batch(
+            TopicId(7),
+            partition,
+            &bytes,
+            records.len() as u32,
+            first_ts,
+            max_ts,
+        );
+    }
+    builder.finish()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn matches_documented_test_vector() {
+    let (bytes, _) = test_vector_segment();
+    let document = include_str!("../../../../docs/segment-format.md");
+    let documented: String = document
+        .split("<!-- test-vector -->")
+        .nth(1)
+        .expect("docs/segment-format.md has a test-vector block")
+        .lines()
+        .filter(|line| !line.starts_with("```"))
+        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
+        .collect();
+    assert_eq!(
+        hex(&bytes),
+        documented,
+        "segment bytes differ from the documented test vector"
+    );
+}
+
+#[test]
+fn round_trips_batches_and_index() {
+    let (bytes, entries) = test_vector_segment();
+    assert_eq!(decode_footer(&bytes).expect("footer"), entries);
+    let decoded = decode_segment(&bytes).expect("segment");
+    assert_eq!(decoded.len(), 2);
+    assert_eq!(
+        decoded[0].1.records[1].value.as_deref(),
+        Some(&b"world"[..])
+    );
+    assert_eq!(decoded[1].0.partition, 2);
+    assert_eq!(decoded[1].1.records[0].value, None);
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let (bytes, _) = test_vector_segment();
+    for length in 0..bytes.len() {
+        assert!(
+            decode_segment(&bytes.slice(..length)).is_err(),
+            "prefix of {length} bytes"
+        );
+        assert!(
+            decode_segment(&bytes.slice(length + 1..)).is_err(),
+            "suffix from {}",
+            length + 1
+        );
+    }
+}
+
+#[test]
+fn a_flipped_batch_bit_is_a_crc_mismatch() {
+    let (bytes, entries) = test_vector_segment();
+    let mut corrupted = bytes.to_vec();
+    corrupted[entries[0].byte_offset as usize + 40] ^= 1;
+    assert!(matches!(
+        decode_segment(&Bytes::from(corrupted)),
+        Err(SegmentError::BatchCrcMismatch { .. })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let bytes = Bytes::from(data);
+        let _ = decode_segment(&bytes);
+        let _ = crate::batch::decode_batch(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_behind_a_valid_header_and_trailer_never_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+        footer_len in any::<u32>(),
+    ) {
+        let mut data = SEGMENT_MAGIC.to_vec();
+        data.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 16]);
+        data.extend_from_slice(&body);
+        data.extend_from_slice(&footer_len.to_be_bytes());
+        let crc_position = data.len();
+        data.extend_from_slice(&[0; 4]);
+        data.extend_from_slice(&TRAILER_MAGIC);
+        // Give the footer a valid CRC when its length fits, to reach the entry checks.
+        if let Some(start) = crc_position.checked_sub(4 + footer_len as usize) {
+            if start >= HEADER_LEN {
+                let crc = crc32c::crc32c(&data[start..crc_position - 4]);
+                data[crc_position..crc_position + 4].copy_from_slice(&crc.to_be_bytes());
+            }
+        }
+        let _ = decode_segment(&Bytes::from(data));
+    }
+
+    #[test]
+    fn mutated_segments_never_panic(position in any::<usize>(), value in any::<u8>(), cut in any::<usize>()) {
+        let (bytes, _) = test_vector_segment();
+        let mut data = bytes.to_vec();
+        let position = position % data.len();
+        data[position] = value;
+        data.truncate(data.len() - cut % 8);
+        let _ = decode_segment(&Bytes::from(data));
+    }
+}
