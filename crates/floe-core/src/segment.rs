@@ -10,6 +10,7 @@
 //! test vector that `tests::matches_documented_test_vector` checks.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, BatchError, DecodedBatch};
 use crate::ids::TopicId;
@@ -22,7 +23,7 @@ pub const TRAILER_LEN: usize = 16;
 pub const ENTRY_LEN: usize = 48;
 
 /// One batch's line in the footer index, and what the sequencer records for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchEntry {
     pub topic_id: TopicId,
     pub partition: u32,

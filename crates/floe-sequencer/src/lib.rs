@@ -1,1 +1,26 @@
-//! placeholder
+//! The metadata state machine and the durable, ordered command log that drives it.
+//!
+//! Topics, partitions, log start offsets, high watermarks and the batch index live in
+//! [`ClusterState`]; it changes only by applying [`Command`]s in log order, so every replica
+//! that applies the same log holds the same state. [`Sequencer`] group-commits submitted
+//! commands through a [`LogBackend`] and applies them only once they are durable.
+//!
+//! This crate must not touch segment bytes or the object store's data path: it knows where
+//! batches are, never what they hold.
+
+pub mod conformance;
+mod embedded;
+mod error;
+mod log;
+mod memory;
+mod sequencer;
+mod state;
+
+pub use embedded::FileLog;
+pub use error::{ApplyError, LogError, SequencerError};
+pub use log::{LogBackend, LogEntry, Recovery, Snapshot};
+pub use memory::MemoryLog;
+pub use sequencer::{Sequencer, SequencerOptions};
+pub use state::{
+    BatchLocation, ClusterState, Command, MAX_PARTITIONS, Outcome, PartitionState, TopicState,
+};

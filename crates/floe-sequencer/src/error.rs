@@ -1,0 +1,87 @@
+//! Errors of the state machine, the log backends and the sequencer.
+
+use floe_core::{ErrorKind, TopicId};
+
+/// Why a command was rejected by the state machine. Rejection is deterministic: every
+/// replica applying the same log rejects the same commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum ApplyError {
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("topic id {0} does not exist (deleted while the produce was in flight)")]
+    UnknownTopicId(TopicId),
+    #[error("partition {partition} does not exist; the topic has {partitions}")]
+    UnknownPartition { partition: u32, partitions: u32 },
+    #[error("partition count must be between 1 and {max}, got {requested}")]
+    BadPartitionCount { requested: u32, max: u32 },
+    #[error(
+        "topic {name:?} has {current} partitions; partitions can only grow, not to {requested}"
+    )]
+    PartitionsCannotShrink {
+        name: String,
+        current: u32,
+        requested: u32,
+    },
+}
+
+impl ApplyError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::TopicExists(_) => ErrorKind::Conflict,
+            Self::UnknownTopic(_) | Self::UnknownTopicId(_) | Self::UnknownPartition { .. } => {
+                ErrorKind::NotFound
+            }
+            Self::BadPartitionCount { .. } | Self::PartitionsCannotShrink { .. } => {
+                ErrorKind::Invalid
+            }
+        }
+    }
+}
+
+/// A log backend failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("log i/o at {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("log data directory {0} is in use by another process")]
+    Locked(String),
+    #[error("log is corrupt: {0}")]
+    Corrupt(String),
+    #[error("log backend failed and cannot continue: {0}")]
+    Poisoned(String),
+}
+
+impl LogError {
+    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+/// Why a submission to the sequencer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SequencerError {
+    #[error(transparent)]
+    Rejected(#[from] ApplyError),
+    #[error("sequencer log unavailable: {0}")]
+    Log(#[from] LogError),
+    #[error("sequencer stopped")]
+    Stopped,
+}
+
+impl SequencerError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Rejected(error) => error.kind(),
+            Self::Log(_) | Self::Stopped => ErrorKind::Unavailable,
+        }
+    }
+}
