@@ -1,1 +1,12 @@
-//! placeholder
+//! Where segment bytes live: the object store chosen by URL, the one module that names every
+//! object, create-only segment uploads and ranged batch reads.
+//!
+//! This crate moves bytes and checks their integrity; it knows nothing of offsets or topics
+//! beyond what a key needs, and never decides what is committed (the sequencer does).
+
+pub mod keys;
+mod segments;
+mod store;
+
+pub use segments::{SegmentStore, StorageError};
+pub use store::{StoreUrl, open_store};
