@@ -1,1 +1,115 @@
-//! placeholder
+//! The engine of a floe broker: the produce pipeline (validate, encode, buffer, flush into
+//! one segment, upload, commit, acknowledge), fetch (index lookup, ranged read, CRC check,
+//! absolute offsets, long-poll) and topic administration.
+//!
+//! No HTTP here: the server crate maps requests onto [`Broker`] calls and [`BrokerError`]s
+//! onto responses.
+
+mod error;
+mod fetch;
+mod pipeline;
+mod produce;
+mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_core::Clock;
+use floe_sequencer::Sequencer;
+use floe_storage::SegmentStore;
+
+pub use error::BrokerError;
+pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
+pub use produce::{ProduceRecord, RecordAck};
+pub use topics::{PartitionInfo, TopicDescription};
+
+use crate::pipeline::Pipeline;
+
+/// Tuning of one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// This broker's identity in cluster metadata.
+    pub broker_id: String,
+    /// Seal the open segment once it holds this many bytes.
+    pub segment_max_bytes: usize,
+    /// Seal the open segment this long after its first batch arrived.
+    pub linger: Duration,
+    /// Bytes accepted but not yet committed, across all segments, before produce is refused
+    /// with a retryable error.
+    pub max_buffered_bytes: usize,
+    /// Segments uploading at once.
+    pub max_inflight_uploads: usize,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            broker_id: "broker-0".into(),
+            segment_max_bytes: 8 * 1024 * 1024,
+            linger: Duration::from_millis(5),
+            max_buffered_bytes: 256 * 1024 * 1024,
+            max_inflight_uploads: 4,
+        }
+    }
+}
+
+/// A broker: stateless apart from buffers in flight; all durable state is in the sequencer
+/// and the object store.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    inner: Arc<BrokerInner>,
+}
+
+#[derive(Debug)]
+struct BrokerInner {
+    options: BrokerOptions,
+    sequencer: Sequencer,
+    store: SegmentStore,
+    clock: Arc<dyn Clock>,
+    pipeline: Pipeline,
+    sticky_partition: std::sync::atomic::AtomicU32,
+}
+
+impl Broker {
+    pub fn new(
+        options: BrokerOptions,
+        sequencer: Sequencer,
+        store: SegmentStore,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let pipeline = Pipeline::start(&options, sequencer.clone(), store.clone());
+        Self {
+            inner: Arc::new(BrokerInner {
+                options,
+                sequencer,
+                store,
+                clock,
+                pipeline,
+                sticky_partition: std::sync::atomic::AtomicU32::new(rand::random()),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &BrokerOptions {
+        &self.inner.options
+    }
+
+    pub fn sequencer(&self) -> &Sequencer {
+        &self.inner.sequencer
+    }
+
+    /// Bytes accepted and not yet committed.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.pipeline.buffered_bytes()
+    }
+
+    /// Stops accepting produce, flushes and commits what is buffered, and stops the
+    /// sequencer.
+    pub async fn shutdown(&self) {
+        self.inner.pipeline.shutdown().await;
+        self.inner.sequencer.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

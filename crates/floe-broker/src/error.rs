@@ -1,0 +1,87 @@
+//! Broker errors and the kind each maps to.
+
+use std::time::Duration;
+
+use floe_core::{ConfigError, ErrorKind, NameError};
+use floe_sequencer::{ApplyError, SequencerError};
+use floe_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("invalid topic name: {0}")]
+    InvalidTopicName(#[from] NameError),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("partition {partition} of topic {topic:?} does not exist; it has {partitions}")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(#[from] ConfigError),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("record {index} is {size} bytes; the topic's max.message.bytes is {limit}")]
+    RecordTooLarge {
+        index: usize,
+        size: usize,
+        limit: u32,
+    },
+    #[error(
+        "offset {offset} is outside the partition's range [{log_start_offset}, {high_watermark}]"
+    )]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        high_watermark: u64,
+    },
+    #[error("broker buffers are full ({buffered} bytes waiting to commit); retry shortly")]
+    Busy {
+        buffered: usize,
+        retry_after: Duration,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("broker is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Sequencer(#[from] SequencerError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl From<ApplyError> for BrokerError {
+    fn from(error: ApplyError) -> Self {
+        Self::Sequencer(SequencerError::Rejected(error))
+    }
+}
+
+impl BrokerError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidTopicName(_) | Self::InvalidConfig(_) | Self::InvalidRequest(_) => {
+                ErrorKind::Invalid
+            }
+            Self::UnknownTopic(_) | Self::UnknownPartition { .. } => ErrorKind::NotFound,
+            Self::RecordTooLarge { .. } => ErrorKind::TooLarge,
+            Self::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
+            Self::Busy { .. } => ErrorKind::Busy,
+            Self::ShuttingDown | Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Sequencer(error) => error.kind(),
+            Self::Storage(error) => error.kind(),
+            Self::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// How long a client should wait before retrying, for retryable errors.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Busy { retry_after, .. } => Some(*retry_after),
+            _ if matches!(self.kind(), ErrorKind::Unavailable) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}

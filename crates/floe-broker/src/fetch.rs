@@ -1,0 +1,288 @@
+//! Fetch: find the batches holding an offset, read and verify them, and return records
+//! with absolute offsets; wait at the tail until a commit arrives.
+
+use std::time::Duration;
+
+use floe_core::segment::verify_batch;
+use floe_core::{Record, decode_batch};
+use floe_sequencer::{BatchLocation, ClusterState, PartitionState};
+use futures::future::try_join_all;
+use tokio::time::Instant;
+
+use crate::Broker;
+use crate::error::BrokerError;
+
+/// The most batches one fetch reads.
+const MAX_BATCHES_PER_FETCH: usize = 64;
+
+/// A fetch of one partition from an offset.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// The most records returned (at least one is returned when any is available).
+    pub max_records: usize,
+    /// Stop adding records once their payload reaches this many bytes; the first record is
+    /// returned whatever its size, so a consumer can always make progress.
+    pub max_bytes: usize,
+    /// How long to wait at the tail for new records.
+    pub wait: Duration,
+    /// Move an out-of-range offset to the nearest end instead of failing.
+    pub clamp: bool,
+}
+
+/// A record with its absolute offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedRecord {
+    pub offset: u64,
+    pub record: Record,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchResult {
+    pub records: Vec<FetchedRecord>,
+    /// The offset to fetch next.
+    pub next_offset: u64,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// Which offset an offsets lookup asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// The first offset whose record has a timestamp at or after this one (ms).
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetLookup {
+    pub offset: u64,
+    /// The timestamp of the record at `offset`, for timestamp lookups that found one.
+    pub timestamp_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+struct PartitionView {
+    log_start_offset: u64,
+    high_watermark: u64,
+    batches: Vec<(u64, BatchLocation)>,
+}
+
+impl Broker {
+    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult, BrokerError> {
+        let deadline = Instant::now() + request.wait;
+        let mut applied = self.inner.sequencer.subscribe();
+        let mut offset = request.offset;
+        loop {
+            // Mark the current version seen before reading, so a commit landing between the
+            // read and the wait still wakes us.
+            applied.borrow_and_update();
+            let view = self.inner.sequencer.read(|state| {
+                partition_of(state, &request.topic, request.partition).map(|partition| {
+                    PartitionView {
+                        log_start_offset: partition.log_start_offset,
+                        high_watermark: partition.high_watermark,
+                        batches: select_batches(partition, offset, request.max_bytes),
+                    }
+                })
+            })?;
+            if offset < view.log_start_offset || offset > view.high_watermark {
+                if !request.clamp {
+                    return Err(BrokerError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset: view.log_start_offset,
+                        high_watermark: view.high_watermark,
+                    });
+                }
+                offset = offset.clamp(view.log_start_offset, view.high_watermark);
+                continue;
+            }
+            if offset < view.high_watermark {
+                let records = self
+                    .read_records(
+                        &view.batches,
+                        offset,
+                        request.max_records,
+                        request.max_bytes,
+                    )
+                    .await?;
+                let next_offset = records.last().map_or(offset, |record| record.offset + 1);
+                return Ok(FetchResult {
+                    records,
+                    next_offset,
+                    high_watermark: view.high_watermark,
+                    log_start_offset: view.log_start_offset,
+                });
+            }
+            let timed_out = tokio::time::timeout_at(deadline, applied.changed()).await;
+            if !matches!(timed_out, Ok(Ok(()))) {
+                return Ok(FetchResult {
+                    records: Vec::new(),
+                    next_offset: offset,
+                    high_watermark: view.high_watermark,
+                    log_start_offset: view.log_start_offset,
+                });
+            }
+        }
+    }
+
+    async fn read_records(
+        &self,
+        batches: &[(u64, BatchLocation)],
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<FetchedRecord>, BrokerError> {
+        let reads = batches
+            .iter()
+            .map(|(base, location)| self.read_batch(*base, *location));
+        let decoded = try_join_all(reads).await?;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        for (base, batch) in decoded {
+            for (position, record) in batch.into_iter().enumerate() {
+                let record_offset = base + position as u64;
+                if record_offset < offset {
+                    continue;
+                }
+                let size = record.payload_size();
+                if records.len() >= max_records || (!records.is_empty() && bytes + size > max_bytes)
+                {
+                    return Ok(records);
+                }
+                bytes += size;
+                records.push(FetchedRecord {
+                    offset: record_offset,
+                    record,
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    async fn read_batch(
+        &self,
+        base: u64,
+        location: BatchLocation,
+    ) -> Result<(u64, Vec<Record>), BrokerError> {
+        let range = location.byte_offset..location.byte_offset + u64::from(location.length);
+        let bytes = self.inner.store.read_range(location.segment, range).await?;
+        verify_batch(&bytes, location.crc32c).map_err(|error| {
+            BrokerError::Corrupt(format!(
+                "segment {} batch at offset {base}: {error}",
+                location.segment
+            ))
+        })?;
+        let batch = decode_batch(&bytes).map_err(|error| {
+            BrokerError::Corrupt(format!(
+                "segment {} batch at offset {base}: {error}",
+                location.segment
+            ))
+        })?;
+        if batch.records.len() != location.record_count as usize {
+            return Err(BrokerError::Corrupt(format!(
+                "segment {} batch at offset {base} holds {} records, index says {}",
+                location.segment,
+                batch.records.len(),
+                location.record_count
+            )));
+        }
+        Ok((base, batch.records))
+    }
+
+    /// Resolves earliest, latest or a timestamp to an offset.
+    pub async fn lookup_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<OffsetLookup, BrokerError> {
+        let (log_start, high_watermark, candidate) = self.inner.sequencer.read(|state| {
+            partition_of(state, topic, partition).map(|p| {
+                let candidate = match spec {
+                    OffsetSpec::Timestamp(timestamp) => p
+                        .first_batch_at_or_after(timestamp)
+                        .map(|(base, loc)| (base, *loc)),
+                    _ => None,
+                };
+                (p.log_start_offset, p.high_watermark, candidate)
+            })
+        })?;
+        let timestamp = match spec {
+            OffsetSpec::Earliest => {
+                return Ok(OffsetLookup {
+                    offset: log_start,
+                    timestamp_ms: None,
+                });
+            }
+            OffsetSpec::Latest => {
+                return Ok(OffsetLookup {
+                    offset: high_watermark,
+                    timestamp_ms: None,
+                });
+            }
+            OffsetSpec::Timestamp(timestamp) => timestamp,
+        };
+        let Some((base, location)) = candidate else {
+            // No record that late yet: the answer is where the next record will go.
+            return Ok(OffsetLookup {
+                offset: high_watermark,
+                timestamp_ms: None,
+            });
+        };
+        let (_, records) = self.read_batch(base, location).await?;
+        let found = records.iter().enumerate().find(|(position, record)| {
+            record.timestamp_ms >= timestamp && base + *position as u64 >= log_start
+        });
+        Ok(match found {
+            Some((position, record)) => OffsetLookup {
+                offset: base + position as u64,
+                timestamp_ms: Some(record.timestamp_ms),
+            },
+            None => OffsetLookup {
+                offset: base + records.len() as u64,
+                timestamp_ms: None,
+            },
+        })
+    }
+}
+
+fn partition_of<'a>(
+    state: &'a ClusterState,
+    topic: &str,
+    partition: u32,
+) -> Result<&'a PartitionState, BrokerError> {
+    let topic_state = state
+        .topic(topic)
+        .ok_or_else(|| BrokerError::UnknownTopic(topic.to_owned()))?;
+    topic_state
+        .partitions
+        .get(partition as usize)
+        .ok_or_else(|| BrokerError::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            partitions: topic_state.partition_count(),
+        })
+}
+
+/// The batches a fetch from `offset` needs: the one holding it and later ones until their
+/// bytes cover `max_bytes`.
+fn select_batches(
+    partition: &PartitionState,
+    offset: u64,
+    max_bytes: usize,
+) -> Vec<(u64, BatchLocation)> {
+    let mut selected = Vec::new();
+    let mut bytes = 0usize;
+    for (base, location) in partition.batches_from(offset) {
+        if selected.len() >= MAX_BATCHES_PER_FETCH || (!selected.is_empty() && bytes >= max_bytes) {
+            break;
+        }
+        bytes += location.length as usize;
+        selected.push((base, *location));
+    }
+    selected
+}

@@ -1,0 +1,367 @@
+//! The write pipeline: batches from many requests share one open segment, which is sealed
+//! on size or linger, uploaded with a create-only put, and committed through the sequencer
+//! in the order it was sealed. Producers are answered only after the commit is durable.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use floe_core::segment::{BatchEntry, SegmentBuilder};
+use floe_core::{SegmentId, TopicId};
+use floe_sequencer::{Command, Outcome, Sequencer, SequencerError};
+use floe_storage::{SegmentStore, StorageError};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::BrokerOptions;
+use crate::error::BrokerError;
+
+/// One encoded batch on its way into a segment.
+#[derive(Debug)]
+pub(crate) struct PendingBatch {
+    pub topic_id: TopicId,
+    pub partition: u32,
+    pub bytes: Bytes,
+    pub record_count: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+}
+
+/// Base offsets of a request's batches, in the order they were appended.
+pub(crate) type CommitReply = Result<Vec<u64>, BrokerError>;
+
+#[derive(Debug)]
+struct Waiter {
+    batches: Range<usize>,
+    reserved: usize,
+    reply: oneshot::Sender<CommitReply>,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    builder: SegmentBuilder,
+    waiters: Vec<Waiter>,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct SealedSegment {
+    id: SegmentId,
+    bytes: Bytes,
+    entries: Vec<BatchEntry>,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    shared: Arc<Shared>,
+    flusher: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    open: Mutex<OpenSegment>,
+    /// `None` once shutdown has begun.
+    sealed: Mutex<Option<mpsc::UnboundedSender<SealedSegment>>>,
+    buffered: AtomicUsize,
+    closed: AtomicBool,
+    segment_max_bytes: usize,
+    max_buffered_bytes: usize,
+    linger: Duration,
+}
+
+impl Pipeline {
+    pub(crate) fn start(
+        options: &BrokerOptions,
+        sequencer: Sequencer,
+        store: SegmentStore,
+    ) -> Self {
+        let (sealed_sender, sealed_receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            open: Mutex::new(OpenSegment {
+                builder: SegmentBuilder::new(),
+                waiters: Vec::new(),
+                generation: 0,
+            }),
+            sealed: Mutex::new(Some(sealed_sender)),
+            buffered: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            segment_max_bytes: options.segment_max_bytes,
+            max_buffered_bytes: options.max_buffered_bytes,
+            linger: options.linger,
+        });
+        let flusher = Flusher {
+            shared: Arc::clone(&shared),
+            sequencer,
+            store,
+            max_inflight: options.max_inflight_uploads.max(1),
+        };
+        let handle = tokio::spawn(flusher.run(sealed_receiver));
+        Self {
+            shared,
+            flusher: tokio::sync::Mutex::new(Some(handle)),
+        }
+    }
+
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.shared.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Adds one request's batches to the open segment; they commit together. The returned
+    /// receiver yields their base offsets once the segment is committed.
+    pub(crate) fn append(
+        &self,
+        batches: Vec<PendingBatch>,
+    ) -> Result<oneshot::Receiver<CommitReply>, BrokerError> {
+        let size: usize = batches.iter().map(|batch| batch.bytes.len()).sum();
+        self.reserve(size)?;
+        let (reply, receiver) = oneshot::channel();
+        let mut open = self.shared.open.lock();
+        if self.shared.closed.load(Ordering::Acquire) {
+            drop(open);
+            self.shared.release(size);
+            return Err(BrokerError::ShuttingDown);
+        }
+        if !open.builder.is_empty() && open.builder.len() + size > self.shared.segment_max_bytes {
+            self.shared.seal(&mut open);
+        }
+        let was_empty = open.builder.is_empty();
+        let first = open.builder.entries().len();
+        for batch in &batches {
+            open.builder.append_batch(
+                batch.topic_id,
+                batch.partition,
+                &batch.bytes,
+                batch.record_count,
+                batch.first_timestamp,
+                batch.max_timestamp,
+            );
+        }
+        let last = open.builder.entries().len();
+        open.waiters.push(Waiter {
+            batches: first..last,
+            reserved: size,
+            reply,
+        });
+        if open.builder.len() >= self.shared.segment_max_bytes {
+            self.shared.seal(&mut open);
+        } else if was_empty {
+            self.shared.schedule_linger(open.generation);
+        }
+        Ok(receiver)
+    }
+
+    fn reserve(&self, size: usize) -> Result<(), BrokerError> {
+        let limit = self.shared.max_buffered_bytes;
+        let mut current = self.shared.buffered.load(Ordering::Relaxed);
+        loop {
+            // One request may always go through on an idle broker, however large.
+            if current > 0 && current + size > limit {
+                return Err(BrokerError::Busy {
+                    buffered: current,
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            match self.shared.buffered.compare_exchange_weak(
+                current,
+                current + size,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Refuses new batches, seals what is open and waits until every sealed segment has been
+    /// uploaded, committed and answered.
+    pub(crate) async fn shutdown(&self) {
+        {
+            let mut open = self.shared.open.lock();
+            self.shared.closed.store(true, Ordering::Release);
+            if !open.builder.is_empty() {
+                self.shared.seal(&mut open);
+            }
+        }
+        self.shared.sealed.lock().take();
+        if let Some(handle) = self.flusher.lock().await.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Shared {
+    fn release(&self, size: usize) {
+        self.buffered.fetch_sub(size, Ordering::AcqRel);
+    }
+
+    fn seal(&self, open: &mut OpenSegment) {
+        let fresh = OpenSegment {
+            builder: SegmentBuilder::new(),
+            waiters: Vec::new(),
+            generation: open.generation + 1,
+        };
+        let full = std::mem::replace(open, fresh);
+        let (bytes, entries) = full.builder.finish();
+        let segment = SealedSegment {
+            id: SegmentId::generate(),
+            bytes,
+            entries,
+            waiters: full.waiters,
+        };
+        let sender = self.sealed.lock();
+        match sender.as_ref() {
+            Some(sender) => {
+                if let Err(mpsc::error::SendError(segment)) = sender.send(segment) {
+                    self.fail(segment.waiters, || BrokerError::ShuttingDown);
+                }
+            }
+            None => self.fail(segment.waiters, || BrokerError::ShuttingDown),
+        }
+    }
+
+    fn schedule_linger(self: &Arc<Self>, generation: u64) {
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(shared.linger).await;
+            let mut open = shared.open.lock();
+            if open.generation == generation && !open.builder.is_empty() {
+                shared.seal(&mut open);
+            }
+        });
+    }
+
+    fn fail(&self, waiters: Vec<Waiter>, error: impl Fn() -> BrokerError) {
+        for waiter in waiters {
+            self.release(waiter.reserved);
+            let _ = waiter.reply.send(Err(error()));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Flusher {
+    shared: Arc<Shared>,
+    sequencer: Sequencer,
+    store: SegmentStore,
+    max_inflight: usize,
+}
+
+impl Flusher {
+    async fn run(self, mut sealed: mpsc::UnboundedReceiver<SealedSegment>) {
+        let mut uploads = FuturesOrdered::new();
+        let mut commits = futures::stream::FuturesUnordered::new();
+        let mut receiving = true;
+        loop {
+            tokio::select! {
+                next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
+                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment)),
+                    None => receiving = false,
+                },
+                Some((segment, uploaded)) = uploads.next(), if !uploads.is_empty() => {
+                    // Uploads finish in any order but are committed in seal order.
+                    if let Some(commit) = self.commit(segment, uploaded).await {
+                        commits.push(commit);
+                    }
+                }
+                Some(()) = commits.next(), if !commits.is_empty() => {}
+                else => break,
+            }
+        }
+    }
+
+    async fn commit(
+        &self,
+        segment: SealedSegment,
+        uploaded: Result<(), StorageError>,
+    ) -> Option<futures::future::BoxFuture<'static, ()>> {
+        if let Err(error) = uploaded {
+            tracing::warn!(segment = %segment.id, %error, "segment upload failed; its producers get an error");
+            let message = error.to_string();
+            self.shared.fail(segment.waiters, || {
+                BrokerError::Unavailable(format!("segment upload failed: {message}"))
+            });
+            return None;
+        }
+        let command = Command::CommitSegment {
+            segment: segment.id,
+            batches: segment.entries,
+        };
+        let outcome = match self.sequencer.submit_ordered(command).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.shared.fail(segment.waiters, || {
+                    BrokerError::Sequencer(SequencerError::Stopped)
+                });
+                tracing::warn!(segment = %segment.id, %error, "segment commit could not be submitted");
+                return None;
+            }
+        };
+        let shared = Arc::clone(&self.shared);
+        let segment_id = segment.id;
+        let waiters = segment.waiters;
+        Some(Box::pin(async move {
+            match outcome.await {
+                Ok(Outcome::SegmentCommitted(results)) => answer(&shared, waiters, &results),
+                Ok(other) => {
+                    tracing::error!(segment = %segment_id, ?other, "commit answered with a foreign outcome");
+                    shared.fail(waiters, || {
+                        BrokerError::Corrupt("unexpected commit outcome".into())
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(segment = %segment_id, %error, "segment commit failed");
+                    let message = error.to_string();
+                    shared.fail(waiters, || {
+                        BrokerError::Unavailable(format!("segment commit failed: {message}"))
+                    });
+                }
+            }
+        }))
+    }
+}
+
+fn answer(
+    shared: &Shared,
+    waiters: Vec<Waiter>,
+    results: &[Result<u64, floe_sequencer::ApplyError>],
+) {
+    for waiter in waiters {
+        shared.release(waiter.reserved);
+        let reply = results[waiter.batches.clone()]
+            .iter()
+            .map(|result| result.clone().map_err(BrokerError::from))
+            .collect::<Result<Vec<u64>, BrokerError>>();
+        let _ = waiter.reply.send(reply);
+    }
+}
+
+/// Uploads a segment, retrying transient failures. A retry that finds the object already
+/// there means an earlier attempt landed and only its response was lost: the id is ours
+/// alone, so that counts as success.
+async fn upload(
+    store: SegmentStore,
+    segment: SealedSegment,
+) -> (SealedSegment, Result<(), StorageError>) {
+    const ATTEMPTS: u32 = 5;
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match store.put_segment(segment.id, segment.bytes.clone()).await {
+            Ok(()) => return (segment, Ok(())),
+            Err(StorageError::AlreadyExists(_)) if attempt > 1 => return (segment, Ok(())),
+            Err(error) if attempt < ATTEMPTS && matches!(error, StorageError::Store { .. }) => {
+                tracing::debug!(segment = %segment.id, attempt, %error, "retrying segment upload");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            Err(error) => return (segment, Err(error)),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Produce: validate a request, pick partitions, encode one batch per partition, and wait
+//! for the segment holding them to commit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use floe_core::partitioner::partition_for_key;
+use floe_core::{Header, Record, TimestampType, TopicConfig, TopicId, encode_batch};
+
+use crate::Broker;
+use crate::error::BrokerError;
+use crate::pipeline::PendingBatch;
+
+/// A record as a producer sends it.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceRecord {
+    /// An explicit partition; otherwise the key decides, or the sticky partition for
+    /// records without a key.
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// The producer's timestamp (ms); the broker's clock when absent.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAck {
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug)]
+struct TopicView {
+    id: TopicId,
+    partitions: u32,
+    config: TopicConfig,
+}
+
+impl Broker {
+    /// Appends records to a topic, all or nothing, and returns each record's partition,
+    /// offset and timestamp in request order once they are durable.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<RecordAck>, BrokerError> {
+        if records.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "a produce request needs at least one record".into(),
+            ));
+        }
+        let view = self
+            .inner
+            .sequencer
+            .read(|state| {
+                state.topic(topic).map(|t| TopicView {
+                    id: t.id,
+                    partitions: t.partition_count(),
+                    config: t.config.clone(),
+                })
+            })
+            .ok_or_else(|| BrokerError::UnknownTopic(topic.to_owned()))?;
+
+        let now = self.inner.clock.now_ms();
+        let mut by_partition: BTreeMap<u32, Vec<(usize, Record)>> = BTreeMap::new();
+        let mut sticky = None;
+        for (index, record) in records.into_iter().enumerate() {
+            let partition = self.choose_partition(topic, &view, &record, &mut sticky)?;
+            let timestamp_ms = match (view.config.message_timestamp_type, record.timestamp_ms) {
+                (TimestampType::LogAppendTime, _) | (TimestampType::CreateTime, None) => now,
+                (TimestampType::CreateTime, Some(timestamp)) if timestamp >= 0 => timestamp,
+                (TimestampType::CreateTime, Some(timestamp)) => {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "record {index} has negative timestamp {timestamp}"
+                    )));
+                }
+            };
+            let record = Record {
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp_ms,
+            };
+            let size = record.payload_size();
+            if size > view.config.max_message_bytes as usize {
+                return Err(BrokerError::RecordTooLarge {
+                    index,
+                    size,
+                    limit: view.config.max_message_bytes,
+                });
+            }
+            by_partition
+                .entry(partition)
+                .or_default()
+                .push((index, record));
+        }
+
+        let (batches, placements) = encode_batches(&view, by_partition)?;
+        let receiver = self.inner.pipeline.append(batches)?;
+        let base_offsets = receiver.await.map_err(|_| BrokerError::ShuttingDown)??;
+
+        let total = placements.iter().map(|p| p.indexes.len()).sum();
+        let mut acks = vec![
+            RecordAck {
+                partition: 0,
+                offset: 0,
+                timestamp_ms: 0
+            };
+            total
+        ];
+        for (placement, base_offset) in placements.iter().zip(base_offsets) {
+            for (position, (index, timestamp_ms)) in placement.indexes.iter().enumerate() {
+                acks[*index] = RecordAck {
+                    partition: placement.partition,
+                    offset: base_offset + position as u64,
+                    timestamp_ms: *timestamp_ms,
+                };
+            }
+        }
+        Ok(acks)
+    }
+
+    fn choose_partition(
+        &self,
+        topic: &str,
+        view: &TopicView,
+        record: &ProduceRecord,
+        sticky: &mut Option<u32>,
+    ) -> Result<u32, BrokerError> {
+        if let Some(partition) = record.partition {
+            if partition >= view.partitions {
+                return Err(BrokerError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                    partitions: view.partitions,
+                });
+            }
+            return Ok(partition);
+        }
+        if let Some(key) = &record.key {
+            return Ok(partition_for_key(key, view.partitions));
+        }
+        // Records without key or partition stick to one partition per request, and
+        // successive requests rotate through the partitions, as Kafka's sticky partitioner
+        // rotates per batch.
+        Ok(*sticky.get_or_insert_with(|| {
+            self.inner.sticky_partition.fetch_add(1, Ordering::Relaxed) % view.partitions
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Placement {
+    partition: u32,
+    /// Request index and timestamp of each record, in batch order.
+    indexes: Vec<(usize, i64)>,
+}
+
+fn encode_batches(
+    view: &TopicView,
+    by_partition: BTreeMap<u32, Vec<(usize, Record)>>,
+) -> Result<(Vec<PendingBatch>, Vec<Placement>), BrokerError> {
+    let mut batches = Vec::with_capacity(by_partition.len());
+    let mut placements = Vec::with_capacity(by_partition.len());
+    for (partition, indexed) in by_partition {
+        let (indexes, records): (Vec<(usize, i64)>, Vec<Record>) = indexed
+            .into_iter()
+            .map(|(index, record)| ((index, record.timestamp_ms), record))
+            .unzip();
+        let bytes = encode_batch(
+            &records,
+            view.config.compression,
+            view.config.message_timestamp_type,
+        )
+        .map_err(|error| BrokerError::InvalidRequest(error.to_string()))?;
+        let first_timestamp = records[0].timestamp_ms;
+        let max_timestamp = records
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .max()
+            .unwrap_or(first_timestamp);
+        batches.push(PendingBatch {
+            topic_id: view.id,
+            partition,
+            bytes,
+            record_count: records.len() as u32,
+            first_timestamp,
+            max_timestamp,
+        });
+        placements.push(Placement { partition, indexes });
+    }
+    Ok((batches, placements))
+}

@@ -1,0 +1,187 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floe_core::{SystemClock, TopicConfig};
+use floe_sequencer::{MemoryLog, Sequencer, SequencerOptions};
+use floe_storage::{SegmentStore, StoreUrl, open_store};
+
+use super::*;
+
+async fn broker() -> Broker {
+    let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
+        .await
+        .expect("sequencer");
+    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
+    let options = BrokerOptions {
+        linger: Duration::from_millis(2),
+        ..BrokerOptions::default()
+    };
+    Broker::new(
+        options,
+        sequencer,
+        SegmentStore::new(store, prefix),
+        Arc::new(SystemClock),
+    )
+}
+
+fn record(partition: Option<u32>, key: Option<&str>, value: &str) -> ProduceRecord {
+    ProduceRecord {
+        partition,
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        headers: Vec::new(),
+        timestamp_ms: Some(1_000),
+    }
+}
+
+fn fetch_request(partition: u32, offset: u64) -> FetchRequest {
+    FetchRequest {
+        topic: "t".into(),
+        partition,
+        offset,
+        max_records: 1000,
+        max_bytes: 1 << 20,
+        wait: Duration::ZERO,
+        clamp: false,
+    }
+}
+
+#[tokio::test]
+async fn produce_then_fetch_from_inside_a_batch() {
+    let broker = broker().await;
+    broker
+        .create_topic("t", 2, TopicConfig::default())
+        .await
+        .expect("create");
+    let records: Vec<_> = (0..10)
+        .map(|i| record(Some(1), None, &format!("v{i}")))
+        .collect();
+    let acks = broker.produce("t", records).await.expect("produce");
+    assert_eq!(
+        acks.iter().map(|a| a.offset).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    let acks = broker
+        .produce("t", vec![record(Some(1), None, "v10")])
+        .await
+        .expect("produce");
+    assert_eq!(acks[0].offset, 10);
+
+    let fetched = broker.fetch(fetch_request(1, 4)).await.expect("fetch");
+    let values: Vec<_> = fetched
+        .records
+        .iter()
+        .map(|r| r.record.value.clone().expect("value"))
+        .collect();
+    assert_eq!(values.first(), Some(&Bytes::from_static(b"v4")));
+    assert_eq!(fetched.records.first().map(|r| r.offset), Some(4));
+    assert_eq!(fetched.next_offset, 11);
+    assert_eq!(fetched.high_watermark, 11);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn out_of_range_offsets_are_refused_or_clamped() {
+    let broker = broker().await;
+    broker
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    broker
+        .produce("t", vec![record(None, None, "a")])
+        .await
+        .expect("produce");
+    assert!(matches!(
+        broker.fetch(fetch_request(0, 5)).await,
+        Err(BrokerError::OffsetOutOfRange { .. })
+    ));
+    let clamped = broker
+        .fetch(FetchRequest {
+            clamp: true,
+            ..fetch_request(0, 5)
+        })
+        .await
+        .expect("clamped");
+    assert_eq!(clamped.next_offset, 1);
+    assert!(matches!(
+        broker.fetch(fetch_request(3, 0)).await,
+        Err(BrokerError::UnknownPartition { .. })
+    ));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_commit() {
+    let broker = broker().await;
+    broker
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    let waiting = tokio::spawn({
+        let broker = broker.clone();
+        async move {
+            broker
+                .fetch(FetchRequest {
+                    wait: Duration::from_secs(30),
+                    ..fetch_request(0, 0)
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    broker
+        .produce("t", vec![record(None, None, "wake")])
+        .await
+        .expect("produce");
+    let fetched = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the long-poll returns long before its 30 s wait")
+        .expect("task")
+        .expect("fetch");
+    assert_eq!(fetched.records.len(), 1);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
+    let broker = broker().await;
+    broker
+        .create_topic("t", 3, TopicConfig::default())
+        .await
+        .expect("create");
+    let acks = broker
+        .produce("t", vec![record(None, Some("21"), "x")])
+        .await
+        .expect("produce");
+    assert_eq!(
+        acks[0].partition,
+        floe_core::partitioner::partition_for_key(b"21", 3)
+    );
+
+    let mut too_large = TopicConfig::default();
+    too_large.max_message_bytes = 10;
+    broker
+        .create_topic("small", 1, too_large)
+        .await
+        .expect("create");
+    let result = broker
+        .produce(
+            "small",
+            vec![
+                record(None, None, "ok"),
+                record(None, None, "this value is too long"),
+            ],
+        )
+        .await;
+    assert!(matches!(
+        result,
+        Err(BrokerError::RecordTooLarge { index: 1, .. })
+    ));
+    let described = broker.describe_topic("small").expect("describe");
+    assert_eq!(
+        described.partitions[0].high_watermark, 0,
+        "nothing of a refused request is written"
+    );
+    broker.shutdown().await;
+}

@@ -1,0 +1,117 @@
+//! Topic administration through the sequencer.
+
+use floe_core::{TopicConfig, TopicId, validate_topic_name};
+use floe_sequencer::{Command, Outcome, SequencerError};
+
+use crate::Broker;
+use crate::error::BrokerError;
+
+/// A topic with its configuration and per-partition offsets.
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    pub name: String,
+    pub id: TopicId,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub size_bytes: u64,
+    /// The broker that owns the partition (for locality and background jobs).
+    pub owner: String,
+}
+
+impl Broker {
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<TopicDescription, BrokerError> {
+        validate_topic_name(name)?;
+        let command = Command::CreateTopic {
+            name: name.to_owned(),
+            partitions,
+            config,
+            created_ms: self.inner.clock.now_ms(),
+        };
+        self.inner.sequencer.submit(command).await?;
+        self.describe_topic(name)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let command = Command::DeleteTopic {
+            name: name.to_owned(),
+        };
+        match self.inner.sequencer.submit(command).await {
+            Ok(_) => Ok(()),
+            Err(SequencerError::Rejected(floe_sequencer::ApplyError::UnknownTopic(name))) => {
+                Err(BrokerError::UnknownTopic(name))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: u32,
+    ) -> Result<TopicDescription, BrokerError> {
+        let command = Command::AddPartitions {
+            name: name.to_owned(),
+            count,
+        };
+        match self.inner.sequencer.submit(command).await {
+            Ok(Outcome::PartitionsAdded { .. }) => self.describe_topic(name),
+            Ok(other) => Err(BrokerError::Corrupt(format!(
+                "unexpected outcome {other:?}"
+            ))),
+            Err(SequencerError::Rejected(floe_sequencer::ApplyError::UnknownTopic(name))) => {
+                Err(BrokerError::UnknownTopic(name))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription, BrokerError> {
+        let owner = &self.inner.options.broker_id;
+        self.inner
+            .sequencer
+            .read(|state| {
+                state.topic(name).map(|topic| TopicDescription {
+                    name: topic.name.clone(),
+                    id: topic.id,
+                    config: topic.config.clone(),
+                    created_ms: topic.created_ms,
+                    partitions: topic
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(index, partition)| PartitionInfo {
+                            partition: index as u32,
+                            log_start_offset: partition.log_start_offset,
+                            high_watermark: partition.high_watermark,
+                            size_bytes: partition.size_bytes,
+                            owner: owner.clone(),
+                        })
+                        .collect(),
+                })
+            })
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_owned()))
+    }
+
+    pub fn list_topics(&self) -> Vec<(String, u32)> {
+        self.inner.sequencer.read(|state| {
+            state
+                .topics()
+                .map(|topic| (topic.name.clone(), topic.partition_count()))
+                .collect()
+        })
+    }
+}
