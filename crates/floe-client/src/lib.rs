@@ -1,1 +1,8 @@
-//! placeholder
+//! The typed HTTP client of floe's `/v1` API, and the API's wire types, shared by the
+//! server, the CLI, the tests and the benchmarks.
+
+pub mod api;
+pub mod binary;
+mod client;
+
+pub use client::{ClientError, Encoding, FetchOptions, FloeClient};

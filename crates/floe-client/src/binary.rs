@@ -1,0 +1,234 @@
+//! The compact binary framing (content type [`CONTENT_TYPE`]) for produce requests and
+//! fetch responses. All integers are big-endian; lengths of `-1` mean null.
+//!
+//! ```text
+//! produce request : u32 count · count × { i32 partition (-1 = any) · i64 timestamp (-1 = now)
+//!                   · bytes key · bytes value · headers }
+//! fetch response  : u64 next_offset · u64 high_watermark · u64 log_start_offset · u32 count
+//!                   · count × { u64 offset · i64 timestamp · bytes key · bytes value · headers }
+//! bytes           : i32 length (-1 = null) · length bytes
+//! headers         : u16 count · count × { u16 name length · UTF-8 name · bytes value }
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub const CONTENT_TYPE: &str = "application/vnd.floe.records.v1";
+
+/// A record in the binary framing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BinaryRecord {
+    /// For produce: the explicit partition, if any. For fetch: unused.
+    pub partition: Option<u32>,
+    /// For fetch: the record's offset.
+    pub offset: u64,
+    pub timestamp: Option<i64>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// A fetch response in the binary framing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BinaryFetch {
+    pub next_offset: u64,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+    pub records: Vec<BinaryRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("binary body ends early while reading {0}")]
+    Truncated(&'static str),
+    #[error("binary body has {0} bytes after the last record")]
+    TrailingBytes(usize),
+    #[error("header name is not UTF-8")]
+    BadHeaderName,
+    #[error("invalid {field}: {value}")]
+    BadValue { field: &'static str, value: i64 },
+}
+
+pub fn encode_produce(records: &[BinaryRecord]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u32(records.len() as u32);
+    for record in records {
+        out.put_i32(record.partition.map_or(-1, |p| p as i32));
+        out.put_i64(record.timestamp.unwrap_or(-1));
+        put_record_body(&mut out, record);
+    }
+    out.freeze()
+}
+
+pub fn decode_produce(mut body: Bytes) -> Result<Vec<BinaryRecord>, FramingError> {
+    let count = take_u32(&mut body, "record count")? as usize;
+    // Every record takes at least 22 bytes; never trust a count the body cannot hold.
+    let mut records = Vec::with_capacity(count.min(body.len() / 22 + 1));
+    for _ in 0..count {
+        let partition = take_i32(&mut body, "partition")?;
+        let timestamp = take_i64(&mut body, "timestamp")?;
+        if partition < -1 {
+            return Err(FramingError::BadValue { field: "partition", value: i64::from(partition) });
+        }
+        if timestamp < -1 {
+            return Err(FramingError::BadValue { field: "timestamp", value: timestamp });
+        }
+        let mut record = take_record_body(&mut body)?;
+        record.partition = (partition >= 0).then_some(partition as u32);
+        record.timestamp = (timestamp >= 0).then_some(timestamp);
+        records.push(record);
+    }
+    if body.has_remaining() {
+        return Err(FramingError::TrailingBytes(body.remaining()));
+    }
+    Ok(records)
+}
+
+pub fn encode_fetch(fetch: &BinaryFetch) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u64(fetch.next_offset);
+    out.put_u64(fetch.high_watermark);
+    out.put_u64(fetch.log_start_offset);
+    out.put_u32(fetch.records.len() as u32);
+    for record in &fetch.records {
+        out.put_u64(record.offset);
+        out.put_i64(record.timestamp.unwrap_or(-1));
+        put_record_body(&mut out, record);
+    }
+    out.freeze()
+}
+
+pub fn decode_fetch(mut body: Bytes) -> Result<BinaryFetch, FramingError> {
+    let next_offset = take_u64(&mut body, "next offset")?;
+    let high_watermark = take_u64(&mut body, "high watermark")?;
+    let log_start_offset = take_u64(&mut body, "log start offset")?;
+    let count = take_u32(&mut body, "record count")? as usize;
+    let mut records = Vec::with_capacity(count.min(body.len() / 26 + 1));
+    for _ in 0..count {
+        let offset = take_u64(&mut body, "offset")?;
+        let timestamp = take_i64(&mut body, "timestamp")?;
+        let mut record = take_record_body(&mut body)?;
+        record.offset = offset;
+        record.timestamp = (timestamp >= 0).then_some(timestamp);
+        records.push(record);
+    }
+    if body.has_remaining() {
+        return Err(FramingError::TrailingBytes(body.remaining()));
+    }
+    Ok(BinaryFetch { next_offset, high_watermark, log_start_offset, records })
+}
+
+fn put_record_body(out: &mut BytesMut, record: &BinaryRecord) {
+    put_bytes(out, record.key.as_deref());
+    put_bytes(out, record.value.as_deref());
+    out.put_u16(record.headers.len() as u16);
+    for (name, value) in &record.headers {
+        out.put_u16(name.len() as u16);
+        out.put_slice(name.as_bytes());
+        put_bytes(out, value.as_deref());
+    }
+}
+
+fn take_record_body(body: &mut Bytes) -> Result<BinaryRecord, FramingError> {
+    let key = take_bytes(body, "key")?;
+    let value = take_bytes(body, "value")?;
+    let header_count = take_u16(body, "header count")?;
+    let mut headers = Vec::with_capacity(usize::from(header_count).min(body.len() / 6 + 1));
+    for _ in 0..header_count {
+        let name_len = usize::from(take_u16(body, "header name length")?);
+        if body.remaining() < name_len {
+            return Err(FramingError::Truncated("header name"));
+        }
+        let name = String::from_utf8(body.split_to(name_len).to_vec()).map_err(|_| FramingError::BadHeaderName)?;
+        headers.push((name, take_bytes(body, "header value")?));
+    }
+    Ok(BinaryRecord { key, value, headers, ..BinaryRecord::default() })
+}
+
+fn put_bytes(out: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            out.put_i32(bytes.len() as i32);
+            out.put_slice(bytes);
+        }
+        None => out.put_i32(-1),
+    }
+}
+
+fn take_bytes(body: &mut Bytes, what: &'static str) -> Result<Option<Bytes>, FramingError> {
+    let length = take_i32(body, what)?;
+    if length == -1 {
+        return Ok(None);
+    }
+    if length < -1 {
+        return Err(FramingError::BadValue { field: what, value: i64::from(length) });
+    }
+    let length = length as usize;
+    if body.remaining() < length {
+        return Err(FramingError::Truncated(what));
+    }
+    Ok(Some(body.split_to(length)))
+}
+
+macro_rules! take_int {
+    ($name:ident, $ty:ty, $get:ident) => {
+        fn $name(body: &mut Bytes, what: &'static str) -> Result<$ty, FramingError> {
+            if body.remaining() < std::mem::size_of::<$ty>() {
+                return Err(FramingError::Truncated(what));
+            }
+            Ok(body.$get())
+        }
+    };
+}
+
+take_int!(take_u16, u16, get_u16);
+take_int!(take_u32, u32, get_u32);
+take_int!(take_i32, i32, get_i32);
+take_int!(take_u64, u64, get_u64);
+take_int!(take_i64, i64, get_i64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<BinaryRecord> {
+        vec![
+            BinaryRecord {
+                partition: Some(2),
+                timestamp: Some(5),
+                key: Some(Bytes::from_static(b"k")),
+                value: Some(Bytes::from_static(b"\x00\xffbinary")),
+                headers: vec![("h".into(), Some(Bytes::from_static(b"v"))), ("n".into(), None)],
+                ..BinaryRecord::default()
+            },
+            BinaryRecord::default(),
+        ]
+    }
+
+    #[test]
+    fn produce_round_trip_and_truncations_fail() {
+        let encoded = encode_produce(&sample());
+        assert_eq!(decode_produce(encoded.clone()).expect("decode"), sample());
+        for cut in 0..encoded.len() {
+            assert!(decode_produce(encoded.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut longer = encoded.to_vec();
+        longer.push(0);
+        assert_eq!(decode_produce(Bytes::from(longer)), Err(FramingError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn hostile_counts_do_not_allocate() {
+        let body = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
+        assert!(decode_produce(body).is_err());
+    }
+
+    #[test]
+    fn fetch_round_trip() {
+        let fetch = BinaryFetch { next_offset: 9, high_watermark: 10, log_start_offset: 1, records: sample() };
+        let mut expected = fetch.clone();
+        for record in &mut expected.records {
+            record.partition = None;
+        }
+        assert_eq!(decode_fetch(encode_fetch(&fetch)).expect("decode"), expected);
+    }
+}

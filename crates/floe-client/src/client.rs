@@ -1,0 +1,225 @@
+//! [`FloeClient`]: one method per `/v1` operation.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse, OffsetResponse, ProduceRecordJson,
+    ProduceRequest, ProduceResponse, TopicDescription, TopicList,
+};
+use crate::binary::{self, BinaryFetch, BinaryRecord};
+
+/// How keys, values and header values are written in JSON bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// UTF-8 text (the default).
+    #[default]
+    Text,
+    /// Base64 of arbitrary bytes.
+    Base64,
+    /// Any JSON value, stored as its serialized bytes.
+    Json,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Base64 => "base64",
+            Self::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{status} {}: {}", body.error_code, body.message)]
+    Api { status: StatusCode, body: ErrorBody, retry_after: Option<Duration> },
+    #[error("could not decode response: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            Self::Api { body, .. } => Some(&body.error_code),
+            _ => None,
+        }
+    }
+}
+
+/// Options of a fetch.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    pub max_records: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub wait: Option<Duration>,
+    pub clamp: bool,
+    pub encoding: Encoding,
+}
+
+/// A client of one floe server.
+#[derive(Debug, Clone)]
+pub struct FloeClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl FloeClient {
+    /// `base` is the server's root URL, such as `http://127.0.0.1:8080`.
+    pub fn new(base: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .expect("a client without TLS or proxies always builds");
+        Self { base: base.into().trim_end_matches('/').to_owned(), http }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn list_topics(&self) -> Result<TopicList, ClientError> {
+        json(self.request(Method::GET, "/v1/topics").send().await?).await
+    }
+
+    pub async fn create_topic(&self, request: &CreateTopicRequest) -> Result<TopicDescription, ClientError> {
+        json(self.request(Method::POST, "/v1/topics").json(request).send().await?).await
+    }
+
+    pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, ClientError> {
+        json(self.request(Method::GET, &format!("/v1/topics/{topic}")).send().await?).await
+    }
+
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), ClientError> {
+        let response = self.request(Method::DELETE, &format!("/v1/topics/{topic}")).send().await?;
+        check(response).await.map(|_| ())
+    }
+
+    pub async fn add_partitions(&self, topic: &str, count: u32) -> Result<TopicDescription, ClientError> {
+        let path = format!("/v1/topics/{topic}/partitions");
+        json(self.request(Method::POST, &path).json(&AddPartitionsRequest { count }).send().await?).await
+    }
+
+    /// Produces JSON records, each with its own partition or none.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecordJson>,
+        encoding: Encoding,
+    ) -> Result<ProduceResponse, ClientError> {
+        let path = format!("/v1/topics/{topic}/records?encoding={}", encoding.as_str());
+        let response = self.request(Method::POST, &path).json(&ProduceRequest { records }).send().await?;
+        json(response).await
+    }
+
+    /// Produces records in the binary framing.
+    pub async fn produce_binary(&self, topic: &str, records: &[BinaryRecord]) -> Result<ProduceResponse, ClientError> {
+        let path = format!("/v1/topics/{topic}/records");
+        let response = self
+            .request(Method::POST, &path)
+            .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)
+            .body(binary::encode_produce(records))
+            .send()
+            .await?;
+        json(response).await
+    }
+
+    fn fetch_request(&self, topic: &str, partition: u32, offset: u64, options: &FetchOptions) -> RequestBuilder {
+        let mut path = format!(
+            "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&encoding={}",
+            options.encoding.as_str()
+        );
+        if let Some(max_records) = options.max_records {
+            path.push_str(&format!("&max_records={max_records}"));
+        }
+        if let Some(max_bytes) = options.max_bytes {
+            path.push_str(&format!("&max_bytes={max_bytes}"));
+        }
+        if let Some(wait) = options.wait {
+            path.push_str(&format!("&wait_ms={}", wait.as_millis()));
+        }
+        if options.clamp {
+            path.push_str("&clamp=true");
+        }
+        self.request(Method::GET, &path)
+    }
+
+    pub async fn fetch(&self, topic: &str, partition: u32, offset: u64, options: &FetchOptions) -> Result<FetchResponse, ClientError> {
+        json(self.fetch_request(topic, partition, offset, options).send().await?).await
+    }
+
+    /// Fetches with the binary framing in the response.
+    pub async fn fetch_binary(&self, topic: &str, partition: u32, offset: u64, options: &FetchOptions) -> Result<BinaryFetch, ClientError> {
+        let response = self
+            .fetch_request(topic, partition, offset, options)
+            .header(reqwest::header::ACCEPT, binary::CONTENT_TYPE)
+            .send()
+            .await?;
+        let body = check(response).await?.bytes().await?;
+        binary::decode_fetch(body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// Looks up `earliest`, `latest` or a timestamp in milliseconds.
+    pub async fn offset(&self, topic: &str, partition: u32, at: &str) -> Result<OffsetResponse, ClientError> {
+        let path = format!("/v1/topics/{topic}/partitions/{partition}/offsets?at={at}");
+        json(self.request(Method::GET, &path).send().await?).await
+    }
+
+    pub async fn cluster(&self) -> Result<ClusterInfo, ClientError> {
+        json(self.request(Method::GET, "/v1/cluster").send().await?).await
+    }
+
+    /// Sends a raw request (for tests of malformed input).
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<Bytes>) -> Result<(StatusCode, Bytes), ClientError> {
+        let response = self
+            .request(method, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .send()
+            .await?;
+        let status = response.status();
+        Ok((status, response.bytes().await?))
+    }
+}
+
+async fn check(response: Response) -> Result<Response, ClientError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = response.bytes().await?;
+    let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+        error_code: "http_error".into(),
+        message: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+    Err(ClientError::Api { status, body, retry_after })
+}
+
+async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+    let bytes = check(response).await?.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode(error.to_string()))
+}
