@@ -67,10 +67,16 @@ pub fn decode_produce(mut body: Bytes) -> Result<Vec<BinaryRecord>, FramingError
         let partition = take_i32(&mut body, "partition")?;
         let timestamp = take_i64(&mut body, "timestamp")?;
         if partition < -1 {
-            return Err(FramingError::BadValue { field: "partition", value: i64::from(partition) });
+            return Err(FramingError::BadValue {
+                field: "partition",
+                value: i64::from(partition),
+            });
         }
         if timestamp < -1 {
-            return Err(FramingError::BadValue { field: "timestamp", value: timestamp });
+            return Err(FramingError::BadValue {
+                field: "timestamp",
+                value: timestamp,
+            });
         }
         let mut record = take_record_body(&mut body)?;
         record.partition = (partition >= 0).then_some(partition as u32);
@@ -114,7 +120,12 @@ pub fn decode_fetch(mut body: Bytes) -> Result<BinaryFetch, FramingError> {
     if body.has_remaining() {
         return Err(FramingError::TrailingBytes(body.remaining()));
     }
-    Ok(BinaryFetch { next_offset, high_watermark, log_start_offset, records })
+    Ok(BinaryFetch {
+        next_offset,
+        high_watermark,
+        log_start_offset,
+        records,
+    })
 }
 
 fn put_record_body(out: &mut BytesMut, record: &BinaryRecord) {
@@ -138,10 +149,16 @@ fn take_record_body(body: &mut Bytes) -> Result<BinaryRecord, FramingError> {
         if body.remaining() < name_len {
             return Err(FramingError::Truncated("header name"));
         }
-        let name = String::from_utf8(body.split_to(name_len).to_vec()).map_err(|_| FramingError::BadHeaderName)?;
+        let name = String::from_utf8(body.split_to(name_len).to_vec())
+            .map_err(|_| FramingError::BadHeaderName)?;
         headers.push((name, take_bytes(body, "header value")?));
     }
-    Ok(BinaryRecord { key, value, headers, ..BinaryRecord::default() })
+    Ok(BinaryRecord {
+        key,
+        value,
+        headers,
+        ..BinaryRecord::default()
+    })
 }
 
 fn put_bytes(out: &mut BytesMut, bytes: Option<&[u8]>) {
@@ -160,7 +177,10 @@ fn take_bytes(body: &mut Bytes, what: &'static str) -> Result<Option<Bytes>, Fra
         return Ok(None);
     }
     if length < -1 {
-        return Err(FramingError::BadValue { field: what, value: i64::from(length) });
+        return Err(FramingError::BadValue {
+            field: what,
+            value: i64::from(length),
+        });
     }
     let length = length as usize;
     if body.remaining() < length {
@@ -197,7 +217,10 @@ mod tests {
                 timestamp: Some(5),
                 key: Some(Bytes::from_static(b"k")),
                 value: Some(Bytes::from_static(b"\x00\xffbinary")),
-                headers: vec![("h".into(), Some(Bytes::from_static(b"v"))), ("n".into(), None)],
+                headers: vec![
+                    ("h".into(), Some(Bytes::from_static(b"v"))),
+                    ("n".into(), None),
+                ],
                 ..BinaryRecord::default()
             },
             BinaryRecord::default(),
@@ -209,11 +232,17 @@ mod tests {
         let encoded = encode_produce(&sample());
         assert_eq!(decode_produce(encoded.clone()).expect("decode"), sample());
         for cut in 0..encoded.len() {
-            assert!(decode_produce(encoded.slice(..cut)).is_err(), "cut at {cut}");
+            assert!(
+                decode_produce(encoded.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut longer = encoded.to_vec();
         longer.push(0);
-        assert_eq!(decode_produce(Bytes::from(longer)), Err(FramingError::TrailingBytes(1)));
+        assert_eq!(
+            decode_produce(Bytes::from(longer)),
+            Err(FramingError::TrailingBytes(1))
+        );
     }
 
     #[test]
@@ -224,11 +253,19 @@ mod tests {
 
     #[test]
     fn fetch_round_trip() {
-        let fetch = BinaryFetch { next_offset: 9, high_watermark: 10, log_start_offset: 1, records: sample() };
+        let fetch = BinaryFetch {
+            next_offset: 9,
+            high_watermark: 10,
+            log_start_offset: 1,
+            records: sample(),
+        };
         let mut expected = fetch.clone();
         for record in &mut expected.records {
             record.partition = None;
         }
-        assert_eq!(decode_fetch(encode_fetch(&fetch)).expect("decode"), expected);
+        assert_eq!(
+            decode_fetch(encode_fetch(&fetch)).expect("decode"),
+            expected
+        );
     }
 }

@@ -7,8 +7,9 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse, OffsetResponse, ProduceRecordJson,
-    ProduceRequest, ProduceResponse, TopicDescription, TopicList,
+    AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse,
+    OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse, TopicDescription,
+    TopicList,
 };
 use crate::binary::{self, BinaryFetch, BinaryRecord};
 
@@ -39,7 +40,11 @@ pub enum ClientError {
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("{status} {}: {}", body.error_code, body.message)]
-    Api { status: StatusCode, body: ErrorBody, retry_after: Option<Duration> },
+    Api {
+        status: StatusCode,
+        body: ErrorBody,
+        retry_after: Option<Duration>,
+    },
     #[error("could not decode response: {0}")]
     Decode(String),
 }
@@ -85,7 +90,10 @@ impl FloeClient {
             .tcp_nodelay(true)
             .build()
             .expect("a client without TLS or proxies always builds");
-        Self { base: base.into().trim_end_matches('/').to_owned(), http }
+        Self {
+            base: base.into().trim_end_matches('/').to_owned(),
+            http,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -100,22 +108,49 @@ impl FloeClient {
         json(self.request(Method::GET, "/v1/topics").send().await?).await
     }
 
-    pub async fn create_topic(&self, request: &CreateTopicRequest) -> Result<TopicDescription, ClientError> {
-        json(self.request(Method::POST, "/v1/topics").json(request).send().await?).await
+    pub async fn create_topic(
+        &self,
+        request: &CreateTopicRequest,
+    ) -> Result<TopicDescription, ClientError> {
+        json(
+            self.request(Method::POST, "/v1/topics")
+                .json(request)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, ClientError> {
-        json(self.request(Method::GET, &format!("/v1/topics/{topic}")).send().await?).await
+        json(
+            self.request(Method::GET, &format!("/v1/topics/{topic}"))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn delete_topic(&self, topic: &str) -> Result<(), ClientError> {
-        let response = self.request(Method::DELETE, &format!("/v1/topics/{topic}")).send().await?;
+        let response = self
+            .request(Method::DELETE, &format!("/v1/topics/{topic}"))
+            .send()
+            .await?;
         check(response).await.map(|_| ())
     }
 
-    pub async fn add_partitions(&self, topic: &str, count: u32) -> Result<TopicDescription, ClientError> {
+    pub async fn add_partitions(
+        &self,
+        topic: &str,
+        count: u32,
+    ) -> Result<TopicDescription, ClientError> {
         let path = format!("/v1/topics/{topic}/partitions");
-        json(self.request(Method::POST, &path).json(&AddPartitionsRequest { count }).send().await?).await
+        json(
+            self.request(Method::POST, &path)
+                .json(&AddPartitionsRequest { count })
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Produces JSON records, each with its own partition or none.
@@ -126,12 +161,20 @@ impl FloeClient {
         encoding: Encoding,
     ) -> Result<ProduceResponse, ClientError> {
         let path = format!("/v1/topics/{topic}/records?encoding={}", encoding.as_str());
-        let response = self.request(Method::POST, &path).json(&ProduceRequest { records }).send().await?;
+        let response = self
+            .request(Method::POST, &path)
+            .json(&ProduceRequest { records })
+            .send()
+            .await?;
         json(response).await
     }
 
     /// Produces records in the binary framing.
-    pub async fn produce_binary(&self, topic: &str, records: &[BinaryRecord]) -> Result<ProduceResponse, ClientError> {
+    pub async fn produce_binary(
+        &self,
+        topic: &str,
+        records: &[BinaryRecord],
+    ) -> Result<ProduceResponse, ClientError> {
         let path = format!("/v1/topics/{topic}/records");
         let response = self
             .request(Method::POST, &path)
@@ -142,7 +185,13 @@ impl FloeClient {
         json(response).await
     }
 
-    fn fetch_request(&self, topic: &str, partition: u32, offset: u64, options: &FetchOptions) -> RequestBuilder {
+    fn fetch_request(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: &FetchOptions,
+    ) -> RequestBuilder {
         let mut path = format!(
             "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&encoding={}",
             options.encoding.as_str()
@@ -162,12 +211,29 @@ impl FloeClient {
         self.request(Method::GET, &path)
     }
 
-    pub async fn fetch(&self, topic: &str, partition: u32, offset: u64, options: &FetchOptions) -> Result<FetchResponse, ClientError> {
-        json(self.fetch_request(topic, partition, offset, options).send().await?).await
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: &FetchOptions,
+    ) -> Result<FetchResponse, ClientError> {
+        json(
+            self.fetch_request(topic, partition, offset, options)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Fetches with the binary framing in the response.
-    pub async fn fetch_binary(&self, topic: &str, partition: u32, offset: u64, options: &FetchOptions) -> Result<BinaryFetch, ClientError> {
+    pub async fn fetch_binary(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: &FetchOptions,
+    ) -> Result<BinaryFetch, ClientError> {
         let response = self
             .fetch_request(topic, partition, offset, options)
             .header(reqwest::header::ACCEPT, binary::CONTENT_TYPE)
@@ -178,7 +244,12 @@ impl FloeClient {
     }
 
     /// Looks up `earliest`, `latest` or a timestamp in milliseconds.
-    pub async fn offset(&self, topic: &str, partition: u32, at: &str) -> Result<OffsetResponse, ClientError> {
+    pub async fn offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        at: &str,
+    ) -> Result<OffsetResponse, ClientError> {
         let path = format!("/v1/topics/{topic}/partitions/{partition}/offsets?at={at}");
         json(self.request(Method::GET, &path).send().await?).await
     }
@@ -188,7 +259,13 @@ impl FloeClient {
     }
 
     /// Sends a raw request (for tests of malformed input).
-    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<Bytes>) -> Result<(StatusCode, Bytes), ClientError> {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let response = self
             .request(method, path)
             .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -216,7 +293,11 @@ async fn check(response: Response) -> Result<Response, ClientError> {
         error_code: "http_error".into(),
         message: String::from_utf8_lossy(&bytes).into_owned(),
     });
-    Err(ClientError::Api { status, body, retry_after })
+    Err(ClientError::Api {
+        status,
+        body,
+        retry_after,
+    })
 }
 
 async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {

@@ -1,0 +1,409 @@
+//! The `floe` command line: `serve`, and kcat-style client subcommands.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::{Encoding, FetchOptions, FloeClient};
+use serde::Serialize;
+use serde_json::Value;
+
+pub mod bench;
+
+#[derive(Debug, Parser)]
+#[command(name = "floe", version, about = "floe: Kafka-style event streaming on object storage", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a broker. With no options: 127.0.0.1:8080, data under ./floe-data.
+    Serve(ServeArgs),
+    /// List, create, describe, grow and delete topics.
+    Topics {
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Produce records, one per line, from stdin or a file.
+    Produce(ProduceArgs),
+    /// Print records of a topic from an offset, earliest or latest; follow the tail with -f.
+    Consume(ConsumeArgs),
+    /// A simple load generator: produce N records, then read them all back, and report.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArg {
+    /// Server URL.
+    #[arg(
+        long,
+        short = 's',
+        env = "FLOE_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+}
+
+/// Flags of `floe serve`; each overrides the config file and the environment.
+#[derive(Debug, Args, Serialize)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "FLOE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./floe-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store URL: file://DIR or memory:// [default: file://<data-dir>/objects].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Flush the open segment after this long, e.g. 5ms, 250ms [default: 5ms].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linger: Option<String>,
+    /// Flush the open segment at this many bytes [default: 8388608].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_max_bytes: Option<usize>,
+    /// Uncommitted bytes before produce answers 429 [default: 268435456].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_buffered_bytes: Option<usize>,
+    /// This broker's id [default: broker-0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_id: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// List topics.
+    List,
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: u32,
+        /// Topic config, repeatable: -c retention.ms=60000
+        #[arg(long = "config", short = 'c', value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+    },
+    /// Show a topic's config and partitions.
+    Describe { name: String },
+    /// Grow a topic to COUNT partitions.
+    AddPartitions {
+        name: String,
+        #[arg(long)]
+        count: u32,
+    },
+    /// Delete a topic and its data.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    pub topic: String,
+    /// Read lines from this file instead of stdin.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Split each line at the first SEP into key and value (like kcat -K).
+    #[arg(long, short = 'K')]
+    pub key_separator: Option<String>,
+    /// Send every record to this partition.
+    #[arg(long, short = 'p')]
+    pub partition: Option<u32>,
+    /// Records per request.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    pub topic: String,
+    /// Partition to read; all partitions when absent.
+    #[arg(long, short = 'p')]
+    pub partition: Option<u32>,
+    /// Start offset: a number, earliest or latest.
+    #[arg(long, short = 'o', default_value = "earliest")]
+    pub offset: String,
+    /// Keep waiting for new records at the tail.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Output format: %t topic, %p partition, %o offset, %k key, %v value, %T timestamp, \n, \t.
+    #[arg(long, short = 'F', default_value = "%v")]
+    pub format: String,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+pub async fn run_topics(server: &str, command: TopicsCommand) -> anyhow::Result<()> {
+    let client = FloeClient::new(server);
+    match command {
+        TopicsCommand::List => {
+            for topic in client.list_topics().await?.topics {
+                println!("{}\t{} partitions", topic.name, topic.partitions);
+            }
+        }
+        TopicsCommand::Create {
+            name,
+            partitions,
+            config,
+        } => {
+            let config: BTreeMap<String, Value> = config
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let created = client
+                .create_topic(&CreateTopicRequest {
+                    name,
+                    partitions,
+                    config,
+                })
+                .await?;
+            println!(
+                "created topic {} with {} partitions",
+                created.name,
+                created.partitions.len()
+            );
+        }
+        TopicsCommand::Describe { name } => {
+            let topic = client.describe_topic(&name).await?;
+            println!("topic {} (id {})", topic.name, topic.id);
+            if let Value::Object(config) = &topic.config {
+                for (key, value) in config {
+                    println!("  {key} = {value}");
+                }
+            }
+            println!("  partition  log_start  high_watermark  bytes  owner");
+            for p in topic.partitions {
+                println!(
+                    "  {:>9}  {:>9}  {:>14}  {:>5}  {}",
+                    p.partition, p.log_start_offset, p.high_watermark, p.size_bytes, p.owner
+                );
+            }
+        }
+        TopicsCommand::AddPartitions { name, count } => {
+            let topic = client.add_partitions(&name, count).await?;
+            println!(
+                "topic {} now has {} partitions",
+                topic.name,
+                topic.partitions.len()
+            );
+        }
+        TopicsCommand::Delete { name } => {
+            client.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let client = FloeClient::new(&args.server.server);
+    let reader: Box<dyn BufRead + Send> = match &args.file {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let started = std::time::Instant::now();
+    let mut pending = Vec::with_capacity(args.batch);
+    let mut sent = 0u64;
+    for line in reader.lines() {
+        let line = line.context("reading input")?;
+        let (key, value) = match &args.key_separator {
+            Some(separator) => match line.split_once(separator.as_str()) {
+                Some((key, value)) => (Some(key.to_owned()), value.to_owned()),
+                None => (None, line),
+            },
+            None => (None, line),
+        };
+        pending.push(ProduceRecordJson {
+            key: key.map(Value::String),
+            value: Some(Value::String(value)),
+            partition: args.partition,
+            ..ProduceRecordJson::default()
+        });
+        if pending.len() >= args.batch.max(1) {
+            sent += flush(&client, &args.topic, &mut pending).await?;
+        }
+    }
+    sent += flush(&client, &args.topic, &mut pending).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "produced {sent} records in {seconds:.2}s ({:.0} records/s)",
+        sent as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+async fn flush(
+    client: &FloeClient,
+    topic: &str,
+    pending: &mut Vec<ProduceRecordJson>,
+) -> anyhow::Result<u64> {
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let records = std::mem::take(pending);
+    let count = records.len() as u64;
+    // Retry while the server sheds load; anything else is final.
+    loop {
+        match client.produce(topic, records.clone(), Encoding::Text).await {
+            Ok(_) => return Ok(count),
+            Err(floe_client::ClientError::Api {
+                retry_after: Some(pause),
+                status,
+                ..
+            }) if status.as_u16() == 429 || status.as_u16() == 503 => {
+                tokio::time::sleep(pause).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+pub async fn run_consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    let client = FloeClient::new(&args.server.server);
+    let partitions = match args.partition {
+        Some(partition) => vec![partition],
+        None => (0..client.describe_topic(&args.topic).await?.partitions.len() as u32).collect(),
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<String>(1024);
+    for partition in partitions {
+        let client = client.clone();
+        let sender = sender.clone();
+        let topic = args.topic.clone();
+        let start = args.offset.clone();
+        let format = args.format.clone();
+        let follow = args.follow;
+        tokio::spawn(async move {
+            if let Err(error) =
+                consume_partition(&client, &topic, partition, &start, follow, &format, &sender)
+                    .await
+            {
+                let _ = sender
+                    .send(format!("\u{0}error: partition {partition}: {error}"))
+                    .await;
+            }
+        });
+    }
+    drop(sender);
+    let mut printed = 0u64;
+    let mut stdout = std::io::stdout().lock();
+    while let Some(line) = receiver.recv().await {
+        if let Some(error) = line.strip_prefix('\u{0}') {
+            bail!("{error}");
+        }
+        writeln!(stdout, "{line}")?;
+        printed += 1;
+        if args.count.is_some_and(|count| printed >= count) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn consume_partition(
+    client: &FloeClient,
+    topic: &str,
+    partition: u32,
+    start: &str,
+    follow: bool,
+    format: &str,
+    output: &tokio::sync::mpsc::Sender<String>,
+) -> anyhow::Result<()> {
+    let mut offset = match start {
+        "earliest" | "latest" => client.offset(topic, partition, start).await?.offset,
+        number => number
+            .parse::<u64>()
+            .with_context(|| format!("offset {number:?} is not a number, earliest or latest"))?,
+    };
+    let options = FetchOptions {
+        wait: follow.then_some(Duration::from_secs(10)),
+        ..FetchOptions::default()
+    };
+    loop {
+        let fetched = client.fetch(topic, partition, offset, &options).await?;
+        for record in &fetched.records {
+            if output
+                .send(render(format, topic, partition, record))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        offset = fetched.next_offset;
+        if !follow && offset >= fetched.high_watermark {
+            return Ok(());
+        }
+    }
+}
+
+fn render(
+    format: &str,
+    topic: &str,
+    partition: u32,
+    record: &floe_client::api::FetchedRecordJson,
+) -> String {
+    let text = |value: &Option<Value>| match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '%' || c == '\\') {
+            (_, false) => out.push(c),
+            _ => match (c, chars.next()) {
+                ('%', Some('t')) => out.push_str(topic),
+                ('%', Some('p')) => out.push_str(&partition.to_string()),
+                ('%', Some('o')) => out.push_str(&record.offset.to_string()),
+                ('%', Some('k')) => out.push_str(&text(&record.key)),
+                ('%', Some('v')) => out.push_str(&text(&record.value)),
+                ('%', Some('T')) => out.push_str(&record.timestamp.to_string()),
+                ('\\', Some('n')) => out.push('\n'),
+                ('\\', Some('t')) => out.push('\t'),
+                (c, Some(other)) => {
+                    out.push(c);
+                    out.push(other);
+                }
+                (c, None) => out.push(c),
+            },
+        }
+    }
+    out
+}

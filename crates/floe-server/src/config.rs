@@ -1,0 +1,134 @@
+//! `floe serve` configuration: defaults < TOML file < `FLOE_*` environment < flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `floe serve` can be told. See `docs/configuration.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded sequencer log (and, by default, the object store) live.
+    pub data_dir: PathBuf,
+    /// Object store URL; `file://<data_dir>/objects` when unset.
+    pub store: Option<String>,
+    /// Name of this cluster, shown in `/v1/cluster`.
+    pub cluster: String,
+    /// This broker's id.
+    pub broker_id: String,
+    /// Address other brokers and clients reach this one at; the listen address when unset.
+    pub advertise: Option<String>,
+    /// How long the open segment waits for more data before it is flushed.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Flush the open segment once it holds this many bytes.
+    pub segment_max_bytes: usize,
+    /// Bytes accepted but not yet committed before produce answers 429.
+    pub max_buffered_bytes: usize,
+    /// Largest request body accepted.
+    pub max_request_bytes: usize,
+    /// Segments uploading at once.
+    pub max_inflight_uploads: usize,
+    /// Sequencer log entries between snapshots.
+    pub snapshot_every: u64,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./floe-data"),
+            store: None,
+            cluster: "floe".into(),
+            broker_id: "broker-0".into(),
+            advertise: None,
+            linger: Duration::from_millis(5),
+            segment_max_bytes: 8 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            max_request_bytes: 32 * 1024 * 1024,
+            max_inflight_uploads: 4,
+            snapshot_every: 20_000,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Layers the sources: defaults, then the TOML file if given, then `FLOE_*` variables,
+    /// then `overrides` (the flags that were set).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &impl Serialize,
+    ) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("FLOE_").ignore(&["SERVER", "CONFIG"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+    }
+
+    pub fn store_url(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("objects").display()))
+    }
+
+    pub fn advertised(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn layers_file_environment_and_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "floe.toml",
+                "linger = \"250ms\"\nbroker_id = \"from-file\"\nsegment_max_bytes = 1000\n",
+            )?;
+            jail.set_env("FLOE_BROKER_ID", "from-env");
+            let flags = BTreeMap::from([("segment_max_bytes", 2000)]);
+            let config = ServeConfig::load(Some(std::path::Path::new("floe.toml")), &flags)?;
+            assert_eq!(config.linger, Duration::from_millis(250));
+            assert_eq!(config.broker_id, "from-env");
+            assert_eq!(config.segment_max_bytes, 2000);
+            assert_eq!(config.listen, ServeConfig::default().listen);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("floe.toml", "lingr = \"5ms\"\n")?;
+            let flags: BTreeMap<String, String> = BTreeMap::new();
+            assert!(ServeConfig::load(Some(std::path::Path::new("floe.toml")), &flags).is_err());
+            Ok(())
+        });
+    }
+}

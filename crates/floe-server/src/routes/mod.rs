@@ -1,0 +1,115 @@
+//! The `/v1` HTTP surface. `openapi.json` beside this crate documents every route.
+
+mod meta;
+mod records;
+mod topics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use floe_broker::Broker;
+use floe_core::validate_topic_name;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ApiResult};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub broker: Broker,
+    pub cluster_name: Arc<str>,
+    pub advertise: Arc<str>,
+}
+
+pub fn router(state: AppState, max_request_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/topics", get(topics::list).post(topics::create))
+        .route(
+            "/v1/topics/{topic}",
+            get(topics::describe).delete(topics::delete),
+        )
+        .route(
+            "/v1/topics/{topic}/partitions",
+            post(topics::add_partitions),
+        )
+        .route("/v1/topics/{topic}/records", post(records::produce))
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/records",
+            post(records::produce_to_partition).get(records::fetch),
+        )
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/offsets",
+            get(records::offsets),
+        )
+        .route("/v1/cluster", get(meta::cluster))
+        .route("/v1/openapi.json", get(meta::openapi))
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(meta::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see /v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// Checks a topic name from a path before anything else looks at it.
+fn checked_topic(topic: &str) -> ApiResult<()> {
+    validate_topic_name(topic)
+        .map_err(|error| ApiError::bad_request("invalid_topic_name", error.to_string()))
+}
+
+fn path_value<T>(path: Result<axum::extract::Path<T>, PathRejection>) -> ApiResult<T> {
+    path.map(|axum::extract::Path(value)| value)
+        .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))
+}
+
+fn query_value<T>(query: Result<axum::extract::Query<T>, QueryRejection>) -> ApiResult<T> {
+    query
+        .map(|axum::extract::Query(value)| value)
+        .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "request body is over the server's limit",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body: syntax errors are 400, well-formed JSON of the wrong shape is 422.
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::unprocessable("invalid_request", error.to_string())
+        }
+        _ => ApiError::bad_request("invalid_json", error.to_string()),
+    })
+}

@@ -1,0 +1,344 @@
+//! Produce, fetch and offset lookup routes.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord};
+use floe_client::Encoding;
+use floe_client::api::{
+    FetchResponse, FetchedRecordJson, HeaderJson, OffsetResponse, ProduceRequest, ProduceResponse,
+    RecordOffset,
+};
+use floe_client::binary::{self, BinaryFetch, BinaryRecord};
+use floe_core::Header;
+use serde::Deserialize;
+
+use super::{AppState, body_bytes, checked_topic, json_body, path_value, query_value};
+use crate::codec::{EncodingParam, to_bytes, to_json};
+use crate::error::{ApiError, ApiResult};
+
+/// The longest a fetch may wait at the tail.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_RECORDS: usize = 500;
+const MAX_MAX_RECORDS: usize = 10_000;
+const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+const MAX_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodingQuery {
+    #[serde(default)]
+    encoding: EncodingParam,
+}
+
+pub async fn produce(
+    State(state): State<AppState>,
+    topic: Result<Path<String>, PathRejection>,
+    query: Result<Query<EncodingQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<ProduceResponse>> {
+    let topic = path_value(topic)?;
+    produce_records(state, topic, None, query, headers, body).await
+}
+
+pub async fn produce_to_partition(
+    State(state): State<AppState>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<EncodingQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<ProduceResponse>> {
+    let (topic, partition) = path_value(path)?;
+    produce_records(state, topic, Some(partition), query, headers, body).await
+}
+
+async fn produce_records(
+    state: AppState,
+    topic: String,
+    fixed_partition: Option<u32>,
+    query: Result<Query<EncodingQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<ProduceResponse>> {
+    checked_topic(&topic)?;
+    let encoding: Encoding = query_value(query)?.encoding.into();
+    let body = body_bytes(body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mut records = if content_type.starts_with(binary::CONTENT_TYPE) {
+        binary_records(body)?
+    } else if content_type.starts_with("application/json") {
+        json_records(&body, encoding)?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "content type {content_type:?}; use application/json or {}",
+                binary::CONTENT_TYPE
+            ),
+        ));
+    };
+    if let Some(partition) = fixed_partition {
+        for record in &mut records {
+            if record.partition.is_some_and(|p| p != partition) {
+                return Err(ApiError::unprocessable(
+                    "invalid_record",
+                    "a record names a partition other than the path's",
+                ));
+            }
+            record.partition = Some(partition);
+        }
+    }
+    let acks = state.broker.produce(&topic, records).await?;
+    let offsets = acks
+        .into_iter()
+        .map(|ack| RecordOffset {
+            partition: ack.partition,
+            offset: ack.offset,
+            timestamp: ack.timestamp_ms,
+        })
+        .collect();
+    Ok(Json(ProduceResponse { offsets }))
+}
+
+fn json_records(body: &[u8], encoding: Encoding) -> ApiResult<Vec<ProduceRecord>> {
+    let request: ProduceRequest = json_body(body)?;
+    request
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let headers = record
+                .headers
+                .into_iter()
+                .map(|header| {
+                    let value = to_bytes(
+                        header.value,
+                        encoding,
+                        &format!("records[{index}].headers.{}", header.name),
+                    )?;
+                    Ok(Header {
+                        name: header.name,
+                        value,
+                    })
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            Ok(ProduceRecord {
+                partition: record.partition,
+                key: to_bytes(record.key, encoding, &format!("records[{index}].key"))?,
+                value: to_bytes(record.value, encoding, &format!("records[{index}].value"))?,
+                headers,
+                timestamp_ms: record.timestamp,
+            })
+        })
+        .collect()
+}
+
+fn binary_records(body: Bytes) -> ApiResult<Vec<ProduceRecord>> {
+    let records = binary::decode_produce(body)
+        .map_err(|error| ApiError::bad_request("invalid_binary", error.to_string()))?;
+    Ok(records
+        .into_iter()
+        .map(|record| ProduceRecord {
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record
+                .headers
+                .into_iter()
+                .map(|(name, value)| Header { name, value })
+                .collect(),
+            timestamp_ms: record.timestamp,
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchQuery {
+    /// A number, `earliest` or `latest`; `earliest` when absent.
+    offset: Option<String>,
+    max_records: Option<usize>,
+    max_bytes: Option<usize>,
+    wait_ms: Option<u64>,
+    #[serde(default)]
+    clamp: bool,
+    #[serde(default)]
+    encoding: EncodingParam,
+}
+
+pub async fn fetch(
+    State(state): State<AppState>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (topic, partition) = path_value(path)?;
+    checked_topic(&topic)?;
+    let query = query_value(query)?;
+    let offset = match query.offset.as_deref() {
+        None | Some("earliest") => {
+            state
+                .broker
+                .lookup_offset(&topic, partition, OffsetSpec::Earliest)
+                .await?
+                .offset
+        }
+        Some("latest") => {
+            state
+                .broker
+                .lookup_offset(&topic, partition, OffsetSpec::Latest)
+                .await?
+                .offset
+        }
+        Some(number) => number.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("offset {number:?} is not a number, earliest or latest"),
+            )
+        })?,
+    };
+    let max_records = bounded(
+        "max_records",
+        query.max_records,
+        DEFAULT_MAX_RECORDS,
+        MAX_MAX_RECORDS,
+    )?;
+    let max_bytes = bounded(
+        "max_bytes",
+        query.max_bytes,
+        DEFAULT_MAX_BYTES,
+        MAX_MAX_BYTES,
+    )?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let request = FetchRequest {
+        topic,
+        partition,
+        offset,
+        max_records,
+        max_bytes,
+        wait,
+        clamp: query.clamp,
+    };
+    let result = state.broker.fetch(request).await?;
+    let wants_binary = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains(binary::CONTENT_TYPE));
+    if wants_binary {
+        let body = binary::encode_fetch(&binary_fetch(result));
+        return Ok(([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response());
+    }
+    Ok(Json(json_fetch(result, query.encoding.into())?).into_response())
+}
+
+fn bounded(name: &str, value: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be at least 1"),
+        )),
+        Some(value) => Ok(value.min(max)),
+    }
+}
+
+fn json_fetch(result: FetchResult, encoding: Encoding) -> ApiResult<FetchResponse> {
+    let records = result
+        .records
+        .into_iter()
+        .map(|fetched| {
+            let offset = fetched.offset;
+            let record = fetched.record;
+            let headers = record
+                .headers
+                .iter()
+                .map(|header| {
+                    Ok(HeaderJson {
+                        name: header.name.clone(),
+                        value: to_json(header.value.as_ref(), encoding, offset, "header")?,
+                    })
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            Ok(FetchedRecordJson {
+                offset,
+                timestamp: record.timestamp_ms,
+                key: to_json(record.key.as_ref(), encoding, offset, "key")?,
+                value: to_json(record.value.as_ref(), encoding, offset, "value")?,
+                headers,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(FetchResponse {
+        records,
+        next_offset: result.next_offset,
+        high_watermark: result.high_watermark,
+        log_start_offset: result.log_start_offset,
+    })
+}
+
+fn binary_fetch(result: FetchResult) -> BinaryFetch {
+    BinaryFetch {
+        next_offset: result.next_offset,
+        high_watermark: result.high_watermark,
+        log_start_offset: result.log_start_offset,
+        records: result
+            .records
+            .into_iter()
+            .map(|fetched| BinaryRecord {
+                partition: None,
+                offset: fetched.offset,
+                timestamp: Some(fetched.record.timestamp_ms),
+                key: fetched.record.key,
+                value: fetched.record.value,
+                headers: fetched
+                    .record
+                    .headers
+                    .into_iter()
+                    .map(|h| (h.name, h.value))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetsQuery {
+    at: String,
+}
+
+pub async fn offsets(
+    State(state): State<AppState>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<OffsetsQuery>, QueryRejection>,
+) -> ApiResult<Json<OffsetResponse>> {
+    let (topic, partition) = path_value(path)?;
+    checked_topic(&topic)?;
+    let query = query_value(query)?;
+    let spec = match query.at.as_str() {
+        "earliest" => OffsetSpec::Earliest,
+        "latest" => OffsetSpec::Latest,
+        timestamp => OffsetSpec::Timestamp(timestamp.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("at={timestamp:?}: expected earliest, latest or a timestamp in ms"),
+            )
+        })?),
+    };
+    let found = state.broker.lookup_offset(&topic, partition, spec).await?;
+    Ok(Json(OffsetResponse {
+        partition,
+        offset: found.offset,
+        timestamp: found.timestamp_ms,
+    }))
+}
