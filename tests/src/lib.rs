@@ -1,1 +1,136 @@
-//! harness
+//! Test harness: starts real `floe` processes on loopback ports with their own data
+//! directories, and stops them (or kills them) when asked or when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use floe_client::FloeClient;
+
+/// Where the `floe` binary is: `$FLOE_BIN`, or beside this test binary's `deps` folder.
+pub fn floe_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLOE_BIN") {
+        return PathBuf::from(path);
+    }
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("floe");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --bin floe` first (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+/// One `floe serve` process.
+#[derive(Debug)]
+pub struct FloeProcess {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl FloeProcess {
+    /// Starts `floe serve` on a free loopback port with `data_dir` and extra flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(floe_binary())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("FLOE_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn floe serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut announced = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !announced {
+                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if let Some(addr) = event.pointer("/fields/addr").and_then(|a| a.as_str()) {
+                            announced = true;
+                            let _ = sender.send(addr.to_owned());
+                        }
+                    }
+                }
+                if std::env::var_os("FLOE_TEST_LOGS").is_some() {
+                    eprintln!("[floe] {line}");
+                }
+            }
+        });
+        let addr = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("floe serve did not announce its address within 30 s"));
+        Self {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn client(&self) -> FloeClient {
+        FloeClient::new(&self.url)
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("floe did not stop within 20 s of SIGTERM");
+        }
+    }
+}
+
+impl Drop for FloeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A seed for randomised tests: `$FLOE_TEST_SEED` or a fresh one, printed so that a
+/// failure can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("FLOE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("FLOE_TEST_SEED={seed}");
+    seed
+}

@@ -48,6 +48,22 @@ pub enum LogFormat {
     Json,
 }
 
+const KNOWN_KEYS: [&str; 13] = [
+    "listen",
+    "data_dir",
+    "store",
+    "cluster",
+    "broker_id",
+    "advertise",
+    "linger",
+    "segment_max_bytes",
+    "max_buffered_bytes",
+    "max_request_bytes",
+    "max_inflight_uploads",
+    "snapshot_every",
+    "log_format",
+];
+
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
@@ -80,7 +96,12 @@ impl ServeConfig {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("FLOE_").ignore(&["SERVER", "CONFIG"]))
+            // Only the keys this config knows: FLOE_SERVER, FLOE_BIN and the like belong to
+            // other tools and must not stop the server from starting.
+            .merge(
+                Env::prefixed("FLOE_")
+                    .filter(|key| KNOWN_KEYS.contains(&key.as_str().to_ascii_lowercase().as_str())),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
     }

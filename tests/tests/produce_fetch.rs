@@ -1,0 +1,380 @@
+//! The core data path over real HTTP against a real `floe serve` process.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use floe_client::api::{CreateTopicRequest, HeaderJson, ProduceRecordJson};
+use floe_client::binary::BinaryRecord;
+use floe_client::{Encoding, FetchOptions, FloeClient};
+use floe_tests::FloeProcess;
+use serde_json::{Value, json};
+
+async fn create(client: &FloeClient, name: &str, partitions: u32) {
+    let request = CreateTopicRequest {
+        name: name.into(),
+        partitions,
+        config: BTreeMap::new(),
+    };
+    client.create_topic(&request).await.expect("create topic");
+}
+
+/// Reads a partition from 0 to its high watermark.
+async fn read_all(
+    client: &FloeClient,
+    topic: &str,
+    partition: u32,
+) -> Vec<floe_client::api::FetchedRecordJson> {
+    let options = FetchOptions {
+        max_records: Some(5000),
+        max_bytes: Some(8 << 20),
+        ..FetchOptions::default()
+    };
+    let mut records = Vec::new();
+    let mut offset = 0;
+    loop {
+        let fetched = client
+            .fetch(topic, partition, offset, &options)
+            .await
+            .expect("fetch");
+        records.extend(fetched.records);
+        offset = fetched.next_offset;
+        if offset >= fetched.high_watermark {
+            return records;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_records_round_trip_in_order_json_and_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    create(&client, "orders", 3).await;
+
+    // Expected records per partition, in produce order: (key, value, header, timestamp).
+    let mut expected: BTreeMap<u32, Vec<(String, String, String, i64)>> = BTreeMap::new();
+    let total = 100_000u64;
+    let per_request = 500u64;
+    for request in 0..total / per_request {
+        let base = request * per_request;
+        let records: Vec<(String, String, String, i64, u32)> = (base..base + per_request)
+            .map(|i| {
+                (
+                    format!("key-{}", i % 97),
+                    format!("value-{i}"),
+                    format!("h{i}"),
+                    1_700_000_000_000 + i as i64,
+                    (i % 3) as u32,
+                )
+            })
+            .collect();
+        let acks = if request % 2 == 0 {
+            let json_records = records
+                .iter()
+                .map(
+                    |(key, value, header, timestamp, partition)| ProduceRecordJson {
+                        key: Some(Value::String(key.clone())),
+                        value: Some(Value::String(value.clone())),
+                        headers: vec![HeaderJson {
+                            name: "trace".into(),
+                            value: Some(Value::String(header.clone())),
+                        }],
+                        partition: Some(*partition),
+                        timestamp: Some(*timestamp),
+                    },
+                )
+                .collect();
+            client
+                .produce("orders", json_records, Encoding::Text)
+                .await
+                .expect("produce json")
+        } else {
+            let binary_records: Vec<BinaryRecord> = records
+                .iter()
+                .map(|(key, value, header, timestamp, partition)| BinaryRecord {
+                    partition: Some(*partition),
+                    timestamp: Some(*timestamp),
+                    key: Some(Bytes::from(key.clone())),
+                    value: Some(Bytes::from(value.clone())),
+                    headers: vec![("trace".into(), Some(Bytes::from(header.clone())))],
+                    ..BinaryRecord::default()
+                })
+                .collect();
+            client
+                .produce_binary("orders", &binary_records)
+                .await
+                .expect("produce binary")
+        };
+        assert_eq!(acks.offsets.len(), records.len());
+        for ((key, value, header, timestamp, partition), ack) in
+            records.into_iter().zip(acks.offsets)
+        {
+            assert_eq!(ack.partition, partition);
+            assert_eq!(ack.timestamp, timestamp);
+            let list = expected.entry(partition).or_default();
+            assert_eq!(
+                ack.offset,
+                list.len() as u64,
+                "offsets are dense from 0 in produce order"
+            );
+            list.push((key, value, header, timestamp));
+        }
+    }
+
+    for (partition, wanted) in &expected {
+        let records = read_all(&client, "orders", *partition).await;
+        assert_eq!(records.len(), wanted.len());
+        for (offset, (record, (key, value, header, timestamp))) in
+            records.iter().zip(wanted).enumerate()
+        {
+            assert_eq!(record.offset, offset as u64);
+            assert_eq!(record.key, Some(Value::String(key.clone())));
+            assert_eq!(record.value, Some(Value::String(value.clone())));
+            assert_eq!(
+                record.headers,
+                vec![HeaderJson {
+                    name: "trace".into(),
+                    value: Some(Value::String(header.clone()))
+                }]
+            );
+            assert_eq!(record.timestamp, *timestamp);
+        }
+    }
+    let binary = client
+        .fetch_binary("orders", 1, 10, &FetchOptions::default())
+        .await
+        .expect("binary fetch");
+    assert_eq!(binary.records[0].offset, 10);
+    assert_eq!(
+        binary.records[0].value.as_deref(),
+        Some(expected[&1][10].1.as_bytes())
+    );
+}
+
+#[tokio::test]
+async fn fetch_inside_a_batch_offsets_by_time_and_encodings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    create(&client, "events", 1).await;
+    let records = (0..10)
+        .map(|i| ProduceRecordJson {
+            value: Some(json!({ "n": i })),
+            timestamp: Some(1_000 + i * 10),
+            ..ProduceRecordJson::default()
+        })
+        .collect();
+    client
+        .produce("events", records, Encoding::Json)
+        .await
+        .expect("produce");
+
+    let options = FetchOptions {
+        encoding: Encoding::Json,
+        ..FetchOptions::default()
+    };
+    let fetched = client.fetch("events", 0, 4, &options).await.expect("fetch");
+    assert_eq!(fetched.records.first().map(|r| r.offset), Some(4));
+    assert_eq!(
+        fetched.records.first().and_then(|r| r.value.clone()),
+        Some(json!({ "n": 4 }))
+    );
+    assert_eq!(fetched.records.len(), 6);
+    assert_eq!(fetched.next_offset, 10);
+
+    assert_eq!(
+        client
+            .offset("events", 0, "1035")
+            .await
+            .expect("by time")
+            .offset,
+        4
+    );
+    assert_eq!(
+        client
+            .offset("events", 0, "earliest")
+            .await
+            .expect("earliest")
+            .offset,
+        0
+    );
+    assert_eq!(
+        client
+            .offset("events", 0, "latest")
+            .await
+            .expect("latest")
+            .offset,
+        10
+    );
+    assert_eq!(
+        client
+            .offset("events", 0, "999999")
+            .await
+            .expect("future")
+            .offset,
+        10
+    );
+
+    let base64 = FetchOptions {
+        encoding: Encoding::Base64,
+        max_records: Some(1),
+        ..FetchOptions::default()
+    };
+    let fetched = client
+        .fetch("events", 0, 0, &base64)
+        .await
+        .expect("fetch base64");
+    assert_eq!(
+        fetched.records[0].value,
+        Some(Value::String("eyJuIjowfQ==".into()))
+    );
+}
+
+#[tokio::test]
+async fn long_poll_returns_when_a_record_commits_not_when_the_wait_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    create(&client, "tail", 1).await;
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let options = FetchOptions {
+                wait: Some(Duration::from_secs(30)),
+                ..FetchOptions::default()
+            };
+            let fetched = client
+                .fetch("tail", 0, 0, &options)
+                .await
+                .expect("long poll");
+            (fetched, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record = ProduceRecordJson {
+        value: Some(Value::String("wake".into())),
+        ..ProduceRecordJson::default()
+    };
+    client
+        .produce("tail", vec![record], Encoding::Text)
+        .await
+        .expect("produce");
+    let (fetched, waited) = waiter.await.expect("waiter");
+    assert_eq!(fetched.records.len(), 1);
+    assert!(
+        waited < Duration::from_secs(29),
+        "woken by the commit after {waited:?}, not by the 30 s timeout"
+    );
+
+    // With nothing to wake it, the poll ends empty at its deadline.
+    let options = FetchOptions {
+        wait: Some(Duration::from_millis(200)),
+        ..FetchOptions::default()
+    };
+    let empty = client
+        .fetch("tail", 0, 1, &options)
+        .await
+        .expect("empty poll");
+    assert!(empty.records.is_empty());
+    assert_eq!(empty.next_offset, 1);
+}
+
+#[tokio::test]
+async fn keys_land_where_the_kafka_java_client_puts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    create(&client, "keyed", 7).await;
+    // murmur2 values from Kafka's UtilsTest; partition = (hash & 0x7fffffff) % 7.
+    let cases = [
+        ("21", -973_932_308i32),
+        ("foobar", -790_332_482),
+        ("abc", 479_470_107),
+    ];
+    for (key, hash) in cases {
+        let record = ProduceRecordJson {
+            key: Some(Value::String(key.into())),
+            value: Some(Value::String("v".into())),
+            ..Default::default()
+        };
+        let acks = client
+            .produce("keyed", vec![record], Encoding::Text)
+            .await
+            .expect("produce");
+        assert_eq!(
+            acks.offsets[0].partition,
+            ((hash & 0x7fff_ffff) as u32) % 7,
+            "key {key}"
+        );
+    }
+    // Records with neither key nor partition stick together within one request.
+    let records = (0..20)
+        .map(|_| ProduceRecordJson {
+            value: Some(Value::String("v".into())),
+            ..Default::default()
+        })
+        .collect();
+    let acks = client
+        .produce("keyed", records, Encoding::Text)
+        .await
+        .expect("produce");
+    assert!(
+        acks.offsets
+            .windows(2)
+            .all(|pair| pair[0].partition == pair[1].partition)
+    );
+}
+
+#[tokio::test]
+async fn topics_admin_and_restart_keeps_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    let mut config = BTreeMap::new();
+    config.insert("retention.ms".to_owned(), json!(60000));
+    config.insert("compression.type".to_owned(), json!("zstd"));
+    let created = client
+        .create_topic(&CreateTopicRequest {
+            name: "admin".into(),
+            partitions: 2,
+            config,
+        })
+        .await
+        .expect("create");
+    assert_eq!(created.config["retention.ms"], json!(60000));
+    let grown = client.add_partitions("admin", 4).await.expect("grow");
+    assert_eq!(grown.partitions.len(), 4);
+    let record = ProduceRecordJson {
+        value: Some(Value::String("kept".into())),
+        partition: Some(3),
+        ..Default::default()
+    };
+    client
+        .produce("admin", vec![record], Encoding::Text)
+        .await
+        .expect("produce");
+    create(&client, "doomed", 1).await;
+    client.delete_topic("doomed").await.expect("delete");
+
+    server.stop();
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    let names: Vec<String> = client
+        .list_topics()
+        .await
+        .expect("list")
+        .topics
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["admin".to_owned()]);
+    let described = client.describe_topic("admin").await.expect("describe");
+    assert_eq!(described.partitions[3].high_watermark, 1);
+    let fetched = client
+        .fetch("admin", 3, 0, &FetchOptions::default())
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.records[0].value, Some(Value::String("kept".into())));
+}
