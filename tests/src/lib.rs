@@ -62,13 +62,12 @@ impl FloeProcess {
             let mut announced = false;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if !announced {
-                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if let Some(addr) = event.pointer("/fields/addr").and_then(|a| a.as_str()) {
-                            announced = true;
-                            let _ = sender.send(addr.to_owned());
-                        }
-                    }
+                if !announced
+                    && let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = event.pointer("/fields/addr").and_then(|a| a.as_str())
+                {
+                    announced = true;
+                    let _ = sender.send(addr.to_owned());
                 }
                 if std::env::var_os("FLOE_TEST_LOGS").is_some() {
                     eprintln!("[floe] {line}");

@@ -159,8 +159,10 @@ async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
         floe_core::partitioner::partition_for_key(b"21", 3)
     );
 
-    let mut too_large = TopicConfig::default();
-    too_large.max_message_bytes = 10;
+    let too_large = TopicConfig {
+        max_message_bytes: 10,
+        ..TopicConfig::default()
+    };
     broker
         .create_topic("small", 1, too_large)
         .await

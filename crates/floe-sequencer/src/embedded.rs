@@ -294,8 +294,7 @@ fn read_frames(path: &Path) -> Result<(Vec<LogEntry>, u64), LogError> {
 }
 
 fn check_dense(snapshot_index: u64, entries: &[LogEntry]) -> Result<(), LogError> {
-    let mut expected = snapshot_index + 1;
-    for entry in entries {
+    for (expected, entry) in (snapshot_index + 1..).zip(entries) {
         if entry.index != expected {
             return Err(LogError::Corrupt(format!(
                 "log jumps from index {} to {}",
@@ -303,7 +302,6 @@ fn check_dense(snapshot_index: u64, entries: &[LogEntry]) -> Result<(), LogError
                 entry.index
             )));
         }
-        expected += 1;
     }
     Ok(())
 }

@@ -192,10 +192,10 @@ impl CommitLoop {
                 tracing::error!(%error, "sequencer log failed; stopping the commit loop");
                 break;
             }
-            if self.entries_since_snapshot >= self.options.snapshot_every {
-                if let Err(error) = self.snapshot().await {
-                    tracing::warn!(%error, "sequencer snapshot failed; will retry later");
-                }
+            if self.entries_since_snapshot >= self.options.snapshot_every
+                && let Err(error) = self.snapshot().await
+            {
+                tracing::warn!(%error, "sequencer snapshot failed; will retry later");
             }
         }
         // Whatever is queued now can never commit.

@@ -90,7 +90,7 @@ impl ServeConfig {
     pub fn load(
         file: Option<&std::path::Path>,
         overrides: &impl Serialize,
-    ) -> Result<Self, figment::Error> {
+    ) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
@@ -104,6 +104,7 @@ impl ServeConfig {
             )
             .merge(Serialized::defaults(overrides))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn store_url(&self) -> String {
@@ -120,6 +121,10 @@ impl ServeConfig {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment's Jail fixes the closure's error type"
+)]
 mod tests {
     use std::collections::BTreeMap;
 
@@ -134,7 +139,8 @@ mod tests {
             )?;
             jail.set_env("FLOE_BROKER_ID", "from-env");
             let flags = BTreeMap::from([("segment_max_bytes", 2000)]);
-            let config = ServeConfig::load(Some(std::path::Path::new("floe.toml")), &flags)?;
+            let config = ServeConfig::load(Some(std::path::Path::new("floe.toml")), &flags)
+                .map_err(|e| *e)?;
             assert_eq!(config.linger, Duration::from_millis(250));
             assert_eq!(config.broker_id, "from-env");
             assert_eq!(config.segment_max_bytes, 2000);

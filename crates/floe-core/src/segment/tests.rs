@@ -141,11 +141,11 @@ proptest! {
         data.extend_from_slice(&[0; 4]);
         data.extend_from_slice(&TRAILER_MAGIC);
         // Give the footer a valid CRC when its length fits, to reach the entry checks.
-        if let Some(start) = crc_position.checked_sub(4 + footer_len as usize) {
-            if start >= HEADER_LEN {
-                let crc = crc32c::crc32c(&data[start..crc_position - 4]);
-                data[crc_position..crc_position + 4].copy_from_slice(&crc.to_be_bytes());
-            }
+        if let Some(start) = crc_position.checked_sub(4 + footer_len as usize)
+            && start >= HEADER_LEN
+        {
+            let crc = crc32c::crc32c(&data[start..crc_position - 4]);
+            data[crc_position..crc_position + 4].copy_from_slice(&crc.to_be_bytes());
         }
         let _ = decode_segment(&Bytes::from(data));
     }
