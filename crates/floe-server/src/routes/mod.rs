@@ -113,3 +113,38 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         _ => ApiError::bad_request("invalid_json", error.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route the router serves is documented, and nothing undocumented is claimed.
+    #[test]
+    fn openapi_documents_every_route() {
+        let spec: serde_json::Value =
+            serde_json::from_str(super::meta::OPENAPI).expect("openapi.json is JSON");
+        let source = include_str!("mod.rs");
+        let router_body = source
+            .split("pub fn router")
+            .nth(1)
+            .and_then(|rest| rest.split(".fallback(").next())
+            .expect("router function");
+        let routes: Vec<&str> = router_body
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|literal| literal.starts_with('/'))
+            .collect();
+        assert!(routes.len() >= 10);
+        let paths = spec["paths"].as_object().expect("paths");
+        for route in &routes {
+            assert!(
+                paths.contains_key(*route),
+                "{route} is missing from openapi.json"
+            );
+        }
+        assert_eq!(
+            paths.len(),
+            routes.len(),
+            "openapi.json documents a route the router lacks"
+        );
+    }
+}
