@@ -85,7 +85,12 @@ impl Broker {
                     PartitionView {
                         log_start_offset: partition.log_start_offset,
                         high_watermark: partition.high_watermark,
-                        batches: select_batches(partition, offset, request.max_bytes),
+                        batches: select_batches(
+                            partition,
+                            offset,
+                            request.max_records,
+                            request.max_bytes,
+                        ),
                     }
                 })
             })?;
@@ -136,13 +141,16 @@ impl Broker {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<FetchedRecord>, BrokerError> {
+        // Ranges are fetched together (their size is bounded by the selection), but decoded
+        // one at a time, so a fetch stops decoding as soon as its limits are met.
         let reads = batches
             .iter()
-            .map(|(base, location)| self.read_batch(*base, *location));
-        let decoded = try_join_all(reads).await?;
+            .map(|(base, location)| self.read_verified(*base, *location));
+        let fetched = try_join_all(reads).await?;
         let mut records = Vec::new();
         let mut bytes = 0usize;
-        for (base, batch) in decoded {
+        for (base, location, raw) in fetched {
+            let (_, batch) = decode_verified(base, location, &raw)?;
             for (position, record) in batch.into_iter().enumerate() {
                 let record_offset = base + position as u64;
                 if record_offset < offset {
@@ -163,11 +171,11 @@ impl Broker {
         Ok(records)
     }
 
-    async fn read_batch(
+    async fn read_verified(
         &self,
         base: u64,
         location: BatchLocation,
-    ) -> Result<(u64, Vec<Record>), BrokerError> {
+    ) -> Result<(u64, BatchLocation, bytes::Bytes), BrokerError> {
         let range = location.byte_offset..location.byte_offset + u64::from(location.length);
         let bytes = self.inner.store.read_range(location.segment, range).await?;
         verify_batch(&bytes, location.crc32c).map_err(|error| {
@@ -176,21 +184,16 @@ impl Broker {
                 location.segment
             ))
         })?;
-        let batch = decode_batch(&bytes).map_err(|error| {
-            BrokerError::Corrupt(format!(
-                "segment {} batch at offset {base}: {error}",
-                location.segment
-            ))
-        })?;
-        if batch.records.len() != location.record_count as usize {
-            return Err(BrokerError::Corrupt(format!(
-                "segment {} batch at offset {base} holds {} records, index says {}",
-                location.segment,
-                batch.records.len(),
-                location.record_count
-            )));
-        }
-        Ok((base, batch.records))
+        Ok((base, location, bytes))
+    }
+
+    async fn read_batch(
+        &self,
+        base: u64,
+        location: BatchLocation,
+    ) -> Result<(u64, Vec<Record>), BrokerError> {
+        let (base, location, bytes) = self.read_verified(base, location).await?;
+        decode_verified(base, location, &bytes)
     }
 
     /// Resolves earliest, latest or a timestamp to an offset.
@@ -268,21 +271,47 @@ fn partition_of<'a>(
         })
 }
 
-/// The batches a fetch from `offset` needs: the one holding it and later ones until their
-/// bytes cover `max_bytes`.
+/// The batches a fetch from `offset` needs: the one holding it and later ones until they
+/// hold `max_records` records from `offset` on or their bytes cover `max_bytes`.
 fn select_batches(
     partition: &PartitionState,
     offset: u64,
+    max_records: usize,
     max_bytes: usize,
 ) -> Vec<(u64, BatchLocation)> {
     let mut selected = Vec::new();
     let mut bytes = 0usize;
+    let mut records = 0u64;
     for (base, location) in partition.batches_from(offset) {
-        if selected.len() >= MAX_BATCHES_PER_FETCH || (!selected.is_empty() && bytes >= max_bytes) {
+        let enough = records >= max_records as u64 || bytes >= max_bytes;
+        if selected.len() >= MAX_BATCHES_PER_FETCH || (!selected.is_empty() && enough) {
             break;
         }
         bytes += location.length as usize;
+        records += (base + u64::from(location.record_count)).saturating_sub(offset.max(base));
         selected.push((base, *location));
     }
     selected
+}
+
+fn decode_verified(
+    base: u64,
+    location: BatchLocation,
+    bytes: &bytes::Bytes,
+) -> Result<(u64, Vec<Record>), BrokerError> {
+    let batch = decode_batch(bytes).map_err(|error| {
+        BrokerError::Corrupt(format!(
+            "segment {} batch at offset {base}: {error}",
+            location.segment
+        ))
+    })?;
+    if batch.records.len() != location.record_count as usize {
+        return Err(BrokerError::Corrupt(format!(
+            "segment {} batch at offset {base} holds {} records, index says {}",
+            location.segment,
+            batch.records.len(),
+            location.record_count
+        )));
+    }
+    Ok((base, batch.records))
 }

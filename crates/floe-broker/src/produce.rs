@@ -53,6 +53,12 @@ impl Broker {
                 "a produce request needs at least one record".into(),
             ));
         }
+        if records.len() > MAX_RECORDS_PER_REQUEST {
+            return Err(BrokerError::InvalidRequest(format!(
+                "a produce request carries at most {MAX_RECORDS_PER_REQUEST} records, not {}",
+                records.len()
+            )));
+        }
         let view = self
             .inner
             .sequencer
@@ -79,6 +85,7 @@ impl Broker {
                     )));
                 }
             };
+            check_headers(index, &record.headers)?;
             let record = Record {
                 key: record.key,
                 value: record.value,
@@ -151,6 +158,32 @@ impl Broker {
             self.inner.sticky_partition.fetch_add(1, Ordering::Relaxed) % view.partitions
         }))
     }
+}
+
+/// The most headers one record may carry, and the longest header name; both fit the
+/// binary framing's 16-bit counts with room to spare.
+const MAX_HEADERS: usize = 1024;
+const MAX_HEADER_NAME_BYTES: usize = 1024;
+/// The most records one produce request may carry.
+pub const MAX_RECORDS_PER_REQUEST: usize = 100_000;
+
+fn check_headers(index: usize, headers: &[Header]) -> Result<(), BrokerError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(BrokerError::InvalidRequest(format!(
+            "record {index} has {} headers; the limit is {MAX_HEADERS}",
+            headers.len()
+        )));
+    }
+    if let Some(header) = headers
+        .iter()
+        .find(|header| header.name.len() > MAX_HEADER_NAME_BYTES)
+    {
+        return Err(BrokerError::InvalidRequest(format!(
+            "record {index} has a header name of {} bytes; the limit is {MAX_HEADER_NAME_BYTES}",
+            header.name.len()
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 //! a crash; it was never acknowledged, so recovery cuts the file there.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -209,7 +209,12 @@ impl FileLogInner {
         if let Err(error) = written {
             // Cut back to the last durable length so a retried append does not follow a
             // torn frame; if even that fails the log cannot be trusted any more.
-            let restored = file.set_len(*len).and_then(|()| file.sync_data());
+            // The cursor must move back too, or the next write would land past a hole of
+            // zeros that recovery could not tell from the end of the log.
+            let restored = file
+                .set_len(*len)
+                .and_then(|()| file.seek(SeekFrom::Start(*len)).map(|_| ()))
+                .and_then(|()| file.sync_data());
             if let Err(restore_error) = restored {
                 return Err(LogError::Poisoned(format!(
                     "append failed ({error}) and rollback failed ({restore_error})"
@@ -265,30 +270,46 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, LogError> {
 }
 
 /// Reads every whole, CRC-valid frame; returns them and the length they span.
+///
+/// What follows the last good frame may only be a write torn by a crash: a frame cut short
+/// by the end of the file, a last frame whose bytes never fully reached the disk, or zeros
+/// a filesystem left behind. A bad frame with more data after it, or a CRC-valid frame that
+/// does not parse, is corruption and an error: cutting there would drop durable entries.
 fn read_frames(path: &Path) -> Result<(Vec<LogEntry>, u64), LogError> {
     let mut contents = Vec::new();
     File::open(path)
         .and_then(|mut file| file.read_to_end(&mut contents))
         .map_err(|e| LogError::io(path.display(), e))?;
+    let corrupt = |position: usize, what: &str| {
+        LogError::Corrupt(format!("{} at byte {position}: {what}", path.display()))
+    };
     let mut entries = Vec::new();
     let mut position = 0usize;
-    while contents.len() - position >= FRAME_HEADER_LEN {
-        let header = &contents[position..position + FRAME_HEADER_LEN];
-        let length = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
-        let start = position + FRAME_HEADER_LEN;
-        if length > MAX_FRAME_LEN || contents.len() - start < length {
+    while position < contents.len() {
+        let rest = &contents[position..];
+        if rest.iter().all(|byte| *byte == 0) || rest.len() < FRAME_HEADER_LEN {
             break;
         }
-        let payload = &contents[start..start + length];
+        let length = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_be_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if length > MAX_FRAME_LEN {
+            return Err(corrupt(position, "frame length beyond any command"));
+        }
+        let end = FRAME_HEADER_LEN + length;
+        if rest.len() < end {
+            break;
+        }
+        let payload = &rest[FRAME_HEADER_LEN..end];
         if crc32c::crc32c(payload) != crc {
-            break;
+            if rest.len() == end {
+                break;
+            }
+            return Err(corrupt(position, "crc mismatch with entries after it"));
         }
-        let Ok(entry) = serde_json::from_slice::<LogEntry>(payload) else {
-            break;
-        };
+        let entry = serde_json::from_slice::<LogEntry>(payload)
+            .map_err(|error| corrupt(position, &format!("entry does not parse: {error}")))?;
         entries.push(entry);
-        position = start + length;
+        position += end;
     }
     Ok((entries, position as u64))
 }
@@ -382,6 +403,29 @@ mod tests {
     async fn conformance_snapshots() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::conformance::snapshots_restore_state(factory(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_tail_is_corruption_not_a_torn_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = FileLog::open(dir.path()).expect("open");
+            log.recover().await.expect("recover");
+            log.append(&[entry(1), entry(2), entry(3)])
+                .await
+                .expect("append");
+        }
+        let log_file = fs::read_dir(dir.path().join("log"))
+            .expect("dir")
+            .next()
+            .expect("file")
+            .expect("entry")
+            .path();
+        let mut contents = fs::read(&log_file).expect("read");
+        contents[FRAME_HEADER_LEN + 3] ^= 0x01;
+        fs::write(&log_file, &contents).expect("write");
+        let log = FileLog::open(dir.path()).expect("reopen");
+        assert!(matches!(log.recover().await, Err(LogError::Corrupt(_))));
     }
 
     #[tokio::test]

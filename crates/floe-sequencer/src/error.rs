@@ -73,6 +73,8 @@ pub enum SequencerError {
     Rejected(#[from] ApplyError),
     #[error("sequencer log unavailable: {0}")]
     Log(#[from] LogError),
+    #[error("sequencer log append failed: {0}")]
+    Unavailable(String),
     #[error("sequencer stopped")]
     Stopped,
 }
@@ -81,7 +83,7 @@ impl SequencerError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Rejected(error) => error.kind(),
-            Self::Log(_) | Self::Stopped => ErrorKind::Unavailable,
+            Self::Log(_) | Self::Unavailable(_) | Self::Stopped => ErrorKind::Unavailable,
         }
     }
 }
