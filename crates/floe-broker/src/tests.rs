@@ -187,3 +187,46 @@ async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn full_buffers_refuse_produce_with_a_retry_hint() {
+    let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
+        .await
+        .expect("sequencer");
+    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
+    let options = BrokerOptions {
+        linger: Duration::from_millis(500),
+        max_buffered_bytes: 1,
+        ..BrokerOptions::default()
+    };
+    let broker = Broker::new(
+        options,
+        sequencer,
+        SegmentStore::new(store, prefix),
+        Arc::new(SystemClock),
+    );
+    broker
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    let first = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.produce("t", vec![record(None, None, "first")]).await }
+    });
+    while broker.buffered_bytes() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let refused = broker
+        .produce("t", vec![record(None, None, "second")])
+        .await;
+    let error = refused.expect_err("buffers are full while the first request lingers");
+    assert!(matches!(error, BrokerError::Busy { .. }));
+    assert!(error.retry_after().is_some());
+    assert_eq!(first.await.expect("task").expect("first commits").len(), 1);
+    assert_eq!(
+        broker.buffered_bytes(),
+        0,
+        "commits release their reservation"
+    );
+    broker.shutdown().await;
+}
