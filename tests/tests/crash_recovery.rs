@@ -8,17 +8,10 @@ use std::time::Duration;
 use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
 use floe_client::{Encoding, FetchOptions, FloeClient};
 use floe_tests::FloeProcess;
-use parking_lot_free::Acked;
 use serde_json::Value;
 
-mod parking_lot_free {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    /// (partition, offset) → value of every acknowledged record.
-    #[derive(Debug, Default)]
-    pub struct Acked(pub Mutex<BTreeMap<(u32, u64), String>>);
-}
+/// (partition, offset) → value of every acknowledged record.
+type Acked = std::sync::Mutex<BTreeMap<(u32, u64), String>>;
 
 async fn producer(client: FloeClient, id: usize, acked: Arc<Acked>) {
     for request in 0u64.. {
@@ -39,7 +32,7 @@ async fn producer(client: FloeClient, id: usize, acked: Arc<Acked>) {
             .collect();
         match client.produce("load", records, Encoding::Text).await {
             Ok(response) => {
-                let mut map = acked.0.lock().expect("lock");
+                let mut map = acked.lock().expect("lock");
                 for (ack, value) in response.offsets.iter().zip(values) {
                     let previous = map.insert((ack.partition, ack.offset), value);
                     assert!(
@@ -88,7 +81,7 @@ async fn read_partition(client: &FloeClient, partition: u32) -> (Vec<(u64, Strin
 async fn acknowledged_records_survive_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A small snapshot interval makes the crash land around snapshots and log rotation too.
-    let mut server = FloeProcess::start(dir.path(), &["--linger", "2ms"]);
+    let mut server = FloeProcess::start(dir.path(), &["--linger", "2ms", "--snapshot-every", "20"]);
     let client = server.client();
     client
         .create_topic(&CreateTopicRequest {
@@ -106,7 +99,7 @@ async fn acknowledged_records_survive_kill_9() {
     // Let the load run, then kill the server with no warning.
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if acked.0.lock().expect("lock").len() >= 3000 {
+        if acked.lock().expect("lock").len() >= 3000 {
             break;
         }
     }
@@ -114,7 +107,7 @@ async fn acknowledged_records_survive_kill_9() {
     for producer in producers {
         producer.await.expect("producer task");
     }
-    let acked = std::mem::take(&mut *acked.0.lock().expect("lock"));
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
     assert!(acked.len() >= 3000);
 
     let server = FloeProcess::start(dir.path(), &[]);

@@ -347,20 +347,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn torn_tail_is_cut_and_appends_continue() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let log = FileLog::open(dir.path()).expect("open");
-            log.recover().await.expect("recover");
-            log.append(&[entry(1), entry(2)]).await.expect("append");
-        }
-        let log_file = fs::read_dir(dir.path().join("log"))
+    /// Writes entries to a fresh log in `dir`, closes it, and returns the log file's path.
+    async fn write_entries(dir: &Path, entries: &[LogEntry]) -> PathBuf {
+        let log = FileLog::open(dir).expect("open");
+        log.recover().await.expect("recover");
+        log.append(entries).await.expect("append");
+        drop(log);
+        fs::read_dir(dir.join("log"))
             .expect("dir")
             .next()
             .expect("file")
             .expect("entry")
-            .path();
+            .path()
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_cut_and_appends_continue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_file = write_entries(dir.path(), &[entry(1), entry(2)]).await;
         let mut file = OpenOptions::new()
             .append(true)
             .open(&log_file)
@@ -408,19 +412,7 @@ mod tests {
     #[tokio::test]
     async fn damage_before_the_tail_is_corruption_not_a_torn_write() {
         let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let log = FileLog::open(dir.path()).expect("open");
-            log.recover().await.expect("recover");
-            log.append(&[entry(1), entry(2), entry(3)])
-                .await
-                .expect("append");
-        }
-        let log_file = fs::read_dir(dir.path().join("log"))
-            .expect("dir")
-            .next()
-            .expect("file")
-            .expect("entry")
-            .path();
+        let log_file = write_entries(dir.path(), &[entry(1), entry(2), entry(3)]).await;
         let mut contents = fs::read(&log_file).expect("read");
         contents[FRAME_HEADER_LEN + 3] ^= 0x01;
         fs::write(&log_file, &contents).expect("write");

@@ -27,6 +27,12 @@ pub struct Server {
 impl Server {
     /// Opens the store and the sequencer, binds the listener, and is ready to serve.
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        // A request becomes one batch per partition, and a batch's length is a u32 in the
+        // segment index: keep requests far below that.
+        const MAX_REQUEST_BYTES_LIMIT: usize = 1 << 30;
+        if config.max_request_bytes == 0 || config.max_request_bytes > MAX_REQUEST_BYTES_LIMIT {
+            anyhow::bail!("max_request_bytes must be between 1 and {MAX_REQUEST_BYTES_LIMIT}");
+        }
         let store_url = StoreUrl::parse(&config.store_url())?;
         let (store, prefix) = open_store(&store_url)?;
         let log_dir = config.data_dir.join("sequencer");

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_buffered_bytes: Option<usize>,
+    /// Sequencer log entries between snapshots [default: 20000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_every: Option<u64>,
     /// This broker's id [default: broker-0].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
