@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 
 use floe_client::FloeClient;
 
+pub mod etcd;
+pub mod s3;
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind a free port")
+}
+
 /// Where the `floe` binary is: `$FLOE_BIN`, or beside this test binary's `deps` folder.
 pub fn floe_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("FLOE_BIN") {
@@ -38,6 +49,11 @@ pub struct FloeProcess {
 impl FloeProcess {
     /// Starts `floe serve` on a free loopback port with `data_dir` and extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`FloeProcess::start`] with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, String)]) -> Self {
         let mut child = Command::new(floe_binary())
             .args([
                 "serve",
@@ -51,6 +67,7 @@ impl FloeProcess {
             .args(extra)
             .env_remove("FLOE_CONFIG")
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -86,6 +103,30 @@ impl FloeProcess {
 
     pub fn client(&self) -> FloeClient {
         FloeClient::new(&self.url)
+    }
+
+    /// The operating-system process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the process freezes, holding its sockets, until [`FloeProcess::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after a pause.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .arg(pid.to_string())
+                .status();
+        }
     }
 
     /// SIGKILL: no flush, no goodbye.

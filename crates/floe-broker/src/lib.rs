@@ -39,6 +39,8 @@ pub struct BrokerOptions {
     pub max_buffered_bytes: usize,
     /// Segments uploading at once.
     pub max_inflight_uploads: usize,
+    /// Bound on one segment upload attempt; a slower attempt is abandoned and retried.
+    pub upload_timeout: Duration,
 }
 
 impl Default for BrokerOptions {
@@ -49,6 +51,7 @@ impl Default for BrokerOptions {
             linger: Duration::from_millis(5),
             max_buffered_bytes: 256 * 1024 * 1024,
             max_inflight_uploads: 4,
+            upload_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use floe_core::segment::{BatchEntry, SegmentBuilder};
 use floe_core::{SegmentId, TopicId};
-use floe_sequencer::{Command, Outcome, Sequencer, SequencerError};
+use floe_sequencer::{Command, Fence, Outcome, Sequencer, SequencerError};
 use floe_storage::{SegmentStore, StorageError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -46,6 +46,9 @@ struct OpenSegment {
     builder: SegmentBuilder,
     waiters: Vec<Waiter>,
     generation: u64,
+    /// The broker session the segment's batches were accepted under; the commit carries
+    /// it, so a session lost in between refuses the commit.
+    fence: Option<Fence>,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,7 @@ struct SealedSegment {
     bytes: Bytes,
     entries: Vec<BatchEntry>,
     waiters: Vec<Waiter>,
+    fence: Option<Fence>,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,7 @@ impl Pipeline {
                 builder: SegmentBuilder::new(),
                 waiters: Vec::new(),
                 generation: 0,
+                fence: None,
             }),
             sealed: Mutex::new(Some(sealed_sender)),
             buffered: AtomicUsize::new(0),
@@ -99,6 +104,7 @@ impl Pipeline {
             sequencer,
             store,
             max_inflight: options.max_inflight_uploads.max(1),
+            upload_timeout: options.upload_timeout,
         };
         let handle = tokio::spawn(flusher.run(sealed_receiver));
         Self {
@@ -111,11 +117,13 @@ impl Pipeline {
         self.shared.buffered.load(Ordering::Relaxed)
     }
 
-    /// Adds one request's batches to the open segment; they commit together. The returned
-    /// receiver yields their base offsets once the segment is committed.
+    /// Adds one request's batches to the open segment; they commit together, under
+    /// `fence`. The returned receiver yields their base offsets once the segment is
+    /// committed.
     pub(crate) fn append(
         &self,
         batches: Vec<PendingBatch>,
+        fence: Option<Fence>,
     ) -> Result<oneshot::Receiver<CommitReply>, BrokerError> {
         let size: usize = batches.iter().map(|batch| batch.bytes.len()).sum();
         self.reserve(size)?;
@@ -126,10 +134,14 @@ impl Pipeline {
             self.shared.release(size);
             return Err(BrokerError::ShuttingDown);
         }
-        if !open.builder.is_empty() && open.builder.len() + size > self.shared.segment_max_bytes {
+        let full = open.builder.len() + size > self.shared.segment_max_bytes;
+        if !open.builder.is_empty() && (full || open.fence != fence) {
             self.shared.seal(&mut open);
         }
         let was_empty = open.builder.is_empty();
+        if was_empty {
+            open.fence = fence;
+        }
         let first = open.builder.entries().len();
         for batch in &batches {
             open.builder.append_batch(
@@ -205,6 +217,7 @@ impl Shared {
             builder: SegmentBuilder::new(),
             waiters: Vec::new(),
             generation: open.generation + 1,
+            fence: None,
         };
         let full = std::mem::replace(open, fresh);
         let (bytes, entries) = full.builder.finish();
@@ -213,6 +226,7 @@ impl Shared {
             bytes,
             entries,
             waiters: full.waiters,
+            fence: full.fence,
         };
         let sender = self.sealed.lock();
         match sender.as_ref() {
@@ -250,6 +264,7 @@ struct Flusher {
     sequencer: Sequencer,
     store: SegmentStore,
     max_inflight: usize,
+    upload_timeout: Duration,
 }
 
 impl Flusher {
@@ -260,7 +275,7 @@ impl Flusher {
         loop {
             tokio::select! {
                 next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
-                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment)),
+                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment, self.upload_timeout)),
                     None => receiving = false,
                 },
                 Some((segment, uploaded)) = uploads.next(), if !uploads.is_empty() => {
@@ -292,7 +307,7 @@ impl Flusher {
             segment: segment.id,
             batches: segment.entries,
         };
-        let outcome = match self.sequencer.submit_ordered(command).await {
+        let outcome = match self.sequencer.submit_ordered(command, segment.fence).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.shared.fail(segment.waiters, || {
@@ -341,21 +356,40 @@ fn answer(
     }
 }
 
-/// Uploads a segment, retrying transient failures. A retry that finds the object already
-/// there means an earlier attempt landed and only its response was lost: the id is ours
-/// alone, so that counts as success.
+/// Uploads a segment, retrying transient failures and bounding each attempt by `timeout`.
+/// Finding the object already there means an earlier attempt (ours, or the store client's
+/// own retry) landed and only its response was lost: the id is ours alone, so an object of
+/// the same length counts as success.
 async fn upload(
     store: SegmentStore,
     segment: SealedSegment,
+    timeout: Duration,
 ) -> (SealedSegment, Result<(), StorageError>) {
     const ATTEMPTS: u32 = 5;
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 1;
     loop {
-        match store.put_segment(segment.id, segment.bytes.clone()).await {
+        let put = store.put_segment(segment.id, segment.bytes.clone());
+        let result = match tokio::time::timeout(timeout, put).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Timeout {
+                segment: segment.id,
+                after: timeout,
+            }),
+        };
+        match result {
             Ok(()) => return (segment, Ok(())),
-            Err(StorageError::AlreadyExists(_)) if attempt > 1 => return (segment, Ok(())),
-            Err(error) if attempt < ATTEMPTS && matches!(error, StorageError::Store { .. }) => {
+            Err(StorageError::AlreadyExists(_)) => {
+                let landed = store.segment_len(segment.id).await;
+                return match landed {
+                    Ok(len) if len == segment.bytes.len() as u64 => (segment, Ok(())),
+                    _ => {
+                        let id = segment.id;
+                        (segment, Err(StorageError::AlreadyExists(id)))
+                    }
+                };
+            }
+            Err(error) if attempt < ATTEMPTS && error.is_transient() => {
                 tracing::debug!(segment = %segment.id, attempt, %error, "retrying segment upload");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;

@@ -107,7 +107,8 @@ impl Broker {
         }
 
         let (batches, placements) = encode_batches(&view, by_partition)?;
-        let receiver = self.inner.pipeline.append(batches)?;
+        let fence = self.inner.sequencer.fence()?;
+        let receiver = self.inner.pipeline.append(batches, fence)?;
         let base_offsets = receiver.await.map_err(|_| BrokerError::ShuttingDown)??;
 
         let total = placements.iter().map(|p| p.indexes.len()).sum();

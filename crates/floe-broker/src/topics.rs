@@ -22,8 +22,11 @@ pub struct PartitionInfo {
     pub log_start_offset: u64,
     pub high_watermark: u64,
     pub size_bytes: u64,
-    /// The broker that owns the partition (for locality and background jobs).
+    /// The broker that owns the partition (for locality and background jobs); empty
+    /// while no live broker is assigned.
     pub owner: String,
+    /// Bumped each time the owner changes.
+    pub owner_epoch: u64,
 }
 
 impl Broker {
@@ -80,7 +83,9 @@ impl Broker {
     }
 
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription, BrokerError> {
-        let owner = &self.inner.options.broker_id;
+        // The embedded sequencer never assigns owners: this broker owns everything.
+        let embedded = self.inner.sequencer.cluster().is_none();
+        let own_id = &self.inner.options.broker_id;
         self.inner
             .sequencer
             .read(|state| {
@@ -98,7 +103,12 @@ impl Broker {
                             log_start_offset: partition.log_start_offset,
                             high_watermark: partition.high_watermark,
                             size_bytes: partition.size_bytes,
-                            owner: owner.clone(),
+                            owner: match (&partition.owner, embedded) {
+                                (Some(owner), _) => owner.clone(),
+                                (None, true) => own_id.clone(),
+                                (None, false) => String::new(),
+                            },
+                            owner_epoch: partition.owner_epoch,
                         })
                         .collect(),
                 })

@@ -45,6 +45,8 @@ pub struct PartitionDescription {
     pub high_watermark: u64,
     pub size_bytes: u64,
     pub owner: String,
+    #[serde(default)]
+    pub owner_epoch: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,11 +133,36 @@ pub struct OffsetResponse {
 pub struct BrokerInfo {
     pub id: String,
     pub address: String,
+    /// Milliseconds since the epoch at which the broker registered (0 when embedded).
+    #[serde(default)]
+    pub started_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub cluster: String,
+    /// `embedded` or `etcd`.
     pub sequencer: String,
+    /// The broker that answered.
+    #[serde(default)]
+    pub broker: String,
+    /// The sequencer leader's broker id, when one is known.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The last log index this broker's replica has applied.
+    #[serde(default)]
+    pub applied_index: u64,
+    /// Live brokers.
     pub brokers: Vec<BrokerInfo>,
+    /// Every partition's owner.
+    #[serde(default)]
+    pub owners: Vec<PartitionOwner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOwner {
+    pub topic: String,
+    pub partition: u32,
+    pub owner: String,
+    pub epoch: u64,
 }

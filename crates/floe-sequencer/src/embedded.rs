@@ -20,7 +20,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::error::LogError;
-use crate::log::{LogBackend, LogEntry, Recovery, Snapshot};
+use crate::log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 
 const FRAME_HEADER_LEN: usize = 8;
 /// A frame larger than this is corrupt, not a command.
@@ -81,7 +81,7 @@ impl LogBackend for FileLog {
         self.blocking(FileLogInner::recover).await
     }
 
-    async fn append(&self, entries: &[LogEntry]) -> Result<(), LogError> {
+    async fn append(&self, entries: &[LogEntry], _fences: &[Fence]) -> Result<(), LogError> {
         let mut frames = Vec::new();
         for entry in entries {
             let payload = serde_json::to_vec(entry)
@@ -351,7 +351,7 @@ mod tests {
     async fn write_entries(dir: &Path, entries: &[LogEntry]) -> PathBuf {
         let log = FileLog::open(dir).expect("open");
         log.recover().await.expect("recover");
-        log.append(entries).await.expect("append");
+        log.append(entries, &[]).await.expect("append");
         drop(log);
         fs::read_dir(dir.join("log"))
             .expect("dir")
@@ -376,7 +376,9 @@ mod tests {
         let log = FileLog::open(dir.path()).expect("reopen");
         let recovery = log.recover().await.expect("recover");
         assert_eq!(recovery.entries, vec![entry(1), entry(2)]);
-        log.append(&[entry(3)]).await.expect("append after cut");
+        log.append(&[entry(3)], &[])
+            .await
+            .expect("append after cut");
         drop(log);
         let log = FileLog::open(dir.path()).expect("reopen again");
         assert_eq!(log.recover().await.expect("recover").entries.len(), 3);

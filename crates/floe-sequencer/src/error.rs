@@ -55,6 +55,15 @@ pub enum LogError {
     Corrupt(String),
     #[error("log backend failed and cannot continue: {0}")]
     Poisoned(String),
+    /// Nothing was written: these sessions are no longer their brokers' registrations.
+    #[error("stale broker sessions: {0:?}")]
+    Fenced(Vec<crate::log::Fence>),
+    /// An etcd request failed or timed out.
+    #[error("etcd: {0}")]
+    Etcd(String),
+    /// This process is no longer the sequencer leader; nothing was written.
+    #[error("no longer the sequencer leader: {0}")]
+    Deposed(String),
 }
 
 impl LogError {
@@ -77,13 +86,23 @@ pub enum SequencerError {
     Unavailable(String),
     #[error("sequencer stopped")]
     Stopped,
+    /// The submitting broker's session ended (paused or cut off past its lease).
+    #[error("broker session is no longer live; the commit was refused: {0}")]
+    Fenced(String),
+    /// Sent to a broker that is not the sequencer leader; nothing was committed.
+    #[error("not the sequencer leader")]
+    NotLeader,
 }
 
 impl SequencerError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Rejected(error) => error.kind(),
-            Self::Log(_) | Self::Unavailable(_) | Self::Stopped => ErrorKind::Unavailable,
+            Self::Log(_)
+            | Self::Unavailable(_)
+            | Self::Stopped
+            | Self::Fenced(_)
+            | Self::NotLeader => ErrorKind::Unavailable,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! This crate must not touch segment bytes or the object store's data path: it knows where
 //! batches are, never what they hold.
 
+mod cluster;
 pub mod conformance;
 mod embedded;
 mod error;
@@ -16,11 +17,16 @@ mod memory;
 mod sequencer;
 mod state;
 
+pub use cluster::{
+    ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, LeaderInfo, Member,
+    RemoteError, SnapshotStore, open_cluster,
+};
 pub use embedded::FileLog;
 pub use error::{ApplyError, LogError, SequencerError};
-pub use log::{LogBackend, LogEntry, Recovery, Snapshot};
+pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 pub use memory::MemoryLog;
-pub use sequencer::{Sequencer, SequencerOptions};
+pub use sequencer::{Committed, Sequencer, SequencerOptions};
 pub use state::{
-    BatchLocation, ClusterState, Command, MAX_PARTITIONS, Outcome, PartitionState, TopicState,
+    BatchLocation, ClusterState, Command, MAX_PARTITIONS, Outcome, OwnerChange, PartitionState,
+    TopicState,
 };

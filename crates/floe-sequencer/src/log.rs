@@ -16,6 +16,16 @@ pub struct LogEntry {
     pub command: Command,
 }
 
+/// A broker's membership session. A command submitted under a fence commits only while
+/// that session is still the broker's live registration: a broker that was paused or cut
+/// off long enough to lose its lease can never commit what it buffered before.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fence {
+    pub broker: String,
+    /// The etcd revision that created the broker's registration.
+    pub session: i64,
+}
+
 /// The serialized state after applying every entry up to and including `index`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -40,9 +50,14 @@ pub trait LogBackend: Send + Sync + Debug + 'static {
     async fn recover(&self) -> Result<Recovery, LogError>;
 
     /// Appends entries, in order, and returns only once they are durable. On error none of
-    /// them may become visible to a later `recover`.
-    async fn append(&self, entries: &[LogEntry]) -> Result<(), LogError>;
+    /// them may become visible to a later `recover`. Backends with membership check every
+    /// fence atomically with the write and fail with [`LogError::Fenced`], writing nothing,
+    /// when any is stale; backends without membership ignore them.
+    async fn append(&self, entries: &[LogEntry], fences: &[Fence]) -> Result<(), LogError>;
 
     /// Stores a snapshot durably and may then drop every entry it covers.
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError>;
+
+    /// Releases what the backend holds (a lock, a lease) once the sequencer stops.
+    async fn close(&self) {}
 }

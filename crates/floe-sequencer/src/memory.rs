@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use crate::error::LogError;
-use crate::log::{LogBackend, LogEntry, Recovery, Snapshot};
+use crate::log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 
 #[derive(Debug, Default)]
 pub struct MemoryLog {
@@ -38,7 +38,7 @@ impl LogBackend for MemoryLog {
         })
     }
 
-    async fn append(&self, entries: &[LogEntry]) -> Result<(), LogError> {
+    async fn append(&self, entries: &[LogEntry], _fences: &[Fence]) -> Result<(), LogError> {
         self.inner.lock().entries.extend_from_slice(entries);
         Ok(())
     }

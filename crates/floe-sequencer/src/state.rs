@@ -36,6 +36,34 @@ pub enum Command {
         segment: SegmentId,
         batches: Vec<BatchEntry>,
     },
+    /// Hands partitions to brokers (issued by the sequencer leader as brokers come and go).
+    /// A partition whose owner changes gets the next ownership epoch; changes naming a
+    /// topic or partition that no longer exists are skipped.
+    AssignOwners {
+        changes: Vec<OwnerChange>,
+    },
+}
+
+/// One partition's new owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerChange {
+    pub topic_id: TopicId,
+    pub partition: u32,
+    /// `None` releases the partition (no live broker).
+    pub owner: Option<String>,
+}
+
+impl Command {
+    /// A cheap upper estimate of the command's encoded size, for sizing log groups.
+    pub fn approximate_size(&self) -> usize {
+        match self {
+            Self::CommitSegment { batches, .. } => 96 + 220 * batches.len(),
+            Self::AssignOwners { changes } => 48 + 96 * changes.len(),
+            Self::CreateTopic { .. } | Self::DeleteTopic { .. } | Self::AddPartitions { .. } => {
+                1024
+            }
+        }
+    }
 }
 
 /// The result of applying a command.
@@ -49,6 +77,8 @@ pub enum Outcome {
     },
     /// Per batch, in the order of the command: its base offset, or why it was refused.
     SegmentCommitted(Vec<Result<u64, ApplyError>>),
+    /// How many partitions changed owner.
+    OwnersAssigned(usize),
 }
 
 /// Where a committed batch lives.
@@ -72,6 +102,12 @@ pub struct PartitionState {
     pub batches: BTreeMap<u64, BatchLocation>,
     /// Bytes of batches currently indexed.
     pub size_bytes: u64,
+    /// The broker that runs this partition's background jobs and keeps its tail warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Bumped each time the owner changes.
+    #[serde(default)]
+    pub owner_epoch: u64,
 }
 
 impl PartitionState {
@@ -158,7 +194,30 @@ impl ClusterState {
             Command::CommitSegment { segment, batches } => {
                 Ok(self.commit_segment(*segment, batches))
             }
+            Command::AssignOwners { changes } => Ok(self.assign_owners(changes)),
         }
+    }
+
+    fn assign_owners(&mut self, changes: &[OwnerChange]) -> Outcome {
+        let mut changed = 0;
+        for change in changes {
+            let Some(name) = self.names_by_id.get(&change.topic_id) else {
+                continue;
+            };
+            let Some(partition) = self
+                .topics
+                .get_mut(name)
+                .and_then(|topic| topic.partitions.get_mut(change.partition as usize))
+            else {
+                continue;
+            };
+            if partition.owner != change.owner {
+                partition.owner.clone_from(&change.owner);
+                partition.owner_epoch += 1;
+                changed += 1;
+            }
+        }
+        Outcome::OwnersAssigned(changed)
     }
 
     fn create_topic(

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use floe_broker::{Broker, BrokerOptions};
 use floe_core::SystemClock;
-use floe_sequencer::{FileLog, Sequencer, SequencerOptions};
-use floe_storage::{SegmentStore, StoreUrl, open_store};
+use floe_sequencer::{ClusterOptions, FileLog, Sequencer, SequencerOptions, open_cluster};
+use floe_storage::{S3Options, SegmentStore, StoreUrl, check_store, open_store_with};
 use tokio::net::TcpListener;
 
+use crate::cluster::{HttpForwarder, ObjectSnapshots};
 use crate::config::ServeConfig;
 use crate::routes::{AppState, router};
 
@@ -33,22 +34,61 @@ impl Server {
         if config.max_request_bytes == 0 || config.max_request_bytes > MAX_REQUEST_BYTES_LIMIT {
             anyhow::bail!("max_request_bytes must be between 1 and {MAX_REQUEST_BYTES_LIMIT}");
         }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let advertise = config.advertised(local_addr);
+
         let store_url = StoreUrl::parse(&config.store_url())?;
-        let (store, prefix) = open_store(&store_url)?;
-        let log_dir = config.data_dir.join("sequencer");
-        let log = FileLog::open(&log_dir)
-            .with_context(|| format!("opening sequencer log in {}", log_dir.display()))?;
+        let s3 = S3Options {
+            endpoint: config.s3_endpoint.clone(),
+            region: config.s3_region.clone(),
+            path_style: config.s3_path_style,
+            request_timeout: config.store_timeout,
+            ..S3Options::default()
+        };
+        let (store, prefix) = open_store_with(&store_url, &s3)?;
+        check_store(&store, &prefix, &config.store_url()).await?;
         let sequencer_options = SequencerOptions {
             snapshot_every: config.snapshot_every,
             ..SequencerOptions::default()
         };
-        let sequencer = Sequencer::open(Arc::new(log), sequencer_options).await?;
+        let sequencer = match config.etcd_endpoints() {
+            Some(endpoints) => {
+                if store_url == StoreUrl::Memory {
+                    anyhow::bail!(
+                        "a cluster needs a store all brokers share (s3:// or file://), not memory://"
+                    );
+                }
+                let options = ClusterOptions {
+                    endpoints,
+                    cluster: config.cluster.clone(),
+                    broker: config.broker_id.clone(),
+                    advertise: advertise.clone(),
+                    lease_ttl: config.lease_ttl,
+                    compact_etcd: config.compact_etcd,
+                    sequencer: sequencer_options,
+                };
+                let snapshots = Arc::new(ObjectSnapshots::new(store.clone(), prefix.clone()));
+                open_cluster(options, snapshots, Arc::new(HttpForwarder::new()))
+                    .await
+                    .context("joining the cluster through etcd")?
+            }
+            None => {
+                let log_dir = config.data_dir.join("sequencer");
+                let log = FileLog::open(&log_dir)
+                    .with_context(|| format!("opening sequencer log in {}", log_dir.display()))?;
+                Sequencer::open(Arc::new(log), sequencer_options).await?
+            }
+        };
         let broker_options = BrokerOptions {
             broker_id: config.broker_id.clone(),
             segment_max_bytes: config.segment_max_bytes,
             linger: config.linger,
             max_buffered_bytes: config.max_buffered_bytes,
             max_inflight_uploads: config.max_inflight_uploads,
+            upload_timeout: config.store_timeout,
         };
         let broker = Broker::new(
             broker_options,
@@ -56,14 +96,6 @@ impl Server {
             SegmentStore::new(store, prefix),
             Arc::new(SystemClock),
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let local_addr = listener.local_addr()?;
-        let advertise = config
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}"));
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.as_str().into(),

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a broker. With no options: 127.0.0.1:8080, data under ./floe-data.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List, create, describe, grow and delete topics.
     Topics {
         #[command(flatten)]
@@ -38,6 +38,61 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// A simple load generator: produce N records, then read them all back, and report.
     Bench(bench::BenchArgs),
+    /// Operator tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an S3 bucket if it is missing, then check floe can use it (reachable,
+    /// create-only puts honoured).
+    InitBucket {
+        /// s3://BUCKET[/PREFIX]
+        #[arg(long)]
+        store: String,
+        /// S3-compatible endpoint URL [default: AWS_ENDPOINT_URL, else AWS].
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        /// Region [default: AWS_REGION, else us-east-1].
+        #[arg(long)]
+        s3_region: Option<String>,
+        /// Path-style requests [default: on for a custom endpoint].
+        #[arg(long)]
+        s3_path_style: Option<bool>,
+    },
+}
+
+pub async fn run_admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::InitBucket {
+            store,
+            s3_endpoint,
+            s3_region,
+            s3_path_style,
+        } => {
+            let floe_storage::StoreUrl::S3 { bucket, prefix } =
+                floe_storage::StoreUrl::parse(&store)?
+            else {
+                bail!("init-bucket takes an s3://BUCKET/PREFIX store, got {store}");
+            };
+            let options = floe_storage::S3Options {
+                endpoint: s3_endpoint,
+                region: s3_region,
+                path_style: s3_path_style,
+                ..floe_storage::S3Options::default()
+            };
+            let outcome = floe_storage::init_bucket(&bucket, &prefix, &options).await?;
+            let what = match outcome {
+                floe_storage::BucketInit::Created => "created",
+                floe_storage::BucketInit::AlreadyOwned => "already exists (owned by you)",
+            };
+            println!("bucket {bucket} {what}; create-only puts are honoured; ready for floe");
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +123,8 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Object store URL: file://DIR or memory:// [default: file://<data-dir>/objects].
+    /// Object store URL: file://DIR, s3://BUCKET/PREFIX or memory://
+    /// [default: file://<data-dir>/objects].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
@@ -88,10 +144,38 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_every: Option<u64>,
-    /// This broker's id [default: broker-0].
+    /// This broker's id, unique in its cluster [default: broker-0].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_id: Option<String>,
+    /// etcd endpoints, comma-separated: join a cluster instead of running embedded.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<String>,
+    /// Cluster name: brokers with the same etcd and name form one cluster [default: floe].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Address other brokers and clients reach this broker at [default: the bound address].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Lease TTL of registration and sequencer leadership, e.g. 5s [default: 5s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<String>,
+    /// S3-compatible endpoint URL [default: AWS_ENDPOINT_URL, else AWS].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 requests [default: on for a custom endpoint].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_path_style: Option<bool>,
     /// Log format: text or json [default: text].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

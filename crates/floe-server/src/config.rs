@@ -37,6 +37,23 @@ pub struct ServeConfig {
     pub max_inflight_uploads: usize,
     /// Sequencer log entries between snapshots.
     pub snapshot_every: u64,
+    /// etcd client URLs, comma-separated. Set: this broker joins cluster `cluster` with
+    /// the sequencer on etcd. Unset: the embedded sequencer in `data_dir`.
+    pub etcd: Option<String>,
+    /// Lease TTL of the broker's registration and of the sequencer leadership.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Compact etcd's revision history behind each sequencer snapshot.
+    pub compact_etcd: bool,
+    /// S3-compatible endpoint (also `AWS_ENDPOINT_URL`); AWS itself when unset.
+    pub s3_endpoint: Option<String>,
+    /// S3 region (also `AWS_REGION`); `us-east-1` when unset.
+    pub s3_region: Option<String>,
+    /// Path-style S3 requests; on for a custom endpoint, off for AWS, when unset.
+    pub s3_path_style: Option<bool>,
+    /// Bound on one store request attempt.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
 }
@@ -48,7 +65,7 @@ pub enum LogFormat {
     Json,
 }
 
-const KNOWN_KEYS: [&str; 13] = [
+const KNOWN_KEYS: [&str; 20] = [
     "listen",
     "data_dir",
     "store",
@@ -62,6 +79,13 @@ const KNOWN_KEYS: [&str; 13] = [
     "max_inflight_uploads",
     "snapshot_every",
     "log_format",
+    "etcd",
+    "lease_ttl",
+    "compact_etcd",
+    "s3_endpoint",
+    "s3_region",
+    "s3_path_style",
+    "store_timeout",
 ];
 
 impl Default for ServeConfig {
@@ -80,6 +104,13 @@ impl Default for ServeConfig {
             max_inflight_uploads: 4,
             snapshot_every: 20_000,
             log_format: LogFormat::Text,
+            etcd: None,
+            lease_ttl: Duration::from_secs(5),
+            compact_etcd: true,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: None,
+            store_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -113,10 +144,33 @@ impl ServeConfig {
             .unwrap_or_else(|| format!("file://{}", self.data_dir.join("objects").display()))
     }
 
-    pub fn advertised(&self) -> String {
-        self.advertise
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+    /// The etcd endpoints, when clustered.
+    pub fn etcd_endpoints(&self) -> Option<Vec<String>> {
+        let endpoints: Vec<String> = self
+            .etcd
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|endpoint| !endpoint.is_empty())
+            .map(|endpoint| {
+                if endpoint.contains("://") {
+                    endpoint.to_owned()
+                } else {
+                    format!("http://{endpoint}")
+                }
+            })
+            .collect();
+        (!endpoints.is_empty()).then_some(endpoints)
+    }
+
+    /// The URL other brokers and clients reach this one at: `advertise` (a scheme is
+    /// added when missing), or the address actually bound.
+    pub fn advertised(&self, bound: SocketAddr) -> String {
+        match &self.advertise {
+            Some(address) if address.contains("://") => address.trim_end_matches('/').to_owned(),
+            Some(address) => format!("http://{address}"),
+            None => format!("http://{bound}"),
+        }
     }
 }
 

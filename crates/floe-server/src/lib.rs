@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 mod codec;
 pub mod config;
 mod error;

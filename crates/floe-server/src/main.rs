@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = ServeConfig::load(args.config.as_deref(), &args)?;
+            let config = ServeConfig::load(args.config.as_deref(), &*args)?;
             init_logging(config.log_format);
             let server = Server::bind(&config).await?;
             tracing::info!(data_dir = %config.data_dir.display(), store = %config.store_url(), "floe starting");
@@ -43,6 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => floe_server::cli::run_produce(args).await,
         Command::Consume(args) => floe_server::cli::run_consume(args).await,
         Command::Bench(args) => floe_server::cli::bench::run(args).await,
+        Command::Admin { command } => floe_server::cli::run_admin(command).await,
     }
 }
 

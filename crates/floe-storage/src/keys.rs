@@ -1,7 +1,9 @@
 //! Every object key floe writes is built here and nowhere else.
 //!
 //! ```text
-//! <prefix>/segments/<ULID>.seg     segment objects (docs/segment-format.md)
+//! <prefix>/segments/<ULID>.seg                       segment objects (docs/segment-format.md)
+//! <prefix>/sequencer/snapshots/<INDEX>-<ULID>.json   sequencer state snapshots (cluster mode)
+//! <prefix>/_probe/<ULID>                              start-up create-only check, deleted at once
 //! ```
 //! ULIDs sort by creation time, so a listing walks segments oldest first.
 
@@ -16,6 +18,22 @@ pub fn segment(prefix: &Path, id: SegmentId) -> Path {
 /// The folder under which all segments live (for listings and sweeps).
 pub fn segments_folder(prefix: &Path) -> Path {
     prefix.clone().join("segments")
+}
+
+/// The folder of sequencer snapshots. Names sort by log index (20 zero-padded digits).
+pub fn snapshots_folder(prefix: &Path) -> Path {
+    prefix.clone().join("sequencer").join("snapshots")
+}
+
+/// The key of a sequencer snapshot taken at `index`; `nonce` keeps a retried or competing
+/// upload from colliding with an earlier one.
+pub fn snapshot(prefix: &Path, index: u64, nonce: &str) -> Path {
+    snapshots_folder(prefix).join(format!("{index:020}-{nonce}.json"))
+}
+
+/// The key of a start-up probe object.
+pub fn probe(prefix: &Path, nonce: &str) -> Path {
+    prefix.clone().join("_probe").join(nonce)
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! beyond what a key needs, and never decides what is committed (the sequencer does).
 
 pub mod keys;
+mod s3;
 mod segments;
 mod store;
 
+pub use s3::{BucketInit, init_bucket};
 pub use segments::{SegmentStore, StorageError};
-pub use store::{StoreUrl, open_store};
+pub use store::{S3Options, StoreUrl, check_store, open_store, open_store_with};

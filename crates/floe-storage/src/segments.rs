@@ -29,6 +29,11 @@ pub enum StorageError {
         expected: usize,
         actual: usize,
     },
+    #[error("store request for segment {segment} took longer than {after:?}")]
+    Timeout {
+        segment: SegmentId,
+        after: std::time::Duration,
+    },
     #[error("store request for segment {segment} failed: {source}")]
     Store {
         segment: SegmentId,
@@ -41,11 +46,18 @@ impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::BadUrl(_) => ErrorKind::Invalid,
-            Self::Setup(_) | Self::Store { .. } => ErrorKind::Unavailable,
+            Self::Setup(_) | Self::Store { .. } | Self::Timeout { .. } => ErrorKind::Unavailable,
             Self::AlreadyExists(_) | Self::Missing { .. } | Self::ShortRead { .. } => {
                 ErrorKind::Internal
             }
         }
+    }
+}
+
+impl StorageError {
+    /// Whether retrying the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store { .. } | Self::Timeout { .. })
     }
 }
 
@@ -82,6 +94,23 @@ impl SegmentStore {
                 source,
             }),
         }
+    }
+
+    /// The stored length of a segment object.
+    pub async fn segment_len(&self, id: SegmentId) -> Result<u64, StorageError> {
+        let location = keys::segment(&self.prefix, id);
+        match self.store.head(&location).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::Missing { segment: id }),
+            Err(source) => Err(StorageError::Store {
+                segment: id,
+                source,
+            }),
+        }
+    }
+
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
     }
 
     /// Reads a byte range of a segment and checks its length.

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use std::time::Duration;
+
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::segments::StorageError;
 
@@ -52,8 +54,53 @@ impl StoreUrl {
     }
 }
 
+/// How floe talks to an S3-compatible store. Credentials never come from here: they come
+/// from the environment (`AWS_ACCESS_KEY_ID`, …), the shared credentials file or profile,
+/// web identity, or the instance role, in the AWS SDK's usual order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Options {
+    /// `http(s)://host:port` of an S3-compatible server; `None` means AWS itself (or
+    /// `AWS_ENDPOINT_URL` when set).
+    pub endpoint: Option<String>,
+    /// Defaults to `AWS_REGION`, then `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`). `None` means: on for a custom endpoint,
+    /// off for AWS.
+    pub path_style: Option<bool>,
+    /// Bound on one request attempt.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Retries of one request on 5xx, SlowDown, throttling and timeouts, with exponential
+    /// backoff and jitter.
+    pub max_retries: usize,
+    /// Stop retrying a request after this long in total.
+    pub retry_timeout: Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            path_style: None,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 6,
+            retry_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Opens the store a URL names, returning it with the key prefix floe writes under.
 pub fn open_store(url: &StoreUrl) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+    open_store_with(url, &S3Options::default())
+}
+
+/// [`open_store`] with explicit S3 settings (ignored by the other kinds).
+pub fn open_store_with(
+    url: &StoreUrl,
+    s3: &S3Options,
+) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
     match url {
         StoreUrl::File(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| {
@@ -66,10 +113,55 @@ pub fn open_store(url: &StoreUrl) -> Result<(Arc<dyn ObjectStore>, Path), Storag
             Ok((Arc::new(store), Path::default()))
         }
         StoreUrl::Memory => Ok((Arc::new(InMemory::new()), Path::default())),
-        StoreUrl::S3 { .. } => Err(StorageError::Setup(
-            "s3:// stores arrive with the cluster release; use file://DIR or memory:// for now"
-                .into(),
-        )),
+        StoreUrl::S3 { bucket, prefix } => {
+            let store = crate::s3::build(bucket, s3)?;
+            Ok((Arc::new(store), Path::from(prefix.as_str())))
+        }
+    }
+}
+
+/// Checks, before serving, that the store is reachable, that the bucket exists and that
+/// it honours create-only puts (`If-None-Match: *`), which segment commits rely on.
+pub async fn check_store(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    describe: &str,
+) -> Result<(), StorageError> {
+    let probe = crate::keys::probe(prefix, &ulid::Ulid::new().to_string());
+    let put = |body: &'static [u8]| {
+        store.put_opts(
+            &probe,
+            PutPayload::from_static(body),
+            PutOptions::from(PutMode::Create),
+        )
+    };
+    if let Err(error) = put(b"first").await {
+        let hint = match &error {
+            object_store::Error::NotFound { .. } => {
+                " (does the bucket exist? `floe admin init-bucket` creates it)"
+            }
+            object_store::Error::NotImplemented { .. } => " (the store cannot do create-only puts)",
+            _ if error.to_string().contains("NoSuchBucket") => {
+                " (the bucket does not exist; `floe admin init-bucket` creates it)"
+            }
+            _ => "",
+        };
+        return Err(StorageError::Setup(format!(
+            "cannot write to {describe}: {error}{hint}"
+        )));
+    }
+    let second = put(b"second").await;
+    let _ = store.delete(&probe).await;
+    match second {
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Ok(_) => Err(StorageError::Setup(format!(
+            "{describe} overwrote an object on a create-only put: it does not honour \
+             If-None-Match, which floe needs to never overwrite a segment"
+        ))),
+        Err(error) => Err(StorageError::Setup(format!(
+            "{describe}: second create-only put failed with {error} instead of \
+             'already exists'"
+        ))),
     }
 }
 

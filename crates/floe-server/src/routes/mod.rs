@@ -47,6 +47,7 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             get(records::offsets),
         )
         .route("/v1/cluster", get(meta::cluster))
+        .route(crate::cluster::FORWARD_PATH, post(meta::forwarded_commands))
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))

@@ -109,6 +109,7 @@ fn describe_json(topic: BrokerTopic) -> TopicDescription {
                 high_watermark: p.high_watermark,
                 size_bytes: p.size_bytes,
                 owner: p.owner,
+                owner_epoch: p.owner_epoch,
             })
             .collect(),
     }

@@ -1,0 +1,400 @@
+//! A cluster broker's sequencer: campaign; as leader run the commit loop on the etcd log
+//! and assign partition owners; as follower keep the replica current and forward
+//! commands to the leader. Repeat whenever the term or the session ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::etcd_log::catch_up;
+use super::session::{self, Campaign};
+use super::{
+    ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, Keys, LeaderInfo,
+    SnapshotStore, etcd,
+};
+use crate::error::SequencerError;
+use crate::sequencer::{CommitLoop, Core, Sequencer, Submission, refuse_queued};
+use crate::state::{ClusterState, Command, OwnerChange};
+
+/// Joins the cluster: connects to etcd, loads the replica, registers this broker, and
+/// starts campaigning. The returned sequencer commits through whoever leads.
+pub async fn open_cluster(
+    options: ClusterOptions,
+    snapshots: Arc<dyn SnapshotStore>,
+    forwarder: Arc<dyn Forwarder>,
+) -> Result<Sequencer, SequencerError> {
+    let connect = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_require_leader(true);
+    let client = etcd(
+        "connect",
+        Client::connect(&options.endpoints, Some(connect)),
+    )
+    .await?;
+    let keys = Keys::new(&options.cluster);
+    let core = Arc::new(Core::new(ClusterState::default()));
+    catch_up(&client, &keys, &snapshots, &core).await?;
+    tracing::info!(
+        applied_index = core.applied_index(),
+        cluster = options.cluster,
+        "replica loaded from etcd"
+    );
+    let handle = ClusterHandle::new(options.clone());
+    let session = session::register(&client, &keys, &handle, options.lease_ttl * 3).await?;
+    handle.set_session(Some(session));
+
+    let (submissions, receiver) = mpsc::channel(options.sequencer.queue_depth);
+    let (stop, stop_receiver) = watch::channel(false);
+    let driver = Driver {
+        client,
+        keys,
+        handle: Arc::clone(&handle),
+        core: Arc::clone(&core),
+        snapshots,
+        forwarder,
+        submissions: submissions.clone(),
+        options,
+    };
+    let task = tokio::spawn(driver.run(receiver, stop_receiver));
+    Ok(Sequencer::assemble(
+        core,
+        submissions,
+        stop,
+        task,
+        Some(handle),
+    ))
+}
+
+struct Driver {
+    client: Client,
+    keys: Keys,
+    handle: Arc<ClusterHandle>,
+    core: Arc<Core>,
+    snapshots: Arc<dyn SnapshotStore>,
+    forwarder: Arc<dyn Forwarder>,
+    submissions: mpsc::Sender<Submission>,
+    options: ClusterOptions,
+}
+
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Driver {
+    async fn run(self, mut receiver: mpsc::Receiver<Submission>, mut stop: watch::Receiver<bool>) {
+        let maintain = tokio::spawn(session::maintain(
+            self.client.clone(),
+            self.keys.clone(),
+            Arc::clone(&self.handle),
+        ));
+        let members = tokio::spawn(session::watch_members(
+            self.client.clone(),
+            self.keys.clone(),
+            Arc::clone(&self.handle),
+        ));
+        while !*stop.borrow() {
+            if self.one_term(&mut receiver, &mut stop).await == Flow::Stop {
+                break;
+            }
+        }
+        maintain.abort();
+        members.abort();
+        refuse_queued(&mut receiver);
+        let session = self.handle.session.lock().take();
+        if let Some(session) = session {
+            // Revoking drops the registration and any leadership at once: a quick handover.
+            let _ = etcd(
+                "lease revoke",
+                self.client.clone().lease_revoke(session.lease),
+            )
+            .await;
+        }
+        self.handle.leader.send_replace(None);
+        tracing::info!("left the cluster");
+    }
+
+    async fn one_term(
+        &self,
+        receiver: &mut mpsc::Receiver<Submission>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Flow {
+        let lease = self.handle.session.lock().as_ref().map(|s| s.lease);
+        let mut session_changes = self.handle.session_changed.subscribe();
+        let Some(lease) = lease else {
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return Flow::Stop,
+                _ = session_changes.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            return Flow::Continue;
+        };
+        let info = LeaderInfo {
+            broker: self.options.broker.clone(),
+            advertise: self.options.advertise.clone(),
+            term: 0,
+        };
+        match session::campaign(&self.client, &self.keys, lease, &info).await {
+            Ok(Campaign::Won { term }) => self.lead(term, receiver, stop).await,
+            Ok(Campaign::Lost { leader, revision }) => {
+                self.follow(leader, revision, receiver, stop).await
+            }
+            Err(error) => {
+                tracing::warn!(%error, "campaign failed; retrying");
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => Flow::Stop,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => Flow::Continue,
+                }
+            }
+        }
+    }
+
+    async fn lead(
+        &self,
+        term: i64,
+        receiver: &mut mpsc::Receiver<Submission>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Flow {
+        let mut session_changes = self.handle.session_changed.subscribe();
+        session_changes.mark_unchanged();
+        // Everything the previous leader committed is below this read: its writes after
+        // our election fail their term check.
+        if let Err(error) = catch_up(&self.client, &self.keys, &self.snapshots, &self.core).await {
+            tracing::warn!(%error, "new leader could not catch up; campaigning again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            return Flow::Continue;
+        }
+        self.handle.leader.send_replace(Some(LeaderInfo {
+            broker: self.options.broker.clone(),
+            advertise: self.options.advertise.clone(),
+            term,
+        }));
+        tracing::info!(
+            term,
+            applied_index = self.core.applied_index(),
+            "leading the sequencer"
+        );
+        let backend = Arc::new(EtcdLog::for_term(
+            self.client.clone(),
+            self.keys.clone(),
+            term,
+            Arc::clone(&self.snapshots),
+            self.options.compact_etcd,
+        ));
+        let mut commit = CommitLoop::new(
+            backend,
+            Arc::clone(&self.core),
+            self.options.sequencer.clone(),
+        );
+        let mut stopped = stop.clone();
+        let until = async {
+            tokio::select! {
+                _ = stopped.wait_for(|stopped| *stopped) => {}
+                _ = session_changes.changed() => {}
+                () = session::wait_term_over(&self.client, &self.keys, term, term) => {}
+            }
+        };
+        let result = tokio::select! {
+            result = commit.run(receiver, until) => result,
+            () = self.rebalance() => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, term, "sequencer term ended");
+        } else {
+            tracing::info!(term, "sequencer term ended");
+        }
+        if *stop.borrow() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    async fn follow(
+        &self,
+        leader: LeaderInfo,
+        revision: i64,
+        receiver: &mut mpsc::Receiver<Submission>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Flow {
+        let mut session_changes = self.handle.session_changed.subscribe();
+        session_changes.mark_unchanged();
+        if leader.term == 0 {
+            return Flow::Continue;
+        }
+        tracing::info!(
+            leader = leader.broker,
+            term = leader.term,
+            "following the sequencer leader"
+        );
+        self.handle.leader.send_replace(Some(leader.clone()));
+        let replica = super::follow::follow(
+            self.client.clone(),
+            self.keys.clone(),
+            Arc::clone(&self.snapshots),
+            Arc::clone(&self.core),
+        );
+        tokio::select! {
+            () = replica => Flow::Continue,
+            () = self.forward(&leader, receiver) => Flow::Continue,
+            () = session::wait_term_over(&self.client, &self.keys, leader.term, revision) => Flow::Continue,
+            _ = session_changes.changed() => Flow::Continue,
+            _ = stop.wait_for(|stopped| *stopped) => Flow::Stop,
+        }
+    }
+
+    /// Sends this broker's submissions to the leader in groups, in order, one group at a
+    /// time. Answers each once the local replica has applied it, so a client reading
+    /// from this broker sees its own writes.
+    async fn forward(&self, leader: &LeaderInfo, receiver: &mut mpsc::Receiver<Submission>) {
+        loop {
+            let Some(first) = receiver.recv().await else {
+                return std::future::pending().await;
+            };
+            let mut group = vec![first];
+            while group.len() < self.options.sequencer.max_group {
+                match receiver.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let (remote, local): (Vec<_>, Vec<_>) = group.into_iter().partition(|s| s.remote);
+            for submission in remote {
+                let _ = submission.reply.send(Err(SequencerError::NotLeader));
+            }
+            if local.is_empty() {
+                continue;
+            }
+            let commands = local
+                .iter()
+                .map(|s| ForwardedCommand {
+                    command: s.command.clone(),
+                    fence: s.fence.clone(),
+                })
+                .collect();
+            match self.forwarder.forward(leader, commands).await {
+                Ok(results) if results.len() == local.len() => {
+                    let mut applied = self.core.subscribe();
+                    tokio::spawn(async move {
+                        for (submission, result) in local.into_iter().zip(results) {
+                            if let Ok(committed) = &result {
+                                let index = committed.index;
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(5),
+                                    applied.wait_for(|applied| *applied >= index),
+                                )
+                                .await;
+                            }
+                            let _ = submission.reply.send(result.map_err(SequencerError::from));
+                        }
+                    });
+                }
+                Ok(results) => {
+                    let message = format!(
+                        "leader answered {} results for {} commands",
+                        results.len(),
+                        local.len()
+                    );
+                    for submission in local {
+                        let _ = submission
+                            .reply
+                            .send(Err(SequencerError::Unavailable(message.clone())));
+                    }
+                }
+                Err(error) => {
+                    let message = format!(
+                        "forwarding to the sequencer leader {} failed: {error}",
+                        leader.broker
+                    );
+                    for submission in local {
+                        let _ = submission
+                            .reply
+                            .send(Err(SequencerError::Unavailable(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// While leading: keeps every partition owned by a live broker, moving as few as
+    /// possible when brokers come and go (rendezvous hashing).
+    async fn rebalance(&self) {
+        let mut members = self.handle.members.subscribe();
+        loop {
+            let live: Vec<String> = members.borrow_and_update().keys().cloned().collect();
+            let changes = self.core.read(|state| owner_changes(state, &live));
+            for chunk in changes.chunks(2_000) {
+                let command = Command::AssignOwners {
+                    changes: chunk.to_vec(),
+                };
+                let (reply, outcome) = oneshot::channel();
+                let submission = Submission {
+                    command,
+                    fence: None,
+                    remote: false,
+                    reply,
+                };
+                if self.submissions.send(submission).await.is_err() {
+                    return;
+                }
+                match outcome.await {
+                    Ok(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+            tokio::select! {
+                _ = members.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// The partitions whose owner should change, given the live brokers.
+fn owner_changes(state: &ClusterState, live: &[String]) -> Vec<OwnerChange> {
+    let mut changes = Vec::new();
+    for topic in state.topics() {
+        for (partition, current) in topic.partitions.iter().enumerate() {
+            let partition = partition as u32;
+            let desired = live
+                .iter()
+                .max_by_key(|broker| (rendezvous(topic.id.0, partition, broker), *broker))
+                .cloned();
+            if current.owner != desired {
+                changes.push(OwnerChange {
+                    topic_id: topic.id,
+                    partition,
+                    owner: desired,
+                });
+            }
+        }
+    }
+    changes
+}
+
+/// FNV-1a over the partition and the broker: the highest score owns the partition.
+fn rendezvous(topic: u64, partition: u32, broker: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = topic
+        .to_le_bytes()
+        .into_iter()
+        .chain(partition.to_le_bytes())
+        .chain(broker.bytes());
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV's low bits mix poorly for short inputs; finish with a multiply-xorshift.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^ (hash >> 33)
+}
+
+#[cfg(test)]
+pub(crate) fn owner_changes_for_tests(state: &ClusterState, live: &[String]) -> Vec<OwnerChange> {
+    owner_changes(state, live)
+}

@@ -1,0 +1,282 @@
+//! The cluster sequencer on etcd: one elected leader writes the command log, every broker
+//! follows it into its own replica, brokers register with leases, and the leader assigns
+//! partition owners. The design is in `docs/adr/0001-sequencer.md`.
+//!
+//! ```text
+//! /floe/<cluster>/leader                 election key (leader's lease): LeaderInfo
+//! /floe/<cluster>/brokers/<id>           registration (broker's lease): Member
+//! /floe/<cluster>/log/<index, 20 digits> one committed group: [LogEntry]
+//! /floe/<cluster>/snapshot               pointer to the newest state snapshot in the store
+//! ```
+
+mod driver;
+mod etcd_log;
+mod follow;
+mod session;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use driver::open_cluster;
+pub use etcd_log::EtcdLog;
+
+use crate::error::{LogError, SequencerError};
+use crate::log::Fence;
+use crate::sequencer::{Committed, SequencerOptions};
+use crate::state::Command;
+
+/// How a broker joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// etcd client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Names the key space; brokers with the same name form one cluster.
+    pub cluster: String,
+    /// This broker's id, unique among live brokers.
+    pub broker: String,
+    /// Where other brokers reach this one (`host:port` or a URL).
+    pub advertise: String,
+    /// Lease time-to-live of registrations and of the leadership.
+    pub lease_ttl: Duration,
+    /// Compact etcd's history behind each snapshot, keeping etcd's size bounded.
+    pub compact_etcd: bool,
+    pub sequencer: SequencerOptions,
+}
+
+/// A live broker, as registered in etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub broker: String,
+    pub advertise: String,
+    pub started_ms: i64,
+    /// The revision that created the registration: its session.
+    #[serde(default)]
+    pub session: i64,
+}
+
+/// The sequencer leader, as written in its election key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    pub broker: String,
+    pub advertise: String,
+    /// The revision that created the election key: the leader's term.
+    #[serde(default)]
+    pub term: i64,
+}
+
+/// Where the leader keeps state snapshots: the object store, so etcd holds only a pointer.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + Debug + 'static {
+    /// Stores a snapshot and returns the key to find it by.
+    async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError>;
+    async fn get(&self, key: &str) -> Result<Bytes, LogError>;
+    async fn delete(&self, key: &str) -> Result<(), LogError>;
+}
+
+/// Why a forwarded command was not committed, as it travels between brokers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
+pub enum RemoteError {
+    #[error("fenced: {0}")]
+    Fenced(String),
+    #[error("not the leader")]
+    NotLeader,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<SequencerError> for RemoteError {
+    fn from(error: SequencerError) -> Self {
+        match error {
+            SequencerError::Fenced(broker) => Self::Fenced(broker),
+            SequencerError::NotLeader => Self::NotLeader,
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<RemoteError> for SequencerError {
+    fn from(error: RemoteError) -> Self {
+        match error {
+            RemoteError::Fenced(broker) => Self::Fenced(broker),
+            RemoteError::NotLeader => Self::NotLeader,
+            RemoteError::Unavailable(message) => Self::Unavailable(message),
+        }
+    }
+}
+
+/// A forwarded command as it travels to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardedCommand {
+    pub command: Command,
+    pub fence: Option<Fence>,
+}
+
+/// Carries followers' commands to the leader (an HTTP call in `floe serve`).
+#[async_trait]
+pub trait Forwarder: Send + Sync + Debug + 'static {
+    /// Sends commands, in order, to the leader. `Err` means the outcome is unknown: the
+    /// commands may or may not have committed.
+    async fn forward(
+        &self,
+        leader: &LeaderInfo,
+        commands: Vec<ForwardedCommand>,
+    ) -> Result<Vec<Result<Committed, RemoteError>>, String>;
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SessionState {
+    pub fence: Fence,
+    pub lease: i64,
+    /// When etcd last confirmed the lease; a session is trusted for less than a TTL after.
+    pub confirmed: tokio::time::Instant,
+}
+
+/// What a broker knows about the cluster: its session, the leader, the members.
+#[derive(Debug)]
+pub struct ClusterHandle {
+    pub(crate) options: ClusterOptions,
+    pub(crate) session: Mutex<Option<SessionState>>,
+    pub(crate) session_changed: watch::Sender<u64>,
+    pub(crate) leader: watch::Sender<Option<LeaderInfo>>,
+    pub(crate) members: watch::Sender<BTreeMap<String, Member>>,
+}
+
+impl ClusterHandle {
+    pub(crate) fn new(options: ClusterOptions) -> Arc<Self> {
+        Arc::new(Self {
+            options,
+            session: Mutex::new(None),
+            session_changed: watch::channel(0).0,
+            leader: watch::channel(None).0,
+            members: watch::channel(BTreeMap::new()).0,
+        })
+    }
+
+    pub fn broker(&self) -> &str {
+        &self.options.broker
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.options.cluster
+    }
+
+    /// The fence for commits made now. Fails when the session is gone, or when etcd has
+    /// not confirmed it for a whole lease TTL (the process may have been paused).
+    pub fn fence(&self) -> Result<Fence, SequencerError> {
+        match &*self.session.lock() {
+            Some(session) if session.confirmed.elapsed() < self.options.lease_ttl => {
+                Ok(session.fence.clone())
+            }
+            Some(_) => Err(SequencerError::Fenced(format!(
+                "{}: lease not confirmed within its TTL",
+                self.options.broker
+            ))),
+            None => Err(SequencerError::Fenced(format!(
+                "{}: not registered",
+                self.options.broker
+            ))),
+        }
+    }
+
+    pub fn leader(&self) -> Option<LeaderInfo> {
+        self.leader.borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader
+            .borrow()
+            .as_ref()
+            .is_some_and(|leader| leader.broker == self.options.broker && self.fence().is_ok())
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        self.members.borrow().values().cloned().collect()
+    }
+
+    pub(crate) fn set_session(&self, session: Option<SessionState>) {
+        *self.session.lock() = session;
+        self.session_changed
+            .send_modify(|generation| *generation += 1);
+    }
+}
+
+/// The etcd keys of one cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    root: String,
+}
+
+impl Keys {
+    pub fn new(cluster: &str) -> Self {
+        Self {
+            root: format!("/floe/{cluster}/"),
+        }
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.root)
+    }
+
+    pub fn snapshot(&self) -> String {
+        format!("{}snapshot", self.root)
+    }
+
+    pub fn log(&self, index: u64) -> String {
+        format!("{}log/{index:020}", self.root)
+    }
+
+    /// The end (exclusive) of the log's key range.
+    pub fn log_end(&self) -> String {
+        format!("{}log0", self.root)
+    }
+
+    pub fn log_prefix(&self) -> String {
+        format!("{}log/", self.root)
+    }
+
+    pub fn broker(&self, id: &str) -> String {
+        format!("{}brokers/{id}", self.root)
+    }
+
+    pub fn brokers_prefix(&self) -> String {
+        format!("{}brokers/", self.root)
+    }
+}
+
+/// Bound on one etcd request: a call that takes longer is treated as failed.
+pub(crate) const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn etcd<T>(
+    what: &str,
+    call: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, LogError> {
+    match tokio::time::timeout(ETCD_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(LogError::Etcd(format!("{what}: {error}"))),
+        Err(_) => Err(LogError::Etcd(format!(
+            "{what}: no answer within {ETCD_TIMEOUT:?}"
+        ))),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests;

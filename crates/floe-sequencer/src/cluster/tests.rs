@@ -1,0 +1,335 @@
+//! The cluster sequencer against a real etcd.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_core::segment::BatchEntry;
+use floe_core::{SegmentId, TopicConfig};
+use floe_tests::etcd::EtcdCluster;
+
+use super::*;
+use crate::conformance;
+use crate::log::LogBackend;
+use crate::sequencer::Sequencer;
+use crate::state::Outcome;
+
+/// Snapshots in process memory.
+#[derive(Debug, Default)]
+pub(crate) struct MemorySnapshots {
+    objects: Mutex<HashMap<String, Bytes>>,
+}
+
+#[async_trait]
+impl SnapshotStore for MemorySnapshots {
+    async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError> {
+        let key = format!("{index:020}-{}", ulid::Ulid::new());
+        self.objects.lock().insert(key.clone(), state);
+        Ok(key)
+    }
+    async fn get(&self, key: &str) -> Result<Bytes, LogError> {
+        self.objects
+            .lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| LogError::Corrupt(format!("no snapshot {key}")))
+    }
+    async fn delete(&self, key: &str) -> Result<(), LogError> {
+        self.objects.lock().remove(key);
+        Ok(())
+    }
+}
+
+/// Forwards to sequencers in this process, by broker id.
+#[derive(Debug, Default)]
+struct LocalForwarder {
+    peers: Mutex<HashMap<String, Sequencer>>,
+}
+
+#[async_trait]
+impl Forwarder for LocalForwarder {
+    async fn forward(
+        &self,
+        leader: &LeaderInfo,
+        commands: Vec<ForwardedCommand>,
+    ) -> Result<Vec<Result<Committed, RemoteError>>, String> {
+        let peer = self.peers.lock().get(&leader.broker).cloned();
+        let peer = peer.ok_or_else(|| format!("no peer {}", leader.broker))?;
+        let commands = commands.into_iter().map(|c| (c.command, c.fence)).collect();
+        Ok(peer
+            .submit_forwarded(commands)
+            .await
+            .into_iter()
+            .map(|result| result.map_err(RemoteError::from))
+            .collect())
+    }
+}
+
+fn create(name: &str, partitions: u32) -> Command {
+    Command::CreateTopic {
+        name: name.into(),
+        partitions,
+        config: TopicConfig::default(),
+        created_ms: 0,
+    }
+}
+
+fn commit(topic: floe_core::TopicId, partition: u32, records: u32) -> Command {
+    Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches: vec![BatchEntry {
+            topic_id: topic,
+            partition,
+            byte_offset: 16,
+            length: 100,
+            record_count: records,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            crc32c: 0,
+        }],
+    }
+}
+
+fn options(etcd: &EtcdCluster, cluster: &str, broker: &str) -> ClusterOptions {
+    ClusterOptions {
+        endpoints: etcd.endpoints(),
+        cluster: cluster.into(),
+        broker: broker.into(),
+        advertise: format!("{broker}:0"),
+        lease_ttl: Duration::from_secs(2),
+        compact_etcd: true,
+        sequencer: SequencerOptions {
+            snapshot_every: 50,
+            ..SequencerOptions::default()
+        },
+    }
+}
+
+async fn standalone(etcd: &EtcdCluster, snapshots: &Arc<MemorySnapshots>) -> Arc<dyn LogBackend> {
+    let snapshots: Arc<dyn SnapshotStore> = snapshots.clone();
+    Arc::new(
+        EtcdLog::lead(
+            &etcd.endpoints(),
+            "conformance",
+            Duration::from_secs(2),
+            snapshots,
+        )
+        .await
+        .expect("lead"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_etcd() {
+    for test in 0..3 {
+        let etcd = EtcdCluster::start(1);
+        let snapshots = Arc::new(MemorySnapshots::default());
+        let open = || standalone(&etcd, &snapshots);
+        match test {
+            0 => conformance::survives_reopen(open).await,
+            1 => conformance::concurrent_submitters_are_serialized(open).await,
+            _ => conformance::snapshots_restore_state(open).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_term_cannot_write_and_stale_fences_are_refused() {
+    let etcd = EtcdCluster::start(1);
+    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
+    let first = EtcdLog::lead(
+        &etcd.endpoints(),
+        "fence",
+        Duration::from_secs(1),
+        snapshots.clone(),
+    )
+    .await
+    .expect("first leader");
+    let entry = |index| crate::log::LogEntry {
+        index,
+        command: create(&format!("t{index}"), 1),
+    };
+    first.append(&[entry(1)], &[]).await.expect("leader writes");
+    // A fence naming a session that is not registered is stale; nothing is written.
+    let stale = Fence {
+        broker: "ghost".into(),
+        session: 42,
+    };
+    match first
+        .append(&[entry(2)], std::slice::from_ref(&stale))
+        .await
+    {
+        Err(LogError::Fenced(refused)) => assert_eq!(refused, vec![stale]),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    // Revoking the lease ends the term; the next leader takes over and the old term's
+    // writes are refused.
+    first.close().await;
+    let second = EtcdLog::lead(
+        &etcd.endpoints(),
+        "fence",
+        Duration::from_secs(1),
+        snapshots,
+    )
+    .await
+    .expect("second leader");
+    assert!(matches!(
+        first.append(&[entry(2)], &[]).await,
+        Err(LogError::Deposed(_))
+    ));
+    second
+        .append(&[entry(2)], &[])
+        .await
+        .expect("new leader writes");
+    let recovery = second.recover().await.expect("recover");
+    let indexes: Vec<u64> = recovery.entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, vec![1, 2]);
+    second.close().await;
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
+    let etcd = EtcdCluster::start(1);
+    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
+    let forwarder = Arc::new(LocalForwarder::default());
+    let mut brokers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let sequencer = open_cluster(
+            options(&etcd, "c1", name),
+            snapshots.clone(),
+            forwarder.clone(),
+        )
+        .await
+        .expect("join");
+        forwarder
+            .peers
+            .lock()
+            .insert(name.into(), sequencer.clone());
+        brokers.push(sequencer);
+    }
+    wait_until("a leader", || {
+        brokers
+            .iter()
+            .any(|b| b.cluster().is_some_and(|c| c.is_leader()))
+    })
+    .await;
+    let Outcome::TopicCreated(topic) = brokers[1].submit(create("t", 6)).await.expect("create")
+    else {
+        panic!("create answered something else");
+    };
+    // Every broker commits, whoever leads; offsets come out dense.
+    let mut offsets = Vec::new();
+    for round in 0..60 {
+        let broker = &brokers[round % 3];
+        let fence = broker.fence().expect("session");
+        let outcome = broker
+            .submit_ordered(commit(topic, 0, 2), fence)
+            .await
+            .expect("enqueue")
+            .await
+            .expect("commit");
+        let Outcome::SegmentCommitted(results) = outcome else {
+            panic!("outcome")
+        };
+        offsets.push(results[0].clone().expect("base offset"));
+        // Read-your-writes at the broker that committed.
+        let hwm = broker.read(|s| s.topic("t").map(|t| t.partitions[0].high_watermark));
+        assert!(hwm >= Some(offsets.last().copied().unwrap_or(0) + 2));
+    }
+    assert_eq!(offsets, (0..60).map(|i| i * 2).collect::<Vec<u64>>());
+    // Every replica converges on the same state (snapshots and compaction happened on the
+    // way: snapshot_every is 50).
+    let leader_state = || {
+        brokers
+            .iter()
+            .find(|b| b.cluster().is_some_and(|c| c.is_leader()))
+            .map(|b| b.read(|s| s.clone()))
+    };
+    wait_until("replicas converge", || {
+        let Some(expected) = leader_state() else {
+            return false;
+        };
+        brokers.iter().all(|b| b.read(|s| *s == expected))
+    })
+    .await;
+    // Ownership: every partition owned by a live broker, spread over more than one.
+    wait_until("owners assigned", || {
+        brokers[0].read(|s| {
+            s.topic("t")
+                .is_some_and(|t| t.partitions.iter().all(|p| p.owner.is_some()))
+        })
+    })
+    .await;
+    // The leader leaves; another takes over and commits continue densely.
+    let leader = brokers
+        .iter()
+        .position(|b| b.cluster().is_some_and(|c| c.is_leader()))
+        .expect("leader");
+    let departed = brokers.remove(leader);
+    let departed_id = departed
+        .cluster()
+        .map(|c| c.broker().to_owned())
+        .unwrap_or_default();
+    departed.shutdown().await;
+    wait_until("a new leader", || {
+        brokers
+            .iter()
+            .any(|b| b.cluster().is_some_and(|c| c.is_leader()))
+    })
+    .await;
+    let fence = brokers[0].fence().expect("session");
+    let outcome = brokers[0]
+        .submit_ordered(commit(topic, 0, 1), fence)
+        .await
+        .expect("enqueue")
+        .await
+        .expect("commit after failover");
+    assert_eq!(outcome, Outcome::SegmentCommitted(vec![Ok(120)]));
+    wait_until("partitions leave the departed broker", || {
+        brokers[0].read(|s| {
+            s.topic("t").is_some_and(|t| {
+                t.partitions
+                    .iter()
+                    .all(|p| p.owner.as_deref().is_some_and(|o| o != departed_id))
+            })
+        })
+    })
+    .await;
+    for broker in brokers {
+        broker.shutdown().await;
+    }
+}
+
+#[test]
+fn rendezvous_moves_only_the_departed_brokers_partitions() {
+    let mut state = crate::state::ClusterState::default();
+    state.apply(1, &create("t", 300)).expect("create");
+    let three: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let changes = driver::owner_changes_for_tests(&state, &three);
+    assert_eq!(changes.len(), 300);
+    for broker in &three {
+        let owned = changes
+            .iter()
+            .filter(|c| c.owner.as_ref() == Some(broker))
+            .count();
+        assert!((50..=150).contains(&owned), "{broker} owns {owned} of 300");
+    }
+    state
+        .apply(2, &Command::AssignOwners { changes })
+        .expect("assign");
+    let two: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    let moved = driver::owner_changes_for_tests(&state, &two);
+    let topic = state.topic("t").expect("topic");
+    assert!(moved.iter().all(|change| {
+        topic.partitions[change.partition as usize].owner.as_deref() == Some("c")
+    }));
+    assert!(!moved.is_empty());
+}

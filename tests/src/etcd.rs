@@ -1,0 +1,179 @@
+//! Real etcd processes (Debian's `etcd-server`): one member, or three on loopback so a test
+//! can kill the etcd leader.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// Where the `etcd` binary is: `$FLOE_ETCD_BIN`, or `etcd` on the `PATH`.
+pub fn etcd_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLOE_ETCD_BIN") {
+        return PathBuf::from(path);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let candidate = dir.join("etcd");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!("etcd is not installed: `apt-get install etcd-server` (scripts/test.sh does)");
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+/// An etcd cluster of one or more members, stopped when dropped.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until the cluster answers.
+    pub fn start(size: usize) -> Self {
+        let dir = tempfile::tempdir().expect("etcd tempdir");
+        let members: Vec<Member> = (0..size)
+            .map(|index| Member {
+                name: format!("e{index}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self { members, dir };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let initial = self.initial_cluster();
+        let member = &self.members[index];
+        let data = self.dir.path().join(&member.name);
+        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let peer = format!("http://127.0.0.1:{}", member.peer_port);
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", member.name)))
+            .expect("etcd log file");
+        let child = Command::new(etcd_binary())
+            .arg("--name")
+            .arg(&member.name)
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                "new",
+            ])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        self.members[index].child = Some(child);
+    }
+
+    /// Client URLs of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// The endpoints as one comma-separated flag value.
+    pub fn endpoints_flag(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    fn status(&self, index: usize) -> Option<serde_json::Value> {
+        let url = format!(
+            "http://127.0.0.1:{}/v3/maintenance/status",
+            self.members[index].client_port
+        );
+        let output = Command::new("curl")
+            .args(["-s", "-m", "2", "-X", "POST", "-d", "{}", &url])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// Index of the member that is etcd's raft leader now.
+    pub fn leader(&self) -> Option<usize> {
+        for index in 0..self.members.len() {
+            if self.members[index].child.is_none() {
+                continue;
+            }
+            let status = self.status(index)?;
+            let member = status.pointer("/header/member_id")?.as_str()?.to_owned();
+            let leader = status.pointer("/leader")?.as_str()?.to_owned();
+            if member == leader {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    fn wait_healthy(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.leader().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd did not elect a leader within {limit:?}");
+    }
+
+    /// SIGKILL one member.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts a killed member with its data.
+    pub fn restart(&mut self, index: usize) {
+        self.spawn(index);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            self.kill(index);
+        }
+    }
+}

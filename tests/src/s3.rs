@@ -1,0 +1,100 @@
+//! A real S3-compatible server for tests: moto's server mode, which enforces create-only
+//! puts (`If-None-Match: *`) atomically.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// `$FLOE_MOTO_BIN`, the venv scripts/test.sh makes, or `moto_server` on the `PATH`.
+pub fn moto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLOE_MOTO_BIN") {
+        return PathBuf::from(path);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let venv = PathBuf::from(home).join(".cache/floe/venv/bin/moto_server");
+        if venv.exists() {
+            return venv;
+        }
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let candidate = dir.join("moto_server");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!("moto_server is not installed: scripts/test.sh installs it into ~/.cache/floe/venv");
+}
+
+/// A moto server on a loopback port, stopped when dropped.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server and creates `bucket`.
+    pub fn start(bucket: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto_server");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // moto accepts unsigned requests: a bare PUT creates the bucket.
+            let created = Command::new("curl")
+                .args(["-s", "-f", "-m", "2", "-X", "PUT"])
+                .arg(format!("{}/{bucket}", server.endpoint))
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if created {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "moto did not start within 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The environment a floe process needs to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+        ]
+    }
+
+    /// Number of objects under `prefix` in `bucket` (a ListObjectsV2 call).
+    pub fn count_objects(&self, bucket: &str, prefix: &str) -> usize {
+        let output = Command::new("curl")
+            .args(["-s", "-m", "10"])
+            .arg(format!(
+                "{}/{bucket}?list-type=2&prefix={prefix}&max-keys=100000",
+                self.endpoint
+            ))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stdout)
+            .matches("<Key>")
+            .count()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
