@@ -16,9 +16,24 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
-# gcc builds the C parts of the zstd and lz4 codecs.
+# Debian packages, installed only when missing.
+apt_install() {
+  local SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if [ -z "${FLOE_APT_UPDATED:-}" ]; then
+    $SUDO apt-get update -qq
+    export FLOE_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# gcc builds the C parts of the zstd and lz4 codecs and aws-lc; protoc builds etcd-client's
+# protobufs.
 if ! command -v cc >/dev/null 2>&1; then
   echo "bootstrap: installing a C compiler" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq build-essential >/dev/null
+  apt_install build-essential
+fi
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "bootstrap: installing protoc" >&2
+  apt_install protobuf-compiler
 fi
