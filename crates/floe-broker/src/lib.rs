@@ -115,4 +115,6 @@ impl Broker {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;

@@ -333,3 +333,94 @@ fn rendezvous_moves_only_the_departed_brokers_partitions() {
     }));
     assert!(!moved.is_empty());
 }
+
+/// Keys and bytes (keys plus values) under a cluster's prefix.
+async fn etcd_footprint(etcd: &EtcdCluster, cluster: &str) -> (usize, usize) {
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .expect("connect");
+    let response = client
+        .get(
+            Keys::new(cluster).root(),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .expect("get prefix");
+    let bytes = response
+        .kvs()
+        .iter()
+        .map(|kv| kv.key().len() + kv.value().len())
+        .sum();
+    (response.kvs().len(), bytes)
+}
+
+/// After many segment commits, what floe keeps in etcd is bounded by `snapshot_every`,
+/// not by the data. `FLOE_ETCD_BOUND_COMMITS` sets how many (100000 for the figure in
+/// docs/benchmarks.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_size_is_bounded_by_the_snapshot_interval() {
+    let commits: usize = std::env::var("FLOE_ETCD_BOUND_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    const SNAPSHOT_EVERY: u64 = 2_000;
+    let etcd = EtcdCluster::start(1);
+    let mut options = options(&etcd, "bound", "solo");
+    options.sequencer.snapshot_every = SNAPSHOT_EVERY;
+    let sequencer = open_cluster(
+        options,
+        Arc::new(MemorySnapshots::default()),
+        Arc::new(LocalForwarder::default()),
+    )
+    .await
+    .expect("join");
+    wait_until("leader", || {
+        sequencer.cluster().is_some_and(|c| c.is_leader())
+    })
+    .await;
+    let Outcome::TopicCreated(topic) = sequencer.submit(create("t", 4)).await.expect("create")
+    else {
+        panic!("create");
+    };
+    let started = std::time::Instant::now();
+    let submitters = 64;
+    let tasks: Vec<_> = (0..submitters)
+        .map(|worker| {
+            let sequencer = sequencer.clone();
+            tokio::spawn(async move {
+                for round in (worker..commits).step_by(submitters) {
+                    let fence = sequencer.fence().expect("session");
+                    sequencer
+                        .submit_ordered(commit(topic, (round % 4) as u32, 1), fence)
+                        .await
+                        .expect("enqueue")
+                        .await
+                        .expect("commit");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("submitter");
+    }
+    let elapsed = started.elapsed();
+    let total: u64 = sequencer.read(|s| {
+        s.topic("t")
+            .map(|t| t.partitions.iter().map(|p| p.high_watermark).sum())
+            .unwrap_or(0)
+    });
+    assert_eq!(total, commits as u64);
+    let (keys, bytes) = etcd_footprint(&etcd, "bound").await;
+    eprintln!(
+        "{commits} segment commits in {elapsed:?}: {keys} keys, {bytes} bytes under the \
+         cluster prefix (snapshot every {SNAPSHOT_EVERY} entries)"
+    );
+    // leader + snapshot pointer + one registration + at most one interval of log groups,
+    // each at most max_group entries of ~250 bytes.
+    assert!(keys <= 3 + SNAPSHOT_EVERY as usize + 1, "{keys} keys");
+    assert!(
+        bytes <= (SNAPSHOT_EVERY as usize + 256) * 400 + 4096,
+        "{bytes} bytes"
+    );
+    sequencer.shutdown().await;
+}
