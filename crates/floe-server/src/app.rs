@@ -110,6 +110,11 @@ impl Server {
         })
     }
 
+    /// The broker behind the HTTP API.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, flushes and commits what
     /// is buffered and closes the log.
     pub async fn run(

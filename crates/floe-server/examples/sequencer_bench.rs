@@ -1,0 +1,180 @@
+//! Commit throughput and latency of the cluster sequencer: three brokers in this process,
+//! each a full `floe serve` (HTTP forwarding to the leader included), on a real one-member
+//! etcd and a local-directory store. Each broker commits a segment of 8 batches every
+//! 10 ms (the paced phase), then as fast as 16 concurrent committers per broker can (the
+//! saturated phase). Latency is from submission to the durable, applied commit, as the
+//! broker's produce path sees it.
+//!
+//! `cargo run --release -p floe-server --example sequencer_bench [-- SECONDS]`
+
+use std::time::{Duration, Instant};
+
+use floe_core::segment::BatchEntry;
+use floe_core::{SegmentId, TopicConfig};
+use floe_sequencer::{Command, Outcome, Sequencer};
+use floe_server::ServeConfig;
+use floe_server::app::Server;
+use floe_tests::etcd::EtcdCluster;
+use hdrhistogram::Histogram;
+
+const PARTITIONS: u32 = 64;
+const BATCHES_PER_SEGMENT: u32 = 8;
+const COMMITTERS_SATURATED: usize = 16;
+
+fn segment(topic: floe_core::TopicId, seed: u64) -> Command {
+    let batches = (0..BATCHES_PER_SEGMENT)
+        .map(|i| BatchEntry {
+            topic_id: topic,
+            partition: ((seed.wrapping_mul(31) + u64::from(i) * 7) % u64::from(PARTITIONS)) as u32,
+            byte_offset: 16 + u64::from(i) * 1024,
+            length: 1024,
+            record_count: 10,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            crc32c: 0,
+        })
+        .collect();
+    Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches,
+    }
+}
+
+async fn commit(sequencer: &Sequencer, command: Command) -> Duration {
+    let started = Instant::now();
+    let fence = sequencer.fence().expect("live session");
+    let outcome = sequencer
+        .submit_ordered(command, fence)
+        .await
+        .expect("enqueue")
+        .await
+        .expect("commit");
+    assert!(matches!(outcome, Outcome::SegmentCommitted(_)));
+    started.elapsed()
+}
+
+/// Runs `committers` loops per broker for `length`; `pace` spaces each loop's commits.
+async fn phase(
+    brokers: &[Sequencer],
+    topic: floe_core::TopicId,
+    committers: usize,
+    pace: Option<Duration>,
+    length: Duration,
+) -> (Vec<Histogram<u64>>, usize) {
+    let deadline = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for (index, sequencer) in brokers.iter().enumerate() {
+        for committer in 0..committers {
+            let sequencer = sequencer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+                let mut ticker = pace.map(tokio::time::interval);
+                let mut seed = (index * 1000 + committer) as u64;
+                while Instant::now() < deadline {
+                    if let Some(ticker) = ticker.as_mut() {
+                        ticker.tick().await;
+                    }
+                    seed += 1;
+                    let latency = commit(&sequencer, segment(topic, seed)).await;
+                    let _ = histogram.record(latency.as_micros() as u64);
+                }
+                (index, histogram)
+            }));
+        }
+    }
+    let mut per_broker: Vec<Histogram<u64>> = (0..brokers.len())
+        .map(|_| Histogram::new(3).expect("histogram"))
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        let (index, histogram) = task.await.expect("committer");
+        total += histogram.len() as usize;
+        per_broker[index].add(&histogram).expect("merge");
+    }
+    (per_broker, total)
+}
+
+fn report(name: &str, brokers: &[Sequencer], histograms: &[Histogram<u64>], total: usize, length: Duration) {
+    println!("\n{name}: {:.0} commits/s in total", total as f64 / length.as_secs_f64());
+    println!("| broker | role | commits | p50 ms | p99 ms | p99.9 ms |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (index, histogram) in histograms.iter().enumerate() {
+        let role = if brokers[index].cluster().is_some_and(|c| c.is_leader()) {
+            "leader"
+        } else {
+            "follower (HTTP hop)"
+        };
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "| b{index} | {role} | {} | {:.2} | {:.2} | {:.2} |",
+            histogram.len(),
+            ms(0.5),
+            ms(0.99),
+            ms(0.999)
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let seconds: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let length = Duration::from_secs(seconds);
+    let etcd = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("file://{}", dir.path().join("objects").display());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut brokers = Vec::new();
+    let mut servers = Vec::new();
+    for index in 0..3 {
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join(format!("b{index}")),
+            store: Some(store.clone()),
+            broker_id: format!("b{index}"),
+            cluster: "bench".into(),
+            etcd: Some(etcd.endpoints_flag()),
+            ..ServeConfig::default()
+        };
+        let server = Server::bind(&config).await.expect("bind");
+        brokers.push(server.broker().sequencer().clone());
+        let mut stopped = stopped.clone();
+        servers.push(tokio::spawn(server.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
+    while !brokers.iter().any(|b| b.cluster().is_some_and(|c| c.is_leader())) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created = brokers[0]
+        .submit(Command::CreateTopic {
+            name: "bench".into(),
+            partitions: PARTITIONS,
+            config: TopicConfig::default(),
+            created_ms: 0,
+        })
+        .await
+        .expect("create");
+    let Outcome::TopicCreated(topic) = created else { panic!("create") };
+    // Warm up connections and the replicas.
+    let _ = phase(&brokers, topic, 1, Some(Duration::from_millis(10)), Duration::from_secs(1)).await;
+
+    println!(
+        "sequencer commit benchmark: 3 brokers, 1-member etcd on loopback, segments of \
+         {BATCHES_PER_SEGMENT} batches over {PARTITIONS} partitions, {seconds} s per phase"
+    );
+    let (histograms, total) =
+        phase(&brokers, topic, 1, Some(Duration::from_millis(10)), length).await;
+    report("paced: each broker commits every 10 ms", &brokers, &histograms, total, length);
+    let (histograms, total) = phase(&brokers, topic, COMMITTERS_SATURATED, None, length).await;
+    report(
+        &format!("saturated: {COMMITTERS_SATURATED} concurrent committers per broker"),
+        &brokers,
+        &histograms,
+        total,
+        length,
+    );
+    stop.send_replace(true);
+    for server in servers {
+        let _ = server.await;
+    }
+}
