@@ -115,8 +115,22 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn readyz() -> &'static str {
-    "ready"
+/// Ready when this broker can commit: always when embedded; in a cluster, while its
+/// session is live and a sequencer leader is known.
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    let Some(cluster) = state.broker.sequencer().cluster() else {
+        return Ok("ready");
+    };
+    let unready = |why: String| {
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not_ready", why)
+    };
+    cluster
+        .fence()
+        .map_err(|error| unready(error.to_string()))?;
+    if cluster.leader().is_none() {
+        return Err(unready("no sequencer leader is known yet".into()));
+    }
+    Ok("ready")
 }
 
 /// Prometheus text exposition: floe's own gauges and the kafka_exporter names dashboards
