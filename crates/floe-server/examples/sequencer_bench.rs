@@ -94,8 +94,17 @@ async fn phase(
     (per_broker, total)
 }
 
-fn report(name: &str, brokers: &[Sequencer], histograms: &[Histogram<u64>], total: usize, length: Duration) {
-    println!("\n{name}: {:.0} commits/s in total", total as f64 / length.as_secs_f64());
+fn report(
+    name: &str,
+    brokers: &[Sequencer],
+    histograms: &[Histogram<u64>],
+    total: usize,
+    length: Duration,
+) {
+    println!(
+        "\n{name}: {:.0} commits/s in total",
+        total as f64 / length.as_secs_f64()
+    );
     println!("| broker | role | commits | p50 ms | p99 ms | p99.9 ms |");
     println!("|---|---|---:|---:|---:|---:|");
     for (index, histogram) in histograms.iter().enumerate() {
@@ -117,7 +126,10 @@ fn report(name: &str, brokers: &[Sequencer], histograms: &[Histogram<u64>], tota
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let seconds: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10);
     let length = Duration::from_secs(seconds);
     let etcd = EtcdCluster::start(1);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -142,7 +154,10 @@ async fn main() {
             let _ = stopped.wait_for(|s| *s).await;
         })));
     }
-    while !brokers.iter().any(|b| b.cluster().is_some_and(|c| c.is_leader())) {
+    while !brokers
+        .iter()
+        .any(|b| b.cluster().is_some_and(|c| c.is_leader()))
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let created = brokers[0]
@@ -154,9 +169,18 @@ async fn main() {
         })
         .await
         .expect("create");
-    let Outcome::TopicCreated(topic) = created else { panic!("create") };
+    let Outcome::TopicCreated(topic) = created else {
+        panic!("create")
+    };
     // Warm up connections and the replicas.
-    let _ = phase(&brokers, topic, 1, Some(Duration::from_millis(10)), Duration::from_secs(1)).await;
+    let _ = phase(
+        &brokers,
+        topic,
+        1,
+        Some(Duration::from_millis(10)),
+        Duration::from_secs(1),
+    )
+    .await;
 
     println!(
         "sequencer commit benchmark: 3 brokers, 1-member etcd on loopback, segments of \
@@ -164,7 +188,13 @@ async fn main() {
     );
     let (histograms, total) =
         phase(&brokers, topic, 1, Some(Duration::from_millis(10)), length).await;
-    report("paced: each broker commits every 10 ms", &brokers, &histograms, total, length);
+    report(
+        "paced: each broker commits every 10 ms",
+        &brokers,
+        &histograms,
+        total,
+        length,
+    );
     let (histograms, total) = phase(&brokers, topic, COMMITTERS_SATURATED, None, length).await;
     report(
         &format!("saturated: {COMMITTERS_SATURATED} concurrent committers per broker"),

@@ -122,7 +122,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
         return Ok("ready");
     };
     let unready = |why: String| {
-        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not_ready", why)
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            why,
+        )
     };
     cluster
         .fence()
