@@ -317,7 +317,7 @@ pub(crate) struct CommitLoop {
     pub(crate) backend: Arc<dyn LogBackend>,
     core: Arc<Core>,
     next_index: u64,
-    entries_since_snapshot: u64,
+    pub(crate) entries_since_snapshot: u64,
     options: SequencerOptions,
 }
 
@@ -372,6 +372,8 @@ impl CommitLoop {
                     Ok(()) => {}
                     Err(error @ LogError::Deposed(_)) => return Err(error),
                     Err(error) => {
+                        // Retry after another tenth of the interval, not after every group.
+                        self.entries_since_snapshot -= (self.options.snapshot_every / 10).max(1);
                         tracing::warn!(%error, "sequencer snapshot failed; will retry later");
                     }
                 }
@@ -449,5 +451,5 @@ impl CommitLoop {
 }
 
 /// Groups stop growing past this many (estimated) bytes, well under etcd's 1.5 MiB
-/// request limit.
-const MAX_GROUP_BYTES: usize = 1024 * 1024;
+/// request limit and the etcd client's 4 MiB response limit when read back in pages.
+const MAX_GROUP_BYTES: usize = 512 * 1024;

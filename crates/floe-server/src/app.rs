@@ -56,6 +56,20 @@ impl Server {
         };
         let sequencer = match config.etcd_endpoints() {
             Some(endpoints) => {
+                if config.advertise.is_none() && local_addr.ip().is_unspecified() {
+                    anyhow::bail!(
+                        "listening on {local_addr} in a cluster needs --advertise: other brokers \
+                         must be told an address they can reach"
+                    );
+                }
+                if config.lease_ttl < std::time::Duration::from_secs(1)
+                    || config.lease_ttl.subsec_nanos() != 0
+                {
+                    anyhow::bail!(
+                        "lease_ttl must be a whole number of seconds, at least 1s (etcd leases \
+                         have second granularity)"
+                    );
+                }
                 if store_url == StoreUrl::Memory {
                     anyhow::bail!(
                         "a cluster needs a store all brokers share (s3:// or file://), not memory://"

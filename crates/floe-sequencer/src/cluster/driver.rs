@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::etcd_log::catch_up;
+use super::etcd_log::{catch_up, read_pointer};
 use super::session::{self, Campaign};
 use super::{
     ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, Keys, LeaderInfo,
@@ -140,9 +140,7 @@ impl Driver {
         };
         match session::campaign(&self.client, &self.keys, lease, &info).await {
             Ok(Campaign::Won { term }) => self.lead(term, receiver, stop).await,
-            Ok(Campaign::Lost { leader, revision }) => {
-                self.follow(leader, revision, receiver, stop).await
-            }
+            Ok(Campaign::Lost { leader, .. }) => self.follow(leader, receiver, stop).await,
             Err(error) => {
                 tracing::warn!(%error, "campaign failed; retrying");
                 tokio::select! {
@@ -163,11 +161,26 @@ impl Driver {
         session_changes.mark_unchanged();
         // Everything the previous leader committed is below this read: its writes after
         // our election fail their term check.
-        if let Err(error) = catch_up(&self.client, &self.keys, &self.snapshots, &self.core).await {
-            tracing::warn!(%error, "new leader could not catch up; campaigning again");
+        let mut attempts = 0;
+        while let Err(error) = catch_up(&self.client, &self.keys, &self.snapshots, &self.core).await
+        {
+            attempts += 1;
+            tracing::warn!(%error, attempts, "new leader could not catch up");
+            if attempts >= 3 {
+                // Let a broker that can read the log lead instead.
+                self.resign(term).await;
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => return Flow::Stop,
+                    () = tokio::time::sleep(self.options.lease_ttl) => return Flow::Continue,
+                }
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
-            return Flow::Continue;
         }
+        let snapshot_index = read_pointer(&self.client, &self.keys)
+            .await
+            .ok()
+            .and_then(|(pointer, _)| pointer)
+            .map_or(0, |pointer| pointer.index);
         self.handle.leader.send_replace(Some(LeaderInfo {
             broker: self.options.broker.clone(),
             advertise: self.options.advertise.clone(),
@@ -190,12 +203,14 @@ impl Driver {
             Arc::clone(&self.core),
             self.options.sequencer.clone(),
         );
+        // Count from the last snapshot, so leader changes cannot postpone trimming etcd.
+        commit.entries_since_snapshot = self.core.applied_index().saturating_sub(snapshot_index);
         let mut stopped = stop.clone();
         let until = async {
             tokio::select! {
                 _ = stopped.wait_for(|stopped| *stopped) => {}
                 _ = session_changes.changed() => {}
-                () = session::wait_term_over(&self.client, &self.keys, term, term) => {}
+                () = session::wait_term_over(&self.client, &self.keys, term) => {}
             }
         };
         let result = tokio::select! {
@@ -217,7 +232,6 @@ impl Driver {
     async fn follow(
         &self,
         leader: LeaderInfo,
-        revision: i64,
         receiver: &mut mpsc::Receiver<Submission>,
         stop: &mut watch::Receiver<bool>,
     ) -> Flow {
@@ -241,9 +255,23 @@ impl Driver {
         tokio::select! {
             () = replica => Flow::Continue,
             () = self.forward(&leader, receiver) => Flow::Continue,
-            () = session::wait_term_over(&self.client, &self.keys, leader.term, revision) => Flow::Continue,
+            () = session::wait_term_over(&self.client, &self.keys, leader.term) => Flow::Continue,
             _ = session_changes.changed() => Flow::Continue,
             _ = stop.wait_for(|stopped| *stopped) => Flow::Stop,
+        }
+    }
+
+    /// Gives up leadership of `term` (only if it is still ours).
+    async fn resign(&self, term: i64) {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.keys.leader(),
+                CompareOp::Equal,
+                term,
+            )])
+            .and_then([TxnOp::delete(self.keys.leader(), None)]);
+        if let Err(error) = etcd("resign", self.client.clone().txn(txn)).await {
+            tracing::warn!(%error, term, "could not resign the leadership");
         }
     }
 
@@ -326,7 +354,12 @@ impl Driver {
         let mut members = self.handle.members.subscribe();
         loop {
             let live: Vec<String> = members.borrow_and_update().keys().cloned().collect();
-            let changes = self.core.read(|state| owner_changes(state, &live));
+            // An empty or stale view (not yet loaded) would hand everything to nobody.
+            let changes = if live.contains(&self.options.broker) {
+                self.core.read(|state| owner_changes(state, &live))
+            } else {
+                Vec::new()
+            };
             for chunk in changes.chunks(2_000) {
                 let command = Command::AssignOwners {
                     changes: chunk.to_vec(),

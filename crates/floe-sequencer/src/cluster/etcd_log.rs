@@ -238,7 +238,13 @@ impl LogBackend for EtcdLog {
         let response = match etcd("install snapshot", self.client.clone().txn(txn)).await {
             Ok(response) => response,
             Err(error) => {
-                let _ = self.snapshots.delete(&object).await;
+                // The pointer may have moved even though the answer was lost: delete the
+                // object only when the pointer is known not to name it.
+                if let Ok((Some(current), _)) = read_pointer(&self.client, &self.keys).await
+                    && current.object != object
+                {
+                    let _ = self.snapshots.delete(&object).await;
+                }
                 return Err(error);
             }
         };
@@ -299,7 +305,8 @@ pub(crate) async fn read_log(
     from: u64,
     at: Option<i64>,
 ) -> Result<(Vec<Vec<LogEntry>>, i64), LogError> {
-    const PAGE: i64 = 32;
+    // Groups are at most ~0.5 MiB: four stay under the client's 4 MiB message limit.
+    const PAGE: i64 = 4;
     let mut start = keys.log(from);
     let mut revision = at.unwrap_or(0);
     let mut groups = Vec::new();

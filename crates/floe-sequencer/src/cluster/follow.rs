@@ -33,19 +33,20 @@ pub(crate) async fn follow(
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
-        let mut stream = match etcd(
-            "watch log",
-            client.clone().watch(keys.log_prefix(), Some(options)),
-        )
-        .await
-        {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "log watch failed; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
+        // A lagging watcher can receive many groups in one response: allow more than the
+        // client's default 4 MiB.
+        let mut watcher = client
+            .watch_client()
+            .max_decoding_message_size(256 * 1024 * 1024);
+        let mut stream =
+            match etcd("watch log", watcher.watch(keys.log_prefix(), Some(options))).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "log watch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
         'watch: loop {
             let response = match stream.message().await {
                 Ok(Some(response)) => response,

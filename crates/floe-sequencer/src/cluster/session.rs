@@ -163,7 +163,7 @@ pub(crate) async fn maintain(client: Client, keys: Keys, handle: Arc<ClusterHand
 #[derive(Debug)]
 pub(crate) enum Campaign {
     Won { term: i64 },
-    Lost { leader: LeaderInfo, revision: i64 },
+    Lost { leader: LeaderInfo },
 }
 
 /// Tries once to take the election key under `lease`. Holding it already (a restarted
@@ -204,7 +204,6 @@ pub(crate) async fn campaign(
                 advertise: String::new(),
                 term: 0,
             },
-            revision,
         });
     };
     if holder.lease() == lease {
@@ -215,24 +214,26 @@ pub(crate) async fn campaign(
     let mut leader: LeaderInfo = serde_json::from_slice(holder.value())
         .map_err(|e| LogError::Corrupt(format!("leader key: {e}")))?;
     leader.term = holder.create_revision();
-    Ok(Campaign::Lost { leader, revision })
+    Ok(Campaign::Lost { leader })
 }
 
 /// Returns once the election key no longer holds term `term` (deleted or replaced).
-pub(crate) async fn wait_term_over(client: &Client, keys: &Keys, term: i64, from_revision: i64) {
+pub(crate) async fn wait_term_over(client: &Client, keys: &Keys, term: i64) {
     loop {
         let current = etcd("read leader", client.clone().get(keys.leader(), None)).await;
-        match current {
+        let revision = match current {
             Ok(response) if response.kvs().first().map(|kv| kv.create_revision()) != Some(term) => {
                 return;
             }
-            Ok(_) => {}
+            Ok(response) => response.header().map_or(0, |h| h.revision()),
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-        }
-        let options = WatchOptions::new().with_start_revision(from_revision.max(1));
+        };
+        // From just after the read: nothing between them is missed, and the start revision
+        // is never one a compaction has already removed.
+        let options = WatchOptions::new().with_start_revision(revision + 1);
         let Ok(mut stream) = etcd(
             "watch leader",
             client.clone().watch(keys.leader(), Some(options)),
