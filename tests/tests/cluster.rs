@@ -427,3 +427,47 @@ async fn killing_the_etcd_leader_under_load_loses_nothing() {
     );
     check_logs(&cluster, "etcd", &load.acked).await;
 }
+
+#[test]
+fn init_bucket_creates_and_checks_and_serve_refuses_a_missing_bucket() {
+    let s3 = floe_tests::s3::S3Server::start("floe-existing");
+    let floe = |args: &[&str]| {
+        std::process::Command::new(floe_tests::floe_binary())
+            .args(args)
+            .envs(s3.env())
+            .env_remove("FLOE_CONFIG")
+            .output()
+            .expect("run floe")
+    };
+    let first = floe(&["admin", "init-bucket", "--store", "s3://floe-new/p"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("created"));
+    let second = floe(&["admin", "init-bucket", "--store", "s3://floe-new/p"]);
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already exists"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let refused = floe(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--store",
+        "s3://floe-missing/p",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "serve must refuse a missing bucket"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("init-bucket"),
+        "the message names the fix: {stderr}"
+    );
+}

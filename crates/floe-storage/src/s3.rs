@@ -167,6 +167,8 @@ pub async fn init_bucket(
     let fail =
         |what: &str, error: String| StorageError::Setup(format!("s3://{bucket}: {what}: {error}"));
 
+    // Look first: in us-east-1, S3 answers a create of a bucket you already own with 200.
+    let exists = client.head_bucket().bucket(bucket).send().await.is_ok();
     let mut create = client.create_bucket().bucket(bucket);
     if region != DEFAULT_REGION {
         create = create.create_bucket_configuration(
@@ -177,18 +179,24 @@ pub async fn init_bucket(
                 .build(),
         );
     }
-    let outcome = match create.send().await {
-        Ok(_) => BucketInit::Created,
-        Err(error) => match error.as_service_error() {
-            Some(service) if service.is_bucket_already_owned_by_you() => BucketInit::AlreadyOwned,
-            Some(service) if service.is_bucket_already_exists() => {
-                return Err(fail(
-                    "create bucket",
-                    "the name is taken by another account".into(),
-                ));
-            }
-            _ => return Err(fail("create bucket", display_sdk_error(&error))),
-        },
+    let outcome = if exists {
+        BucketInit::AlreadyOwned
+    } else {
+        match create.send().await {
+            Ok(_) => BucketInit::Created,
+            Err(error) => match error.as_service_error() {
+                Some(service) if service.is_bucket_already_owned_by_you() => {
+                    BucketInit::AlreadyOwned
+                }
+                Some(service) if service.is_bucket_already_exists() => {
+                    return Err(fail(
+                        "create bucket",
+                        "the name is taken by another account".into(),
+                    ));
+                }
+                _ => return Err(fail("create bucket", display_sdk_error(&error))),
+            },
+        }
     };
     client
         .head_bucket()
