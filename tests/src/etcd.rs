@@ -163,11 +163,6 @@ impl EtcdCluster {
             let _ = child.wait();
         }
     }
-
-    /// Restarts a killed member with its data.
-    pub fn restart(&mut self, index: usize) {
-        self.spawn(index);
-    }
 }
 
 impl Drop for EtcdCluster {

@@ -165,6 +165,32 @@ impl Drop for FloeProcess {
     }
 }
 
+/// Reads a partition from offset 0 up to its high watermark, in pages.
+pub async fn read_partition(
+    client: &FloeClient,
+    topic: &str,
+    partition: u32,
+) -> Vec<floe_client::api::FetchedRecordJson> {
+    let options = floe_client::FetchOptions {
+        max_records: Some(5000),
+        max_bytes: Some(8 << 20),
+        ..floe_client::FetchOptions::default()
+    };
+    let mut records = Vec::new();
+    let mut offset = 0;
+    loop {
+        let fetched = client
+            .fetch(topic, partition, offset, &options)
+            .await
+            .expect("fetch");
+        records.extend(fetched.records);
+        offset = fetched.next_offset;
+        if offset >= fetched.high_watermark {
+            return records;
+        }
+    }
+}
+
 /// A seed for randomised tests: `$FLOE_TEST_SEED` or a fresh one, printed so that a
 /// failure can be replayed.
 pub fn seed() -> u64 {

@@ -75,21 +75,6 @@ impl S3Server {
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
         ]
     }
-
-    /// Number of objects under `prefix` in `bucket` (a ListObjectsV2 call).
-    pub fn count_objects(&self, bucket: &str, prefix: &str) -> usize {
-        let output = Command::new("curl")
-            .args(["-s", "-m", "10"])
-            .arg(format!(
-                "{}/{bucket}?list-type=2&prefix={prefix}&max-keys=100000",
-                self.endpoint
-            ))
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&output.stdout)
-            .matches("<Key>")
-            .count()
-    }
 }
 
 impl Drop for S3Server {

