@@ -4,11 +4,13 @@
 //! This crate moves bytes and checks their integrity; it knows nothing of offsets or topics
 //! beyond what a key needs, and never decides what is committed (the sequencer does).
 
+mod cache;
 pub mod keys;
 mod s3;
 mod segments;
 mod store;
 
+pub use cache::{CacheOptions, CacheStats, ReadCache, ReadCause};
 pub use s3::{BucketInit, init_bucket};
 pub use segments::{SegmentStore, StorageError};
 pub use store::{S3Options, StoreUrl, check_store, open_store, open_store_with};

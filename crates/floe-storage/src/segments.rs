@@ -34,6 +34,9 @@ pub enum StorageError {
         segment: SegmentId,
         after: std::time::Duration,
     },
+    /// A failure shared by every reader that waited on the same GET.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StorageError>),
     #[error("store request for segment {segment} failed: {source}")]
     Store {
         segment: SegmentId,
@@ -50,6 +53,7 @@ impl StorageError {
             Self::AlreadyExists(_) | Self::Missing { .. } | Self::ShortRead { .. } => {
                 ErrorKind::Internal
             }
+            Self::Shared(inner) => inner.kind(),
         }
     }
 }
@@ -57,7 +61,11 @@ impl StorageError {
 impl StorageError {
     /// Whether retrying the same request may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Store { .. } | Self::Timeout { .. })
+        match self {
+            Self::Store { .. } | Self::Timeout { .. } => true,
+            Self::Shared(inner) => inner.is_transient(),
+            _ => false,
+        }
     }
 }
 
@@ -119,8 +127,29 @@ impl SegmentStore {
         id: SegmentId,
         range: Range<u64>,
     ) -> Result<Bytes, StorageError> {
-        let location = keys::segment(&self.prefix, id);
         let expected = (range.end - range.start) as usize;
+        let (start, end) = (range.start, range.end);
+        let bytes = self.read_range_upto(id, range).await?;
+        if bytes.len() != expected {
+            return Err(StorageError::ShortRead {
+                segment: id,
+                start,
+                end,
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads a byte range of a segment that may run past the object's end; the answer
+    /// stops at the end (the range must start inside the object).
+    pub async fn read_range_upto(
+        &self,
+        id: SegmentId,
+        range: Range<u64>,
+    ) -> Result<Bytes, StorageError> {
+        let location = keys::segment(&self.prefix, id);
         let (start, end) = (range.start, range.end);
         let bytes =
             self.store
@@ -133,12 +162,12 @@ impl SegmentStore {
                         source,
                     },
                 })?;
-        if bytes.len() != expected {
+        if bytes.len() as u64 > end - start {
             return Err(StorageError::ShortRead {
                 segment: id,
                 start,
                 end,
-                expected,
+                expected: (end - start) as usize,
                 actual: bytes.len(),
             });
         }
