@@ -21,6 +21,7 @@ use object_store::{
 use parking_lot::Mutex;
 
 use super::*;
+use crate::tests::cache;
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -132,7 +133,7 @@ async fn broker_on(store: Arc<FaultyStore>) -> Broker {
     let broker = Broker::new(
         options,
         sequencer,
-        SegmentStore::new(store, Path::default()),
+        cache(SegmentStore::new(store, Path::default())).await,
         Arc::new(SystemClock),
     );
     broker

@@ -6,6 +6,7 @@ use std::time::Duration;
 use floe_core::segment::verify_batch;
 use floe_core::{Record, decode_batch};
 use floe_sequencer::{BatchLocation, ClusterState, PartitionState};
+use floe_storage::ReadCause;
 use futures::future::try_join_all;
 use tokio::time::Instant;
 
@@ -14,6 +15,10 @@ use crate::error::BrokerError;
 
 /// The most batches one fetch reads.
 const MAX_BATCHES_PER_FETCH: usize = 64;
+
+/// How far past its selection a fetch looks for more of the partition in the same segments,
+/// so a miss reads ahead what the consumer's next fetch will want.
+const READ_AHEAD_BATCHES: usize = 256;
 
 /// A fetch of one partition from an offset.
 #[derive(Debug, Clone)]
@@ -68,7 +73,15 @@ pub struct OffsetLookup {
 struct PartitionView {
     log_start_offset: u64,
     high_watermark: u64,
-    batches: Vec<(u64, BatchLocation)>,
+    batches: Vec<Selected>,
+}
+
+/// A batch a fetch reads, and how far its segment may be read ahead on a miss.
+#[derive(Debug, Clone, Copy)]
+struct Selected {
+    base: u64,
+    location: BatchLocation,
+    read_ahead_to: u64,
 }
 
 impl Broker {
@@ -136,16 +149,21 @@ impl Broker {
 
     async fn read_records(
         &self,
-        batches: &[(u64, BatchLocation)],
+        batches: &[Selected],
         offset: u64,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<FetchedRecord>, BrokerError> {
         // Ranges are fetched together (their size is bounded by the selection), but decoded
         // one at a time, so a fetch stops decoding as soon as its limits are met.
-        let reads = batches
-            .iter()
-            .map(|(base, location)| self.read_verified(*base, *location));
+        let reads = batches.iter().map(|selected| {
+            self.read_verified(
+                selected.base,
+                selected.location,
+                selected.read_ahead_to,
+                ReadCause::Fetch,
+            )
+        });
         let fetched = try_join_all(reads).await?;
         let mut records = Vec::new();
         let mut bytes = 0usize;
@@ -175,9 +193,15 @@ impl Broker {
         &self,
         base: u64,
         location: BatchLocation,
+        read_ahead_to: u64,
+        cause: ReadCause,
     ) -> Result<(u64, BatchLocation, bytes::Bytes), BrokerError> {
         let range = location.byte_offset..location.byte_offset + u64::from(location.length);
-        let bytes = self.inner.store.read_range(location.segment, range).await?;
+        let bytes = self
+            .inner
+            .cache
+            .read(location.segment, range, read_ahead_to, cause)
+            .await?;
         verify_batch(&bytes, location.crc32c).map_err(|error| {
             BrokerError::Corrupt(format!(
                 "segment {} batch at offset {base}: {error}",
@@ -192,7 +216,9 @@ impl Broker {
         base: u64,
         location: BatchLocation,
     ) -> Result<(u64, Vec<Record>), BrokerError> {
-        let (base, location, bytes) = self.read_verified(base, location).await?;
+        let (base, location, bytes) = self
+            .read_verified(base, location, 0, ReadCause::Fetch)
+            .await?;
         decode_verified(base, location, &bytes)
     }
 
@@ -272,24 +298,40 @@ fn partition_of<'a>(
 }
 
 /// The batches a fetch from `offset` needs: the one holding it and later ones until they
-/// hold `max_records` records from `offset` on or their bytes cover `max_bytes`.
+/// hold `max_records` records from `offset` on or their bytes cover `max_bytes`. Each
+/// carries the end of the partition's bytes in its segment among the next few batches,
+/// which a miss may read ahead to.
 fn select_batches(
     partition: &PartitionState,
     offset: u64,
     max_records: usize,
     max_bytes: usize,
-) -> Vec<(u64, BatchLocation)> {
-    let mut selected = Vec::new();
+) -> Vec<Selected> {
+    let mut selected: Vec<Selected> = Vec::new();
     let mut bytes = 0usize;
     let mut records = 0u64;
-    for (base, location) in partition.batches_from(offset) {
-        let enough = records >= max_records as u64 || bytes >= max_bytes;
-        if selected.len() >= MAX_BATCHES_PER_FETCH || (!selected.is_empty() && enough) {
-            break;
-        }
+    let mut batches = partition.batches_from(offset);
+    for (base, location) in batches.by_ref() {
         bytes += location.length as usize;
         records += (base + u64::from(location.record_count)).saturating_sub(offset.max(base));
-        selected.push((base, *location));
+        selected.push(Selected {
+            base,
+            location: *location,
+            read_ahead_to: location.byte_offset + u64::from(location.length),
+        });
+        let enough = records >= max_records as u64 || bytes >= max_bytes;
+        if selected.len() >= MAX_BATCHES_PER_FETCH || enough {
+            break;
+        }
+    }
+    for (_, location) in batches.take(READ_AHEAD_BATCHES) {
+        let end = location.byte_offset + u64::from(location.length);
+        for batch in selected
+            .iter_mut()
+            .filter(|batch| batch.location.segment == location.segment)
+        {
+            batch.read_ahead_to = batch.read_ahead_to.max(end);
+        }
     }
     selected
 }

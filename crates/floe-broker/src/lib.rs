@@ -8,6 +8,7 @@
 mod error;
 mod fetch;
 mod pipeline;
+mod prefetch;
 mod produce;
 mod topics;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use floe_core::Clock;
 use floe_sequencer::Sequencer;
-use floe_storage::SegmentStore;
+use floe_storage::{CacheStats, ReadCache};
 
 pub use error::BrokerError;
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
@@ -67,25 +68,32 @@ pub struct Broker {
 struct BrokerInner {
     options: BrokerOptions,
     sequencer: Sequencer,
-    store: SegmentStore,
+    cache: ReadCache,
     clock: Arc<dyn Clock>,
     pipeline: Pipeline,
     sticky_partition: std::sync::atomic::AtomicU32,
 }
 
 impl Broker {
+    /// A broker reading and writing segments through `cache` (and the store behind it).
+    /// It keeps the tail of the partitions it owns warm: as their commits are applied, it
+    /// fetches the new ranges it did not write itself.
     pub fn new(
         options: BrokerOptions,
         sequencer: Sequencer,
-        store: SegmentStore,
+        cache: ReadCache,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let pipeline = Pipeline::start(&options, sequencer.clone(), store.clone());
+        let pipeline = Pipeline::start(&options, sequencer.clone(), cache.clone());
+        sequencer.observe(Arc::new(prefetch::TailPrefetcher::new(
+            options.broker_id.clone(),
+            cache.clone(),
+        )));
         Self {
             inner: Arc::new(BrokerInner {
                 options,
                 sequencer,
-                store,
+                cache,
                 clock,
                 pipeline,
                 sticky_partition: std::sync::atomic::AtomicU32::new(rand::random()),
@@ -106,11 +114,17 @@ impl Broker {
         self.inner.pipeline.buffered_bytes()
     }
 
-    /// Stops accepting produce, flushes and commits what is buffered, and stops the
-    /// sequencer.
+    /// Counters of the read cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Stops accepting produce, flushes and commits what is buffered, stops the sequencer
+    /// and flushes the read cache to its disk tier.
     pub async fn shutdown(&self) {
         self.inner.pipeline.shutdown().await;
         self.inner.sequencer.shutdown().await;
+        self.inner.cache.close().await;
     }
 }
 

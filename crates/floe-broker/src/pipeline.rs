@@ -11,7 +11,7 @@ use bytes::Bytes;
 use floe_core::segment::{BatchEntry, SegmentBuilder};
 use floe_core::{SegmentId, TopicId};
 use floe_sequencer::{Command, Fence, Outcome, Sequencer, SequencerError};
-use floe_storage::{SegmentStore, StorageError};
+use floe_storage::{ReadCache, SegmentStore, StorageError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use parking_lot::Mutex;
@@ -79,11 +79,7 @@ struct Shared {
 }
 
 impl Pipeline {
-    pub(crate) fn start(
-        options: &BrokerOptions,
-        sequencer: Sequencer,
-        store: SegmentStore,
-    ) -> Self {
+    pub(crate) fn start(options: &BrokerOptions, sequencer: Sequencer, cache: ReadCache) -> Self {
         let (sealed_sender, sealed_receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             open: Mutex::new(OpenSegment {
@@ -102,7 +98,7 @@ impl Pipeline {
         let flusher = Flusher {
             shared: Arc::clone(&shared),
             sequencer,
-            store,
+            cache,
             max_inflight: options.max_inflight_uploads.max(1),
             upload_timeout: options.upload_timeout,
         };
@@ -262,7 +258,7 @@ impl Shared {
 struct Flusher {
     shared: Arc<Shared>,
     sequencer: Sequencer,
-    store: SegmentStore,
+    cache: ReadCache,
     max_inflight: usize,
     upload_timeout: Duration,
 }
@@ -275,7 +271,7 @@ impl Flusher {
         loop {
             tokio::select! {
                 next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
-                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment, self.upload_timeout)),
+                    Some(segment) => uploads.push_back(upload(self.cache.store().clone(), segment, self.upload_timeout)),
                     None => receiving = false,
                 },
                 Some((segment, uploaded)) = uploads.next(), if !uploads.is_empty() => {
@@ -303,6 +299,8 @@ impl Flusher {
             });
             return None;
         }
+        // Readers of this segment on this broker, the tail consumers above all, need no GET.
+        self.cache.insert_segment(segment.id, &segment.bytes);
         let command = Command::CommitSegment {
             segment: segment.id,
             batches: segment.entries,

@@ -8,6 +8,13 @@ use floe_storage::{SegmentStore, StoreUrl, open_store};
 
 use super::*;
 
+/// A read cache in memory only, over `store`.
+pub(crate) async fn cache(store: SegmentStore) -> ReadCache {
+    ReadCache::open(&floe_storage::CacheOptions::default(), store)
+        .await
+        .expect("read cache")
+}
+
 async fn broker() -> Broker {
     let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
         .await
@@ -20,7 +27,7 @@ async fn broker() -> Broker {
     Broker::new(
         options,
         sequencer,
-        SegmentStore::new(store, prefix),
+        cache(SegmentStore::new(store, prefix)).await,
         Arc::new(SystemClock),
     )
 }
@@ -202,7 +209,7 @@ async fn full_buffers_refuse_produce_with_a_retry_hint() {
     let broker = Broker::new(
         options,
         sequencer,
-        SegmentStore::new(store, prefix),
+        cache(SegmentStore::new(store, prefix)).await,
         Arc::new(SystemClock),
     );
     broker

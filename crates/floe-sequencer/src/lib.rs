@@ -25,7 +25,7 @@ pub use embedded::FileLog;
 pub use error::{ApplyError, LogError, SequencerError};
 pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 pub use memory::MemoryLog;
-pub use sequencer::{Committed, Sequencer, SequencerOptions};
+pub use sequencer::{ApplyObserver, Committed, Sequencer, SequencerOptions};
 pub use state::{
     BatchLocation, ClusterState, Command, MAX_PARTITIONS, Outcome, OwnerChange, PartitionState,
     TopicState,

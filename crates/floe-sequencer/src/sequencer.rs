@@ -59,12 +59,33 @@ impl std::fmt::Debug for Submission {
     }
 }
 
+/// Told of every command this replica applies, before readers waiting on the applied
+/// index are woken, with the state as it stands right after the command. It runs under the
+/// state's write lock: it must be quick and must not block (spawn anything longer).
+pub trait ApplyObserver: Send + Sync + 'static {
+    fn applied(
+        &self,
+        state: &ClusterState,
+        command: &Command,
+        outcome: &Result<Outcome, ApplyError>,
+    );
+}
+
 /// The replica of the state and the signal that it moved, shared by whoever applies
 /// entries (the commit loop of a leader, the log follower of everyone else) and readers.
-#[derive(Debug)]
 pub(crate) struct Core {
     state: RwLock<ClusterState>,
     applied: watch::Sender<u64>,
+    observers: RwLock<Vec<Arc<dyn ApplyObserver>>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("applied", &*self.applied.borrow())
+            .field("observers", &self.observers.read().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Core {
@@ -73,7 +94,12 @@ impl Core {
         Self {
             state: RwLock::new(state),
             applied,
+            observers: RwLock::new(Vec::new()),
         }
+    }
+
+    pub(crate) fn observe(&self, observer: Arc<dyn ApplyObserver>) {
+        self.observers.write().push(observer);
     }
 
     pub(crate) fn applied_index(&self) -> u64 {
@@ -94,11 +120,16 @@ impl Core {
         let mut outcomes = Vec::with_capacity(entries.len());
         let last = {
             let mut state = self.state.write();
+            let observers = self.observers.read();
             for entry in entries {
                 if entry.index <= state.applied_index {
                     continue;
                 }
-                outcomes.push(state.apply(entry.index, &entry.command));
+                let outcome = state.apply(entry.index, &entry.command);
+                for observer in observers.iter() {
+                    observer.applied(&state, &entry.command, &outcome);
+                }
+                outcomes.push(outcome);
             }
             state.applied_index
         };
@@ -292,6 +323,11 @@ impl Sequencer {
     /// Returns a receiver that changes whenever new entries are applied.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.core.subscribe()
+    }
+
+    /// Registers an observer of every command applied from now on.
+    pub fn observe(&self, observer: Arc<dyn ApplyObserver>) {
+        self.core.observe(observer);
     }
 
     /// Waits until the replica has applied `index`, up to `timeout`. Returns whether it did.

@@ -164,6 +164,12 @@ impl ClusterState {
         self.topics.get(name)
     }
 
+    pub fn topic_by_id(&self, id: TopicId) -> Option<&TopicState> {
+        self.names_by_id
+            .get(&id)
+            .and_then(|name| self.topics.get(name))
+    }
+
     pub fn topics(&self) -> impl Iterator<Item = &TopicState> {
         self.topics.values()
     }

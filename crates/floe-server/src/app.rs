@@ -8,7 +8,7 @@ use anyhow::Context;
 use floe_broker::{Broker, BrokerOptions};
 use floe_core::SystemClock;
 use floe_sequencer::{ClusterOptions, FileLog, Sequencer, SequencerOptions, open_cluster};
-use floe_storage::{S3Options, SegmentStore, StoreUrl, check_store, open_store_with};
+use floe_storage::{ReadCache, S3Options, SegmentStore, StoreUrl, check_store, open_store_with};
 use tokio::net::TcpListener;
 
 use crate::cluster::{HttpForwarder, ObjectSnapshots};
@@ -50,6 +50,13 @@ impl Server {
         };
         let (store, prefix) = open_store_with(&store_url, &s3)?;
         check_store(&store, &prefix, &config.store_url()).await?;
+        let cache_options = config.cache_options(!matches!(store_url, StoreUrl::S3 { .. }));
+        let cache = ReadCache::open(
+            &cache_options,
+            SegmentStore::new(store.clone(), prefix.clone()),
+        )
+        .await
+        .context("opening the read cache")?;
         let sequencer_options = SequencerOptions {
             snapshot_every: config.snapshot_every,
             ..SequencerOptions::default()
@@ -104,12 +111,7 @@ impl Server {
             max_inflight_uploads: config.max_inflight_uploads,
             upload_timeout: config.store_timeout,
         };
-        let broker = Broker::new(
-            broker_options,
-            sequencer,
-            SegmentStore::new(store, prefix),
-            Arc::new(SystemClock),
-        );
+        let broker = Broker::new(broker_options, sequencer, cache, Arc::new(SystemClock));
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.as_str().into(),

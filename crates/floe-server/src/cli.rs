@@ -176,6 +176,18 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_path_style: Option<bool>,
+    /// Read cache memory in bytes [default: 268435456].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_memory_bytes: Option<usize>,
+    /// Read cache disk tier in bytes, 0 for none [default: 0 on a local store, 4 GiB on S3].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_disk_bytes: Option<usize>,
+    /// Directory of the read cache's disk tier [default: <data-dir>/cache].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
     /// Log format: text or json [default: text].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

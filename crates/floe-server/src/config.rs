@@ -54,6 +54,17 @@ pub struct ServeConfig {
     /// Bound on one store request attempt.
     #[serde(with = "humantime_serde")]
     pub store_timeout: Duration,
+    /// Bytes of segment data the read cache holds in memory.
+    pub cache_memory_bytes: usize,
+    /// Bytes of local disk for the read cache's second tier; 0 turns it off. When unset:
+    /// off for a local (`file://`, `memory://`) store, 4 GiB for S3.
+    pub cache_disk_bytes: Option<usize>,
+    /// Directory of the disk tier; `<data_dir>/cache` when unset.
+    pub cache_dir: Option<PathBuf>,
+    /// The read cache's block: its unit of caching and of GET alignment.
+    pub cache_block_bytes: u64,
+    /// The largest ranged GET the read cache makes to fill missing blocks.
+    pub cache_max_get_bytes: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
 }
@@ -65,7 +76,7 @@ pub enum LogFormat {
     Json,
 }
 
-const KNOWN_KEYS: [&str; 20] = [
+const KNOWN_KEYS: [&str; 25] = [
     "listen",
     "data_dir",
     "store",
@@ -86,6 +97,11 @@ const KNOWN_KEYS: [&str; 20] = [
     "s3_region",
     "s3_path_style",
     "store_timeout",
+    "cache_memory_bytes",
+    "cache_disk_bytes",
+    "cache_dir",
+    "cache_block_bytes",
+    "cache_max_get_bytes",
 ];
 
 impl Default for ServeConfig {
@@ -111,6 +127,11 @@ impl Default for ServeConfig {
             s3_region: None,
             s3_path_style: None,
             store_timeout: Duration::from_secs(30),
+            cache_memory_bytes: 256 * 1024 * 1024,
+            cache_disk_bytes: None,
+            cache_dir: None,
+            cache_block_bytes: 1024 * 1024,
+            cache_max_get_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -142,6 +163,24 @@ impl ServeConfig {
         self.store
             .clone()
             .unwrap_or_else(|| format!("file://{}", self.data_dir.join("objects").display()))
+    }
+
+    /// The read cache's sizing, with the disk tier's defaults resolved for the store kind.
+    pub fn cache_options(&self, store_is_local: bool) -> floe_storage::CacheOptions {
+        let disk_bytes = self
+            .cache_disk_bytes
+            .unwrap_or(if store_is_local { 0 } else { 4 << 30 });
+        floe_storage::CacheOptions {
+            memory_bytes: self.cache_memory_bytes,
+            disk_bytes,
+            disk_dir: Some(
+                self.cache_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("cache")),
+            ),
+            block_bytes: self.cache_block_bytes,
+            max_get_bytes: self.cache_max_get_bytes,
+        }
     }
 
     /// The etcd endpoints, when clustered.
