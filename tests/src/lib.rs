@@ -102,8 +102,31 @@ impl FloeProcess {
         }
     }
 
+    /// A client of exactly this broker (fetches are not routed to partition owners).
     pub fn client(&self) -> FloeClient {
+        FloeClient::new(&self.url).without_owner_routing()
+    }
+
+    /// A client that starts at this broker and prefers partition owners, as users' do.
+    pub fn routing_client(&self) -> FloeClient {
         FloeClient::new(&self.url)
+    }
+
+    /// The value of one sample of this broker's `/metrics`, such as
+    /// `floe_store_get_requests_total{cause="fetch"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse::<f64>().ok())?
+            })
+            .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
     }
 
     /// The operating-system process id, while running.

@@ -51,6 +51,8 @@ pub struct FetchResult {
     pub next_offset: u64,
     pub high_watermark: u64,
     pub log_start_offset: u64,
+    /// The broker that owns the partition (keeps its tail warm), when one is assigned.
+    pub owner: Option<String>,
 }
 
 /// Which offset an offsets lookup asks for.
@@ -73,6 +75,7 @@ pub struct OffsetLookup {
 struct PartitionView {
     log_start_offset: u64,
     high_watermark: u64,
+    owner: Option<String>,
     batches: Vec<Selected>,
 }
 
@@ -98,6 +101,7 @@ impl Broker {
                     PartitionView {
                         log_start_offset: partition.log_start_offset,
                         high_watermark: partition.high_watermark,
+                        owner: partition.owner.clone(),
                         batches: select_batches(
                             partition,
                             offset,
@@ -133,6 +137,7 @@ impl Broker {
                     next_offset,
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start_offset,
+                    owner: view.owner,
                 });
             }
             let timed_out = tokio::time::timeout_at(deadline, applied.changed()).await;
@@ -142,6 +147,7 @@ impl Broker {
                     next_offset: offset,
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start_offset,
+                    owner: view.owner,
                 });
             }
         }

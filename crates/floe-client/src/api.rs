@@ -120,7 +120,21 @@ pub struct FetchResponse {
     pub next_offset: u64,
     pub high_watermark: u64,
     pub log_start_offset: u64,
+    /// The broker that owns the partition: fetching there is cheapest (its tail is warm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerRef>,
 }
+
+/// A partition's owner and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRef {
+    pub broker: String,
+    pub address: String,
+}
+
+/// The response header naming the owner's address on every fetch answer (JSON, binary
+/// framing and event streams alike).
+pub const OWNER_HEADER: &str = "floe-partition-owner";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OffsetResponse {

@@ -1,5 +1,7 @@
 //! [`FloeClient`]: one method per `/v1` operation.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,11 +9,12 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse,
+    AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse, OWNER_HEADER,
     OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse, TopicDescription,
     TopicList,
 };
 use crate::binary::{self, BinaryFetch, BinaryRecord};
+pub use crate::sse::EventStream;
 
 /// How keys, values and header values are written in JSON bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +50,9 @@ pub enum ClientError {
     },
     #[error("could not decode response: {0}")]
     Decode(String),
+    /// An event stream ended with an `error` event.
+    #[error("stream ended: {}: {}", .0.error_code, .0.message)]
+    Stream(ErrorBody),
 }
 
 impl ClientError {
@@ -59,7 +65,7 @@ impl ClientError {
 
     pub fn error_code(&self) -> Option<&str> {
         match self {
-            Self::Api { body, .. } => Some(&body.error_code),
+            Self::Api { body, .. } | Self::Stream(body) => Some(&body.error_code),
             _ => None,
         }
     }
@@ -75,11 +81,18 @@ pub struct FetchOptions {
     pub encoding: Encoding,
 }
 
-/// A client of one floe server.
+/// A client of a floe cluster, reached through one server's URL.
+///
+/// Fetches prefer the partition's owner: every fetch answer names the owner's address
+/// (header `floe-partition-owner`), and later fetches of that partition go there, where the
+/// tail is warm. If the owner cannot be reached, the client forgets it and goes back to
+/// the server it was given; any broker serves any fetch correctly.
 #[derive(Debug, Clone)]
 pub struct FloeClient {
     base: String,
     http: reqwest::Client,
+    owners: Arc<Mutex<HashMap<(String, u32), String>>>,
+    prefer_owner: bool,
 }
 
 impl FloeClient {
@@ -93,7 +106,15 @@ impl FloeClient {
         Self {
             base: base.into().trim_end_matches('/').to_owned(),
             http,
+            owners: Arc::default(),
+            prefer_owner: true,
         }
+    }
+
+    /// Sends every request to the given server, never to partition owners.
+    pub fn without_owner_routing(mut self) -> Self {
+        self.prefer_owner = false;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -101,7 +122,68 @@ impl FloeClient {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        self.request_at(&self.base, method, path)
+    }
+
+    fn request_at(&self, base: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{base}{path}"))
+    }
+
+    /// The server a fetch of this partition goes to: its owner when known.
+    pub fn fetch_target(&self, topic: &str, partition: u32) -> String {
+        if !self.prefer_owner {
+            return self.base.clone();
+        }
+        self.owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+            .unwrap_or_else(|| self.base.clone())
+    }
+
+    /// Sends a fetch-like request to the partition's owner (or the given server), falls
+    /// back to the given server if the owner is unreachable, and learns the owner from the
+    /// answer.
+    async fn send_routed(
+        &self,
+        topic: &str,
+        partition: u32,
+        build: impl Fn(&str) -> RequestBuilder,
+    ) -> Result<Response, ClientError> {
+        let target = self.fetch_target(topic, partition);
+        let response = match build(&target).send().await {
+            Ok(response) => response,
+            Err(error) if target != self.base && (error.is_connect() || error.is_timeout()) => {
+                self.learn_owner(topic, partition, None);
+                build(&self.base).send().await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let owner = response
+            .headers()
+            .get(OWNER_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(|owner| owner.trim_end_matches('/').to_owned());
+        if owner.is_some() {
+            self.learn_owner(topic, partition, owner);
+        }
+        Ok(response)
+    }
+
+    fn learn_owner(&self, topic: &str, partition: u32, owner: Option<String>) {
+        if !self.prefer_owner {
+            return;
+        }
+        let mut owners = self
+            .owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (topic.to_owned(), partition);
+        match owner {
+            Some(owner) => owners.insert(key, owner),
+            None => owners.remove(&key),
+        };
     }
 
     pub async fn list_topics(&self) -> Result<TopicList, ClientError> {
@@ -185,13 +267,13 @@ impl FloeClient {
         json(response).await
     }
 
-    fn fetch_request(
+    fn fetch_path(
         &self,
         topic: &str,
         partition: u32,
         offset: u64,
         options: &FetchOptions,
-    ) -> RequestBuilder {
+    ) -> String {
         let mut path = format!(
             "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&encoding={}",
             options.encoding.as_str()
@@ -208,7 +290,7 @@ impl FloeClient {
         if options.clamp {
             path.push_str("&clamp=true");
         }
-        self.request(Method::GET, &path)
+        path
     }
 
     pub async fn fetch(
@@ -218,12 +300,13 @@ impl FloeClient {
         offset: u64,
         options: &FetchOptions,
     ) -> Result<FetchResponse, ClientError> {
-        json(
-            self.fetch_request(topic, partition, offset, options)
-                .send()
-                .await?,
-        )
-        .await
+        let path = self.fetch_path(topic, partition, offset, options);
+        let response = self
+            .send_routed(topic, partition, |base| {
+                self.request_at(base, Method::GET, &path)
+            })
+            .await?;
+        json(response).await
     }
 
     /// Fetches with the binary framing in the response.
@@ -234,13 +317,35 @@ impl FloeClient {
         offset: u64,
         options: &FetchOptions,
     ) -> Result<BinaryFetch, ClientError> {
+        let path = self.fetch_path(topic, partition, offset, options);
         let response = self
-            .fetch_request(topic, partition, offset, options)
-            .header(reqwest::header::ACCEPT, binary::CONTENT_TYPE)
-            .send()
+            .send_routed(topic, partition, |base| {
+                self.request_at(base, Method::GET, &path)
+                    .header(reqwest::header::ACCEPT, binary::CONTENT_TYPE)
+            })
             .await?;
         let body = check(response).await?.bytes().await?;
         binary::decode_fetch(body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// Follows a partition as Server-Sent Events from `offset` (or, with `resume_from`, from
+    /// the `Last-Event-ID` of an earlier stream). Each item is one `records` event; a
+    /// stream-ending `error` event becomes an error item.
+    pub async fn stream(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: &FetchOptions,
+    ) -> Result<EventStream, ClientError> {
+        let path = self.fetch_path(topic, partition, offset, options);
+        let response = self
+            .send_routed(topic, partition, |base| {
+                self.request_at(base, Method::GET, &path)
+                    .header(reqwest::header::ACCEPT, "text/event-stream")
+            })
+            .await?;
+        Ok(EventStream::new(check(response).await?))
     }
 
     /// Looks up `earliest`, `latest` or a timestamp in milliseconds.

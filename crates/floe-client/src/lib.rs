@@ -4,5 +4,6 @@
 pub mod api;
 pub mod binary;
 mod client;
+mod sse;
 
-pub use client::{ClientError, Encoding, FetchOptions, FloeClient};
+pub use client::{ClientError, Encoding, EventStream, FetchOptions, FloeClient};

@@ -91,6 +91,16 @@ fn error_code(error: &BrokerError) -> &'static str {
     }
 }
 
+impl ApiError {
+    /// The body clients see: `{"error_code", "message"}`.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error_code: self.code.to_owned(),
+            message: self.message.clone(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

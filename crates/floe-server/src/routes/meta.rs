@@ -151,6 +151,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# TYPE floe_sequencer_applied_index gauge\nfloe_sequencer_applied_index {applied}"
     );
+    write_cache_metrics(&mut out, &state.broker.cache_stats());
     let mut partitions = String::from("# TYPE kafka_topic_partitions gauge\n");
     let mut current = String::from("# TYPE kafka_topic_partition_current_offset gauge\n");
     let mut oldest = String::from("# TYPE kafka_topic_partition_oldest_offset gauge\n");
@@ -181,4 +182,51 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     out.push_str(&current);
     out.push_str(&oldest);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The read cache's counters: hits by tier, misses, GETs by cause, bytes by source.
+fn write_cache_metrics(out: &mut String, stats: &floe_storage::CacheStats) {
+    let _ = writeln!(
+        out,
+        "# HELP floe_cache_hits_total Block lookups answered by the read cache, by tier.\n\
+         # TYPE floe_cache_hits_total counter\n\
+         floe_cache_hits_total{{tier=\"memory\"}} {}\n\
+         floe_cache_hits_total{{tier=\"disk\"}} {}\n\
+         # HELP floe_cache_misses_total Block lookups that waited for the object store.\n\
+         # TYPE floe_cache_misses_total counter\n\
+         floe_cache_misses_total {}\n\
+         # HELP floe_store_get_requests_total Ranged GETs made to the object store, by cause.\n\
+         # TYPE floe_store_get_requests_total counter\n\
+         floe_store_get_requests_total{{cause=\"fetch\"}} {}\n\
+         floe_store_get_requests_total{{cause=\"prefetch\"}} {}\n\
+         # HELP floe_store_get_bytes_total Bytes received from the object store.\n\
+         # TYPE floe_store_get_bytes_total counter\n\
+         floe_store_get_bytes_total {}\n\
+         # HELP floe_fetch_bytes_total Segment bytes handed to fetches, by where they came from.\n\
+         # TYPE floe_fetch_bytes_total counter\n\
+         floe_fetch_bytes_total{{source=\"cache\"}} {}\n\
+         floe_fetch_bytes_total{{source=\"store\"}} {}\n\
+         # HELP floe_cache_blocks_written_total Blocks put in the cache by this broker's uploads.\n\
+         # TYPE floe_cache_blocks_written_total counter\n\
+         floe_cache_blocks_written_total {}\n\
+         # HELP floe_cache_corrupt_blocks_total Disk-tier blocks dropped for a bad CRC.\n\
+         # TYPE floe_cache_corrupt_blocks_total counter\n\
+         floe_cache_corrupt_blocks_total {}\n\
+         # TYPE floe_cache_memory_bytes gauge\n\
+         floe_cache_memory_bytes {}\n\
+         # TYPE floe_cache_memory_capacity_bytes gauge\n\
+         floe_cache_memory_capacity_bytes {}",
+        stats.memory_hits,
+        stats.disk_hits,
+        stats.misses,
+        stats.fetch_gets,
+        stats.prefetch_gets,
+        stats.bytes_from_store,
+        stats.bytes_served_cache,
+        stats.bytes_served_store,
+        stats.blocks_written,
+        stats.corrupt_blocks,
+        stats.memory_usage,
+        stats.memory_capacity,
+    );
 }

@@ -2,6 +2,7 @@
 
 mod meta;
 mod records;
+mod stream;
 mod topics;
 
 use std::sync::Arc;

@@ -5,14 +5,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord};
 use floe_client::Encoding;
 use floe_client::api::{
-    FetchResponse, FetchedRecordJson, HeaderJson, OffsetResponse, ProduceRequest, ProduceResponse,
-    RecordOffset,
+    FetchResponse, FetchedRecordJson, HeaderJson, OWNER_HEADER, OffsetResponse, OwnerRef,
+    ProduceRequest, ProduceResponse, RecordOffset,
 };
 use floe_client::binary::{self, BinaryFetch, BinaryRecord};
 use floe_core::Header;
@@ -185,22 +185,34 @@ pub async fn fetch(
     let (topic, partition) = path_value(path)?;
     checked_topic(&topic)?;
     let query = query_value(query)?;
-    let offset = match query.offset.as_deref() {
-        None | Some("earliest") => {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let streaming = accept.contains("text/event-stream");
+    // A stream resumes after the last event its client saw: the event id is the next offset.
+    let resume = if streaming {
+        last_event_id(&headers)?
+    } else {
+        None
+    };
+    let offset = match (resume, query.offset.as_deref()) {
+        (Some(offset), _) => offset,
+        (None, None | Some("earliest")) => {
             state
                 .broker
                 .lookup_offset(&topic, partition, OffsetSpec::Earliest)
                 .await?
                 .offset
         }
-        Some("latest") => {
+        (None, Some("latest")) => {
             state
                 .broker
                 .lookup_offset(&topic, partition, OffsetSpec::Latest)
                 .await?
                 .offset
         }
-        Some(number) => number.parse::<u64>().map_err(|_| {
+        (None, Some(number)) => number.parse::<u64>().map_err(|_| {
             ApiError::bad_request(
                 "invalid_query",
                 format!("offset {number:?} is not a number, earliest or latest"),
@@ -226,19 +238,65 @@ pub async fn fetch(
         offset,
         max_records,
         max_bytes,
-        wait,
+        wait: if streaming { Duration::ZERO } else { wait },
         clamp: query.clamp,
     };
-    let result = state.broker.fetch(request).await?;
-    let wants_binary = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains(binary::CONTENT_TYPE));
-    if wants_binary {
+    let encoding: Encoding = query.encoding.into();
+    // The first fetch answers before anything is streamed, so a bad offset or an unknown
+    // topic is a plain error response with its status.
+    let result = state.broker.fetch(request.clone()).await?;
+    let owner = owner_ref(&state, result.owner.as_deref());
+    let owner_header = owner
+        .as_ref()
+        .and_then(|owner| HeaderValue::from_str(&owner.address).ok());
+    let mut response = if streaming {
+        super::stream::events(state, request, encoding, result)
+    } else if accept.contains(binary::CONTENT_TYPE) {
         let body = binary::encode_fetch(&binary_fetch(result));
-        return Ok(([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response());
+        ([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response()
+    } else {
+        Json(json_fetch(result, encoding, owner)?).into_response()
+    };
+    if let Some(value) = owner_header {
+        response.headers_mut().insert(OWNER_HEADER, value);
     }
-    Ok(Json(json_fetch(result, query.encoding.into())?).into_response())
+    Ok(response)
+}
+
+/// `Last-Event-ID`, which must be an offset.
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    text.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            format!("Last-Event-ID {text:?} is not an offset"),
+        )
+    })
+}
+
+/// Where the owner of a partition is reached: this broker when embedded, else the owner's
+/// registration, if it is live.
+pub(super) fn owner_ref(state: &AppState, owner: Option<&str>) -> Option<OwnerRef> {
+    match state.broker.sequencer().cluster() {
+        None => Some(OwnerRef {
+            broker: state.broker.options().broker_id.clone(),
+            address: state.advertise.to_string(),
+        }),
+        Some(cluster) => {
+            let owner = owner?;
+            cluster
+                .members()
+                .into_iter()
+                .find(|member| member.broker == owner)
+                .map(|member| OwnerRef {
+                    broker: member.broker,
+                    address: member.advertise,
+                })
+        }
+    }
 }
 
 fn bounded(name: &str, value: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
@@ -252,7 +310,11 @@ fn bounded(name: &str, value: Option<usize>, default: usize, max: usize) -> ApiR
     }
 }
 
-fn json_fetch(result: FetchResult, encoding: Encoding) -> ApiResult<FetchResponse> {
+pub(super) fn json_fetch(
+    result: FetchResult,
+    encoding: Encoding,
+    owner: Option<OwnerRef>,
+) -> ApiResult<FetchResponse> {
     let records = result
         .records
         .into_iter()
@@ -283,6 +345,7 @@ fn json_fetch(result: FetchResult, encoding: Encoding) -> ApiResult<FetchRespons
         next_offset: result.next_offset,
         high_watermark: result.high_watermark,
         log_start_offset: result.log_start_offset,
+        owner,
     })
 }
 

@@ -1,0 +1,99 @@
+//! Streaming consume: a fetch with `Accept: text/event-stream` follows the partition as
+//! Server-Sent Events.
+//!
+//! - `event: records`, `id: <next offset>`, `data:` the same JSON as a fetch answer;
+//! - a reconnecting client sends `Last-Event-ID` and resumes exactly after what it saw;
+//! - comment lines keep an idle connection alive;
+//! - a failure ends the stream with `event: error` and the usual `{"error_code","message"}`.
+
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use floe_broker::{FetchRequest, FetchResult};
+use floe_client::Encoding;
+use futures::stream::{self, Stream, StreamExt};
+
+use super::AppState;
+use super::records::{json_fetch, owner_ref};
+use crate::error::ApiError;
+
+/// How long one step of the stream waits at the tail before looping (the keep-alive
+/// comments are sent independently).
+const TAIL_WAIT: Duration = Duration::from_secs(30);
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Streams `first` and then every later fetch from where it ended.
+pub(super) fn events(
+    state: AppState,
+    request: FetchRequest,
+    encoding: Encoding,
+    first: FetchResult,
+) -> Response {
+    let stream = follow(state, request, encoding, first);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+enum Step {
+    /// Hand over this fetch's records, then fetch from its end.
+    Send(FetchResult, FetchRequest),
+    Fetch(FetchRequest),
+    Done,
+}
+
+fn follow(
+    state: AppState,
+    request: FetchRequest,
+    encoding: Encoding,
+    first: FetchResult,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    stream::unfold(Step::Send(first, request), move |step| {
+        let state = state.clone();
+        async move {
+            let (result, mut request) = match step {
+                Step::Done => return None,
+                Step::Send(result, request) => (result, request),
+                Step::Fetch(request) => match state.broker.fetch(request.clone()).await {
+                    Ok(result) => (result, request),
+                    Err(error) => return Some((Some(error_event(&error.into())), Step::Done)),
+                },
+            };
+            request.offset = result.next_offset;
+            request.wait = TAIL_WAIT;
+            // A stream never clamps twice: after the start it follows offsets it was given.
+            request.clamp = false;
+            if result.records.is_empty() {
+                return Some((None, Step::Fetch(request)));
+            }
+            let next = result.next_offset;
+            let owner = owner_ref(&state, result.owner.as_deref());
+            let event = json_fetch(result, encoding, owner).and_then(|body| {
+                Event::default()
+                    .event("records")
+                    .id(next.to_string())
+                    .json_data(body)
+                    .map_err(|error| {
+                        ApiError::new(
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("encoding an event: {error}"),
+                        )
+                    })
+            });
+            Some(match event {
+                Ok(event) => (Some(event), Step::Fetch(request)),
+                Err(error) => (Some(error_event(&error)), Step::Done),
+            })
+        }
+    })
+    .filter_map(|event| async move { event.map(Ok) })
+}
+
+fn error_event(error: &ApiError) -> Event {
+    let body = serde_json::to_string(&error.body()).unwrap_or_else(|_| {
+        r#"{"error_code":"internal","message":"unencodable error"}"#.to_owned()
+    });
+    Event::default().event("error").data(body)
+}
