@@ -69,6 +69,36 @@ impl FloeCluster {
         FloeProcess::start_with_env(&data, &flags, &self.s3.env())
     }
 
+    /// Broker `index`, which must be running.
+    pub fn broker(&self, index: usize) -> &FloeProcess {
+        self.brokers[index].as_ref().expect("broker is running")
+    }
+
+    /// The index of the broker that owns `topic`/`partition`, once one is assigned.
+    pub async fn owner_of(&self, topic: &str, partition: u32, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            let index = self.running()[0];
+            if let Ok(info) = self.client(index).cluster().await
+                && let Some(owner) = info
+                    .owners
+                    .iter()
+                    .find(|o| o.topic == topic && o.partition == partition && !o.owner.is_empty())
+            {
+                return owner
+                    .owner
+                    .trim_start_matches('b')
+                    .parse()
+                    .expect("broker ids are b<index>");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic}/{partition} got no owner"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn client(&self, index: usize) -> FloeClient {
         self.brokers[index]
             .as_ref()

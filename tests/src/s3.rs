@@ -66,6 +66,34 @@ impl S3Server {
         }
     }
 
+    /// How many objects are stored under `prefix` in `bucket`, and their total bytes.
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> (usize, u64) {
+        let (mut count, mut bytes) = (0, 0);
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
+            if let Some(token) = &token {
+                url.push_str(&format!("&continuation-token={token}"));
+            }
+            let body = reqwest::get(&url)
+                .await
+                .expect("list objects")
+                .text()
+                .await
+                .expect("list body");
+            for size in xml_values(&body, "Size") {
+                count += 1;
+                bytes += size.parse::<u64>().expect("object size");
+            }
+            token = xml_values(&body, "NextContinuationToken")
+                .next()
+                .map(str::to_owned);
+            if token.is_none() {
+                return (count, bytes);
+            }
+        }
+    }
+
     /// The environment a floe process needs to reach this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -82,4 +110,15 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The text of every `<tag>…</tag>` in a (flat, trusted) XML answer.
+fn xml_values<'a>(body: &'a str, tag: &str) -> impl Iterator<Item = &'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    body.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close.as_str()).map(|(value, _)| value))
+        .collect::<Vec<_>>()
+        .into_iter()
 }

@@ -160,17 +160,50 @@ impl Broker {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<FetchedRecord>, BrokerError> {
-        // Ranges are fetched together (their size is bounded by the selection), but decoded
-        // one at a time, so a fetch stops decoding as soon as its limits are met.
-        let reads = batches.iter().map(|selected| {
-            self.read_verified(
-                selected.base,
-                selected.location,
-                selected.read_ahead_to,
-                ReadCause::Fetch,
-            )
+        // Each segment's batches are read in one call, so their missing blocks are fetched
+        // together; segments are read concurrently (the selection bounds the bytes), but
+        // batches are decoded one at a time, so decoding stops once the limits are met.
+        let mut segments: Vec<(floe_core::SegmentId, Vec<usize>)> = Vec::new();
+        for (index, selected) in batches.iter().enumerate() {
+            match segments
+                .iter_mut()
+                .find(|(segment, _)| *segment == selected.location.segment)
+            {
+                Some((_, members)) => members.push(index),
+                None => segments.push((selected.location.segment, vec![index])),
+            }
+        }
+        let reads = segments.iter().map(|(segment, members)| {
+            let ranges: Vec<_> = members
+                .iter()
+                .map(|index| byte_range(&batches[*index].location))
+                .collect();
+            let read_ahead_to = members
+                .iter()
+                .map(|index| batches[*index].read_ahead_to)
+                .max()
+                .unwrap_or(0);
+            let cache = &self.inner.cache;
+            async move {
+                cache
+                    .read_ranges(*segment, &ranges, read_ahead_to, ReadCause::Fetch)
+                    .await
+            }
         });
-        let fetched = try_join_all(reads).await?;
+        let mut raw: Vec<bytes::Bytes> = vec![bytes::Bytes::new(); batches.len()];
+        for ((_, members), answers) in segments.iter().zip(try_join_all(reads).await?) {
+            for (index, answer) in members.iter().zip(answers) {
+                raw[*index] = answer;
+            }
+        }
+        let fetched = batches
+            .iter()
+            .zip(raw)
+            .map(|(selected, bytes)| {
+                verify(selected.base, &selected.location, &bytes)?;
+                Ok((selected.base, selected.location, bytes))
+            })
+            .collect::<Result<Vec<_>, BrokerError>>()?;
         let mut records = Vec::new();
         let mut bytes = 0usize;
         for (base, location, raw) in fetched {
@@ -195,36 +228,17 @@ impl Broker {
         Ok(records)
     }
 
-    async fn read_verified(
-        &self,
-        base: u64,
-        location: BatchLocation,
-        read_ahead_to: u64,
-        cause: ReadCause,
-    ) -> Result<(u64, BatchLocation, bytes::Bytes), BrokerError> {
-        let range = location.byte_offset..location.byte_offset + u64::from(location.length);
-        let bytes = self
-            .inner
-            .cache
-            .read(location.segment, range, read_ahead_to, cause)
-            .await?;
-        verify_batch(&bytes, location.crc32c).map_err(|error| {
-            BrokerError::Corrupt(format!(
-                "segment {} batch at offset {base}: {error}",
-                location.segment
-            ))
-        })?;
-        Ok((base, location, bytes))
-    }
-
     async fn read_batch(
         &self,
         base: u64,
         location: BatchLocation,
     ) -> Result<(u64, Vec<Record>), BrokerError> {
-        let (base, location, bytes) = self
-            .read_verified(base, location, 0, ReadCause::Fetch)
+        let bytes = self
+            .inner
+            .cache
+            .read(location.segment, byte_range(&location), 0, ReadCause::Fetch)
             .await?;
+        verify(base, &location, &bytes)?;
         decode_verified(base, location, &bytes)
     }
 
@@ -340,6 +354,20 @@ fn select_batches(
         }
     }
     selected
+}
+
+fn byte_range(location: &BatchLocation) -> std::ops::Range<u64> {
+    location.byte_offset..location.byte_offset + u64::from(location.length)
+}
+
+/// Checks a batch's bytes against the CRC the index recorded for it.
+fn verify(base: u64, location: &BatchLocation, bytes: &bytes::Bytes) -> Result<(), BrokerError> {
+    verify_batch(bytes, location.crc32c).map_err(|error| {
+        BrokerError::Corrupt(format!(
+            "segment {} batch at offset {base}: {error}",
+            location.segment
+        ))
+    })
 }
 
 fn decode_verified(

@@ -188,6 +188,14 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    /// Read cache block: unit of caching and GET alignment [default: 1048576].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_block_bytes: Option<u64>,
+    /// Largest GET the read cache makes to fill missing blocks [default: 8388608].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_max_get_bytes: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -305,51 +305,85 @@ impl ReadCache {
         read_ahead_to: u64,
         cause: ReadCause,
     ) -> Result<Bytes, StorageError> {
-        if range.is_empty() {
-            return Ok(Bytes::new());
-        }
+        let mut read = self
+            .read_ranges(segment, std::slice::from_ref(&range), read_ahead_to, cause)
+            .await?;
+        Ok(read.pop().unwrap_or_default())
+    }
+
+    /// Reads several ranges of one segment (say, a partition's batches in it), answering
+    /// them in order. Their missing blocks are fetched together: neighbouring ones in one
+    /// GET, so a segment costs one request rather than one per range.
+    pub async fn read_ranges(
+        &self,
+        segment: SegmentId,
+        ranges: &[Range<u64>],
+        read_ahead_to: u64,
+        cause: ReadCause,
+    ) -> Result<Vec<Bytes>, StorageError> {
         let inner = &self.inner;
-        let first = range.start / inner.block_bytes;
-        let last = (range.end - 1) / inner.block_bytes;
-        let mut parts = Vec::with_capacity((last - first + 1) as usize);
+        let mut blocks: Vec<u64> = ranges
+            .iter()
+            .filter(|range| !range.is_empty())
+            .flat_map(|range| range.start / inner.block_bytes..=(range.end - 1) / inner.block_bytes)
+            .collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        let mut parts: HashMap<u64, Part> = HashMap::with_capacity(blocks.len());
         let mut missing = Vec::new();
-        for block in first..=last {
+        for &block in &blocks {
             match self.lookup(key(segment, block)).await {
-                Some(bytes) => parts.push(Some(Part::Ready(bytes))),
-                None => {
-                    parts.push(None);
-                    missing.push(block);
+                Some(bytes) => {
+                    parts.insert(block, Part::Ready(bytes));
                 }
+                None => missing.push(block),
             }
         }
+        let mut from_store: Vec<u64> = Vec::new();
         if !missing.is_empty() {
             let ahead_last = read_ahead_to.saturating_sub(1) / inner.block_bytes;
             for (block, part) in self.join_or_fetch(segment, &missing, ahead_last, cause) {
-                parts[(block - first) as usize] = Some(part);
+                if matches!(part, Part::Waiting(_)) {
+                    from_store.push(block);
+                }
+                parts.insert(block, part);
             }
         }
-        let mut from_store = 0u64;
-        let mut blocks = Vec::with_capacity(parts.len());
-        for (position, part) in parts.into_iter().enumerate() {
+        let mut ready: HashMap<u64, Bytes> = HashMap::with_capacity(parts.len());
+        for (block, part) in parts {
             let bytes = match part {
-                Some(Part::Ready(bytes)) => bytes,
-                Some(Part::Waiting(pending)) => {
+                Part::Ready(bytes) => bytes,
+                Part::Waiting(pending) => {
                     let fetched = pending.fetch.await.map_err(StorageError::Shared)?;
-                    let bytes = fetched[pending.index].clone();
-                    from_store += overlap(&range, first + position as u64, inner.block_bytes);
-                    bytes
+                    fetched[pending.index].clone()
                 }
-                None => unreachable!("every missing block was given a pending fetch"),
             };
-            blocks.push(bytes);
+            ready.insert(block, bytes);
         }
-        let assembled = assemble(segment, &range, first, inner.block_bytes, &blocks)?;
-        bump(&inner.counters.bytes_served_store, from_store);
-        bump(
-            &inner.counters.bytes_served_cache,
-            assembled.len() as u64 - from_store,
-        );
-        Ok(assembled)
+        let mut answers = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            if range.is_empty() {
+                answers.push(Bytes::new());
+                continue;
+            }
+            let first = range.start / inner.block_bytes;
+            let last = (range.end - 1) / inner.block_bytes;
+            let pieces: Vec<Bytes> = (first..=last)
+                .map(|block| ready.get(&block).cloned().unwrap_or_default())
+                .collect();
+            let assembled = assemble(segment, range, first, inner.block_bytes, &pieces)?;
+            let stored: u64 = (first..=last)
+                .filter(|block| from_store.contains(block))
+                .map(|block| overlap(range, block, inner.block_bytes))
+                .sum();
+            bump(&inner.counters.bytes_served_store, stored);
+            bump(
+                &inner.counters.bytes_served_cache,
+                assembled.len() as u64 - stored,
+            );
+            answers.push(assembled);
+        }
+        Ok(answers)
     }
 
     /// Warms `range` of a segment without waiting for it; a failure is only logged (a
