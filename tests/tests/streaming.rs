@@ -214,3 +214,34 @@ async fn stream_errors_use_the_error_shape() {
     }
     assert!(stream.next().await.is_none(), "nothing after the error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_end_when_the_server_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: "s".into(),
+            partitions: 1,
+            config: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    produce(&client, "s", 0..1).await;
+    let mut stream = client
+        .stream("s", 0, 0, &FetchOptions::default())
+        .await
+        .expect("stream");
+    stream.next().await.expect("event").expect("records");
+    // A graceful stop must not wait for the stream's client to leave.
+    let stopper = std::thread::spawn(move || server.stop());
+    let ended = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("the stream ends when the server stops");
+    assert!(
+        !matches!(ended, Some(Ok(_))),
+        "no records after the stop: {ended:?}"
+    );
+    stopper.join().expect("the server stopped");
+}

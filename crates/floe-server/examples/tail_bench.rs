@@ -6,9 +6,9 @@
 //! acknowledgement latency and the end-to-end latency (intended send → consumer receives),
 //! p50/p99, and the owner's fetch GETs during the run.
 //!
-//! `tail_bench history URL MIB` — writes MIB MiB of 64 KiB records to one partition, then reads
-//! it all from earliest and prints the read rate and the GETs the reading broker made. Point
-//! the read at a broker with a cold cache (`HISTORY_READ_URL`) to measure catch-up cost.
+//! `tail_bench history URL[,URL...] MIB` — writes MIB MiB of 64 KiB records to one partition
+//! through its owner, then reads it all from earliest through another broker (cold: it
+//! neither wrote nor owns the data) and prints the read rate and the GETs that broker made.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -98,9 +98,12 @@ async fn tail(url: &str, seconds: u64, rate: u64) -> anyhow::Result<()> {
         })
     };
     let gets_before = metric(&owner, FETCH_GETS).await;
-    let mut ack = Histogram::<u64>::new(3)?;
+    // Sends are paced from their intended times and do not wait for earlier answers, so a
+    // slow acknowledgement shows up as latency, not as a lower rate.
+    let ack = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let start = Instant::now();
     let value = Bytes::from(vec![b'v'; 1024]);
+    let mut sends = tokio::task::JoinSet::new();
     for id in 0..total {
         let intended = start + Duration::from_micros(id * 1_000_000 / rate);
         tokio::time::sleep_until(intended.into()).await;
@@ -113,9 +116,17 @@ async fn tail(url: &str, seconds: u64, rate: u64) -> anyhow::Result<()> {
             value: Some(value.clone()),
             headers: Vec::new(),
         };
-        client.produce_binary(&topic, &[record]).await?;
-        ack.record(intended.elapsed().as_micros() as u64)?;
+        let (client, topic, ack) = (client.clone(), topic.clone(), Arc::clone(&ack));
+        sends.spawn(async move {
+            client.produce_binary(&topic, &[record]).await?;
+            ack.lock().record(intended.elapsed().as_micros() as u64)?;
+            anyhow::Ok(())
+        });
     }
+    while let Some(sent) = sends.join_next().await {
+        sent??;
+    }
+    let ack = ack.lock().clone();
     let e2e = consumer.await??;
     let gets_after = metric(&owner, FETCH_GETS).await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
@@ -135,10 +146,16 @@ async fn tail(url: &str, seconds: u64, rate: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn history(url: &str, mib: u64) -> anyhow::Result<()> {
-    let writer = FloeClient::new(url).without_owner_routing();
+async fn history(urls: &str, mib: u64) -> anyhow::Result<()> {
+    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    let routing = FloeClient::new(&urls[0]);
     let topic = format!("history-{}", ulid::Ulid::new());
-    create(&writer, &topic).await?;
+    create(&routing, &topic).await?;
+    routing
+        .fetch(&topic, 0, 0, &FetchOptions::default())
+        .await?;
+    let owner = routing.fetch_target(&topic, 0);
+    let writer = FloeClient::new(&owner).without_owner_routing();
     let record_size = 64 * 1024;
     let records = mib * 1024 * 1024 / record_size as u64;
     let per_request = 32;
@@ -179,7 +196,11 @@ async fn history(url: &str, mib: u64) -> anyhow::Result<()> {
         (written * record_size as u64) as f64 / 1048576.0,
         write_start.elapsed().as_secs_f64()
     );
-    let read_url = std::env::var("HISTORY_READ_URL").unwrap_or_else(|_| url.to_owned());
+    let read_url = urls
+        .iter()
+        .find(|url| url.trim_end_matches('/') != owner)
+        .unwrap_or(&urls[0])
+        .clone();
     let reader = FloeClient::new(&read_url).without_owner_routing();
     let gets_before = metric(&read_url, FETCH_GETS).await;
     let bytes_before = metric(&read_url, "floe_store_get_bytes_total").await;

@@ -22,6 +22,7 @@ pub struct Server {
     listener: TcpListener,
     broker: Broker,
     state: AppState,
+    stopping: tokio::sync::watch::Sender<bool>,
     max_request_bytes: usize,
 }
 
@@ -112,16 +113,19 @@ impl Server {
             upload_timeout: config.store_timeout,
         };
         let broker = Broker::new(broker_options, sequencer, cache, Arc::new(SystemClock));
+        let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.as_str().into(),
             advertise: advertise.into(),
+            stopping: stopping_receiver,
         };
         Ok(Self {
             local_addr,
             listener,
             broker,
             state,
+            stopping,
             max_request_bytes: config.max_request_bytes,
         })
     }
@@ -139,6 +143,11 @@ impl Server {
     ) -> anyhow::Result<()> {
         let app = router(self.state, self.max_request_bytes);
         tracing::info!(addr = %self.local_addr, "floe is serving");
+        let stopping = self.stopping;
+        let shutdown = async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        };
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;

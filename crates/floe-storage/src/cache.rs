@@ -492,16 +492,16 @@ impl ReadCache {
                 attached.push((block, Part::Ready(entry.value().0.clone())));
                 continue;
             }
-            let contiguous = run.last().is_some_and(|previous| previous + 1 == block);
-            if !run.is_empty() && (!contiguous || run.len() as u64 >= inner.max_get_blocks) {
+            if run.last().is_some_and(|previous| previous + 1 != block) {
                 runs.push(std::mem::take(&mut run));
             }
             run.push(block);
         }
         if let Some(&end) = run.last() {
             // Read-ahead: blocks after the last needed one, while nobody has or fetches them.
+            let limit = ahead_last.min(end + 2 * inner.max_get_blocks);
             let mut next = end + 1;
-            while next <= ahead_last && (run.len() as u64) < inner.max_get_blocks {
+            while next <= limit {
                 let key = key(segment, next);
                 if inflight.contains_key(&key) || inner.cache.memory().contains(&key) {
                     break;
@@ -511,6 +511,10 @@ impl ReadCache {
             }
             runs.push(run);
         }
+        let runs: Vec<Vec<u64>> = runs
+            .into_iter()
+            .flat_map(|run| split_run(run, inner.max_get_blocks))
+            .collect();
         for run in runs {
             let id = inner.next_get.fetch_add(1, Ordering::Relaxed);
             let fetch = self.spawn_get(id, segment, run[0], run.len() as u64, cause);
@@ -593,6 +597,19 @@ impl ReadCache {
         .boxed()
         .shared()
     }
+}
+
+/// Cuts a run of neighbouring blocks into GETs of at most `max` blocks, evenly, except that
+/// a remainder under half a GET rides along with the others (GETs of up to 1.5 × `max`)
+/// rather than costing a small request of its own.
+fn split_run(run: Vec<u64>, max: u64) -> Vec<Vec<u64>> {
+    let len = run.len() as u64;
+    let mut pieces = len.div_ceil(max).max(1);
+    if pieces > 1 && len <= (pieces - 1) * max + max / 2 {
+        pieces -= 1;
+    }
+    let size = len.div_ceil(pieces) as usize;
+    run.chunks(size.max(1)).map(<[u64]>::to_vec).collect()
 }
 
 /// Memory shards, each large enough for many blocks: a shard never holds more than its

@@ -25,6 +25,9 @@ pub struct AppState {
     pub broker: Broker,
     pub cluster_name: Arc<str>,
     pub advertise: Arc<str>,
+    /// Turns true when the server begins to shut down: event streams end then, so the
+    /// graceful shutdown does not wait for their clients to leave.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {

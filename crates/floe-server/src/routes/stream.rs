@@ -30,7 +30,12 @@ pub(super) fn events(
     encoding: Encoding,
     first: FetchResult,
 ) -> Response {
-    let stream = follow(state, request, encoding, first);
+    let mut stopping = state.stopping.clone();
+    let stopped = async move {
+        // Ends the stream when the server stops (or its signal is gone).
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    let stream = follow(state, request, encoding, first).take_until(stopped);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
