@@ -115,18 +115,9 @@ impl FloeProcess {
     /// The value of one sample of this broker's `/metrics`, such as
     /// `floe_store_get_requests_total{cause="fetch"}`.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.url))
+        metric_at(&self.url, sample)
             .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == sample).then(|| value.parse::<f64>().ok())?
-            })
-            .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
+            .unwrap_or_else(|| panic!("no sample {sample} in {}/metrics", self.url))
     }
 
     /// The operating-system process id, while running.
@@ -186,6 +177,21 @@ impl Drop for FloeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The value of one sample of the `/metrics` of the server at `url`, if it answers and has
+/// the sample.
+pub async fn metric_at(url: &str, sample: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse::<f64>().ok())?
+    })
 }
 
 /// Reads a partition from offset 0 up to its high watermark, in pages.

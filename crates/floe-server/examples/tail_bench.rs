@@ -32,16 +32,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn metric(url: &str, sample: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{url}/metrics")).await else {
-        return f64::NAN;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok())?
-        })
-        .unwrap_or(f64::NAN)
+    floe_tests::metric_at(url, sample).await.unwrap_or(f64::NAN)
 }
 
 const FETCH_GETS: &str = r#"floe_store_get_requests_total{cause="fetch"}"#;

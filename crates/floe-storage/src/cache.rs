@@ -13,7 +13,7 @@
 //! - a block read back from the disk tier carries its CRC32C and is checked; a corrupt
 //!   entry is dropped and the block refetched, never served.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -339,12 +339,12 @@ impl ReadCache {
                 None => missing.push(block),
             }
         }
-        let mut from_store: Vec<u64> = Vec::new();
+        let mut from_store: HashSet<u64> = HashSet::new();
         if !missing.is_empty() {
             let ahead_last = read_ahead_to.saturating_sub(1) / inner.block_bytes;
             for (block, part) in self.join_or_fetch(segment, &missing, ahead_last, cause) {
                 if matches!(part, Part::Waiting(_)) {
-                    from_store.push(block);
+                    from_store.insert(block);
                 }
                 parts.insert(block, part);
             }
