@@ -50,6 +50,7 @@ impl Broker {
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         let command = Command::DeleteTopic {
             name: name.to_owned(),
+            at_ms: self.inner.clock.now_ms(),
         };
         match self.inner.sequencer.submit(command).await {
             Ok(_) => Ok(()),

@@ -58,8 +58,8 @@ pub enum BatchError {
     LengthMismatch { declared: i64, actual: usize },
     #[error("batch declares {0} records, more than its bytes can hold")]
     BadRecordCount(i32),
-    #[error("record offsets in batch are not dense from zero")]
-    OffsetsNotDense,
+    #[error("record offsets in batch are not increasing from zero")]
+    OffsetsNotIncreasing,
     #[error("kafka codec: {0}")]
     Codec(String),
 }
@@ -70,34 +70,75 @@ pub fn encode_batch(
     compression: Compression,
     timestamp_type: TimestampType,
 ) -> Result<Bytes, BatchError> {
-    if records.is_empty() {
+    encode_records(
+        records
+            .iter()
+            .enumerate()
+            .map(|(index, record)| (index as u32, record)),
+        records.len(),
+        compression,
+        timestamp_type,
+    )
+}
+
+/// Encodes records at the given relative offsets (strictly increasing, gaps allowed) as one
+/// RecordBatch v2 whose base offset is the first of them. Compaction writes these: a record
+/// keeps its offset when records around it are dropped or batches are merged.
+pub fn encode_batch_at(
+    records: &[(u32, Record)],
+    compression: Compression,
+    timestamp_type: TimestampType,
+) -> Result<Bytes, BatchError> {
+    if records.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+        return Err(BatchError::OffsetsNotIncreasing);
+    }
+    encode_records(
+        records.iter().map(|(offset, record)| (*offset, record)),
+        records.len(),
+        compression,
+        timestamp_type,
+    )
+}
+
+fn encode_records<'a>(
+    records: impl Iterator<Item = (u32, &'a Record)>,
+    count: usize,
+    compression: Compression,
+    timestamp_type: TimestampType,
+) -> Result<Bytes, BatchError> {
+    if count == 0 {
         return Err(BatchError::Empty);
     }
     let kafka_timestamp_type = match timestamp_type {
         TimestampType::CreateTime => KafkaTimestampType::Creation,
         TimestampType::LogAppendTime => KafkaTimestampType::LogAppend,
     };
-    let kafka_records = records
-        .iter()
-        .enumerate()
-        .map(|(index, record)| to_kafka_record(index, record, kafka_timestamp_type))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut estimated = BATCH_HEADER_LEN;
+    let mut kafka_records = Vec::with_capacity(count);
+    let mut first_offset = None;
+    for (offset, record) in records {
+        estimated += record.payload_size() + 24;
+        let first = *first_offset.get_or_insert(offset);
+        kafka_records.push(to_kafka_record(
+            offset,
+            offset - first,
+            record,
+            kafka_timestamp_type,
+        )?);
+    }
     let options = RecordEncodeOptions {
         version: 2,
         compression: compression.to_kafka(),
     };
-    let mut buffer = BytesMut::with_capacity(estimated_size(records));
+    let mut buffer = BytesMut::with_capacity(estimated);
     RecordBatchEncoder::encode(&mut buffer, &kafka_records, &options)
         .map_err(|error| BatchError::Codec(error.to_string()))?;
     Ok(buffer.freeze())
 }
 
-fn estimated_size(records: &[Record]) -> usize {
-    BATCH_HEADER_LEN + records.iter().map(|r| r.payload_size() + 24).sum::<usize>()
-}
-
 fn to_kafka_record(
-    index: usize,
+    offset: u32,
+    from_first: u32,
     record: &Record,
     timestamp_type: KafkaTimestampType,
 ) -> Result<KafkaRecord, BatchError> {
@@ -116,11 +157,11 @@ fn to_kafka_record(
         producer_id: NO_PRODUCER_ID,
         producer_epoch: NO_PRODUCER_EPOCH,
         timestamp_type,
-        offset: index as i64,
+        offset: i64::from(offset),
         // The encoder starts a new batch whenever `offset - sequence` changes; keeping it
-        // constant at 1 yields one batch whose base sequence is NO_SEQUENCE (-1), as Kafka
+        // constant yields one batch whose base sequence is NO_SEQUENCE (-1), as Kafka
         // expects from a producer without idempotence.
-        sequence: NO_SEQUENCE + index as i32,
+        sequence: NO_SEQUENCE.wrapping_add(from_first as i32),
         timestamp: record.timestamp_ms,
         key: record.key.clone(),
         value: record.value.clone(),
@@ -128,28 +169,41 @@ fn to_kafka_record(
     })
 }
 
-/// A decoded batch: its records in relative-offset order (record `i` has offset
-/// `base + i`).
+/// A decoded batch: its records in offset order, and each record's offset relative to the
+/// batch's index entry. A producer's batch is dense (`offsets[i] == i`); a compacted one may
+/// start later and have gaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedBatch {
     pub records: Vec<Record>,
+    pub offsets: Vec<u32>,
 }
 
-/// Decodes one RecordBatch v2 written by [`encode_batch`], checking its framing and Kafka's
-/// CRC before trusting any length inside it.
+impl DecodedBatch {
+    /// The number of offsets the batch's records reach: one past the last one.
+    pub fn offset_span(&self) -> u64 {
+        self.offsets.last().map_or(0, |last| u64::from(*last) + 1)
+    }
+}
+
+/// Decodes one RecordBatch v2 written by [`encode_batch`] or [`encode_batch_at`], checking
+/// its framing and Kafka's CRC before trusting any length inside it.
 pub fn decode_batch(bytes: &Bytes) -> Result<DecodedBatch, BatchError> {
     check_framing(bytes)?;
     let mut buffer = bytes.clone();
     let record_set = RecordBatchDecoder::decode(&mut buffer)
         .map_err(|error| BatchError::Codec(error.to_string()))?;
     let mut records = Vec::with_capacity(record_set.records.len());
-    for (index, kafka_record) in record_set.records.into_iter().enumerate() {
-        if kafka_record.offset != index as i64 {
-            return Err(BatchError::OffsetsNotDense);
+    let mut offsets = Vec::with_capacity(record_set.records.len());
+    for kafka_record in record_set.records {
+        let offset =
+            u32::try_from(kafka_record.offset).map_err(|_| BatchError::OffsetsNotIncreasing)?;
+        if offsets.last().is_some_and(|last| *last >= offset) {
+            return Err(BatchError::OffsetsNotIncreasing);
         }
+        offsets.push(offset);
         records.push(from_kafka_record(kafka_record));
     }
-    Ok(DecodedBatch { records })
+    Ok(DecodedBatch { records, offsets })
 }
 
 /// Returns the record count a batch header declares, after checking the framing.
@@ -238,7 +292,31 @@ mod tests {
             assert_eq!(batch_record_count(&bytes).expect("framing"), 50);
             let decoded = decode_batch(&bytes).expect("decode");
             assert_eq!(decoded.records, records, "{compression:?}");
+            assert_eq!(decoded.offsets, (0..50).collect::<Vec<u32>>());
         }
+    }
+
+    #[test]
+    fn keeps_sparse_offsets() {
+        let records: Vec<(u32, Record)> = sample(6)
+            .into_iter()
+            .zip([3u32, 4, 9, 10, 40, 41])
+            .map(|(record, offset)| (offset, record))
+            .collect();
+        for compression in [Compression::None, Compression::Zstd, Compression::Lz4] {
+            let bytes =
+                encode_batch_at(&records, compression, TimestampType::CreateTime).expect("encode");
+            let decoded = decode_batch(&bytes).expect("decode");
+            assert_eq!(decoded.offsets, vec![3, 4, 9, 10, 40, 41]);
+            assert_eq!(decoded.offset_span(), 42);
+            let expected: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
+            assert_eq!(decoded.records, expected);
+        }
+        let unordered = vec![(5, records[0].1.clone()), (5, records[1].1.clone())];
+        assert!(matches!(
+            encode_batch_at(&unordered, Compression::None, TimestampType::CreateTime),
+            Err(BatchError::OffsetsNotIncreasing)
+        ));
     }
 
     #[test]

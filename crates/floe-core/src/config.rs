@@ -22,7 +22,7 @@ pub enum TimestampType {
 }
 
 /// A topic's configuration. Field names on the wire are Kafka's dotted keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicConfig {
     /// How long records are kept, in milliseconds; `-1` keeps them forever.
     #[serde(rename = "retention.ms")]
@@ -32,6 +32,20 @@ pub struct TopicConfig {
     pub retention_bytes: i64,
     #[serde(rename = "cleanup.policy")]
     pub cleanup_policy: CleanupPolicy,
+    /// On compacted topics: how long a tombstone (a record with a null value) is kept as the
+    /// newest record of its key before compaction drops it, in milliseconds.
+    #[serde(
+        rename = "delete.retention.ms",
+        default = "default_delete_retention_ms"
+    )]
+    pub delete_retention_ms: i64,
+    /// On compacted topics: the share of the log not yet cleaned (written since the last
+    /// full clean) at which a full clean of the partition runs.
+    #[serde(
+        rename = "min.cleanable.dirty.ratio",
+        default = "default_min_cleanable_dirty_ratio"
+    )]
+    pub min_cleanable_dirty_ratio: f64,
     /// The largest record accepted (key, value and headers), in bytes.
     #[serde(rename = "max.message.bytes")]
     pub max_message_bytes: u32,
@@ -44,6 +58,19 @@ pub struct TopicConfig {
 
 /// Seven days, Kafka's default retention.
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// One day, Kafka's default `delete.retention.ms`.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// Kafka's default `min.cleanable.dirty.ratio`.
+pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+
+fn default_delete_retention_ms() -> i64 {
+    DEFAULT_DELETE_RETENTION_MS
+}
+
+fn default_min_cleanable_dirty_ratio() -> f64 {
+    DEFAULT_MIN_CLEANABLE_DIRTY_RATIO
+}
+
 /// Kafka's default `max.message.bytes` (1 MiB plus the batch overhead).
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1_048_588;
 /// The largest `max.message.bytes` floe accepts: a record must fit in one segment.
@@ -55,6 +82,8 @@ impl Default for TopicConfig {
             retention_ms: DEFAULT_RETENTION_MS,
             retention_bytes: -1,
             cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             message_timestamp_type: TimestampType::CreateTime,
             compression: Compression::None,
@@ -107,6 +136,24 @@ impl TopicConfig {
                     "compact" => CleanupPolicy::Compact,
                     _ => return Err(bad("expected delete or compact")),
                 };
+            }
+            "delete.retention.ms" => {
+                let parsed: i64 = value
+                    .parse()
+                    .map_err(|_| bad("expected a non-negative integer"))?;
+                if parsed < 0 {
+                    return Err(bad("expected a non-negative integer"));
+                }
+                self.delete_retention_ms = parsed;
+            }
+            "min.cleanable.dirty.ratio" => {
+                let parsed: f64 = value
+                    .parse()
+                    .map_err(|_| bad("expected a number from 0 to 1"))?;
+                if !(0.0..=1.0).contains(&parsed) {
+                    return Err(bad("expected a number from 0 to 1"));
+                }
+                self.min_cleanable_dirty_ratio = parsed;
             }
             "max.message.bytes" => {
                 let parsed: u32 = value
@@ -174,6 +221,14 @@ mod tests {
         ));
         assert!(matches!(
             config.set("retention.ms", "soon"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            config.set("min.cleanable.dirty.ratio", "1.5"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            config.set("delete.retention.ms", "-1"),
             Err(ConfigError::BadValue { .. })
         ));
         assert!(matches!(

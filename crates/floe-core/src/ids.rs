@@ -25,6 +25,12 @@ impl SegmentId {
     pub fn generate() -> Self {
         Self(Ulid::new())
     }
+
+    /// When the identifier was generated (ms since the Unix epoch, by the generating
+    /// broker's clock). The orphan sweep and the commit horizon compare against it.
+    pub fn created_ms(&self) -> i64 {
+        i64::try_from(self.0.timestamp_ms()).unwrap_or(i64::MAX)
+    }
 }
 
 impl fmt::Display for SegmentId {

@@ -14,7 +14,7 @@ pub mod partitioner;
 pub mod record;
 pub mod segment;
 
-pub use batch::{Compression, DecodedBatch, decode_batch, encode_batch};
+pub use batch::{Compression, DecodedBatch, decode_batch, encode_batch, encode_batch_at};
 pub use clock::{Clock, SystemClock};
 pub use config::{CleanupPolicy, ConfigError, TimestampType, TopicConfig};
 pub use error::ErrorKind;

@@ -30,6 +30,8 @@ pub struct BatchEntry {
     /// Byte position of the batch in the segment object.
     pub byte_offset: u64,
     pub length: u32,
+    /// The offsets the batch covers. For a producer's batch this is its record count; a
+    /// compacted batch may hold fewer records than the offsets it covers.
     pub record_count: u32,
     pub first_timestamp: i64,
     pub max_timestamp: i64,
@@ -249,7 +251,9 @@ pub fn decode_segment(segment: &Bytes) -> Result<Vec<(BatchEntry, DecodedBatch)>
             verify_batch(&bytes, entry.crc32c)?;
             let decoded = batch::decode_batch(&bytes)
                 .map_err(|source| SegmentError::Batch { index, source })?;
-            if decoded.records.len() != entry.record_count as usize {
+            if decoded.offset_span() > u64::from(entry.record_count)
+                || decoded.records.len() > entry.record_count as usize
+            {
                 return Err(SegmentError::Batch {
                     index,
                     source: BatchError::BadRecordCount(entry.record_count as i32),

@@ -343,6 +343,7 @@ mod tests {
             index,
             command: Command::DeleteTopic {
                 name: format!("t{index}"),
+                at_ms: 0,
             },
         }
     }

@@ -24,6 +24,17 @@ pub enum ApplyError {
         current: u32,
         requested: u32,
     },
+    /// The object is older than the orphan horizon and may already be swept away.
+    #[error(
+        "object {segment} was created at or before the orphan horizon ({horizon_ms} ms); is this broker's clock behind?"
+    )]
+    ObjectTooOld { segment: String, horizon_ms: i64 },
+    /// A compaction's swap found its run changed (trimmed or swapped meanwhile).
+    #[error("compaction swap refused: {0}")]
+    StaleReplacement(String),
+    /// A compaction's swap was malformed.
+    #[error("compaction swap is malformed: {0}")]
+    BadReplacement(String),
 }
 
 impl ApplyError {
@@ -33,9 +44,11 @@ impl ApplyError {
             Self::UnknownTopic(_) | Self::UnknownTopicId(_) | Self::UnknownPartition { .. } => {
                 ErrorKind::NotFound
             }
-            Self::BadPartitionCount { .. } | Self::PartitionsCannotShrink { .. } => {
-                ErrorKind::Invalid
-            }
+            Self::BadPartitionCount { .. }
+            | Self::PartitionsCannotShrink { .. }
+            | Self::BadReplacement(_) => ErrorKind::Invalid,
+            Self::StaleReplacement(_) => ErrorKind::Conflict,
+            Self::ObjectTooOld { .. } => ErrorKind::Unavailable,
         }
     }
 }

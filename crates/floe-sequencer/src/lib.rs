@@ -27,6 +27,6 @@ pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 pub use memory::MemoryLog;
 pub use sequencer::{ApplyObserver, Committed, Sequencer, SequencerOptions};
 pub use state::{
-    BatchLocation, ClusterState, Command, MAX_PARTITIONS, Outcome, OwnerChange, PartitionState,
-    TopicState,
+    BatchLocation, CLEANED_LEVEL, ClusterState, Command, FLUSH_LEVEL, MAX_PARTITIONS, Outcome,
+    OwnerChange, PartitionState, Replacement, SegmentInfo, TopicState, Trim,
 };

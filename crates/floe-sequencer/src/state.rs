@@ -1,6 +1,7 @@
 //! The deterministic metadata state machine.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use floe_core::segment::BatchEntry;
 use floe_core::{SegmentId, TopicConfig, TopicId};
@@ -22,8 +23,12 @@ pub enum Command {
         config: TopicConfig,
         created_ms: i64,
     },
+    /// Removes a topic. Its objects' bytes stop being live; objects left with nothing live
+    /// are deleted after the grace period, counted from `at_ms`.
     DeleteTopic {
         name: String,
+        #[serde(default)]
+        at_ms: i64,
     },
     AddPartitions {
         name: String,
@@ -42,8 +47,77 @@ pub enum Command {
     AssignOwners {
         changes: Vec<OwnerChange>,
     },
+    /// Advances partitions' log start offsets (retention). Batches wholly below a new start
+    /// leave the index; a start never moves back and never passes the high watermark.
+    TrimPartitions {
+        at_ms: i64,
+        trims: Vec<Trim>,
+    },
+    /// Swaps a run of one partition's batches for the batches of one new object
+    /// (compaction). Applies only while the run is still exactly `replaced`, so a swap
+    /// racing retention or another swap is refused whole and changes nothing.
+    ReplaceBatches {
+        at_ms: i64,
+        topic_id: TopicId,
+        partition: u32,
+        segment: SegmentId,
+        /// The new object's compaction level (see [`SegmentInfo::level`]).
+        level: u8,
+        /// The run being replaced: each batch's base offset and object, in offset order.
+        replaced: Vec<(u64, SegmentId)>,
+        /// The new batches, tiling exactly the offsets of the replaced run.
+        batches: Vec<Replacement>,
+    },
+    /// Raises the orphan horizon: from now on, commits and swaps of objects created at or
+    /// before `horizon_ms` are refused, so an unindexed object that old can be deleted.
+    RaiseOrphanHorizon {
+        horizon_ms: i64,
+    },
+    /// Objects that were deleted from the store after their grace period.
+    ForgetObjects {
+        segments: Vec<SegmentId>,
+    },
 }
 
+/// Retention's move of one partition's log start offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trim {
+    pub topic_id: TopicId,
+    pub partition: u32,
+    pub log_start_offset: u64,
+}
+
+/// A batch of a compaction's new object, by the base offset it takes in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    pub base_offset: u64,
+    pub byte_offset: u64,
+    /// Zero for a run whose records compaction dropped entirely.
+    pub length: u32,
+    /// The offsets covered, records or gaps.
+    pub offset_count: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub crc32c: u32,
+}
+
+/// The level of objects a broker flushes, holding many partitions.
+pub const FLUSH_LEVEL: u8 = 0;
+/// The level of objects written by a full keyed clean of a compacted partition.
+pub const CLEANED_LEVEL: u8 = u8::MAX;
+
+/// An object the index refers to, and how much of it is still live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// Bytes of the object's batches that the index still refers to.
+    pub live_bytes: u64,
+    /// Index entries that refer to the object.
+    pub live_batches: u32,
+    /// [`FLUSH_LEVEL`] for a broker's flush; 1 and up for per-partition objects written by
+    /// compaction (merging objects of one level yields the next); [`CLEANED_LEVEL`] for the
+    /// output of a keyed clean.
+    pub level: u8,
+}
 /// One partition's new owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerChange {
@@ -59,9 +133,15 @@ impl Command {
         match self {
             Self::CommitSegment { batches, .. } => 96 + 220 * batches.len(),
             Self::AssignOwners { changes } => 48 + 96 * changes.len(),
-            Self::CreateTopic { .. } | Self::DeleteTopic { .. } | Self::AddPartitions { .. } => {
-                1024
-            }
+            Self::TrimPartitions { trims, .. } => 48 + 96 * trims.len(),
+            Self::ReplaceBatches {
+                replaced, batches, ..
+            } => 256 + 64 * replaced.len() + 220 * batches.len(),
+            Self::ForgetObjects { segments } => 48 + 40 * segments.len(),
+            Self::CreateTopic { .. }
+            | Self::DeleteTopic { .. }
+            | Self::AddPartitions { .. }
+            | Self::RaiseOrphanHorizon { .. } => 1024,
         }
     }
 }
@@ -79,6 +159,16 @@ pub enum Outcome {
     SegmentCommitted(Vec<Result<u64, ApplyError>>),
     /// How many partitions changed owner.
     OwnersAssigned(usize),
+    /// How many partitions' log start offsets moved.
+    Trimmed(usize),
+    /// How many index entries the swap removed and added.
+    BatchesReplaced {
+        removed: usize,
+        added: usize,
+    },
+    HorizonRaised,
+    /// How many objects were forgotten.
+    ObjectsForgotten(usize),
 }
 
 /// Where a committed batch lives.
@@ -123,6 +213,11 @@ impl PartitionState {
             .map(|(base, location)| (*base, location))
     }
 
+    /// The offset one past the batch at `base`.
+    pub fn batch_end(base: u64, location: &BatchLocation) -> u64 {
+        base + u64::from(location.record_count)
+    }
+
     /// Returns the first batch that may hold a record with timestamp `>= timestamp_ms`.
     pub fn first_batch_at_or_after(&self, timestamp_ms: i64) -> Option<(u64, &BatchLocation)> {
         self.batches
@@ -155,6 +250,16 @@ pub struct ClusterState {
     pub applied_index: u64,
     next_topic_id: u64,
     topics: BTreeMap<String, TopicState>,
+    /// Every object the index refers to.
+    #[serde(default)]
+    segments: BTreeMap<SegmentId, SegmentInfo>,
+    /// Objects with nothing live left, and since when (ms): they are deleted from the store
+    /// after the grace period, then forgotten.
+    #[serde(default)]
+    garbage: BTreeMap<SegmentId, i64>,
+    /// Objects created at or before this time (ms) are never committed any more.
+    #[serde(default)]
+    orphan_horizon_ms: i64,
     #[serde(skip)]
     names_by_id: BTreeMap<TopicId, String>,
 }
@@ -174,13 +279,52 @@ impl ClusterState {
         self.topics.values()
     }
 
-    /// Rebuilds derived lookups after deserializing a snapshot.
+    /// Every object the index refers to, with its live bytes.
+    pub fn segments(&self) -> &BTreeMap<SegmentId, SegmentInfo> {
+        &self.segments
+    }
+
+    /// Objects with nothing live left, and since when (ms).
+    pub fn garbage(&self) -> &BTreeMap<SegmentId, i64> {
+        &self.garbage
+    }
+
+    pub fn orphan_horizon_ms(&self) -> i64 {
+        self.orphan_horizon_ms
+    }
+
+    /// Whether an object is known: referred to by the index or awaiting deletion.
+    pub fn knows_object(&self, segment: SegmentId) -> bool {
+        self.segments.contains_key(&segment) || self.garbage.contains_key(&segment)
+    }
+
+    /// Rebuilds derived lookups after deserializing a snapshot. Objects referred to by the
+    /// index but missing from the object table (a snapshot older than the table) are added
+    /// as flushes.
     pub fn rebuild_derived(&mut self) {
         self.names_by_id = self
             .topics
             .values()
             .map(|topic| (topic.id, topic.name.clone()))
             .collect();
+        if self.segments.is_empty() {
+            for topic in self.topics.values() {
+                for partition in &topic.partitions {
+                    for location in partition.batches.values() {
+                        let info = self
+                            .segments
+                            .entry(location.segment)
+                            .or_insert(SegmentInfo {
+                                live_bytes: 0,
+                                live_batches: 0,
+                                level: FLUSH_LEVEL,
+                            });
+                        info.live_bytes += u64::from(location.length);
+                        info.live_batches += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Applies the log entry at `index`. Rejections leave the state unchanged except for
@@ -195,13 +339,206 @@ impl ClusterState {
                 config,
                 created_ms,
             } => self.create_topic(name, *partitions, config, *created_ms),
-            Command::DeleteTopic { name } => self.delete_topic(name),
+            Command::DeleteTopic { name, at_ms } => self.delete_topic(name, *at_ms),
             Command::AddPartitions { name, count } => self.add_partitions(name, *count),
             Command::CommitSegment { segment, batches } => {
                 Ok(self.commit_segment(*segment, batches))
             }
             Command::AssignOwners { changes } => Ok(self.assign_owners(changes)),
+            Command::TrimPartitions { at_ms, trims } => Ok(self.trim_partitions(*at_ms, trims)),
+            Command::ReplaceBatches {
+                at_ms,
+                topic_id,
+                partition,
+                segment,
+                level,
+                replaced,
+                batches,
+            } => self.replace_batches(
+                *at_ms, *topic_id, *partition, *segment, *level, replaced, batches,
+            ),
+            Command::RaiseOrphanHorizon { horizon_ms } => {
+                self.orphan_horizon_ms = self.orphan_horizon_ms.max(*horizon_ms);
+                Ok(Outcome::HorizonRaised)
+            }
+            Command::ForgetObjects { segments } => {
+                let forgotten = segments
+                    .iter()
+                    .filter(|segment| self.garbage.remove(segment).is_some())
+                    .count();
+                Ok(Outcome::ObjectsForgotten(forgotten))
+            }
         }
+    }
+
+    /// Counts a new index entry against its object.
+    fn add_live(&mut self, segment: SegmentId, length: u32, level: u8) {
+        let info = self.segments.entry(segment).or_insert(SegmentInfo {
+            live_bytes: 0,
+            live_batches: 0,
+            level,
+        });
+        info.live_bytes += u64::from(length);
+        info.live_batches += 1;
+    }
+
+    /// Takes an index entry off its object; an object with no entries left becomes garbage.
+    fn release(
+        segments: &mut BTreeMap<SegmentId, SegmentInfo>,
+        garbage: &mut BTreeMap<SegmentId, i64>,
+        location: &BatchLocation,
+        at_ms: i64,
+    ) {
+        let Entry::Occupied(mut entry) = segments.entry(location.segment) else {
+            return;
+        };
+        let info = entry.get_mut();
+        info.live_bytes = info.live_bytes.saturating_sub(u64::from(location.length));
+        info.live_batches = info.live_batches.saturating_sub(1);
+        if info.live_batches == 0 {
+            entry.remove();
+            garbage.insert(location.segment, at_ms);
+        }
+    }
+
+    fn trim_partitions(&mut self, at_ms: i64, trims: &[Trim]) -> Outcome {
+        let mut moved = 0;
+        for trim in trims {
+            let Some(name) = self.names_by_id.get(&trim.topic_id) else {
+                continue;
+            };
+            let Some(partition) = self
+                .topics
+                .get_mut(name)
+                .and_then(|topic| topic.partitions.get_mut(trim.partition as usize))
+            else {
+                continue;
+            };
+            let start = trim.log_start_offset.min(partition.high_watermark);
+            if start <= partition.log_start_offset {
+                continue;
+            }
+            partition.log_start_offset = start;
+            moved += 1;
+            while let Some(entry) = partition.batches.first_entry() {
+                if PartitionState::batch_end(*entry.key(), entry.get()) > start {
+                    break;
+                }
+                let location = entry.remove();
+                partition.size_bytes -= u64::from(location.length);
+                Self::release(&mut self.segments, &mut self.garbage, &location, at_ms);
+            }
+        }
+        Outcome::Trimmed(moved)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn replace_batches(
+        &mut self,
+        at_ms: i64,
+        topic_id: TopicId,
+        partition_index: u32,
+        segment: SegmentId,
+        level: u8,
+        replaced: &[(u64, SegmentId)],
+        batches: &[Replacement],
+    ) -> Result<Outcome, ApplyError> {
+        self.check_horizon(segment)?;
+        if self.knows_object(segment) {
+            return Err(ApplyError::BadReplacement(format!(
+                "object {segment} is already indexed"
+            )));
+        }
+        let name = self
+            .names_by_id
+            .get(&topic_id)
+            .ok_or(ApplyError::UnknownTopicId(topic_id))?;
+        let topic = self
+            .topics
+            .get_mut(name)
+            .expect("names_by_id mirrors topics");
+        let partitions = topic.partition_count();
+        let partition = topic.partitions.get_mut(partition_index as usize).ok_or(
+            ApplyError::UnknownPartition {
+                partition: partition_index,
+                partitions,
+            },
+        )?;
+        let (Some((from, _)), Some((last, _))) = (replaced.first(), replaced.last()) else {
+            return Err(ApplyError::BadReplacement("nothing to replace".into()));
+        };
+        let current: Vec<(u64, BatchLocation)> = partition
+            .batches
+            .range(*from..=*last)
+            .map(|(base, location)| (*base, *location))
+            .collect();
+        let unchanged = current.len() == replaced.len()
+            && current
+                .iter()
+                .zip(replaced)
+                .all(|((base, location), (want_base, want_segment))| {
+                    base == want_base && location.segment == *want_segment
+                });
+        if !unchanged {
+            return Err(ApplyError::StaleReplacement(format!(
+                "batches {from}..={last} changed since the compaction read them"
+            )));
+        }
+        let to =
+            PartitionState::batch_end(current[current.len() - 1].0, &current[current.len() - 1].1);
+        let mut next = *from;
+        for batch in batches {
+            if batch.base_offset != next || batch.offset_count == 0 {
+                return Err(ApplyError::BadReplacement(format!(
+                    "new batches must tile {from}..{to}; found one at {} after {next}",
+                    batch.base_offset
+                )));
+            }
+            next += u64::from(batch.offset_count);
+        }
+        if next != to {
+            return Err(ApplyError::BadReplacement(format!(
+                "new batches cover {from}..{next}, not {from}..{to}"
+            )));
+        }
+        for (base, location) in &current {
+            partition.batches.remove(base);
+            partition.size_bytes -= u64::from(location.length);
+            Self::release(&mut self.segments, &mut self.garbage, location, at_ms);
+        }
+        for batch in batches {
+            partition.batches.insert(
+                batch.base_offset,
+                BatchLocation {
+                    segment,
+                    byte_offset: batch.byte_offset,
+                    length: batch.length,
+                    record_count: batch.offset_count,
+                    first_timestamp: batch.first_timestamp,
+                    max_timestamp: batch.max_timestamp,
+                    crc32c: batch.crc32c,
+                },
+            );
+            partition.size_bytes += u64::from(batch.length);
+        }
+        for batch in batches {
+            self.add_live(segment, batch.length, level);
+        }
+        Ok(Outcome::BatchesReplaced {
+            removed: current.len(),
+            added: batches.len(),
+        })
+    }
+
+    /// Refuses objects created at or before the orphan horizon: the sweep may delete them.
+    fn check_horizon(&self, segment: SegmentId) -> Result<(), ApplyError> {
+        if segment.created_ms() <= self.orphan_horizon_ms {
+            return Err(ApplyError::ObjectTooOld {
+                segment: segment.to_string(),
+                horizon_ms: self.orphan_horizon_ms,
+            });
+        }
+        Ok(())
     }
 
     fn assign_owners(&mut self, changes: &[OwnerChange]) -> Outcome {
@@ -251,12 +588,17 @@ impl ClusterState {
         Ok(Outcome::TopicCreated(id))
     }
 
-    fn delete_topic(&mut self, name: &str) -> Result<Outcome, ApplyError> {
+    fn delete_topic(&mut self, name: &str, at_ms: i64) -> Result<Outcome, ApplyError> {
         let topic = self
             .topics
             .remove(name)
             .ok_or_else(|| ApplyError::UnknownTopic(name.to_owned()))?;
         self.names_by_id.remove(&topic.id);
+        for partition in &topic.partitions {
+            for location in partition.batches.values() {
+                Self::release(&mut self.segments, &mut self.garbage, location, at_ms);
+            }
+        }
         Ok(Outcome::TopicDeleted(topic.id))
     }
 
@@ -284,6 +626,9 @@ impl ClusterState {
     }
 
     fn commit_segment(&mut self, segment: SegmentId, batches: &[BatchEntry]) -> Outcome {
+        if let Err(error) = self.check_horizon(segment) {
+            return Outcome::SegmentCommitted(vec![Err(error); batches.len()]);
+        }
         let results = batches
             .iter()
             .map(|batch| self.commit_batch(segment, batch))
@@ -322,6 +667,7 @@ impl ClusterState {
         );
         partition.high_watermark += u64::from(batch.record_count);
         partition.size_bytes += u64::from(batch.length);
+        self.add_live(segment, batch.length, FLUSH_LEVEL);
         Ok(base_offset)
     }
 }
@@ -396,7 +742,13 @@ mod tests {
         let mut state = ClusterState::default();
         let old = create(&mut state, 1, "t", 1);
         state
-            .apply(2, &Command::DeleteTopic { name: "t".into() })
+            .apply(
+                2,
+                &Command::DeleteTopic {
+                    name: "t".into(),
+                    at_ms: 0,
+                },
+            )
             .expect("delete");
         let new = create(&mut state, 3, "t", 1);
         assert_ne!(old, new);
@@ -457,6 +809,163 @@ mod tests {
         ));
     }
 
+    fn commit(state: &mut ClusterState, index: u64, segment: SegmentId, batches: Vec<BatchEntry>) {
+        let command = Command::CommitSegment { segment, batches };
+        let Ok(Outcome::SegmentCommitted(results)) = state.apply(index, &command) else {
+            panic!("commit segment always yields per-batch results");
+        };
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+
+    #[test]
+    fn trims_release_objects_once_nothing_in_them_is_live() {
+        let mut state = ClusterState::default();
+        let id = create(&mut state, 1, "t", 2);
+        let (first, second) = (SegmentId::generate(), SegmentId::generate());
+        commit(&mut state, 2, first, vec![batch(id, 0, 3), batch(id, 1, 2)]);
+        commit(&mut state, 3, second, vec![batch(id, 0, 4)]);
+        assert_eq!(state.segments()[&first].live_batches, 2);
+        assert_eq!(state.segments()[&first].live_bytes, 200);
+
+        // Inside the first batch: the start moves, the batch stays.
+        let trim = |offset| Command::TrimPartitions {
+            at_ms: 50,
+            trims: vec![Trim {
+                topic_id: id,
+                partition: 0,
+                log_start_offset: offset,
+            }],
+        };
+        assert_eq!(state.apply(4, &trim(2)), Ok(Outcome::Trimmed(1)));
+        assert_eq!(state.segments()[&first].live_batches, 2);
+        // Past it: partition 0's batch leaves, partition 1 still holds the object.
+        assert_eq!(state.apply(5, &trim(3)), Ok(Outcome::Trimmed(1)));
+        let partition = &state.topic("t").expect("topic").partitions[0];
+        assert_eq!((partition.log_start_offset, partition.size_bytes), (3, 100));
+        assert_eq!(state.segments()[&first].live_batches, 1);
+        assert!(state.garbage().is_empty());
+        // Backwards is a no-op; beyond the high watermark clamps.
+        assert_eq!(state.apply(6, &trim(1)), Ok(Outcome::Trimmed(0)));
+        assert_eq!(state.apply(7, &trim(100)), Ok(Outcome::Trimmed(1)));
+        let partition = &state.topic("t").expect("topic").partitions[0];
+        assert_eq!(partition.log_start_offset, 7);
+        assert!(partition.batches.is_empty());
+        assert_eq!(state.garbage().get(&second), Some(&50));
+
+        // Deleting the topic frees the rest.
+        let delete = Command::DeleteTopic {
+            name: "t".into(),
+            at_ms: 60,
+        };
+        state.apply(8, &delete).expect("delete");
+        assert!(state.segments().is_empty());
+        assert_eq!(state.garbage().get(&first), Some(&60));
+        let forget = Command::ForgetObjects {
+            segments: vec![first, second, SegmentId::generate()],
+        };
+        assert_eq!(state.apply(9, &forget), Ok(Outcome::ObjectsForgotten(2)));
+        assert!(state.garbage().is_empty());
+    }
+
+    #[test]
+    fn replacement_swaps_a_run_atomically_or_not_at_all() {
+        let mut state = ClusterState::default();
+        let id = create(&mut state, 1, "t", 2);
+        let flushes: Vec<SegmentId> = (0..3).map(|_| SegmentId::generate()).collect();
+        for (i, segment) in flushes.iter().enumerate() {
+            commit(
+                &mut state,
+                2 + i as u64,
+                *segment,
+                vec![batch(id, 0, 2), batch(id, 1, 1)],
+            );
+        }
+        let merged = SegmentId::generate();
+        let replacement = |base, count| Replacement {
+            base_offset: base,
+            byte_offset: 16,
+            length: 150,
+            offset_count: count,
+            first_timestamp: 1,
+            max_timestamp: 2,
+            crc32c: 7,
+        };
+        let swap = |replaced: Vec<(u64, SegmentId)>, batches| Command::ReplaceBatches {
+            at_ms: 70,
+            topic_id: id,
+            partition: 0,
+            segment: merged,
+            level: 1,
+            replaced,
+            batches,
+        };
+        // Malformed: the new batches must tile 0..6 exactly.
+        let run = vec![(0, flushes[0]), (2, flushes[1]), (4, flushes[2])];
+        assert!(matches!(
+            state.apply(5, &swap(run.clone(), vec![replacement(0, 5)])),
+            Err(ApplyError::BadReplacement(_))
+        ));
+        // Stale: the run names the wrong object for offset 2.
+        let stale = vec![(0, flushes[0]), (2, flushes[2]), (4, flushes[2])];
+        assert!(matches!(
+            state.apply(6, &swap(stale, vec![replacement(0, 6)])),
+            Err(ApplyError::StaleReplacement(_))
+        ));
+        let before = state.topic("t").expect("topic").partitions[0].clone();
+        assert_eq!(before.batches.len(), 3);
+        assert_eq!(
+            state.apply(7, &swap(run, vec![replacement(0, 4), replacement(4, 2)])),
+            Ok(Outcome::BatchesReplaced {
+                removed: 3,
+                added: 2
+            })
+        );
+        let after = &state.topic("t").expect("topic").partitions[0];
+        assert_eq!(
+            after.batches.keys().copied().collect::<Vec<_>>(),
+            vec![0, 4]
+        );
+        assert_eq!(after.high_watermark, 6);
+        assert_eq!(after.size_bytes, 300);
+        assert_eq!(state.segments()[&merged].level, 1);
+        assert_eq!(state.segments()[&merged].live_batches, 2);
+        // Partition 1 still holds every flush.
+        assert!(
+            flushes
+                .iter()
+                .all(|s| state.segments()[s].live_batches == 1)
+        );
+        assert!(state.garbage().is_empty());
+    }
+
+    #[test]
+    fn the_orphan_horizon_refuses_old_objects() {
+        let mut state = ClusterState::default();
+        let id = create(&mut state, 1, "t", 1);
+        let old = SegmentId::generate();
+        let horizon = Command::RaiseOrphanHorizon {
+            horizon_ms: old.created_ms(),
+        };
+        assert_eq!(state.apply(2, &horizon), Ok(Outcome::HorizonRaised));
+        let command = Command::CommitSegment {
+            segment: old,
+            batches: vec![batch(id, 0, 1)],
+        };
+        let Ok(Outcome::SegmentCommitted(results)) = state.apply(3, &command) else {
+            panic!("commit segment always yields per-batch results");
+        };
+        assert!(matches!(results[0], Err(ApplyError::ObjectTooOld { .. })));
+        assert!(state.segments().is_empty());
+        assert_eq!(
+            state.topic("t").expect("topic").partitions[0].high_watermark,
+            0
+        );
+        // The horizon never moves back.
+        let back = Command::RaiseOrphanHorizon { horizon_ms: 0 };
+        state.apply(4, &back).expect("raise");
+        assert_eq!(state.orphan_horizon_ms(), old.created_ms());
+    }
+
     #[test]
     fn snapshot_round_trip_preserves_state() {
         let mut state = ClusterState::default();
@@ -466,6 +975,16 @@ mod tests {
             batches: vec![batch(id, 0, 3)],
         };
         state.apply(2, &command).expect("commit");
+        let trim = Command::TrimPartitions {
+            at_ms: 5,
+            trims: vec![Trim {
+                topic_id: id,
+                partition: 0,
+                log_start_offset: 3,
+            }],
+        };
+        state.apply(3, &trim).expect("trim");
+        assert_eq!(state.garbage().len(), 1);
         let bytes = serde_json::to_vec(&state).expect("serialize");
         let mut restored: ClusterState = serde_json::from_slice(&bytes).expect("deserialize");
         restored.rebuild_derived();
