@@ -131,7 +131,13 @@ impl Broker {
                         request.max_bytes,
                     )
                     .await?;
-                let next_offset = records.last().map_or(offset, |record| record.offset + 1);
+                // Compaction may leave offsets without records; a fetch that found none in
+                // the batches it read moves past them.
+                let next_offset = match (records.last(), view.batches.last()) {
+                    (Some(record), _) => record.offset + 1,
+                    (None, Some(last)) => PartitionState::batch_end(last.base, &last.location),
+                    (None, None) => offset,
+                };
                 return Ok(FetchResult {
                     records,
                     next_offset,
@@ -165,6 +171,10 @@ impl Broker {
         // batches are decoded one at a time, so decoding stops once the limits are met.
         let mut segments: Vec<(floe_core::SegmentId, Vec<usize>)> = Vec::new();
         for (index, selected) in batches.iter().enumerate() {
+            if selected.location.length == 0 {
+                // A run whose records compaction dropped: nothing to read.
+                continue;
+            }
             match segments
                 .iter_mut()
                 .find(|(segment, _)| *segment == selected.location.segment)
@@ -199,6 +209,7 @@ impl Broker {
         let fetched = batches
             .iter()
             .zip(raw)
+            .filter(|(selected, _)| selected.location.length > 0)
             .map(|(selected, bytes)| {
                 verify(selected.base, &selected.location, &bytes)?;
                 Ok((selected.base, selected.location, bytes))
@@ -207,9 +218,7 @@ impl Broker {
         let mut records = Vec::new();
         let mut bytes = 0usize;
         for (base, location, raw) in fetched {
-            let (_, batch) = decode_verified(base, location, &raw)?;
-            for (position, record) in batch.into_iter().enumerate() {
-                let record_offset = base + position as u64;
+            for (record_offset, record) in decode_verified(base, location, &raw)? {
                 if record_offset < offset {
                     continue;
                 }
@@ -228,15 +237,20 @@ impl Broker {
         Ok(records)
     }
 
-    async fn read_batch(
+    /// Reads one batch: its records with their absolute offsets.
+    pub(crate) async fn read_batch(
         &self,
         base: u64,
         location: BatchLocation,
-    ) -> Result<(u64, Vec<Record>), BrokerError> {
+        cause: ReadCause,
+    ) -> Result<Vec<(u64, Record)>, BrokerError> {
+        if location.length == 0 {
+            return Ok(Vec::new());
+        }
         let bytes = self
             .inner
             .cache
-            .read(location.segment, byte_range(&location), 0, ReadCause::Fetch)
+            .read(location.segment, byte_range(&location), 0, cause)
             .await?;
         verify(base, &location, &bytes)?;
         decode_verified(base, location, &bytes)
@@ -282,17 +296,17 @@ impl Broker {
                 timestamp_ms: None,
             });
         };
-        let (_, records) = self.read_batch(base, location).await?;
-        let found = records.iter().enumerate().find(|(position, record)| {
-            record.timestamp_ms >= timestamp && base + *position as u64 >= log_start
+        let records = self.read_batch(base, location, ReadCause::Fetch).await?;
+        let found = records.iter().find(|(record_offset, record)| {
+            record.timestamp_ms >= timestamp && *record_offset >= log_start
         });
         Ok(match found {
-            Some((position, record)) => OffsetLookup {
-                offset: base + position as u64,
+            Some((record_offset, record)) => OffsetLookup {
+                offset: *record_offset,
                 timestamp_ms: Some(record.timestamp_ms),
             },
             None => OffsetLookup {
-                offset: base + records.len() as u64,
+                offset: PartitionState::batch_end(base, &location),
                 timestamp_ms: None,
             },
         })
@@ -374,20 +388,25 @@ fn decode_verified(
     base: u64,
     location: BatchLocation,
     bytes: &bytes::Bytes,
-) -> Result<(u64, Vec<Record>), BrokerError> {
+) -> Result<Vec<(u64, Record)>, BrokerError> {
     let batch = decode_batch(bytes).map_err(|error| {
         BrokerError::Corrupt(format!(
             "segment {} batch at offset {base}: {error}",
             location.segment
         ))
     })?;
-    if batch.records.len() != location.record_count as usize {
+    if batch.offset_span() > u64::from(location.record_count) {
         return Err(BrokerError::Corrupt(format!(
-            "segment {} batch at offset {base} holds {} records, index says {}",
+            "segment {} batch at offset {base} reaches {} offsets, index says {}",
             location.segment,
-            batch.records.len(),
+            batch.offset_span(),
             location.record_count
         )));
     }
-    Ok((base, batch.records))
+    Ok(batch
+        .offsets
+        .into_iter()
+        .zip(batch.records)
+        .map(|(relative, record)| (base + u64::from(relative), record))
+        .collect())
 }

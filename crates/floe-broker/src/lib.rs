@@ -7,6 +7,7 @@
 
 mod error;
 mod fetch;
+mod jobs;
 mod pipeline;
 mod prefetch;
 mod produce;
@@ -21,6 +22,7 @@ use floe_storage::{CacheStats, ReadCache};
 
 pub use error::BrokerError;
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
+pub use jobs::{JobOptions, JobStats, StoreFootprint};
 pub use produce::{ProduceRecord, RecordAck};
 pub use topics::{PartitionInfo, TopicDescription};
 
@@ -42,6 +44,11 @@ pub struct BrokerOptions {
     pub max_inflight_uploads: usize,
     /// Bound on one segment upload attempt; a slower attempt is abandoned and retried.
     pub upload_timeout: Duration,
+    /// Background jobs: retention, object lifecycle, compaction.
+    pub jobs: JobOptions,
+    /// Testing only: abort the process after a segment is uploaded and before it is
+    /// committed, leaving an orphan object behind.
+    pub crash_after_upload: bool,
 }
 
 impl Default for BrokerOptions {
@@ -53,6 +60,8 @@ impl Default for BrokerOptions {
             max_buffered_bytes: 256 * 1024 * 1024,
             max_inflight_uploads: 4,
             upload_timeout: Duration::from_secs(30),
+            jobs: JobOptions::default(),
+            crash_after_upload: false,
         }
     }
 }
@@ -72,6 +81,15 @@ struct BrokerInner {
     clock: Arc<dyn Clock>,
     pipeline: Pipeline,
     sticky_partition: std::sync::atomic::AtomicU32,
+    job_counters: Arc<jobs::JobCounters>,
+    background_pacer: jobs::Pacer,
+    jobs: parking_lot::Mutex<Option<BackgroundJobs>>,
+}
+
+#[derive(Debug)]
+struct BackgroundJobs {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Broker {
@@ -89,16 +107,25 @@ impl Broker {
             options.broker_id.clone(),
             cache.clone(),
         )));
-        Self {
+        let broker = Self {
             inner: Arc::new(BrokerInner {
+                background_pacer: jobs::Pacer::new(options.jobs.bytes_per_second),
                 options,
                 sequencer,
                 cache,
                 clock,
                 pipeline,
                 sticky_partition: std::sync::atomic::AtomicU32::new(rand::random()),
+                job_counters: Arc::default(),
+                jobs: parking_lot::Mutex::new(None),
             }),
+        };
+        if broker.inner.options.jobs.enabled {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(jobs::run(broker.clone(), stopped));
+            *broker.inner.jobs.lock() = Some(BackgroundJobs { stop, task });
         }
+        broker
     }
 
     pub fn options(&self) -> &BrokerOptions {
@@ -122,6 +149,18 @@ impl Broker {
     /// Stops accepting produce, flushes and commits what is buffered, stops the sequencer
     /// and flushes the read cache to its disk tier.
     pub async fn shutdown(&self) {
+        let jobs = self.inner.jobs.lock().take();
+        if let Some(jobs) = jobs {
+            jobs.stop.send_replace(true);
+            let mut task = jobs.task;
+            // A job stopped mid-way leaves at worst an object the orphan sweep deletes.
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
         self.inner.pipeline.shutdown().await;
         self.inner.sequencer.shutdown().await;
         self.inner.cache.close().await;

@@ -101,6 +101,7 @@ impl Pipeline {
             cache,
             max_inflight: options.max_inflight_uploads.max(1),
             upload_timeout: options.upload_timeout,
+            crash_after_upload: options.crash_after_upload,
         };
         let handle = tokio::spawn(flusher.run(sealed_receiver));
         Self {
@@ -261,6 +262,7 @@ struct Flusher {
     cache: ReadCache,
     max_inflight: usize,
     upload_timeout: Duration,
+    crash_after_upload: bool,
 }
 
 impl Flusher {
@@ -298,6 +300,10 @@ impl Flusher {
                 BrokerError::Unavailable(format!("segment upload failed: {message}"))
             });
             return None;
+        }
+        if self.crash_after_upload {
+            tracing::error!(segment = %segment.id, "failpoint: dying between upload and commit");
+            std::process::abort();
         }
         // Readers of this segment on this broker, the tail consumers above all, need no GET.
         self.cache.insert_segment(segment.id, &segment.bytes);
@@ -363,37 +369,46 @@ async fn upload(
     segment: SealedSegment,
     timeout: Duration,
 ) -> (SealedSegment, Result<(), StorageError>) {
+    let result = upload_object(&store, segment.id, &segment.bytes, timeout).await;
+    (segment, result)
+}
+
+/// Uploads an object with a create-only put, retrying transient failures with backoff.
+/// An object already there with the right length counts as landed: an earlier attempt's
+/// response was lost.
+pub(crate) async fn upload_object(
+    store: &SegmentStore,
+    id: SegmentId,
+    bytes: &Bytes,
+    timeout: Duration,
+) -> Result<(), StorageError> {
     const ATTEMPTS: u32 = 5;
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 1;
     loop {
-        let put = store.put_segment(segment.id, segment.bytes.clone());
+        let put = store.put_segment(id, bytes.clone());
         let result = match tokio::time::timeout(timeout, put).await {
             Ok(result) => result,
             Err(_) => Err(StorageError::Timeout {
-                segment: segment.id,
+                segment: id,
                 after: timeout,
             }),
         };
         match result {
-            Ok(()) => return (segment, Ok(())),
+            Ok(()) => return Ok(()),
             Err(StorageError::AlreadyExists(_)) => {
-                let landed = store.segment_len(segment.id).await;
-                return match landed {
-                    Ok(len) if len == segment.bytes.len() as u64 => (segment, Ok(())),
-                    _ => {
-                        let id = segment.id;
-                        (segment, Err(StorageError::AlreadyExists(id)))
-                    }
+                return match store.segment_len(id).await {
+                    Ok(len) if len == bytes.len() as u64 => Ok(()),
+                    _ => Err(StorageError::AlreadyExists(id)),
                 };
             }
             Err(error) if attempt < ATTEMPTS && error.is_transient() => {
-                tracing::debug!(segment = %segment.id, attempt, %error, "retrying segment upload");
+                tracing::debug!(segment = %id, attempt, %error, "retrying object upload");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
             }
-            Err(error) => return (segment, Err(error)),
+            Err(error) => return Err(error),
         }
     }
 }

@@ -69,6 +69,8 @@ pub enum ReadCause {
     Fetch,
     /// The broker warmed blocks it expects to be read (the tail of partitions it owns).
     Prefetch,
+    /// A background job (compaction) read data to rewrite it.
+    Background,
 }
 
 /// Counters of the read cache since start.
@@ -84,6 +86,8 @@ pub struct CacheStats {
     pub fetch_gets: u64,
     /// Ranged GETs made to warm the tail.
     pub prefetch_gets: u64,
+    /// Ranged GETs made by background jobs.
+    pub background_gets: u64,
     /// Bytes received from the store.
     pub bytes_from_store: u64,
     /// Bytes handed to readers that came from the cache.
@@ -220,6 +224,7 @@ struct Counters {
     misses: AtomicU64,
     fetch_gets: AtomicU64,
     prefetch_gets: AtomicU64,
+    background_gets: AtomicU64,
     bytes_from_store: AtomicU64,
     bytes_served_cache: AtomicU64,
     bytes_served_store: AtomicU64,
@@ -427,6 +432,7 @@ impl ReadCache {
             misses: load(&counters.misses),
             fetch_gets: load(&counters.fetch_gets),
             prefetch_gets: load(&counters.prefetch_gets),
+            background_gets: load(&counters.background_gets),
             bytes_from_store: load(&counters.bytes_from_store),
             bytes_served_cache: load(&counters.bytes_served_cache),
             bytes_served_store: load(&counters.bytes_served_store),
@@ -555,6 +561,7 @@ impl ReadCache {
             match cause {
                 ReadCause::Fetch => bump(&inner.counters.fetch_gets, 1),
                 ReadCause::Prefetch => bump(&inner.counters.prefetch_gets, 1),
+                ReadCause::Background => bump(&inner.counters.background_gets, 1),
             }
             let result = inner.store.read_range_upto(segment, range).await;
             let blocks = result.map(|bytes| {

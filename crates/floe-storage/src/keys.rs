@@ -33,7 +33,12 @@ pub fn snapshot(prefix: &Path, index: u64, nonce: &str) -> Path {
 
 /// The key of a start-up probe object.
 pub fn probe(prefix: &Path, nonce: &str) -> Path {
-    prefix.clone().join("_probe").join(nonce)
+    probe_folder(prefix).join(nonce)
+}
+
+/// The folder of start-up probe objects (for the orphan sweep).
+pub fn probe_folder(prefix: &Path) -> Path {
+    prefix.clone().join("_probe")
 }
 
 #[cfg(test)]

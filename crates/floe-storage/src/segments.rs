@@ -19,6 +19,8 @@ pub enum StorageError {
     Setup(String),
     #[error("segment {0} already exists; segment ids are never reused")]
     AlreadyExists(SegmentId),
+    #[error("listing the store failed: {0}")]
+    Listing(String),
     #[error("segment {segment} not found in the store")]
     Missing { segment: SegmentId },
     #[error("segment {segment} range {start}..{end}: expected {expected} bytes, got {actual}")]
@@ -49,7 +51,9 @@ impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::BadUrl(_) => ErrorKind::Invalid,
-            Self::Setup(_) | Self::Store { .. } | Self::Timeout { .. } => ErrorKind::Unavailable,
+            Self::Setup(_) | Self::Store { .. } | Self::Timeout { .. } | Self::Listing(_) => {
+                ErrorKind::Unavailable
+            }
             Self::AlreadyExists(_) | Self::Missing { .. } | Self::ShortRead { .. } => {
                 ErrorKind::Internal
             }
@@ -62,7 +66,7 @@ impl StorageError {
     /// Whether retrying the same request may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store { .. } | Self::Timeout { .. } => true,
+            Self::Store { .. } | Self::Timeout { .. } | Self::Listing(_) => true,
             Self::Shared(inner) => inner.is_transient(),
             _ => false,
         }
@@ -119,6 +123,62 @@ impl SegmentStore {
 
     pub fn prefix(&self) -> &Path {
         &self.prefix
+    }
+
+    /// Deletes a segment object; one already gone counts as deleted.
+    pub async fn delete_segment(&self, id: SegmentId) -> Result<(), StorageError> {
+        match self.store.delete(&keys::segment(&self.prefix, id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StorageError::Store {
+                segment: id,
+                source,
+            }),
+        }
+    }
+
+    /// Lists the segment objects in the store with their sizes. Keys that are not segment
+    /// names are skipped.
+    pub async fn list_segments(&self) -> Result<Vec<(SegmentId, u64)>, StorageError> {
+        let folder = keys::segments_folder(&self.prefix);
+        let objects = self.list(&folder).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|(location, size)| {
+                let name = location.filename()?;
+                let ulid = name.strip_suffix(".seg")?.parse::<ulid::Ulid>().ok()?;
+                Some((SegmentId(ulid), size))
+            })
+            .collect())
+    }
+
+    /// Deletes start-up probe objects created at or before `horizon_ms` (a broker that
+    /// died during its probe leaves one behind). Returns how many were deleted.
+    pub async fn sweep_probes(&self, horizon_ms: i64) -> Result<usize, StorageError> {
+        let folder = keys::probe_folder(&self.prefix);
+        let mut deleted = 0;
+        for (location, _) in self.list(&folder).await? {
+            let created = location
+                .filename()
+                .and_then(|name| name.parse::<ulid::Ulid>().ok())
+                .map(|ulid| ulid.timestamp_ms() as i64);
+            if created.is_some_and(|created| created <= horizon_ms) {
+                match self.store.delete(&location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                    Err(source) => return Err(StorageError::Listing(source.to_string())),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn list(&self, folder: &Path) -> Result<Vec<(Path, u64)>, StorageError> {
+        use futures::TryStreamExt;
+        self.store
+            .list(Some(folder))
+            .map_ok(|meta| (meta.location, meta.size))
+            .try_collect()
+            .await
+            .map_err(|error| StorageError::Listing(error.to_string()))
     }
 
     /// Reads a byte range of a segment and checks its length.

@@ -199,6 +199,7 @@ fn write_cache_metrics(out: &mut String, stats: &floe_storage::CacheStats) {
          # TYPE floe_store_get_requests_total counter\n\
          floe_store_get_requests_total{{cause=\"fetch\"}} {}\n\
          floe_store_get_requests_total{{cause=\"prefetch\"}} {}\n\
+         floe_store_get_requests_total{{cause=\"background\"}} {}\n\
          # HELP floe_store_get_bytes_total Bytes received from the object store.\n\
          # TYPE floe_store_get_bytes_total counter\n\
          floe_store_get_bytes_total {}\n\
@@ -221,6 +222,7 @@ fn write_cache_metrics(out: &mut String, stats: &floe_storage::CacheStats) {
         stats.misses,
         stats.fetch_gets,
         stats.prefetch_gets,
+        stats.background_gets,
         stats.bytes_from_store,
         stats.bytes_served_cache,
         stats.bytes_served_store,

@@ -1,0 +1,426 @@
+//! Compaction, run by a partition's owner, one run of neighbouring batches at a time:
+//!
+//! - **flushes**: the partition's batches in broker flushes (many partitions per object)
+//!   older than `compaction_min_age` are rewritten into a per-partition object with batches
+//!   merged up to `compaction_batch_bytes`, so flush objects die and index entries shrink;
+//! - **merges**: `compaction_fan_in` neighbouring per-partition objects of one level become
+//!   one of the next level (up to `compaction_target_bytes`), so a partition keeps a few
+//!   objects per level and each byte is rewritten once per level;
+//! - **keyed cleans** (`cleanup.policy=compact`): once the share of the log written since
+//!   the last clean reaches `min.cleanable.dirty.ratio`, the partition from its log start is
+//!   rewritten keeping only the newest record per key; tombstones older than
+//!   `delete.retention.ms` go too. Flushes and merges of a compacted topic also keep only the
+//!   newest record per key within their run.
+//!
+//! Records keep their offsets (compacted batches may have gaps) and the swap into the index
+//! is one `ReplaceBatches` command, refused whole if the run changed meanwhile. A fetch
+//! that read the old index entries still finds the old objects: they are deleted only after
+//! the grace period.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use floe_core::segment::SegmentBuilder;
+use floe_core::{CleanupPolicy, Record, SegmentId, TopicConfig, TopicId, encode_batch_at};
+use floe_sequencer::{
+    BatchLocation, CLEANED_LEVEL, Command, FLUSH_LEVEL, PartitionState, Replacement, SegmentInfo,
+    SequencerError,
+};
+use floe_storage::ReadCause;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::watch;
+
+use super::{JobCounters, JobOptions};
+use crate::Broker;
+use crate::error::BrokerError;
+use crate::pipeline::upload_object;
+
+/// The most index entries one run replaces, which bounds the swap command's size.
+const MAX_RUN_BATCHES: usize = 4096;
+
+/// Batches read at once by a compaction.
+const READ_CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanKind {
+    Flush,
+    Merge,
+    Clean,
+}
+
+/// One compaction: the run of batches to rewrite and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub kind: PlanKind,
+    pub run: Vec<(u64, BatchLocation)>,
+    /// The level of the object written.
+    pub level: u8,
+    /// Keep only the newest record per key within the run.
+    pub dedupe: bool,
+    /// Drop tombstones older than this (ms); only when the run starts at the log start.
+    pub drop_tombstones_before: Option<i64>,
+}
+
+/// Neighbouring batches of the partition in one object.
+#[derive(Debug)]
+struct Piece {
+    start: usize,
+    end: usize,
+    level: u8,
+    bytes: u64,
+    /// Old enough to compact (always, for compaction's own objects).
+    ripe: bool,
+}
+
+/// Chooses the next compaction of a partition, if any.
+pub(crate) fn plan(
+    partition: &PartitionState,
+    segments: &BTreeMap<SegmentId, SegmentInfo>,
+    config: &TopicConfig,
+    now_ms: i64,
+    options: &JobOptions,
+) -> Option<Plan> {
+    let batches: Vec<(u64, BatchLocation)> = partition
+        .batches
+        .iter()
+        .map(|(base, location)| (*base, *location))
+        .collect();
+    let ripe_before = now_ms - options.compaction_min_age.as_millis() as i64;
+    let mut pieces: Vec<Piece> = Vec::new();
+    for (index, (_, location)) in batches.iter().enumerate() {
+        match pieces.last_mut() {
+            Some(piece) if batches[piece.start].1.segment == location.segment => {
+                piece.end = index + 1;
+                piece.bytes += u64::from(location.length);
+            }
+            _ => {
+                let level = segments
+                    .get(&location.segment)
+                    .map_or(FLUSH_LEVEL, |info| info.level);
+                pieces.push(Piece {
+                    start: index,
+                    end: index + 1,
+                    level,
+                    bytes: u64::from(location.length),
+                    ripe: level != FLUSH_LEVEL || location.segment.created_ms() <= ripe_before,
+                });
+            }
+        }
+    }
+    let target = options.compaction_target_bytes;
+    // From piece `first`, the pieces that satisfy `fits`, within the size and entry caps.
+    let take = |first: usize, fits: &dyn Fn(&Piece) -> bool| -> usize {
+        let (mut bytes, mut entries, mut end) = (0u64, 0usize, first);
+        for piece in pieces[first..].iter().take_while(|piece| fits(piece)) {
+            let batches = piece.end - piece.start;
+            if end > first && (bytes + piece.bytes > target || entries + batches > MAX_RUN_BATCHES)
+            {
+                break;
+            }
+            bytes += piece.bytes;
+            entries += batches;
+            end += 1;
+        }
+        end
+    };
+    let compact = config.cleanup_policy == CleanupPolicy::Compact;
+    let make = |kind, pieces_range: std::ops::Range<usize>, level| {
+        let (first, last) = (&pieces[pieces_range.start], &pieces[pieces_range.end - 1]);
+        let from_log_start = first.start == 0;
+        Plan {
+            kind,
+            run: batches[first.start..last.end].to_vec(),
+            level,
+            dedupe: compact,
+            drop_tombstones_before: (compact && from_log_start)
+                .then(|| now_ms.saturating_sub(config.delete_retention_ms)),
+        }
+    };
+
+    if compact {
+        let end = take(0, &|piece| piece.ripe);
+        let total: u64 = pieces[..end].iter().map(|piece| piece.bytes).sum();
+        let dirty: u64 = pieces[..end]
+            .iter()
+            .filter(|piece| piece.level != CLEANED_LEVEL)
+            .map(|piece| piece.bytes)
+            .sum();
+        let any_dirty = pieces[..end]
+            .iter()
+            .any(|piece| piece.level != CLEANED_LEVEL);
+        if any_dirty && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64 {
+            return Some(make(PlanKind::Clean, 0..end, CLEANED_LEVEL));
+        }
+    }
+    let flush = |piece: &Piece| piece.level == FLUSH_LEVEL && piece.ripe;
+    if let Some(first) = pieces.iter().position(flush) {
+        let end = take(first, &flush);
+        return Some(make(PlanKind::Flush, first..end, FLUSH_LEVEL + 1));
+    }
+    let mut first = 0;
+    while first < pieces.len() {
+        let level = pieces[first].level;
+        let small = |piece: &Piece| piece.level == level && piece.bytes < target / 2;
+        if level == FLUSH_LEVEL || level == CLEANED_LEVEL || !small(&pieces[first]) {
+            first += 1;
+            continue;
+        }
+        let end = take(first, &small);
+        if end - first >= options.compaction_fan_in.max(2) {
+            let next = level.saturating_add(1).min(CLEANED_LEVEL - 1);
+            return Some(make(PlanKind::Merge, first..end, next));
+        }
+        first = end.max(first + 1);
+    }
+    None
+}
+
+/// The new object's bytes and its index entries, tiling `from..to` exactly.
+pub(crate) fn rewrite(
+    records: Vec<(u64, Record)>,
+    span: std::ops::Range<u64>,
+    place: (TopicId, u32),
+    config: &TopicConfig,
+    plan: &Plan,
+    batch_bytes: usize,
+) -> Result<(Bytes, Vec<Replacement>), BrokerError> {
+    let kept: Vec<(u64, Record)> = if plan.dedupe {
+        let mut newest: HashMap<Bytes, u64> = HashMap::new();
+        for (offset, record) in &records {
+            if let Some(key) = &record.key {
+                newest.insert(key.clone(), *offset);
+            }
+        }
+        records
+            .into_iter()
+            .filter(|(offset, record)| match &record.key {
+                None => true,
+                Some(key) => {
+                    let expired_tombstone = record.value.is_none()
+                        && plan
+                            .drop_tombstones_before
+                            .is_some_and(|before| record.timestamp_ms < before);
+                    newest.get(key) == Some(offset) && !expired_tombstone
+                }
+            })
+            .collect()
+    } else {
+        records
+    };
+
+    // Cut the kept records into batches; each batch covers the offsets from its first
+    // record (the run's start, for the first) up to the next batch's.
+    let mut chunks: Vec<(u64, Vec<(u32, Record)>)> = vec![(span.start, Vec::new())];
+    let mut chunk_bytes = 0usize;
+    for (offset, record) in kept {
+        let size = record.payload_size() + 24;
+        let (start, members) = chunks.last().expect("one chunk at least");
+        let too_far = offset - start >= u64::from(u32::MAX / 2);
+        if !members.is_empty() && (chunk_bytes + size > batch_bytes || too_far) {
+            chunks.push((offset, Vec::new()));
+            chunk_bytes = 0;
+        }
+        let (start, members) = chunks.last_mut().expect("one chunk at least");
+        let relative = u32::try_from(offset - *start)
+            .map_err(|_| BrokerError::Corrupt("compaction run spans too many offsets".into()))?;
+        members.push((relative, record));
+        chunk_bytes += size;
+    }
+    let newest_timestamp = plan
+        .run
+        .iter()
+        .map(|(_, location)| location.max_timestamp)
+        .max()
+        .unwrap_or_default();
+    let mut builder = SegmentBuilder::new();
+    let mut replacements = Vec::with_capacity(chunks.len());
+    for (index, (start, members)) in chunks.iter().enumerate() {
+        let end = chunks.get(index + 1).map_or(span.end, |(next, _)| *next);
+        let offset_count = u32::try_from(end - start)
+            .map_err(|_| BrokerError::Corrupt("compacted batch spans too many offsets".into()))?;
+        if members.is_empty() {
+            // Every record of the run was dropped: an entry with no bytes keeps the
+            // offsets tiled.
+            replacements.push(Replacement {
+                base_offset: *start,
+                byte_offset: 0,
+                length: 0,
+                offset_count,
+                first_timestamp: newest_timestamp,
+                max_timestamp: newest_timestamp,
+                crc32c: 0,
+            });
+            continue;
+        }
+        let encoded =
+            encode_batch_at(members, config.compression, config.message_timestamp_type)
+                .map_err(|error| BrokerError::Corrupt(format!("compaction encode: {error}")))?;
+        let first_timestamp = members[0].1.timestamp_ms;
+        let max_timestamp = members
+            .iter()
+            .map(|(_, record)| record.timestamp_ms)
+            .max()
+            .unwrap_or(first_timestamp);
+        let entry = builder.append_batch(
+            place.0,
+            place.1,
+            &encoded,
+            offset_count,
+            first_timestamp,
+            max_timestamp,
+        );
+        replacements.push(Replacement {
+            base_offset: *start,
+            byte_offset: entry.byte_offset,
+            length: entry.length,
+            offset_count,
+            first_timestamp,
+            max_timestamp,
+            crc32c: entry.crc32c,
+        });
+    }
+    let (bytes, _) = builder.finish();
+    Ok((bytes, replacements))
+}
+
+impl Broker {
+    /// Runs at most one compaction for each partition this broker runs jobs for.
+    pub(crate) async fn compact_partitions(
+        &self,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), BrokerError> {
+        let work: Vec<(TopicId, u32)> = self.inner.sequencer.read(|state| {
+            state
+                .topics()
+                .flat_map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, partition)| {
+                            !partition.batches.is_empty() && self.runs_jobs_for(partition)
+                        })
+                        .map(move |(index, _)| (topic.id, index as u32))
+                })
+                .collect()
+        });
+        let options = &self.inner.options.jobs;
+        for (topic_id, partition) in work {
+            if *stop.borrow() {
+                break;
+            }
+            self.yield_to_produce().await;
+            let now = self.inner.clock.now_ms();
+            let planned = self.inner.sequencer.read(|state| {
+                let topic = state.topic_by_id(topic_id)?;
+                let partition_state = topic.partitions.get(partition as usize)?;
+                if !self.runs_jobs_for(partition_state) {
+                    return None;
+                }
+                plan(
+                    partition_state,
+                    state.segments(),
+                    &topic.config,
+                    now,
+                    options,
+                )
+                .map(|plan| (plan, topic.config.clone()))
+            });
+            let Some((plan, config)) = planned else {
+                continue;
+            };
+            if let Err(error) = self.compact(topic_id, partition, &config, plan).await {
+                JobCounters::bump(&self.inner.job_counters.job_errors, 1);
+                tracing::warn!(%topic_id, partition, %error, "compaction failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn compact(
+        &self,
+        topic_id: TopicId,
+        partition: u32,
+        config: &TopicConfig,
+        plan: Plan,
+    ) -> Result<(), BrokerError> {
+        let counters = &self.inner.job_counters;
+        let bytes_in: u64 = plan.run.iter().map(|(_, l)| u64::from(l.length)).sum();
+        self.pace(bytes_in).await;
+        let inputs: Vec<Vec<(u64, Record)>> = futures::stream::iter(plan.run.iter().copied())
+            .map(|(base, location)| self.read_batch(base, location, ReadCause::Background))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        JobCounters::bump(&counters.compaction_bytes_read, bytes_in);
+        let (first_base, _) = plan.run[0];
+        let (last_base, last) = plan.run[plan.run.len() - 1];
+        let span = first_base..PartitionState::batch_end(last_base, &last);
+        let batch_bytes = self.inner.options.jobs.compaction_batch_bytes;
+        let (config_owned, plan_owned) = (config.clone(), plan.clone());
+        let (bytes, batches) = tokio::task::spawn_blocking(move || {
+            let records = inputs.into_iter().flatten().collect();
+            rewrite(
+                records,
+                span,
+                (topic_id, partition),
+                &config_owned,
+                &plan_owned,
+                batch_bytes,
+            )
+        })
+        .await
+        .map_err(|error| BrokerError::Corrupt(format!("compaction task: {error}")))??;
+        self.pace(bytes.len() as u64).await;
+        let segment = SegmentId::generate();
+        let store = self.inner.cache.store();
+        upload_object(store, segment, &bytes, self.inner.options.upload_timeout).await?;
+        JobCounters::bump(&counters.compaction_bytes_written, bytes.len() as u64);
+        let command = Command::ReplaceBatches {
+            at_ms: self.inner.clock.now_ms(),
+            topic_id,
+            partition,
+            segment,
+            level: plan.level,
+            replaced: plan
+                .run
+                .iter()
+                .map(|(base, location)| (*base, location.segment))
+                .collect(),
+            batches,
+        };
+        match self.inner.sequencer.submit(command).await {
+            Ok(_) => {
+                let counter = match plan.kind {
+                    PlanKind::Flush => &counters.compactions_flush,
+                    PlanKind::Merge => &counters.compactions_merge,
+                    PlanKind::Clean => &counters.compactions_clean,
+                };
+                JobCounters::bump(counter, 1);
+                tracing::debug!(
+                    %topic_id, partition, %segment, kind = ?plan.kind,
+                    replaced = plan.run.len(), bytes_in, bytes_out = bytes.len(),
+                    "compacted"
+                );
+                Ok(())
+            }
+            Err(SequencerError::Rejected(error)) => {
+                // Refused for good: the object can never be indexed, so it goes now.
+                JobCounters::bump(&counters.compaction_conflicts, 1);
+                tracing::debug!(%topic_id, partition, %error, "compaction swap refused");
+                store.delete_segment(segment).await?;
+                Ok(())
+            }
+            // The outcome is unknown: the orphan sweep deletes the object if it did not land.
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn pace(&self, bytes: u64) {
+        let waited = self.inner.background_pacer.take(bytes).await;
+        JobCounters::bump(
+            &self.inner.job_counters.throttled_ms,
+            waited.as_millis() as u64,
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Background jobs: retention, object lifecycle (deleting dead and orphaned objects) and
+//! compaction (small flushes into per-partition objects; keyed compaction).
+//!
+//! A partition's retention and compaction run on its owner (every partition in the embedded
+//! mode; in a cluster, unowned partitions fall to the sequencer leader's broker). The
+//! object lifecycle runs on the leader's broker. Jobs run one at a time, paced by a byte
+//! and a delete budget, and compaction waits while produce has a backlog, so background
+//! work never starves produce. Every change goes through the sequencer, so a job that dies
+//! half-way leaves at worst an object the orphan sweep deletes.
+
+mod compaction;
+mod lifecycle;
+mod pacer;
+mod retention;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use floe_sequencer::{ClusterState, PartitionState};
+use tokio::sync::watch;
+
+pub(crate) use pacer::Pacer;
+
+use crate::Broker;
+
+/// Tuning of the background jobs.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Run background jobs at all (off only for tests of other things).
+    pub enabled: bool,
+    /// How often partitions are checked for expired data.
+    pub retention_interval: Duration,
+    /// How often dead objects are deleted and the store is swept for orphans.
+    pub lifecycle_interval: Duration,
+    /// How long a dead object stays in the store (reads in flight finish), and how old an
+    /// uncommitted object must be before the sweep deletes it.
+    pub grace: Duration,
+    /// How often partitions are checked for compaction work.
+    pub compaction_interval: Duration,
+    /// How old a flushed object must be before its batches are compacted.
+    pub compaction_min_age: Duration,
+    /// The largest object compaction writes.
+    pub compaction_target_bytes: u64,
+    /// The batch size compaction merges small batches up to.
+    pub compaction_batch_bytes: usize,
+    /// How many neighbouring compacted objects of one level are merged into one.
+    pub compaction_fan_in: usize,
+    /// Bytes per second background jobs may read plus write.
+    pub bytes_per_second: u64,
+    /// Object deletions per second.
+    pub deletes_per_second: u32,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention_interval: Duration::from_secs(30),
+            lifecycle_interval: Duration::from_secs(60),
+            grace: Duration::from_secs(300),
+            compaction_interval: Duration::from_secs(10),
+            compaction_min_age: Duration::from_secs(10),
+            compaction_target_bytes: 64 * 1024 * 1024,
+            compaction_batch_bytes: 1024 * 1024,
+            compaction_fan_in: 4,
+            bytes_per_second: 64 * 1024 * 1024,
+            deletes_per_second: 200,
+        }
+    }
+}
+
+/// Counters of the background jobs since start.
+#[derive(Debug, Default)]
+pub(crate) struct JobCounters {
+    pub retention_trims: AtomicU64,
+    pub dead_objects_deleted: AtomicU64,
+    pub orphans_deleted: AtomicU64,
+    pub compactions_flush: AtomicU64,
+    pub compactions_merge: AtomicU64,
+    pub compactions_clean: AtomicU64,
+    pub compaction_conflicts: AtomicU64,
+    pub compaction_bytes_read: AtomicU64,
+    pub compaction_bytes_written: AtomicU64,
+    pub job_errors: AtomicU64,
+    pub throttled_ms: AtomicU64,
+}
+
+/// A snapshot of [`JobCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobStats {
+    pub retention_trims: u64,
+    pub dead_objects_deleted: u64,
+    pub orphans_deleted: u64,
+    pub compactions_flush: u64,
+    pub compactions_merge: u64,
+    pub compactions_clean: u64,
+    pub compaction_conflicts: u64,
+    pub compaction_bytes_read: u64,
+    pub compaction_bytes_written: u64,
+    pub job_errors: u64,
+    pub throttled_ms: u64,
+}
+
+impl JobCounters {
+    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> JobStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        JobStats {
+            retention_trims: load(&self.retention_trims),
+            dead_objects_deleted: load(&self.dead_objects_deleted),
+            orphans_deleted: load(&self.orphans_deleted),
+            compactions_flush: load(&self.compactions_flush),
+            compactions_merge: load(&self.compactions_merge),
+            compactions_clean: load(&self.compactions_clean),
+            compaction_conflicts: load(&self.compaction_conflicts),
+            compaction_bytes_read: load(&self.compaction_bytes_read),
+            compaction_bytes_written: load(&self.compaction_bytes_written),
+            job_errors: load(&self.job_errors),
+            throttled_ms: load(&self.throttled_ms),
+        }
+    }
+}
+
+/// Live objects, dead objects awaiting deletion and index entries, from the replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFootprint {
+    pub live_objects: u64,
+    pub live_bytes: u64,
+    pub dead_objects: u64,
+    pub index_entries: u64,
+}
+
+impl StoreFootprint {
+    pub fn of(state: &ClusterState) -> Self {
+        Self {
+            live_objects: state.segments().len() as u64,
+            live_bytes: state.segments().values().map(|info| info.live_bytes).sum(),
+            dead_objects: state.garbage().len() as u64,
+            index_entries: state
+                .topics()
+                .flat_map(|topic| &topic.partitions)
+                .map(|partition| partition.batches.len() as u64)
+                .sum(),
+        }
+    }
+}
+
+impl Broker {
+    /// Whether this broker runs the background jobs of a partition with this owner.
+    pub(crate) fn runs_jobs_for(&self, partition: &PartitionState) -> bool {
+        match self.inner.sequencer.cluster() {
+            None => true,
+            Some(cluster) => match &partition.owner {
+                Some(owner) => *owner == self.inner.options.broker_id,
+                None => cluster.is_leader(),
+            },
+        }
+    }
+
+    /// Whether this broker runs the object lifecycle (one broker in the cluster does).
+    pub(crate) fn runs_lifecycle(&self) -> bool {
+        self.inner
+            .sequencer
+            .cluster()
+            .is_none_or(|cluster| cluster.is_leader())
+    }
+
+    /// Counters of the background jobs.
+    pub fn job_stats(&self) -> JobStats {
+        self.inner.job_counters.snapshot()
+    }
+
+    /// Objects and index entries as this broker's replica sees them.
+    pub fn store_footprint(&self) -> StoreFootprint {
+        self.inner.sequencer.read(StoreFootprint::of)
+    }
+
+    /// Waits while produce has a backlog: background work yields to it.
+    pub(crate) async fn yield_to_produce(&self) {
+        let limit = self.inner.options.max_buffered_bytes / 2;
+        let started = tokio::time::Instant::now();
+        while self.inner.pipeline.buffered_bytes() > limit {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let waited = started.elapsed().as_millis() as u64;
+        if waited > 0 {
+            JobCounters::bump(&self.inner.job_counters.throttled_ms, waited);
+        }
+    }
+}
+
+/// Runs the jobs until `stop` turns true. Each kind of job runs on its own interval; one
+/// job runs at a time.
+pub(crate) async fn run(broker: Broker, mut stop: watch::Receiver<bool>) {
+    let options = broker.inner.options.jobs.clone();
+    // The first run of each job is one interval after start, not at once.
+    let every = |period: Duration| {
+        let period = period.max(Duration::from_millis(10));
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+    };
+    let mut retention = every(options.retention_interval);
+    let mut lifecycle = every(options.lifecycle_interval);
+    let mut compaction = every(options.compaction_interval);
+    for interval in [&mut retention, &mut lifecycle, &mut compaction] {
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    let counters = Arc::clone(&broker.inner.job_counters);
+    #[derive(Clone, Copy)]
+    enum Job {
+        Retention,
+        Lifecycle,
+        Compaction,
+    }
+    loop {
+        let job = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = retention.tick() => Job::Retention,
+            _ = lifecycle.tick() => Job::Lifecycle,
+            _ = compaction.tick() => Job::Compaction,
+        };
+        let result = match job {
+            Job::Retention => broker.enforce_retention().await,
+            Job::Lifecycle => broker.run_lifecycle().await,
+            Job::Compaction => broker.compact_partitions(&stop).await,
+        };
+        if let Err(error) = result {
+            JobCounters::bump(&counters.job_errors, 1);
+            tracing::warn!(%error, "background job failed; it runs again on its next tick");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,373 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floe_core::{CleanupPolicy, SegmentId, SystemClock, TopicConfig};
+use floe_sequencer::{Command, MemoryLog, Outcome, Sequencer, SequencerOptions};
+use floe_storage::{SegmentStore, StoreUrl, open_store};
+
+use super::JobOptions;
+use crate::tests::cache;
+use crate::{Broker, BrokerError, BrokerOptions, FetchRequest, ProduceRecord};
+
+/// A broker whose jobs the test runs by hand, compacting anything at once.
+async fn broker() -> Broker {
+    let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
+        .await
+        .expect("sequencer");
+    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
+    let options = BrokerOptions {
+        linger: Duration::from_millis(1),
+        jobs: JobOptions {
+            enabled: false,
+            grace: Duration::ZERO,
+            compaction_min_age: Duration::ZERO,
+            compaction_batch_bytes: 2048,
+            compaction_target_bytes: 32 * 1024,
+            compaction_fan_in: 2,
+            ..JobOptions::default()
+        },
+        ..BrokerOptions::default()
+    };
+    Broker::new(
+        options,
+        sequencer,
+        cache(SegmentStore::new(store, prefix)).await,
+        Arc::new(SystemClock),
+    )
+}
+
+fn record(partition: u32, key: Option<&str>, value: Option<&str>, ts: i64) -> ProduceRecord {
+    ProduceRecord {
+        partition: Some(partition),
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        headers: Vec::new(),
+        timestamp_ms: Some(ts),
+    }
+}
+
+/// Every record of a partition from its log start: (offset, key, value).
+async fn read_all(
+    broker: &Broker,
+    topic: &str,
+    partition: u32,
+) -> Vec<(u64, Option<Bytes>, Option<Bytes>)> {
+    let mut out = Vec::new();
+    let mut offset = broker
+        .lookup_offset(topic, partition, crate::OffsetSpec::Earliest)
+        .await
+        .expect("earliest")
+        .offset;
+    loop {
+        let fetched = broker
+            .fetch(FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset,
+                max_records: 37,
+                max_bytes: 1 << 20,
+                wait: Duration::ZERO,
+                clamp: false,
+            })
+            .await
+            .expect("fetch");
+        out.extend(
+            fetched
+                .records
+                .into_iter()
+                .map(|r| (r.offset, r.record.key, r.record.value)),
+        );
+        if fetched.next_offset >= fetched.high_watermark {
+            return out;
+        }
+        assert!(fetched.next_offset > offset, "fetch made no progress");
+        offset = fetched.next_offset;
+    }
+}
+
+async fn compact_until_settled(broker: &Broker) -> usize {
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    for round in 0..50 {
+        let before = broker.job_stats();
+        broker.compact_partitions(&stopped).await.expect("compact");
+        let after = broker.job_stats();
+        assert_eq!(after.job_errors, 0);
+        assert_eq!(after.compaction_conflicts, 0);
+        let ran = (after.compactions_flush + after.compactions_merge + after.compactions_clean)
+            - (before.compactions_flush + before.compactions_merge + before.compactions_clean);
+        if ran == 0 {
+            return round;
+        }
+    }
+    panic!("compaction never settles");
+}
+
+async fn stored_objects(broker: &Broker) -> usize {
+    broker
+        .inner
+        .cache
+        .store()
+        .list_segments()
+        .await
+        .expect("list")
+        .len()
+}
+
+#[tokio::test]
+async fn compaction_merges_flushes_and_keeps_every_record_at_its_offset() {
+    let broker = broker().await;
+    broker
+        .create_topic("t", 3, TopicConfig::default())
+        .await
+        .expect("create");
+    for i in 0..120 {
+        let records = (0..(i % 4 + 1))
+            .map(|j| {
+                record(
+                    i % 3,
+                    Some(&format!("k{i}")),
+                    Some(&format!("v{i}-{j}-{}", "x".repeat(40))),
+                    1_000 + i as i64,
+                )
+            })
+            .collect();
+        broker.produce("t", records).await.expect("produce");
+    }
+    let mut before = BTreeMap::new();
+    for partition in 0..3 {
+        before.insert(partition, read_all(&broker, "t", partition).await);
+    }
+    let footprint = broker.store_footprint();
+    assert_eq!(footprint.index_entries, 120);
+    assert_eq!(footprint.live_objects, 120);
+
+    let rounds = compact_until_settled(&broker).await;
+    assert!(rounds >= 1);
+    let stats = broker.job_stats();
+    assert!(stats.compactions_flush >= 3, "{stats:?}");
+    for partition in 0..3 {
+        assert_eq!(read_all(&broker, "t", partition).await, before[&partition]);
+    }
+    let after = broker.store_footprint();
+    assert!(after.index_entries < 40, "{after:?}");
+    assert!(after.live_objects <= 6, "{after:?}");
+    assert_eq!(after.dead_objects, 120);
+
+    // With no grace, the lifecycle deletes every dead object at once.
+    assert_eq!(
+        stored_objects(&broker).await as u64,
+        120 + stats.compactions_flush + stats.compactions_merge
+    );
+    broker.run_lifecycle().await.expect("lifecycle");
+    assert_eq!(stored_objects(&broker).await as u64, after.live_objects);
+    assert_eq!(broker.store_footprint().dead_objects, 0);
+    for partition in 0..3 {
+        assert_eq!(read_all(&broker, "t", partition).await, before[&partition]);
+    }
+}
+
+#[tokio::test]
+async fn keyed_compaction_keeps_the_newest_value_per_key_at_its_offset() {
+    let broker = broker().await;
+    let config = TopicConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..TopicConfig::default()
+    };
+    broker.create_topic("c", 1, config).await.expect("create");
+    let now = floe_core::Clock::now_ms(&SystemClock);
+    let mut newest: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
+    for round in 0..6 {
+        for key in 0..10 {
+            let key = format!("k{key}");
+            // k3's last word is a tombstone; it stays (delete.retention.ms is a day).
+            let value = (!(round == 5 && key == "k3")).then(|| format!("{key}-r{round}"));
+            let acks = broker
+                .produce("c", vec![record(0, Some(&key), value.as_deref(), now)])
+                .await
+                .expect("produce");
+            newest.insert(key, (acks[0].offset, value));
+        }
+    }
+    compact_until_settled(&broker).await;
+    assert!(broker.job_stats().compactions_clean >= 1);
+    let read: Vec<_> = read_all(&broker, "c", 0).await;
+    let expected: Vec<_> = {
+        let mut rows: Vec<_> = newest
+            .iter()
+            .map(|(key, (offset, value))| {
+                (
+                    *offset,
+                    Some(Bytes::from(key.clone())),
+                    value.clone().map(Bytes::from),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(read, expected);
+    let partition = broker.describe_topic("c").expect("describe").partitions[0].clone();
+    assert_eq!(
+        (partition.log_start_offset, partition.high_watermark),
+        (0, 60)
+    );
+
+    // An expired tombstone goes at the next clean, with the key it deleted.
+    let config = TopicConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        delete_retention_ms: 0,
+        ..TopicConfig::default()
+    };
+    broker.create_topic("d", 1, config).await.expect("create");
+    for (key, value) in [
+        ("a", Some("1")),
+        ("b", Some("2")),
+        ("a", None),
+        ("b", Some("3")),
+    ] {
+        broker
+            .produce("d", vec![record(0, Some(key), value, 5_000)])
+            .await
+            .expect("produce");
+    }
+    compact_until_settled(&broker).await;
+    let read = read_all(&broker, "d", 0).await;
+    assert_eq!(
+        read,
+        vec![(3, Some(Bytes::from("b")), Some(Bytes::from("3")))]
+    );
+    // Reading from an offset inside a gap starts at the next record.
+    let fetched = broker
+        .fetch(FetchRequest {
+            topic: "d".into(),
+            partition: 0,
+            offset: 1,
+            max_records: 10,
+            max_bytes: 1 << 20,
+            wait: Duration::ZERO,
+            clamp: false,
+        })
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.records.len(), 1);
+    assert_eq!(fetched.records[0].offset, 3);
+}
+
+#[tokio::test]
+async fn retention_advances_the_log_start_and_frees_objects() {
+    let broker = broker().await;
+    let config = TopicConfig {
+        retention_ms: 60_000,
+        ..TopicConfig::default()
+    };
+    broker.create_topic("r", 2, config).await.expect("create");
+    let now = floe_core::Clock::now_ms(&SystemClock);
+    for i in 0..10 {
+        // The first six are an hour old; the rest are fresh.
+        let ts = if i < 6 { now - 3_600_000 } else { now };
+        broker
+            .produce(
+                "r",
+                vec![
+                    record(0, None, Some("old-or-new"), ts),
+                    record(1, None, Some("p1"), now),
+                ],
+            )
+            .await
+            .expect("produce");
+    }
+    broker.enforce_retention().await.expect("retention");
+    let described = broker.describe_topic("r").expect("describe");
+    assert_eq!(described.partitions[0].log_start_offset, 6);
+    assert_eq!(described.partitions[1].log_start_offset, 0);
+    let below = broker
+        .fetch(FetchRequest {
+            topic: "r".into(),
+            partition: 0,
+            offset: 2,
+            max_records: 10,
+            max_bytes: 1 << 20,
+            wait: Duration::ZERO,
+            clamp: false,
+        })
+        .await;
+    assert!(matches!(
+        below,
+        Err(BrokerError::OffsetOutOfRange {
+            log_start_offset: 6,
+            ..
+        })
+    ));
+    assert_eq!(read_all(&broker, "r", 0).await.len(), 4);
+    // Partition 1 still holds every flush, so no object is dead yet.
+    assert_eq!(broker.store_footprint().dead_objects, 0);
+
+    // Deleting the topic frees everything; the lifecycle empties the store.
+    broker.delete_topic("r").await.expect("delete");
+    assert_eq!(broker.store_footprint().dead_objects, 10);
+    broker.run_lifecycle().await.expect("lifecycle");
+    assert_eq!(stored_objects(&broker).await, 0);
+}
+
+#[tokio::test]
+async fn orphans_are_swept_and_can_never_be_committed_after() {
+    let broker = broker().await;
+    broker
+        .create_topic("o", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    broker
+        .produce("o", vec![record(0, None, Some("kept"), 1)])
+        .await
+        .expect("produce");
+    // An object uploaded by a broker that died before committing it.
+    let mut builder = floe_core::segment::SegmentBuilder::new();
+    let batch = floe_core::encode_batch(
+        &[floe_core::Record {
+            key: None,
+            value: Some(Bytes::from("never")),
+            headers: Vec::new(),
+            timestamp_ms: 1,
+        }],
+        floe_core::Compression::None,
+        floe_core::TimestampType::CreateTime,
+    )
+    .expect("encode");
+    let topic_id = broker.sequencer().read(|s| s.topic("o").expect("topic").id);
+    builder.append_batch(topic_id, 0, &batch, 1, 1, 1);
+    let (bytes, entries) = builder.finish();
+    let orphan = SegmentId::generate();
+    broker
+        .inner
+        .cache
+        .store()
+        .put_segment(orphan, bytes)
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(stored_objects(&broker).await, 2);
+    broker.run_lifecycle().await.expect("lifecycle");
+    assert_eq!(stored_objects(&broker).await, 1);
+    assert_eq!(broker.job_stats().orphans_deleted, 1);
+
+    // Its late commit is refused, so nothing can point at the deleted object.
+    let late = broker
+        .sequencer()
+        .submit(Command::CommitSegment {
+            segment: orphan,
+            batches: entries,
+        })
+        .await
+        .expect("submit");
+    let Outcome::SegmentCommitted(results) = late else {
+        panic!("commit segment yields per-batch results");
+    };
+    assert!(matches!(
+        results[0],
+        Err(floe_sequencer::ApplyError::ObjectTooOld { .. })
+    ));
+    let values: Vec<_> = read_all(&broker, "o", 0).await;
+    assert_eq!(values, vec![(0, None, Some(Bytes::from("kept")))]);
+}
