@@ -111,6 +111,9 @@ impl Server {
             max_buffered_bytes: config.max_buffered_bytes,
             max_inflight_uploads: config.max_inflight_uploads,
             upload_timeout: config.store_timeout,
+            jobs: config.job_options(),
+            crash_after_upload: std::env::var_os("FLOE_TEST_CRASH_AFTER_UPLOAD")
+                .is_some_and(|value| value == "1"),
         };
         let broker = Broker::new(broker_options, sequencer, cache, Arc::new(SystemClock));
         let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);

@@ -196,6 +196,30 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_max_get_bytes: Option<u64>,
+    /// Run retention, object lifecycle and compaction jobs [default: true].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background_jobs: Option<bool>,
+    /// How often retention checks partitions, e.g. 30s [default: 30s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_check_interval: Option<String>,
+    /// How often dead objects are deleted and orphans swept, e.g. 60s [default: 60s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_interval: Option<String>,
+    /// Grace before a dead or uncommitted object is deleted, e.g. 5m [default: 5m].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_grace: Option<String>,
+    /// How often compaction checks partitions, e.g. 10s [default: 10s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compaction_interval: Option<String>,
+    /// Age of a flushed object before compaction rewrites it, e.g. 10s [default: 10s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compaction_min_age: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

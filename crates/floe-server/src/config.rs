@@ -65,6 +65,34 @@ pub struct ServeConfig {
     pub cache_block_bytes: u64,
     /// The largest ranged GET the read cache makes to fill missing blocks.
     pub cache_max_get_bytes: u64,
+    /// Run the background jobs (retention, object lifecycle, compaction).
+    pub background_jobs: bool,
+    /// How often partitions are checked for data past `retention.ms` / `retention.bytes`.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+    /// How often dead objects are deleted and the store is swept for orphans.
+    #[serde(with = "humantime_serde")]
+    pub lifecycle_interval: Duration,
+    /// How long a dead object stays (reads in flight finish) and how old an uncommitted
+    /// object must be before it is deleted as an orphan.
+    #[serde(with = "humantime_serde")]
+    pub object_grace: Duration,
+    /// How often partitions are checked for compaction work.
+    #[serde(with = "humantime_serde")]
+    pub compaction_interval: Duration,
+    /// How old a flushed object must be before its batches are compacted.
+    #[serde(with = "humantime_serde")]
+    pub compaction_min_age: Duration,
+    /// The largest object compaction writes.
+    pub compaction_target_bytes: u64,
+    /// The size small batches are merged up to.
+    pub compaction_batch_bytes: usize,
+    /// How many neighbouring compacted objects of one level are merged.
+    pub compaction_fan_in: usize,
+    /// Bytes per second background jobs may read plus write.
+    pub background_bytes_per_sec: u64,
+    /// Object deletions per second.
+    pub background_deletes_per_sec: u32,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
 }
@@ -76,7 +104,7 @@ pub enum LogFormat {
     Json,
 }
 
-const KNOWN_KEYS: [&str; 25] = [
+const KNOWN_KEYS: [&str; 36] = [
     "listen",
     "data_dir",
     "store",
@@ -102,10 +130,22 @@ const KNOWN_KEYS: [&str; 25] = [
     "cache_dir",
     "cache_block_bytes",
     "cache_max_get_bytes",
+    "background_jobs",
+    "retention_check_interval",
+    "lifecycle_interval",
+    "object_grace",
+    "compaction_interval",
+    "compaction_min_age",
+    "compaction_target_bytes",
+    "compaction_batch_bytes",
+    "compaction_fan_in",
+    "background_bytes_per_sec",
+    "background_deletes_per_sec",
 ];
 
 impl Default for ServeConfig {
     fn default() -> Self {
+        let jobs = floe_broker::JobOptions::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./floe-data"),
@@ -132,6 +172,17 @@ impl Default for ServeConfig {
             cache_dir: None,
             cache_block_bytes: 1024 * 1024,
             cache_max_get_bytes: 8 * 1024 * 1024,
+            background_jobs: jobs.enabled,
+            retention_check_interval: jobs.retention_interval,
+            lifecycle_interval: jobs.lifecycle_interval,
+            object_grace: jobs.grace,
+            compaction_interval: jobs.compaction_interval,
+            compaction_min_age: jobs.compaction_min_age,
+            compaction_target_bytes: jobs.compaction_target_bytes,
+            compaction_batch_bytes: jobs.compaction_batch_bytes,
+            compaction_fan_in: jobs.compaction_fan_in,
+            background_bytes_per_sec: jobs.bytes_per_second,
+            background_deletes_per_sec: jobs.deletes_per_second,
         }
     }
 }
@@ -180,6 +231,23 @@ impl ServeConfig {
             ),
             block_bytes: self.cache_block_bytes,
             max_get_bytes: self.cache_max_get_bytes,
+        }
+    }
+
+    /// The background jobs' tuning.
+    pub fn job_options(&self) -> floe_broker::JobOptions {
+        floe_broker::JobOptions {
+            enabled: self.background_jobs,
+            retention_interval: self.retention_check_interval,
+            lifecycle_interval: self.lifecycle_interval,
+            grace: self.object_grace,
+            compaction_interval: self.compaction_interval,
+            compaction_min_age: self.compaction_min_age,
+            compaction_target_bytes: self.compaction_target_bytes.max(1),
+            compaction_batch_bytes: self.compaction_batch_bytes.max(1),
+            compaction_fan_in: self.compaction_fan_in.max(2),
+            bytes_per_second: self.background_bytes_per_sec.max(1),
+            deletes_per_second: self.background_deletes_per_sec.max(1),
         }
     }
 

@@ -85,6 +85,11 @@ fn error_code(error: &BrokerError) -> &'static str {
             ApplyError::BadPartitionCount { .. } | ApplyError::PartitionsCannotShrink { .. } => {
                 "invalid_partition_count"
             }
+            // Background commands; a produce only meets the horizon (a broker clock far
+            // behind), which is retryable.
+            ApplyError::ObjectTooOld { .. } => "unavailable",
+            ApplyError::StaleReplacement(_) => "conflict",
+            ApplyError::BadReplacement(_) => "invalid_request",
         },
         BrokerError::Sequencer(_) | BrokerError::Storage(_) => "unavailable",
         BrokerError::Corrupt(_) => "internal",

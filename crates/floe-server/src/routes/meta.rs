@@ -152,6 +152,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# TYPE floe_sequencer_applied_index gauge\nfloe_sequencer_applied_index {applied}"
     );
     write_cache_metrics(&mut out, &state.broker.cache_stats());
+    write_job_metrics(
+        &mut out,
+        &state.broker.job_stats(),
+        &state.broker.store_footprint(),
+    );
     let mut partitions = String::from("# TYPE kafka_topic_partitions gauge\n");
     let mut current = String::from("# TYPE kafka_topic_partition_current_offset gauge\n");
     let mut oldest = String::from("# TYPE kafka_topic_partition_oldest_offset gauge\n");
@@ -182,6 +187,67 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     out.push_str(&current);
     out.push_str(&oldest);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The background jobs' counters and the objects and index entries they keep bounded.
+fn write_job_metrics(
+    out: &mut String,
+    stats: &floe_broker::JobStats,
+    footprint: &floe_broker::StoreFootprint,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP floe_retention_trims_total Partition log starts advanced by retention.\n\
+         # TYPE floe_retention_trims_total counter\n\
+         floe_retention_trims_total {}\n\
+         # HELP floe_objects_deleted_total Objects deleted from the store, by why.\n\
+         # TYPE floe_objects_deleted_total counter\n\
+         floe_objects_deleted_total{{reason=\"dead\"}} {}\n\
+         floe_objects_deleted_total{{reason=\"orphan\"}} {}\n\
+         # HELP floe_compactions_total Compactions committed, by kind.\n\
+         # TYPE floe_compactions_total counter\n\
+         floe_compactions_total{{kind=\"flush\"}} {}\n\
+         floe_compactions_total{{kind=\"merge\"}} {}\n\
+         floe_compactions_total{{kind=\"clean\"}} {}\n\
+         # HELP floe_compaction_conflicts_total Compaction swaps refused because the run changed.\n\
+         # TYPE floe_compaction_conflicts_total counter\n\
+         floe_compaction_conflicts_total {}\n\
+         # HELP floe_compaction_bytes_total Bytes compaction read and wrote.\n\
+         # TYPE floe_compaction_bytes_total counter\n\
+         floe_compaction_bytes_total{{direction=\"read\"}} {}\n\
+         floe_compaction_bytes_total{{direction=\"written\"}} {}\n\
+         # HELP floe_background_job_errors_total Background job runs that failed.\n\
+         # TYPE floe_background_job_errors_total counter\n\
+         floe_background_job_errors_total {}\n\
+         # HELP floe_background_throttled_seconds_total Time background jobs waited for pacing or for produce.\n\
+         # TYPE floe_background_throttled_seconds_total counter\n\
+         floe_background_throttled_seconds_total {:.3}\n\
+         # HELP floe_objects Objects the index refers to (live) and dead ones awaiting deletion.\n\
+         # TYPE floe_objects gauge\n\
+         floe_objects{{state=\"live\"}} {}\n\
+         floe_objects{{state=\"dead\"}} {}\n\
+         # HELP floe_live_bytes Bytes of live batches in the store.\n\
+         # TYPE floe_live_bytes gauge\n\
+         floe_live_bytes {}\n\
+         # HELP floe_index_entries Batch index entries in the sequencer state.\n\
+         # TYPE floe_index_entries gauge\n\
+         floe_index_entries {}",
+        stats.retention_trims,
+        stats.dead_objects_deleted,
+        stats.orphans_deleted,
+        stats.compactions_flush,
+        stats.compactions_merge,
+        stats.compactions_clean,
+        stats.compaction_conflicts,
+        stats.compaction_bytes_read,
+        stats.compaction_bytes_written,
+        stats.job_errors,
+        stats.throttled_ms as f64 / 1000.0,
+        footprint.live_objects,
+        footprint.dead_objects,
+        footprint.live_bytes,
+        footprint.index_entries,
+    );
 }
 
 /// The read cache's counters: hits by tier, misses, GETs by cause, bytes by source.
