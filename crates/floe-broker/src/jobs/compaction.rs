@@ -38,6 +38,9 @@ use crate::pipeline::upload_object;
 /// The most index entries one run replaces, which bounds the swap command's size.
 const MAX_RUN_BATCHES: usize = 4096;
 
+/// Compactions of one partition per pass, at most.
+const RUNS_PER_PASS: usize = 3;
+
 /// Batches read at once by a compaction.
 const READ_CONCURRENCY: usize = 8;
 
@@ -152,11 +155,6 @@ pub(crate) fn plan(
             return Some(make(PlanKind::Clean, 0..end, CLEANED_LEVEL));
         }
     }
-    let flush = |piece: &Piece| piece.level == FLUSH_LEVEL && piece.ripe;
-    if let Some(first) = pieces.iter().position(flush) {
-        let end = take(first, &flush);
-        return Some(make(PlanKind::Flush, first..end, FLUSH_LEVEL + 1));
-    }
     let mut first = 0;
     while first < pieces.len() {
         let level = pieces[first].level;
@@ -172,7 +170,11 @@ pub(crate) fn plan(
         }
         first = end.max(first + 1);
     }
-    None
+    // Flushes last: with data arriving there is always one, and merges must not starve.
+    let flush = |piece: &Piece| piece.level == FLUSH_LEVEL && piece.ripe;
+    let first = pieces.iter().position(flush)?;
+    let end = take(first, &flush);
+    Some(make(PlanKind::Flush, first..end, FLUSH_LEVEL + 1))
 }
 
 /// The new object's bytes and its index entries, tiling `from..to` exactly.
@@ -305,7 +307,11 @@ impl Broker {
                 .collect()
         });
         let options = &self.inner.options.jobs;
-        for (topic_id, partition) in work {
+        // A few runs per partition per pass: a merge and the flushes behind it, say.
+        let passes = work
+            .iter()
+            .flat_map(|job| std::iter::repeat_n(*job, RUNS_PER_PASS));
+        for (topic_id, partition) in passes {
             if *stop.borrow() {
                 break;
             }
