@@ -292,18 +292,9 @@ impl Broker {
         stop: &watch::Receiver<bool>,
     ) -> Result<(), BrokerError> {
         let work: Vec<(TopicId, u32)> = self.inner.sequencer.read(|state| {
-            state
-                .topics()
-                .flat_map(|topic| {
-                    topic
-                        .partitions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, partition)| {
-                            !partition.batches.is_empty() && self.runs_jobs_for(partition)
-                        })
-                        .map(move |(index, _)| (topic.id, index as u32))
-                })
+            self.job_partitions(state)
+                .filter(|(_, _, partition)| !partition.batches.is_empty())
+                .map(|(topic, index, _)| (topic.id, index))
                 .collect()
         });
         let options = &self.inner.options.jobs;

@@ -161,6 +161,21 @@ impl Broker {
         }
     }
 
+    /// The partitions (with their topics) whose jobs this broker runs.
+    pub(crate) fn job_partitions<'a>(
+        &'a self,
+        state: &'a ClusterState,
+    ) -> impl Iterator<Item = (&'a floe_sequencer::TopicState, u32, &'a PartitionState)> + 'a {
+        state.topics().flat_map(move |topic| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, partition)| self.runs_jobs_for(partition))
+                .map(move |(index, partition)| (topic, index as u32, partition))
+        })
+    }
+
     /// Whether this broker runs the object lifecycle (one broker in the cluster does).
     pub(crate) fn runs_lifecycle(&self) -> bool {
         self.inner

@@ -50,21 +50,13 @@ impl Broker {
     pub(crate) async fn enforce_retention(&self) -> Result<(), BrokerError> {
         let now = self.inner.clock.now_ms();
         let trims: Vec<Trim> = self.inner.sequencer.read(|state| {
-            state
-                .topics()
-                .flat_map(|topic| {
-                    topic
-                        .partitions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, partition)| self.runs_jobs_for(partition))
-                        .filter_map(move |(index, partition)| {
-                            retained_start(topic, partition, now).map(|start| Trim {
-                                topic_id: topic.id,
-                                partition: index as u32,
-                                log_start_offset: start,
-                            })
-                        })
+            self.job_partitions(state)
+                .filter_map(|(topic, index, partition)| {
+                    retained_start(topic, partition, now).map(|start| Trim {
+                        topic_id: topic.id,
+                        partition: index,
+                        log_start_offset: start,
+                    })
                 })
                 .collect()
         });
