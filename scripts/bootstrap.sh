@@ -37,3 +37,18 @@ if ! command -v protoc >/dev/null 2>&1; then
   echo "bootstrap: installing protoc" >&2
   apt_install protobuf-compiler
 fi
+
+# moto, the S3-compatible server the cluster tests and the benchmark's S3 runs use, in a
+# virtualenv of its own.
+ensure_moto() {
+  local venv="$HOME/.cache/floe/venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "bootstrap: installing moto into $venv" >&2
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "moto[server]>=5.1,<6"
+  fi
+  export FLOE_MOTO_BIN="$venv/bin/moto_server"
+}

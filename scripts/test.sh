@@ -14,16 +14,7 @@ fi
 if ! command -v curl >/dev/null 2>&1; then
   apt_install curl
 fi
-FLOE_VENV="$HOME/.cache/floe/venv"
-if [ ! -x "$FLOE_VENV/bin/moto_server" ]; then
-  echo "test: installing moto into $FLOE_VENV" >&2
-  if ! python3 -m venv "$FLOE_VENV" >/dev/null 2>&1; then
-    apt_install python3-venv
-    python3 -m venv "$FLOE_VENV"
-  fi
-  "$FLOE_VENV/bin/pip" install -q "moto[server]>=5.1,<6"
-fi
-export FLOE_MOTO_BIN="$FLOE_VENV/bin/moto_server"
+ensure_moto
 
 cargo build --bin floe
 if cargo nextest --version >/dev/null 2>&1; then

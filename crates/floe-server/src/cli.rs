@@ -12,8 +12,6 @@ use floe_client::{Encoding, FetchOptions, FloeClient};
 use serde::Serialize;
 use serde_json::Value;
 
-pub mod bench;
-
 #[derive(Debug, Parser)]
 #[command(name = "floe", version, about = "floe: Kafka-style event streaming on object storage", long_about = None)]
 pub struct Cli {
@@ -36,8 +34,12 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print records of a topic from an offset, earliest or latest; follow the tail with -f.
     Consume(ConsumeArgs),
-    /// A simple load generator: produce N records, then read them all back, and report.
-    Bench(bench::BenchArgs),
+    /// The benchmark tool: load runs against floe, s2-lite or a loopback sink, the disk
+    /// limit, and the helper servers a report run uses (`floe bench run --help`).
+    Bench {
+        #[command(subcommand)]
+        command: floe_bench::BenchCommand,
+    },
     /// Operator tasks.
     Admin {
         #[command(subcommand)]

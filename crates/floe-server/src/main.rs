@@ -42,7 +42,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Produce(args) => floe_server::cli::run_produce(args).await,
         Command::Consume(args) => floe_server::cli::run_consume(args).await,
-        Command::Bench(args) => floe_server::cli::bench::run(args).await,
+        Command::Bench { command } => floe_bench::execute(command).await,
         Command::Admin { command } => floe_server::cli::run_admin(command).await,
     }
 }

@@ -1,0 +1,281 @@
+//! The systems a benchmark drives, each through its own public HTTP API and the same
+//! HTTP client: floe (binary framing), s2-lite (its REST API with protobuf bodies) and a
+//! sink that reads and discards request bodies (the loopback limit).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::ValueEnum;
+use floe_client::binary::{self, BinaryRecord};
+use futures::StreamExt;
+use reqwest::StatusCode;
+
+use crate::s2;
+
+/// Largest read asked for in one request, for every system: s2-lite's own cap on a unary
+/// read (1 MiB, 1000 records), so both answer the same shape.
+pub const READ_MAX_BYTES: usize = 1 << 20;
+pub const READ_MAX_RECORDS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    Floe,
+    S2,
+    /// An HTTP server that reads each request body and answers at once: what loopback
+    /// HTTP moves with this client, these shapes and this concurrency.
+    Sink,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Floe => "floe",
+            System::S2 => "s2-lite",
+            System::Sink => "loopback sink",
+        }
+    }
+}
+
+/// One read's answer: record values in order, and where the next read starts.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub values: Vec<Bytes>,
+    pub next: u64,
+    /// The partition's end when the answer was made, where the system says.
+    pub end: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub system: System,
+    base: String,
+    http: reqwest::Client,
+    /// Topic (floe) or stream-name prefix (s2-lite).
+    pub topic: String,
+    basin: String,
+}
+
+impl Target {
+    pub fn new(system: System, url: &str, topic: &str, basin: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(4096)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        Ok(Self {
+            system,
+            base: url.trim_end_matches('/').to_owned(),
+            http,
+            topic: topic.to_owned(),
+            basin: basin.to_owned(),
+        })
+    }
+
+    fn stream(&self, partition: u32) -> String {
+        format!("{}-{partition}", self.topic)
+    }
+
+    /// Creates the topic (floe) or the basin and one stream per partition (s2-lite).
+    pub async fn create(&self, partitions: u32) -> anyhow::Result<()> {
+        match self.system {
+            System::Sink => Ok(()),
+            System::Floe => {
+                let body = serde_json::json!({ "name": self.topic, "partitions": partitions });
+                let response = self
+                    .http
+                    .post(format!("{}/v1/topics", self.base))
+                    .json(&body)
+                    .send()
+                    .await?;
+                expect_success(response, "create topic").await
+            }
+            System::S2 => {
+                let response = self
+                    .http
+                    .post(format!("{}/v1/basins", self.base))
+                    .json(&serde_json::json!({ "basin": self.basin }))
+                    .send()
+                    .await?;
+                if response.status() != StatusCode::CONFLICT {
+                    expect_success(response, "create basin").await?;
+                }
+                let streams = futures::stream::iter(0..partitions).map(|partition| async move {
+                    let response = self
+                        .http
+                        .post(format!("{}/v1/streams", self.base))
+                        .header(s2::BASIN_HEADER, &self.basin)
+                        .json(&serde_json::json!({ "stream": self.stream(partition) }))
+                        .send()
+                        .await?;
+                    expect_success(response, "create stream").await
+                });
+                let results: Vec<_> = streams.buffer_unordered(16).collect().await;
+                results.into_iter().collect()
+            }
+        }
+    }
+
+    /// Appends `values` to one partition; returns once the system acknowledges them (both
+    /// acknowledge only what their store has durably accepted).
+    pub async fn produce(&self, partition: u32, values: &[Bytes]) -> anyhow::Result<()> {
+        let request = match self.system {
+            System::Floe | System::Sink => {
+                let records: Vec<BinaryRecord> = values
+                    .iter()
+                    .map(|value| BinaryRecord {
+                        partition: Some(partition),
+                        value: Some(value.clone()),
+                        ..BinaryRecord::default()
+                    })
+                    .collect();
+                let path = match self.system {
+                    System::Floe => format!("{}/v1/topics/{}/records", self.base, self.topic),
+                    _ => format!("{}/sink", self.base),
+                };
+                self.http
+                    .post(path)
+                    .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)
+                    .body(binary::encode_produce(&records))
+            }
+            System::S2 => self
+                .http
+                .post(format!(
+                    "{}/v1/streams/{}/records",
+                    self.base,
+                    self.stream(partition)
+                ))
+                .header(s2::BASIN_HEADER, &self.basin)
+                .header(reqwest::header::CONTENT_TYPE, s2::PROTOBUF)
+                .header(reqwest::header::ACCEPT, s2::PROTOBUF)
+                .body(s2::encode_append(values)),
+        };
+        let response = request.send().await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            bail!("produce: {status}: {}", truncate(&body));
+        }
+        response.bytes().await?;
+        Ok(())
+    }
+
+    /// Reads from `offset`, waiting up to `wait` for records when at the end.
+    pub async fn read(&self, partition: u32, offset: u64, wait: Duration) -> anyhow::Result<Read> {
+        match self.system {
+            System::Sink => bail!("the sink keeps nothing to read"),
+            System::Floe => {
+                let url = format!(
+                    "{}/v1/topics/{}/partitions/{partition}/records?offset={offset}&max_bytes={READ_MAX_BYTES}&max_records={READ_MAX_RECORDS}&wait_ms={}",
+                    self.base,
+                    self.topic,
+                    wait.as_millis()
+                );
+                let response = self
+                    .http
+                    .get(url)
+                    .header(reqwest::header::ACCEPT, binary::CONTENT_TYPE)
+                    .send()
+                    .await?;
+                let body = success_body(response, "fetch").await?;
+                let fetched = binary::decode_fetch(body).context("decoding a floe fetch")?;
+                Ok(Read {
+                    values: fetched
+                        .records
+                        .into_iter()
+                        .filter_map(|record| record.value)
+                        .collect(),
+                    next: fetched.next_offset,
+                    end: Some(fetched.high_watermark),
+                })
+            }
+            System::S2 => {
+                let url = format!(
+                    "{}/v1/streams/{}/records?seq_num={offset}&bytes={READ_MAX_BYTES}&count={READ_MAX_RECORDS}&wait={}",
+                    self.base,
+                    self.stream(partition),
+                    wait.as_secs().max(1)
+                );
+                let response = self
+                    .http
+                    .get(url)
+                    .header(s2::BASIN_HEADER, &self.basin)
+                    .header(reqwest::header::ACCEPT, s2::PROTOBUF)
+                    .send()
+                    .await?;
+                let body = success_body(response, "read").await?;
+                let batch = s2::decode_read(&body)?;
+                let next = batch.records.last().map_or(offset, |r| r.seq_num + 1);
+                Ok(Read {
+                    next,
+                    end: batch.tail.map(|tail| tail.seq_num),
+                    values: batch.records.into_iter().map(|r| r.body).collect(),
+                })
+            }
+        }
+    }
+
+    /// The partition's end offset (next offset to be assigned).
+    pub async fn end_offset(&self, partition: u32) -> anyhow::Result<u64> {
+        match self.system {
+            System::Sink => Ok(0),
+            System::Floe => {
+                let url = format!(
+                    "{}/v1/topics/{}/partitions/{partition}/records?offset=0&max_records=1",
+                    self.base, self.topic
+                );
+                let response = self
+                    .http
+                    .get(url)
+                    .header(reqwest::header::ACCEPT, binary::CONTENT_TYPE)
+                    .send()
+                    .await?;
+                let body = success_body(response, "fetch").await?;
+                Ok(binary::decode_fetch(body)?.high_watermark)
+            }
+            System::S2 => {
+                let url = format!(
+                    "{}/v1/streams/{}/records/tail",
+                    self.base,
+                    self.stream(partition)
+                );
+                let response = self
+                    .http
+                    .get(url)
+                    .header(s2::BASIN_HEADER, &self.basin)
+                    .send()
+                    .await?;
+                let body = success_body(response, "check tail").await?;
+                let tail: serde_json::Value = serde_json::from_slice(&body)?;
+                tail["tail"]["seq_num"]
+                    .as_u64()
+                    .context("s2-lite tail answer has no tail.seq_num")
+            }
+        }
+    }
+}
+
+async fn success_body(response: reqwest::Response, what: &str) -> anyhow::Result<Bytes> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "{what}: {status}: {}",
+            truncate(&String::from_utf8_lossy(&body))
+        );
+    }
+    Ok(body)
+}
+
+async fn expect_success(response: reqwest::Response, what: &str) -> anyhow::Result<()> {
+    success_body(response, what).await.map(drop)
+}
+
+fn truncate(text: &str) -> &str {
+    let end = text
+        .char_indices()
+        .nth(300)
+        .map_or(text.len(), |(index, _)| index);
+    &text[..end]
+}
