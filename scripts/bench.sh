@@ -2,11 +2,12 @@
 # The side-by-side benchmark report (docs/benchmarks.md, "Side by side"): floe, the peer
 # s2-lite and this machine's limits (loopback HTTP, local disk) in one run, for the
 # standard workloads W1–W6 on the local store and W1/W4/W5 on S3 (moto behind a counting
-# proxy), then a profile of floe on each workload. Not part of CI; about 35 minutes.
+# proxy), then a profile of floe on each workload. Not part of CI; about 30 minutes.
+# A maximum-rate run writes several GB; each store is deleted as soon as its run ends.
 #
 #   scripts/bench.sh
 #
-# Settings (environment): FLOE_BENCH_SECONDS (measured seconds per run, 30),
+# Settings (environment): FLOE_BENCH_SECONDS (measured seconds per run, 20),
 # FLOE_BENCH_WARMUP (5), FLOE_BENCH_HISTORY_BYTES (W5's history, 1 GiB),
 # FLOE_BENCH_S3=0 (skip the S3 runs), FLOE_BENCH_PROFILE=0 (skip the profiles),
 # FLOE_BENCH_OUT (output directory, bench-out/<time>).
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 
-SECS=${FLOE_BENCH_SECONDS:-30}
+SECS=${FLOE_BENCH_SECONDS:-20}
 WARM=${FLOE_BENCH_WARMUP:-5}
 HISTORY=${FLOE_BENCH_HISTORY_BYTES:-1073741824}
 WITH_S3=${FLOE_BENCH_S3:-1}
@@ -90,6 +91,8 @@ start_server() {
   PIDS+=("$PID")
 }
 stop_server() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+# forget DATA_NAME: deletes a stopped server's local data.
+forget() { rm -rf "${WORK:?}/$1"; }
 
 # bench SYSTEM LABEL ARGS…: one run against the running server.
 bench() {
@@ -109,46 +112,48 @@ side_by_side() {
     start_server "$system" "$label-$system" "$store"
     bench "$system" "$label" "$@" $(store_counts_arg "$store")
     stop_server
+    forget "$label-$system"
   done
 }
 store_counts_arg() { [ "$1" = s3 ] && echo "--store-counts $S3_PROXY"; true; }
 rate_of() { python3 scripts/bench_report.py --rate "$RESULTS" "$1" "$2"; }
 
 COMMON=(--duration "${SECS}s" --warmup "${WARM}s")
-W1=(--partitions 100 --record-size 1024 --batch 100 --producers 16 "${COMMON[@]}")
+W1=(--partitions 100 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}")
 
 # The machine's limits.
 echo "== disk limit" >&2
 "$BENCH" disk --dir "$WORK/disk" --duration 10s --json "$RESULTS"
 start_server sink sink
 bench sink W1 "${W1[@]}"
-bench sink W3 --partitions 100 --record-size 100 --batch 1000 --producers 16 "${COMMON[@]}"
+bench sink W3 --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
 stop_server
 
 # W1: 1 KiB records, 100 partitions, maximum rate.
 side_by_side W1 local "${W1[@]}"
 # W3: 100-byte records, 1000 per request (the same 100 KB requests as W1).
-side_by_side W3 local --partitions 100 --record-size 100 --batch 1000 --producers 16 "${COMMON[@]}"
+side_by_side W3 local --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
 # W6: 1,000 partitions.
-side_by_side W6 local --partitions 1000 --record-size 1024 --batch 100 --producers 16 "${COMMON[@]}"
+side_by_side W6 local --partitions 1000 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}"
 
 # W2: the same fixed rates on both, as fractions of the faster system's W1 rate.
 TOP=$(python3 -c "print(max($(rate_of W1 floe), $(rate_of W1 s2)))")
 STEP_SECS=$(( SECS / 3 > 5 ? SECS / 3 : 5 ))
-for system in floe s2; do
-  start_server "$system" "W2-$system"
-  for fraction in 0.1 0.25 0.5 0.75 0.9 1.0 1.25; do
-    rate=$(python3 -c "print(round($TOP * $fraction))")
-    bench "$system" W2 --rate "$rate" --partitions 100 --record-size 1024 --batch 100 --producers 16 \
+for fraction in 0.1 0.25 0.5 0.75 0.9 1.0 1.25; do
+  rate=$(python3 -c "print(round($TOP * $fraction))")
+  for system in floe s2; do
+    start_server "$system" "W2-$system"
+    bench "$system" W2 --rate "$rate" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
       --duration "${STEP_SECS}s" --warmup 2s
+    stop_server
+    forget "W2-$system"
   done
-  stop_server
 done
 
 # W4: tail consumers on every partition while producing at half the slower system's
 # W1 rate (below both knees).
 W4_RATE=$(python3 -c "print(round(0.5 * min($(rate_of W1 floe), $(rate_of W1 s2))))")
-W4=(--mode tail --rate "$W4_RATE" --partitions 100 --record-size 1024 --batch 100 --producers 16 "${COMMON[@]}")
+W4=(--mode tail --rate "$W4_RATE" --partitions 100 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}")
 side_by_side W4 local "${W4[@]}"
 
 # W5: write HISTORY bytes, restart (cold caches), read it all back from the start.
@@ -157,12 +162,13 @@ w5() {
   for system in floe s2; do
     start_server "$system" "$label-$system" "$store"
     bench "$system" "$label-write" --topic history --partitions 100 --record-size 1024 --batch 100 \
-      --producers 16 --total-bytes "$history" --duration 3600s --warmup 0s $(store_counts_arg "$store")
+      --producers 64 --total-bytes "$history" --duration 3600s --warmup 0s $(store_counts_arg "$store")
     stop_server
     start_server "$system" "$label-$system" "$store"
     bench "$system" "$label" --mode catch-up --existing --topic history --partitions 100 --readers 16 \
       $(store_counts_arg "$store")
     stop_server
+    forget "$label-$system"
   done
 }
 w5 W5 local "$HISTORY"
@@ -196,14 +202,16 @@ if [ "$WITH_PROFILE" = 1 ]; then
     local perf_pid=$!
     "$BENCH" run --system floe --url "$URL" --label "$label" "$@" >/dev/null 2>&1 || true
     wait "$perf_pid" || true
-    perf report -i "$OUT/perf-$label.data" --stdio --no-children --sort symbol \
+    perf report -i "$OUT/perf-$label.data" --stdio --no-children --sort symbol -g none \
       --percent-limit 1.5 2>/dev/null | grep -v '^$' | head -60 >"$OUT/perf-$label.txt" || true
+    rm -f "$OUT/perf-$label.data"
     stop_server
+    forget "profile-$label"
   }
   profile W1 "${W1[@]}"
-  profile W3 --partitions 100 --record-size 100 --batch 1000 --producers 16 "${COMMON[@]}"
+  profile W3 --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
   profile W4 "${W4[@]}"
-  profile W6 --partitions 1000 --record-size 1024 --batch 100 --producers 16 "${COMMON[@]}"
+  profile W6 --partitions 1000 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}"
 fi
 
 python3 scripts/bench_report.py "$RESULTS" >"$OUT/report.md"

@@ -78,7 +78,7 @@ def machine(runs):
         sink = one(runs, label, "sink")
         if sink:
             lines.append(
-                f"- loopback HTTP ({shape} per request, 16 connections, this client): "
+                f"- loopback HTTP ({shape} per request, 64 connections, this client): "
                 f"{sink['mb_per_sec']:,.0f} MB/s, {sink['records_per_sec']:,.0f} records/s, "
                 f"ack p99 {num(pct(sink, 'ack_ms', 'p99'), 2)} ms"
             )

@@ -26,6 +26,13 @@ pub struct SinkArgs {
 /// Serves `POST /sink`, which reads the whole body and answers `{}`, until killed. Prints
 /// the bound address on stdout.
 pub async fn sink(args: SinkArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    println!("{}", listener.local_addr()?);
+    sink_on(listener).await
+}
+
+/// Serves the sink on `listener` until the future is dropped.
+pub async fn sink_on(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let app = Router::new()
         .route(
             "/sink",
@@ -36,8 +43,6 @@ pub async fn sink(args: SinkArgs) -> anyhow::Result<()> {
         )
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::disable());
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    println!("{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -60,8 +60,17 @@ fn kind(method: &Method, path: &str, query: Option<&str>) -> &'static str {
 
 /// Serves until killed. Prints the bound address on stdout.
 pub async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!("{}", listener.local_addr()?);
+    serve_on(listener, &args.upstream).await
+}
+
+/// Serves on `listener`, forwarding to `upstream`, until the future is dropped.
+pub async fn serve_on(listener: tokio::net::TcpListener, upstream: &str) -> anyhow::Result<()> {
     let proxy = Arc::new(Proxy {
-        upstream: args.upstream.trim_end_matches('/').to_owned(),
+        upstream: upstream.trim_end_matches('/').to_owned(),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?,
@@ -72,10 +81,6 @@ pub async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         .fallback(forward)
         .layer(DefaultBodyLimit::disable())
         .with_state(proxy);
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    println!("{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
 }

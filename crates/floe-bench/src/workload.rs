@@ -107,6 +107,7 @@ pub struct Report {
     pub partitions: u32,
     pub record_size: u64,
     pub batch: u64,
+    /// Producers, or readers for a catch-up run.
     pub producers: usize,
     pub target_rate: Option<f64>,
     /// Length of the measured window.
@@ -404,7 +405,10 @@ fn finish(
         partitions: args.partitions,
         record_size: args.record_size,
         batch: args.batch,
-        producers: args.producers,
+        producers: match args.mode {
+            Mode::CatchUp => args.readers,
+            _ => args.producers,
+        },
         target_rate: args.rate,
         seconds,
         records,
@@ -686,14 +690,18 @@ async fn progress(label: String, shared: Arc<Shared>, start: Instant) {
 
 pub fn print_report(report: &Report) {
     println!(
-        "{} on {} ({:?}): {} partitions, {} B records, {} per request, {} producers{}",
+        "{} on {} ({:?}): {} partitions, {}{}",
         report.label,
         report.system.name(),
         report.mode,
         report.partitions,
-        report.record_size,
-        report.batch,
-        report.producers,
+        match report.mode {
+            Mode::CatchUp => format!("{} readers", report.producers),
+            _ => format!(
+                "{} B records, {} per request, {} producers",
+                report.record_size, report.batch, report.producers
+            ),
+        },
         report
             .target_rate
             .map(|rate| format!(", target {rate:.0} records/s"))
