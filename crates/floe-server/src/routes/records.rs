@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord};
+use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord, RecordAck};
 use floe_client::Encoding;
 use floe_client::api::{
     FetchResponse, FetchedRecordJson, HeaderJson, OWNER_HEADER, OffsetResponse, OwnerRef,
-    ProduceRequest, ProduceResponse, RecordOffset,
+    ProduceRequest,
 };
 use floe_client::binary::{self, BinaryFetch, BinaryRecord};
 use floe_core::Header;
@@ -42,7 +42,7 @@ pub async fn produce(
     query: Result<Query<EncodingQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<ProduceAcks> {
     let topic = path_value(topic)?;
     produce_records(state, topic, None, query, headers, body).await
 }
@@ -53,7 +53,7 @@ pub async fn produce_to_partition(
     query: Result<Query<EncodingQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<ProduceAcks> {
     let (topic, partition) = path_value(path)?;
     produce_records(state, topic, Some(partition), query, headers, body).await
 }
@@ -65,7 +65,7 @@ async fn produce_records(
     query: Result<Query<EncodingQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<ProduceAcks> {
     checked_topic(&topic)?;
     let encoding: Encoding = query_value(query)?.encoding.into();
     let body = body_bytes(body)?;
@@ -99,15 +99,46 @@ async fn produce_records(
         }
     }
     let acks = state.broker.produce(&topic, records).await?;
-    let offsets = acks
-        .into_iter()
-        .map(|ack| RecordOffset {
-            partition: ack.partition,
-            offset: ack.offset,
-            timestamp: ack.timestamp_ms,
-        })
-        .collect();
-    Ok(Json(ProduceResponse { offsets }))
+    Ok(ProduceAcks(acks))
+}
+
+/// A produce answer: `ProduceResponse` JSON (`{"offsets":[{"partition":…,"offset":…,
+/// "timestamp":…},…]}`), one entry per record in request order.
+#[derive(Debug)]
+pub struct ProduceAcks(Vec<RecordAck>);
+
+impl IntoResponse for ProduceAcks {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            produce_response_json(&self.0),
+        )
+            .into_response()
+    }
+}
+
+/// Writes the answer directly: a request of 1,000 small records answers 1,000 entries,
+/// and through serde this was one of the larger costs of small-record produce
+/// (`docs/benchmarks.md`, W3). The field names need no escaping and the values are
+/// integers, so the bytes are the same as serde_json's.
+fn produce_response_json(acks: &[RecordAck]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + acks.len() * 64);
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"offsets\":[");
+    for (index, ack) in acks.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"partition\":");
+        out.extend_from_slice(number.format(ack.partition).as_bytes());
+        out.extend_from_slice(b",\"offset\":");
+        out.extend_from_slice(number.format(ack.offset).as_bytes());
+        out.extend_from_slice(b",\"timestamp\":");
+        out.extend_from_slice(number.format(ack.timestamp_ms).as_bytes());
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 fn json_records(body: &[u8], encoding: Encoding) -> ApiResult<Vec<ProduceRecord>> {
@@ -404,4 +435,62 @@ pub async fn offsets(
         offset: found.offset,
         timestamp: found.timestamp_ms,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use floe_client::api::{ProduceResponse, RecordOffset};
+
+    use super::*;
+
+    fn serde_bytes(acks: &[RecordAck]) -> Vec<u8> {
+        let offsets = acks
+            .iter()
+            .map(|ack| RecordOffset {
+                partition: ack.partition,
+                offset: ack.offset,
+                timestamp: ack.timestamp_ms,
+            })
+            .collect();
+        serde_json::to_vec(&ProduceResponse { offsets }).expect("serializes")
+    }
+
+    #[test]
+    fn produce_answer_is_byte_for_byte_serde_json() {
+        let edge = [
+            (0, 0, 0),
+            (u32::MAX, u64::MAX, i64::MAX),
+            (7, 1 << 40, -1),
+            (3, 12345, i64::MIN),
+        ];
+        let mut acks: Vec<RecordAck> = edge
+            .iter()
+            .map(|&(partition, offset, timestamp_ms)| RecordAck {
+                partition,
+                offset,
+                timestamp_ms,
+            })
+            .collect();
+        for (cut, _) in acks.clone().iter().enumerate() {
+            assert_eq!(
+                produce_response_json(&acks[..cut]),
+                serde_bytes(&acks[..cut])
+            );
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            acks.push(RecordAck {
+                partition: (seed >> 40) as u32,
+                offset: seed >> (seed % 64),
+                timestamp_ms: seed as i64,
+            });
+        }
+        let bytes = produce_response_json(&acks);
+        assert_eq!(bytes, serde_bytes(&acks));
+        let parsed: ProduceResponse = serde_json::from_slice(&bytes).expect("valid JSON");
+        assert_eq!(parsed.offsets.len(), acks.len());
+    }
 }
