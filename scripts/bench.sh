@@ -138,7 +138,7 @@ side_by_side W6 local --partitions 1000 --record-size 1024 --batch 100 --produce
 
 # W2: the same fixed rates on both, as fractions of the faster system's W1 rate.
 TOP=$(python3 -c "print(max($(rate_of W1 floe), $(rate_of W1 s2)))")
-STEP_SECS=$(( SECS / 3 > 5 ? SECS / 3 : 5 ))
+STEP_SECS=$(( SECS / 2 > 5 ? SECS / 2 : 5 ))
 for fraction in 0.1 0.25 0.5 0.75 0.9 1.0 1.25; do
   rate=$(python3 -c "print(round($TOP * $fraction))")
   for system in floe s2; do
@@ -202,8 +202,16 @@ if [ "$WITH_PROFILE" = 1 ]; then
     local perf_pid=$!
     "$BENCH" run --system floe --url "$URL" --label "$label" "$@" >/dev/null 2>&1 || true
     wait "$perf_pid" || true
-    perf report -i "$OUT/perf-$label.data" --stdio --no-children --sort symbol -g none \
-      --percent-limit 1.5 2>/dev/null | grep -v '^$' | head -60 >"$OUT/perf-$label.txt" || true
+    # Self time by symbol, then time including callees (which floe code the kernel's
+    # work is done for); whitespace squeezed so the tables read in a terminal.
+    {
+      echo "## self"
+      perf report -i "$OUT/perf-$label.data" --stdio --no-children --sort symbol -g none \
+        --percent-limit 1.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+      echo "## children"
+      perf report -i "$OUT/perf-$label.data" --stdio --children --sort symbol -g none \
+        --percent-limit 4 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80
+    } | sed 's/  */ /g' >"$OUT/perf-$label.txt" || true
     rm -f "$OUT/perf-$label.data"
     stop_server
     forget "profile-$label"

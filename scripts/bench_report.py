@@ -121,18 +121,21 @@ def throughput_table(runs, labels):
 
 
 def knee(steps):
-    """The highest offered rate the system kept up with (≥ 95% achieved) while its p99
-    stayed within 2× its p99 at the lowest rate."""
+    """The highest offered rate the system kept up with (achieved >= 95% of offered) while
+    its median acknowledgement stayed within 2x its median at the lowest rate. The median,
+    not the p99: a step lasts seconds, and one stall of a few hundred ms on this shared
+    machine moves a step's p99 without saying anything about queueing. Returns the step and
+    whether it is the sweep's last (the knee lies above the sweep)."""
     if not steps:
-        return None
-    base = pct(steps[0], "ack_ms", "p99") or 0
+        return None, False
+    base = pct(steps[0], "ack_ms", "p50") or 0
     best = None
     for r in steps:
-        p99 = pct(r, "ack_ms", "p99")
-        if p99 is None or r["records_per_sec"] < 0.95 * r["target_rate"] or p99 > 2 * base:
+        p50 = pct(r, "ack_ms", "p50")
+        if p50 is None or r["records_per_sec"] < 0.95 * r["target_rate"] or p50 > 2 * base:
             break
         best = r
-    return best
+    return best, best is steps[-1]
 
 
 def sweep_table(runs):
@@ -150,11 +153,17 @@ def sweep_table(runs):
                 f"| {num(r['target_rate'])} | {num(r['records_per_sec'])} | {num(pct(r, 'ack_ms', 'p50'), 1)} | "
                 f"{num(pct(r, 'ack_ms', 'p99'), 1)} | {num(pct(r, 'ack_ms', 'p999'), 1)} |"
             )
-        k = knee(steps)
-        summary.append(
-            f"- {NAMES[system]} knee: "
-            + (f"{num(k['target_rate'])} records/s ({num(k['mb_per_sec'], 1)} MB/s, p99 {num(pct(k, 'ack_ms', 'p99'), 1)} ms)" if k else "below the lowest step")
-        )
+        k, above = knee(steps)
+        if k is None:
+            text = "below the lowest step"
+        else:
+            text = (
+                f"{'at least ' if above else ''}{num(k['target_rate'])} records/s "
+                f"({num(k['mb_per_sec'], 1)} MB/s, p50 {num(pct(k, 'ack_ms', 'p50'), 1)} ms, "
+                f"p99 {num(pct(k, 'ack_ms', 'p99'), 1)} ms)"
+                + (" — kept up with every step of the sweep" if above else "")
+            )
+        summary.append(f"- {NAMES[system]} knee: {text}")
     return "\n".join(summary + out)
 
 

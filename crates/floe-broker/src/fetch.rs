@@ -20,6 +20,11 @@ const MAX_BATCHES_PER_FETCH: usize = 64;
 /// so a miss reads ahead what the consumer's next fetch will want.
 const READ_AHEAD_BATCHES: usize = 256;
 
+/// How many times a fetch resolves its offset again after the object it selected was gone
+/// from the store, and how long it waits each time for the state to move on.
+const VANISHED_OBJECT_RETRIES: u32 = 5;
+const VANISHED_OBJECT_WAIT: Duration = Duration::from_secs(1);
+
 /// A fetch of one partition from an offset.
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
@@ -92,6 +97,7 @@ impl Broker {
         let deadline = Instant::now() + request.wait;
         let mut applied = self.inner.sequencer.subscribe();
         let mut offset = request.offset;
+        let mut vanished_retries = VANISHED_OBJECT_RETRIES;
         loop {
             // Mark the current version seen before reading, so a commit landing between the
             // read and the wait still wakes us.
@@ -123,14 +129,36 @@ impl Broker {
                 continue;
             }
             if offset < view.high_watermark {
-                let records = self
+                let read = self
                     .read_records(
                         &view.batches,
                         offset,
                         request.max_records,
                         request.max_bytes,
                     )
-                    .await?;
+                    .await;
+                let records = match read {
+                    Ok(records) => records,
+                    Err(BrokerError::Storage(error))
+                        if error.is_missing() && vanished_retries > 0 =>
+                    {
+                        // Compaction or retention replaced the object after this view was
+                        // taken, and the lifecycle deleted it once its grace ran out; or
+                        // this replica has not applied that replacement yet. Either way
+                        // the state moves on: wait for it, then resolve the offset again
+                        // (to the new object, or to a 416 below the new log start).
+                        vanished_retries -= 1;
+                        tracing::debug!(
+                            topic = %request.topic,
+                            partition = request.partition,
+                            offset,
+                            "selected object vanished; resolving the offset again"
+                        );
+                        let _ = tokio::time::timeout(VANISHED_OBJECT_WAIT, applied.changed()).await;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 // Compaction may leave offsets without records; a fetch that found none in
                 // the batches it read moves past them.
                 let next_offset = match (records.last(), view.batches.last()) {

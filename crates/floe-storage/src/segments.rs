@@ -71,6 +71,16 @@ impl StorageError {
             _ => false,
         }
     }
+
+    /// Whether the object is not in the store (directly, or for every reader that waited
+    /// on the same GET).
+    pub fn is_missing(&self) -> bool {
+        match self {
+            Self::Missing { .. } => true,
+            Self::Shared(inner) => inner.is_missing(),
+            _ => false,
+        }
+    }
 }
 
 /// Segment objects in one store under one prefix.

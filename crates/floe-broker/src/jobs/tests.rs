@@ -17,6 +17,11 @@ async fn broker() -> Broker {
         .await
         .expect("sequencer");
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
+    broker_over(sequencer, SegmentStore::new(store, prefix)).await
+}
+
+/// Such a broker on a given sequencer and store, with a cache of its own.
+async fn broker_over(sequencer: Sequencer, store: SegmentStore) -> Broker {
     let options = BrokerOptions {
         linger: Duration::from_millis(1),
         jobs: JobOptions {
@@ -33,7 +38,7 @@ async fn broker() -> Broker {
     Broker::new(
         options,
         sequencer,
-        cache(SegmentStore::new(store, prefix)).await,
+        cache(store).await,
         Arc::new(SystemClock),
     )
 }
@@ -370,4 +375,64 @@ async fn orphans_are_swept_and_can_never_be_committed_after() {
     ));
     let values: Vec<_> = read_all(&broker, "o", 0).await;
     assert_eq!(values, vec![(0, None, Some(Bytes::from("kept")))]);
+}
+
+/// A fetch whose selected object is gone from the store resolves its offset again while
+/// the state moves on, and fails with the storage error, bounded, when the state still
+/// points at the object: never a hang, never other data.
+#[tokio::test(start_paused = true)]
+async fn a_fetch_of_a_vanished_object_fails_bounded_when_the_state_still_names_it() {
+    let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
+        .await
+        .expect("sequencer");
+    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
+    let store = SegmentStore::new(store, prefix);
+    let writer = broker_over(sequencer.clone(), store.clone()).await;
+    writer
+        .create_topic("v", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    writer
+        .produce("v", vec![record(0, None, Some("gone"), 1_000)])
+        .await
+        .expect("produce");
+    let objects = writer
+        .inner
+        .cache
+        .store()
+        .list_segments()
+        .await
+        .expect("list");
+    assert_eq!(objects.len(), 1);
+    writer
+        .inner
+        .cache
+        .store()
+        .delete_segment(objects[0].0)
+        .await
+        .expect("delete");
+
+    // A reader with a cold cache, so the read goes to the store.
+    let reader = broker_over(sequencer, store).await;
+    let started = tokio::time::Instant::now();
+    let fetched = reader
+        .fetch(FetchRequest {
+            topic: "v".into(),
+            partition: 0,
+            offset: 0,
+            max_records: 10,
+            max_bytes: 1 << 20,
+            wait: Duration::ZERO,
+            clamp: false,
+        })
+        .await;
+    match fetched {
+        Err(BrokerError::Storage(error)) => assert!(error.is_missing(), "{error}"),
+        other => panic!("expected the missing-object error, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(7),
+        "resolved again for {waited:?}"
+    );
 }
