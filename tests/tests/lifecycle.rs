@@ -185,12 +185,15 @@ async fn expired_data_leaves_the_index_and_the_bucket() {
         .expect("clamped fetch");
     assert_eq!((clamped.next_offset, clamped.records.len()), (60, 0));
 
-    // The bucket falls back to the objects the live data needs.
+    // The bucket falls back to the objects the live data needs: the one "kept" partition,
+    // whose five flushes compaction rewrites into per-partition objects. Passes that find
+    // them at different ages leave up to `compaction_fan_in - 1` (3) of one level, since a
+    // fourth would merge them; how many depends on timing, so the bound is asserted.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (count, bytes) = loop {
         let (count, bytes) = cluster.s3.objects(BUCKET, SEGMENTS_PREFIX).await;
         let live = cluster.broker(0).metric(LIVE_OBJECTS).await as usize;
-        if count == live && count <= 2 {
+        if count == live && count <= 3 {
             break (count, bytes);
         }
         assert!(

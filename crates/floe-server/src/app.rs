@@ -51,7 +51,8 @@ impl Server {
         };
         let (store, prefix) = open_store_with(&store_url, &s3)?;
         check_store(&store, &prefix, &config.store_url()).await?;
-        let cache_options = config.cache_options(!matches!(store_url, StoreUrl::S3 { .. }));
+        let store_is_local = !matches!(store_url, StoreUrl::S3 { .. });
+        let cache_options = config.cache_options(store_is_local);
         let cache = ReadCache::open(
             &cache_options,
             SegmentStore::new(store.clone(), prefix.clone()),
@@ -107,7 +108,7 @@ impl Server {
         let broker_options = BrokerOptions {
             broker_id: config.broker_id.clone(),
             segment_max_bytes: config.segment_max_bytes,
-            linger: config.linger,
+            linger: config.linger(store_is_local),
             max_buffered_bytes: config.max_buffered_bytes,
             max_inflight_uploads: config.max_inflight_uploads,
             upload_timeout: config.store_timeout,

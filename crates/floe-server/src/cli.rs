@@ -130,7 +130,8 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
-    /// Flush the open segment after this long, e.g. 5ms, 250ms [default: 5ms].
+    /// Flush the open segment after this long, e.g. 5ms, 250ms [default: 5ms on a local
+    /// store, 100ms on S3].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linger: Option<String>,

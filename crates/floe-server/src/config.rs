@@ -24,9 +24,11 @@ pub struct ServeConfig {
     pub broker_id: String,
     /// Address other brokers and clients reach this one at; the listen address when unset.
     pub advertise: Option<String>,
-    /// How long the open segment waits for more data before it is flushed.
-    #[serde(with = "humantime_serde")]
-    pub linger: Duration,
+    /// How long the open segment waits for more data before it is flushed. When unset:
+    /// 5 ms on a local (`file://`, `memory://`) store, 100 ms on S3, where every flush is
+    /// a billed PUT.
+    #[serde(default, with = "humantime_serde")]
+    pub linger: Option<Duration>,
     /// Flush the open segment once it holds this many bytes.
     pub segment_max_bytes: usize,
     /// Bytes accepted but not yet committed before produce answers 429.
@@ -153,7 +155,7 @@ impl Default for ServeConfig {
             cluster: "floe".into(),
             broker_id: "broker-0".into(),
             advertise: None,
-            linger: Duration::from_millis(5),
+            linger: None,
             segment_max_bytes: 8 * 1024 * 1024,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_request_bytes: 32 * 1024 * 1024,
@@ -214,6 +216,17 @@ impl ServeConfig {
         self.store
             .clone()
             .unwrap_or_else(|| format!("file://{}", self.data_dir.join("objects").display()))
+    }
+
+    /// The flush window, with its default resolved for the store kind: a local store
+    /// flushes after a few ms, S3 waits long enough that PUTs are counted per broker and
+    /// second rather than per request.
+    pub fn linger(&self, store_is_local: bool) -> Duration {
+        self.linger.unwrap_or(if store_is_local {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        })
     }
 
     /// The read cache's sizing, with the disk tier's defaults resolved for the store kind.
@@ -302,10 +315,26 @@ mod tests {
             let flags = BTreeMap::from([("segment_max_bytes", 2000)]);
             let config = ServeConfig::load(Some(std::path::Path::new("floe.toml")), &flags)
                 .map_err(|e| *e)?;
-            assert_eq!(config.linger, Duration::from_millis(250));
+            assert_eq!(config.linger, Some(Duration::from_millis(250)));
+            assert_eq!(config.linger(false), Duration::from_millis(250));
             assert_eq!(config.broker_id, "from-env");
             assert_eq!(config.segment_max_bytes, 2000);
             assert_eq!(config.listen, ServeConfig::default().listen);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn linger_defaults_by_store_kind_and_a_setting_wins_on_both() {
+        figment::Jail::expect_with(|_jail| {
+            let none: BTreeMap<String, String> = BTreeMap::new();
+            let config = ServeConfig::load(None, &none).map_err(|e| *e)?;
+            assert_eq!(config.linger(true), Duration::from_millis(5));
+            assert_eq!(config.linger(false), Duration::from_millis(100));
+            let flags = BTreeMap::from([("linger", "20ms")]);
+            let config = ServeConfig::load(None, &flags).map_err(|e| *e)?;
+            assert_eq!(config.linger(true), Duration::from_millis(20));
+            assert_eq!(config.linger(false), Duration::from_millis(20));
             Ok(())
         });
     }
