@@ -164,6 +164,9 @@ w5() {
     bench "$system" "$label-write" --topic history --partitions 100 --record-size 1024 --batch 100 \
       --producers 64 --total-bytes "$history" --duration 3600s --warmup 0s $(store_counts_arg "$store")
     stop_server
+    # Cold: floe's disk tier (on by default on S3) would otherwise keep what the writer
+    # cached; the sequencer log and the store stay.
+    rm -rf "${WORK:?}/$label-$system/cache"
     start_server "$system" "$label-$system" "$store"
     bench "$system" "$label" --mode catch-up --existing --topic history --partitions 100 --readers 16 \
       $(store_counts_arg "$store")

@@ -169,7 +169,7 @@ def sweep_table(runs):
 
 def tail_table(runs, labels):
     out = [
-        "| workload | system | offered records/s | achieved | ack p50 / p99 ms | end-to-end p50 / p99 / p99.9 ms | server CPU-s per GiB | GET per GiB |",
+        "| workload | system | offered records/s | achieved | ack p50 / p99 ms | end-to-end p50 / p99 / p99.9 ms | server CPU-s per GiB | PUT / GET per GiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label in labels:
@@ -182,7 +182,7 @@ def tail_table(runs, labels):
                 f"| {label} | {NAMES[system]}{errors} | {num(r.get('target_rate'))} | {num(r['records_per_sec'])} | "
                 f"{num(pct(r, 'ack_ms', 'p50'), 1)} / {num(pct(r, 'ack_ms', 'p99'), 1)} | "
                 f"{num(pct(r, 'e2e_ms', 'p50'), 1)} / {num(pct(r, 'e2e_ms', 'p99'), 1)} / {num(pct(r, 'e2e_ms', 'p999'), 1)} | "
-                f"{num(r.get('cpu_seconds_per_gib'), 1)} | {num(r.get('gets_per_gib'))} |"
+                f"{num(r.get('cpu_seconds_per_gib'), 1)} | {num(r.get('puts_per_gib'))} / {num(r.get('gets_per_gib'))} |"
             )
         if pair["floe"] and pair["s2"]:
             out.append(
@@ -195,7 +195,7 @@ def tail_table(runs, labels):
 
 def catchup_table(runs, labels):
     out = [
-        "| workload | system | history | write MB/s | cold read MB/s | read s | GET per GiB read | server CPU-s per GiB read |",
+        "| workload | system | history | write MB/s | read MB/s after restart | read s | GET per GiB read | server CPU-s per GiB read |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label in labels:

@@ -6,7 +6,7 @@ use std::time::Duration;
 use floe_core::segment::verify_batch;
 use floe_core::{Record, decode_batch};
 use floe_sequencer::{BatchLocation, ClusterState, PartitionState};
-use floe_storage::ReadCause;
+use floe_storage::{ReadCause, StorageError};
 use futures::future::try_join_all;
 use tokio::time::Instant;
 
@@ -20,10 +20,9 @@ const MAX_BATCHES_PER_FETCH: usize = 64;
 /// so a miss reads ahead what the consumer's next fetch will want.
 const READ_AHEAD_BATCHES: usize = 256;
 
-/// How many times a fetch resolves its offset again after the object it selected was gone
-/// from the store, and how long it waits each time for the state to move on.
-const VANISHED_OBJECT_RETRIES: u32 = 5;
-const VANISHED_OBJECT_WAIT: Duration = Duration::from_secs(1);
+/// How long a fetch waits for the state to stop naming an object that is gone from the
+/// store before it gives up with the storage error.
+const VANISHED_OBJECT_WAIT: Duration = Duration::from_secs(5);
 
 /// A fetch of one partition from an offset.
 #[derive(Debug, Clone)]
@@ -97,7 +96,9 @@ impl Broker {
         let deadline = Instant::now() + request.wait;
         let mut applied = self.inner.sequencer.subscribe();
         let mut offset = request.offset;
-        let mut vanished_retries = VANISHED_OBJECT_RETRIES;
+        // The object a read found gone from the store, and until when to wait for the
+        // state to move past it.
+        let mut vanished: Option<(floe_core::SegmentId, Instant)> = None;
         loop {
             // Mark the current version seen before reading, so a commit landing between the
             // read and the wait still wakes us.
@@ -128,6 +129,19 @@ impl Broker {
                 offset = offset.clamp(view.log_start_offset, view.high_watermark);
                 continue;
             }
+            if let Some((segment, until)) = vanished
+                && view.batches.iter().any(|b| b.location.segment == segment)
+            {
+                // Compaction or retention replaced the object and the lifecycle deleted it
+                // once its grace ran out, but this view (or this lagging replica) still
+                // names it. Wait for the state to move on, then resolve the offset again:
+                // to the replacement, or to a 416 below the new log start. Reading again
+                // before that would only repeat the miss.
+                match tokio::time::timeout_at(until, applied.changed()).await {
+                    Ok(Ok(())) => continue,
+                    _ => return Err(BrokerError::Storage(StorageError::Missing { segment })),
+                }
+            }
             if offset < view.high_watermark {
                 let read = self
                     .read_records(
@@ -139,22 +153,20 @@ impl Broker {
                     .await;
                 let records = match read {
                     Ok(records) => records,
-                    Err(BrokerError::Storage(error))
-                        if error.is_missing() && vanished_retries > 0 =>
-                    {
-                        // Compaction or retention replaced the object after this view was
-                        // taken, and the lifecycle deleted it once its grace ran out; or
-                        // this replica has not applied that replacement yet. Either way
-                        // the state moves on: wait for it, then resolve the offset again
-                        // (to the new object, or to a 416 below the new log start).
-                        vanished_retries -= 1;
+                    Err(BrokerError::Storage(error)) if error.missing_segment().is_some() => {
+                        let segment = error.missing_segment().expect("checked by the guard");
+                        let until = vanished.map_or_else(
+                            || Instant::now() + VANISHED_OBJECT_WAIT,
+                            |(_, until)| until,
+                        );
                         tracing::debug!(
                             topic = %request.topic,
                             partition = request.partition,
                             offset,
-                            "selected object vanished; resolving the offset again"
+                            segment = %segment,
+                            "selected object vanished; waiting for the state to move on"
                         );
-                        let _ = tokio::time::timeout(VANISHED_OBJECT_WAIT, applied.changed()).await;
+                        vanished = Some((segment, until));
                         continue;
                     }
                     Err(error) => return Err(error),

@@ -72,13 +72,13 @@ impl StorageError {
         }
     }
 
-    /// Whether the object is not in the store (directly, or for every reader that waited
-    /// on the same GET).
-    pub fn is_missing(&self) -> bool {
+    /// The segment that is not in the store, when that is the failure (directly, or for
+    /// every reader that waited on the same GET).
+    pub fn missing_segment(&self) -> Option<SegmentId> {
         match self {
-            Self::Missing { .. } => true,
-            Self::Shared(inner) => inner.is_missing(),
-            _ => false,
+            Self::Missing { segment } => Some(*segment),
+            Self::Shared(inner) => inner.missing_segment(),
+            _ => None,
         }
     }
 }
