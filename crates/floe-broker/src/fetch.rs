@@ -153,8 +153,10 @@ impl Broker {
                     .await;
                 let records = match read {
                     Ok(records) => records,
-                    Err(BrokerError::Storage(error)) if error.missing_segment().is_some() => {
-                        let segment = error.missing_segment().expect("checked by the guard");
+                    Err(BrokerError::Storage(error)) => {
+                        let Some(segment) = error.missing_segment() else {
+                            return Err(BrokerError::Storage(error));
+                        };
                         let until = vanished.map_or_else(
                             || Instant::now() + VANISHED_OBJECT_WAIT,
                             |(_, until)| until,
