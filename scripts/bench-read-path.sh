@@ -11,7 +11,7 @@ SECONDS_RUN=${1:-20}
 RATE=${2:-200}
 HISTORY_MIB=${3:-1024}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -p floe-server --bin floe --example tail_bench
+cargo build --release -p floe-cli --bin floe && cargo build --release -p floe-server --example tail_bench
 FLOE="$TARGET/release/floe"
 BENCH="$TARGET/release/examples/tail_bench"
 MOTO=${FLOE_MOTO_BIN:-$HOME/.cache/floe/venv/bin/moto_server}

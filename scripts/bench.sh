@@ -39,7 +39,7 @@ if [ "$WITH_PROFILE" = 1 ] && ! command -v perf >/dev/null 2>&1; then
   apt_install linux-perf || WITH_PROFILE=0
 fi
 
-cargo build --release -p floe-server --bin floe -p floe-bench --bin floe-bench
+cargo build --release -p floe-cli --bin floe -p floe-bench --bin floe-bench
 FLOE="$CARGO_TARGET_DIR/release/floe"
 BENCH="$CARGO_TARGET_DIR/release/floe-bench"
 

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
-cargo build --release --bin floe
+cargo build --release --bin floe --bin floe-bench
 exec "$CARGO_TARGET_DIR/release/floe" serve "$@"

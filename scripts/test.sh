@@ -16,7 +16,7 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 ensure_moto
 
-cargo build --bin floe
+cargo build --bin floe --bin floe-bench
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

@@ -8,35 +8,14 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::api::{
+pub use crate::sse::EventStream;
+use floe_api::Encoding;
+use floe_api::binary::{self, BinaryFetch, BinaryRecord};
+use floe_api::{
     AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse, OWNER_HEADER,
     OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse, TopicDescription,
     TopicList,
 };
-use crate::binary::{self, BinaryFetch, BinaryRecord};
-pub use crate::sse::EventStream;
-
-/// How keys, values and header values are written in JSON bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encoding {
-    /// UTF-8 text (the default).
-    #[default]
-    Text,
-    /// Base64 of arbitrary bytes.
-    Base64,
-    /// Any JSON value, stored as its serialized bytes.
-    Json,
-}
-
-impl Encoding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Base64 => "base64",
-            Self::Json => "json",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -96,11 +75,28 @@ pub struct FloeClient {
 }
 
 impl FloeClient {
-    /// `base` is the server's root URL, such as `http://127.0.0.1:8080`.
+    /// `base` is the server's root URL, such as `http://127.0.0.1:8080`. Requests have no
+    /// overall deadline; see [`FloeClient::with_timeout`].
     pub fn new(base: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
+        Self::build(base, None)
+    }
+
+    /// Like [`FloeClient::new`], with every request (connect, send, read the answer)
+    /// bounded by `timeout`. A long-poll's `wait` must fit inside it.
+    pub fn with_timeout(base: impl Into<String>, timeout: Duration) -> Self {
+        Self::build(base, Some(timeout))
+    }
+
+    fn build(base: impl Into<String>, timeout: Option<Duration>) -> Self {
+        let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(timeout) = timeout {
+            builder = builder
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)));
+        }
+        let http = builder
             .build()
             .expect("a client without TLS or proxies always builds");
         Self {

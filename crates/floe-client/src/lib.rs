@@ -1,9 +1,11 @@
-//! The typed HTTP client of floe's `/v1` API, and the API's wire types, shared by the
-//! server, the CLI, the tests and the benchmarks.
+//! The typed HTTP client of floe's `/v1` API, used by the CLI, the tests and the
+//! benchmarks. The wire types live in `floe-api`; they are re-exported here so a client
+//! needs one dependency.
 
-pub mod api;
-pub mod binary;
 mod client;
 mod sse;
 
-pub use client::{ClientError, Encoding, EventStream, FetchOptions, FloeClient};
+pub use client::{ClientError, EventStream, FetchOptions, FloeClient};
+pub use floe_api as api;
+pub use floe_api::{Encoding, binary};
+pub use reqwest::StatusCode;

@@ -3,8 +3,8 @@
 use bytes::{Buf, BytesMut};
 use reqwest::Response;
 
-use crate::api::{ErrorBody, FetchResponse};
 use crate::client::ClientError;
+use floe_api::{ErrorBody, FetchResponse};
 
 /// The events of a streaming fetch, read as they arrive.
 #[derive(Debug)]

@@ -3,30 +3,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use floe_client::Encoding;
-use serde::Deserialize;
+use floe_api::Encoding;
 use serde_json::Value;
 
 use crate::error::ApiError;
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EncodingParam {
-    #[default]
-    Text,
-    Base64,
-    Json,
-}
-
-impl From<EncodingParam> for Encoding {
-    fn from(param: EncodingParam) -> Self {
-        match param {
-            EncodingParam::Text => Encoding::Text,
-            EncodingParam::Base64 => Encoding::Base64,
-            EncodingParam::Json => Encoding::Json,
-        }
-    }
-}
 
 /// Turns a JSON field into bytes; `null` or absent is none.
 pub fn to_bytes(

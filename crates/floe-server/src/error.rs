@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use floe_api::ErrorBody;
 use floe_broker::BrokerError;
-use floe_client::api::ErrorBody;
 use floe_core::ErrorKind;
 use floe_sequencer::{ApplyError, SequencerError};
 

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use floe_client::api::{BrokerInfo, ClusterInfo, PartitionOwner};
+use floe_api::{BrokerInfo, ClusterInfo, PartitionOwner};
 use floe_sequencer::{Committed, ForwardedCommand, RemoteError};
 
 use crate::error::ApiError;

@@ -8,18 +8,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord, RecordAck};
-use floe_client::Encoding;
-use floe_client::api::{
+use floe_api::Encoding;
+use floe_api::binary::{self, BinaryFetch, BinaryRecord};
+use floe_api::{
     FetchResponse, FetchedRecordJson, HeaderJson, OWNER_HEADER, OffsetResponse, OwnerRef,
     ProduceRequest,
 };
-use floe_client::binary::{self, BinaryFetch, BinaryRecord};
+use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord, RecordAck};
 use floe_core::Header;
 use serde::Deserialize;
 
 use super::{AppState, body_bytes, checked_topic, json_body, path_value, query_value};
-use crate::codec::{EncodingParam, to_bytes, to_json};
+use crate::codec::{to_bytes, to_json};
 use crate::error::{ApiError, ApiResult};
 
 /// The longest a fetch may wait at the tail.
@@ -33,7 +33,7 @@ const MAX_MAX_BYTES: usize = 64 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct EncodingQuery {
     #[serde(default)]
-    encoding: EncodingParam,
+    encoding: Encoding,
 }
 
 pub async fn produce(
@@ -67,7 +67,7 @@ async fn produce_records(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<ProduceAcks> {
     checked_topic(&topic)?;
-    let encoding: Encoding = query_value(query)?.encoding.into();
+    let encoding: Encoding = query_value(query)?.encoding;
     let body = body_bytes(body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -204,7 +204,7 @@ pub struct FetchQuery {
     #[serde(default)]
     clamp: bool,
     #[serde(default)]
-    encoding: EncodingParam,
+    encoding: Encoding,
 }
 
 pub async fn fetch(
@@ -272,7 +272,7 @@ pub async fn fetch(
         wait: if streaming { Duration::ZERO } else { wait },
         clamp: query.clamp,
     };
-    let encoding: Encoding = query.encoding.into();
+    let encoding: Encoding = query.encoding;
     // The first fetch answers before anything is streamed, so a bad offset or an unknown
     // topic is a plain error response with its status.
     let result = state.broker.fetch(request.clone()).await?;
@@ -439,7 +439,7 @@ pub async fn offsets(
 
 #[cfg(test)]
 mod tests {
-    use floe_client::api::{ProduceResponse, RecordOffset};
+    use floe_api::{ProduceResponse, RecordOffset};
 
     use super::*;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use floe_api::Encoding;
 use floe_broker::{FetchRequest, FetchResult};
-use floe_client::Encoding;
 use futures::stream::{self, Stream, StreamExt};
 
 use super::AppState;

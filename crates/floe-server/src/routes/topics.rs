@@ -7,11 +7,11 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use floe_broker::TopicDescription as BrokerTopic;
-use floe_client::api::{
+use floe_api::{
     AddPartitionsRequest, CreateTopicRequest, PartitionDescription, TopicDescription, TopicList,
     TopicSummary,
 };
+use floe_broker::TopicDescription as BrokerTopic;
 use floe_core::TopicConfig;
 use serde_json::Value;
 
