@@ -16,7 +16,9 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 ensure_moto
 
-cargo build --bin floe --bin floe-bench
+# The process tests drive the floe binary; the crash-between-upload-and-commit test needs
+# its test-only failpoints, which release builds never have.
+cargo build --bin floe --bin floe-bench --features floe-cli/failpoints
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

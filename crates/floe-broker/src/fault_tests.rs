@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use floe_core::{SystemClock, TopicConfig};
+use floe_core::TopicConfig;
 use floe_sequencer::{MemoryLog, Sequencer, SequencerOptions};
 use floe_storage::SegmentStore;
 use futures::stream::BoxStream;
@@ -126,16 +126,14 @@ async fn broker_on(store: Arc<FaultyStore>) -> Broker {
         .await
         .expect("sequencer");
     let options = BrokerOptions {
-        linger: Duration::from_millis(2),
-        upload_timeout: Duration::from_millis(200),
+        linger: Some(Duration::from_millis(2)),
         ..BrokerOptions::default()
     };
-    let broker = Broker::new(
-        options,
-        sequencer,
-        cache(SegmentStore::new(store, Path::default())).await,
-        Arc::new(SystemClock),
-    );
+    let store =
+        SegmentStore::new(store, Path::default()).with_attempt_timeout(Duration::from_millis(200));
+    let broker = Broker::builder(sequencer, store.clone(), cache(store).await)
+        .options(options)
+        .build();
     broker
         .create_topic("t", 1, TopicConfig::default())
         .await

@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use floe_core::segment::verify_batch;
-use floe_core::{Record, decode_batch};
-use floe_sequencer::{BatchLocation, ClusterState, PartitionState};
+use floe_core::Record;
+use floe_sequencer::{ClusterState, PartitionState};
 use floe_storage::{ReadCause, StorageError};
-use futures::future::try_join_all;
 use tokio::time::Instant;
 
 use crate::Broker;
 use crate::error::BrokerError;
+use crate::reader::{Wanted, decode_verified};
 
 /// The most batches one fetch reads.
 const MAX_BATCHES_PER_FETCH: usize = 64;
@@ -80,15 +79,7 @@ struct PartitionView {
     log_start_offset: u64,
     high_watermark: u64,
     owner: Option<String>,
-    batches: Vec<Selected>,
-}
-
-/// A batch a fetch reads, and how far its segment may be read ahead on a miss.
-#[derive(Debug, Clone, Copy)]
-struct Selected {
-    base: u64,
-    location: BatchLocation,
-    read_ahead_to: u64,
+    batches: Vec<Wanted>,
 }
 
 impl Broker {
@@ -203,60 +194,16 @@ impl Broker {
 
     async fn read_records(
         &self,
-        batches: &[Selected],
+        batches: &[Wanted],
         offset: u64,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<FetchedRecord>, BrokerError> {
-        // Each segment's batches are read in one call, so their missing blocks are fetched
-        // together; segments are read concurrently (the selection bounds the bytes), but
-        // batches are decoded one at a time, so decoding stops once the limits are met.
-        let mut segments: Vec<(floe_core::SegmentId, Vec<usize>)> = Vec::new();
-        for (index, selected) in batches.iter().enumerate() {
-            if selected.location.length == 0 {
-                // A run whose records compaction dropped: nothing to read.
-                continue;
-            }
-            match segments
-                .iter_mut()
-                .find(|(segment, _)| *segment == selected.location.segment)
-            {
-                Some((_, members)) => members.push(index),
-                None => segments.push((selected.location.segment, vec![index])),
-            }
-        }
-        let reads = segments.iter().map(|(segment, members)| {
-            let ranges: Vec<_> = members
-                .iter()
-                .map(|index| byte_range(&batches[*index].location))
-                .collect();
-            let read_ahead_to = members
-                .iter()
-                .map(|index| batches[*index].read_ahead_to)
-                .max()
-                .unwrap_or(0);
-            let cache = &self.inner.cache;
-            async move {
-                cache
-                    .read_ranges(*segment, &ranges, read_ahead_to, ReadCause::Fetch)
-                    .await
-            }
-        });
-        let mut raw: Vec<bytes::Bytes> = vec![bytes::Bytes::new(); batches.len()];
-        for ((_, members), answers) in segments.iter().zip(try_join_all(reads).await?) {
-            for (index, answer) in members.iter().zip(answers) {
-                raw[*index] = answer;
-            }
-        }
-        let fetched = batches
-            .iter()
-            .zip(raw)
-            .filter(|(selected, _)| selected.location.length > 0)
-            .map(|(selected, bytes)| {
-                verify(selected.base, &selected.location, &bytes)?;
-                Ok((selected.base, selected.location, bytes))
-            })
-            .collect::<Result<Vec<_>, BrokerError>>()?;
+        let fetched = self
+            .inner
+            .reader
+            .read_verified(batches, ReadCause::Fetch)
+            .await?;
         let mut records = Vec::new();
         let mut bytes = 0usize;
         for (base, location, raw) in fetched {
@@ -277,25 +224,6 @@ impl Broker {
             }
         }
         Ok(records)
-    }
-
-    /// Reads one batch: its records with their absolute offsets.
-    pub(crate) async fn read_batch(
-        &self,
-        base: u64,
-        location: BatchLocation,
-        cause: ReadCause,
-    ) -> Result<Vec<(u64, Record)>, BrokerError> {
-        if location.length == 0 {
-            return Ok(Vec::new());
-        }
-        let bytes = self
-            .inner
-            .cache
-            .read(location.segment, byte_range(&location), 0, cause)
-            .await?;
-        verify(base, &location, &bytes)?;
-        decode_verified(base, location, &bytes)
     }
 
     /// Resolves earliest, latest or a timestamp to an offset.
@@ -338,7 +266,11 @@ impl Broker {
                 timestamp_ms: None,
             });
         };
-        let records = self.read_batch(base, location, ReadCause::Fetch).await?;
+        let records = self
+            .inner
+            .reader
+            .read_batch(base, location, ReadCause::Fetch)
+            .await?;
         let found = records.iter().find(|(record_offset, record)| {
             record.timestamp_ms >= timestamp && *record_offset >= log_start
         });
@@ -382,15 +314,15 @@ fn select_batches(
     offset: u64,
     max_records: usize,
     max_bytes: usize,
-) -> Vec<Selected> {
-    let mut selected: Vec<Selected> = Vec::new();
+) -> Vec<Wanted> {
+    let mut selected: Vec<Wanted> = Vec::new();
     let mut bytes = 0usize;
     let mut records = 0u64;
     let mut batches = partition.batches_from(offset);
     for (base, location) in batches.by_ref() {
         bytes += location.length as usize;
         records += (base + u64::from(location.record_count)).saturating_sub(offset.max(base));
-        selected.push(Selected {
+        selected.push(Wanted {
             base,
             location: *location,
             read_ahead_to: location.byte_offset + u64::from(location.length),
@@ -410,45 +342,4 @@ fn select_batches(
         }
     }
     selected
-}
-
-fn byte_range(location: &BatchLocation) -> std::ops::Range<u64> {
-    location.byte_offset..location.byte_offset + u64::from(location.length)
-}
-
-/// Checks a batch's bytes against the CRC the index recorded for it.
-fn verify(base: u64, location: &BatchLocation, bytes: &bytes::Bytes) -> Result<(), BrokerError> {
-    verify_batch(bytes, location.crc32c).map_err(|error| {
-        BrokerError::Corrupt(format!(
-            "segment {} batch at offset {base}: {error}",
-            location.segment
-        ))
-    })
-}
-
-fn decode_verified(
-    base: u64,
-    location: BatchLocation,
-    bytes: &bytes::Bytes,
-) -> Result<Vec<(u64, Record)>, BrokerError> {
-    let batch = decode_batch(bytes).map_err(|error| {
-        BrokerError::Corrupt(format!(
-            "segment {} batch at offset {base}: {error}",
-            location.segment
-        ))
-    })?;
-    if batch.offset_span() > u64::from(location.record_count) {
-        return Err(BrokerError::Corrupt(format!(
-            "segment {} batch at offset {base} reaches {} offsets, index says {}",
-            location.segment,
-            batch.offset_span(),
-            location.record_count
-        )));
-    }
-    Ok(batch
-        .offsets
-        .into_iter()
-        .zip(batch.records)
-        .map(|(relative, record)| (base + u64::from(relative), record))
-        .collect())
 }

@@ -11,14 +11,17 @@ mod jobs;
 mod pipeline;
 mod prefetch;
 mod produce;
+mod reader;
 mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use floe_core::Clock;
+use floe_core::settings::{self, InvalidSetting};
 use floe_sequencer::Sequencer;
-use floe_storage::{CacheStats, ReadCache};
+use floe_storage::{CacheStats, ReadCache, SegmentStore};
+use serde::{Deserialize, Serialize};
 
 pub use error::BrokerError;
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
@@ -28,41 +31,74 @@ pub use topics::{PartitionInfo, TopicDescription};
 
 use crate::pipeline::Pipeline;
 
-/// Tuning of one broker.
-#[derive(Debug, Clone)]
+/// Tuning of one broker's produce path: the `[broker]` section of `floe.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BrokerOptions {
-    /// This broker's identity in cluster metadata.
-    pub broker_id: String,
-    /// Seal the open segment once it holds this many bytes.
+    /// This broker's id, unique among the live brokers of a cluster.
+    pub id: String,
+    /// Flush the open segment once it holds this many bytes.
     pub segment_max_bytes: usize,
-    /// Seal the open segment this long after its first batch arrived.
-    pub linger: Duration,
-    /// Bytes accepted but not yet committed, across all segments, before produce is refused
-    /// with a retryable error.
+    /// How long the open segment waits for more data before it is flushed. When unset:
+    /// 5 ms on a local (`file://`, `memory://`) store, 100 ms on S3, where every flush is a
+    /// billed PUT.
+    #[serde(with = "humantime_serde")]
+    pub linger: Option<Duration>,
+    /// Bytes accepted but not yet committed, across all segments, before produce is
+    /// refused with `429` and `Retry-After`.
     pub max_buffered_bytes: usize,
     /// Segments uploading at once.
     pub max_inflight_uploads: usize,
-    /// Bound on one segment upload attempt; a slower attempt is abandoned and retried.
-    pub upload_timeout: Duration,
-    /// Background jobs: retention, object lifecycle, compaction.
-    pub jobs: JobOptions,
-    /// Testing only: abort the process after a segment is uploaded and before it is
-    /// committed, leaving an orphan object behind.
-    pub crash_after_upload: bool,
 }
+
+/// The linger of a local store when none is set.
+const LOCAL_LINGER: Duration = Duration::from_millis(5);
+/// The linger of a remote store when none is set: long enough that PUTs are counted per
+/// broker and second rather than per request.
+const REMOTE_LINGER: Duration = Duration::from_millis(100);
 
 impl Default for BrokerOptions {
     fn default() -> Self {
         Self {
-            broker_id: "broker-0".into(),
+            id: "broker-0".into(),
             segment_max_bytes: 8 * 1024 * 1024,
-            linger: Duration::from_millis(5),
+            linger: None,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_inflight_uploads: 4,
-            upload_timeout: Duration::from_secs(30),
-            jobs: JobOptions::default(),
-            crash_after_upload: false,
         }
+    }
+}
+
+/// A request becomes one batch per partition, and a batch's length is a u32 in the
+/// segment index: a segment stays far below that.
+const MAX_SEGMENT_BYTES: usize = 1 << 30;
+
+impl BrokerOptions {
+    /// The flush window, with its default resolved for the store kind.
+    pub fn linger_for(&self, store_is_local: bool) -> Duration {
+        self.linger.unwrap_or(if store_is_local {
+            LOCAL_LINGER
+        } else {
+            REMOTE_LINGER
+        })
+    }
+
+    /// Refuses values the produce path cannot work with, naming the setting.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.id.is_empty() || self.id.contains('/') {
+            return Err(InvalidSetting::new(
+                "id",
+                format!("{:?} must be non-empty and without '/'", self.id),
+            ));
+        }
+        settings::within(
+            "segment_max_bytes",
+            self.segment_max_bytes,
+            1,
+            MAX_SEGMENT_BYTES,
+        )?;
+        settings::at_least("max_buffered_bytes", self.max_buffered_bytes, 1)?;
+        settings::at_least("max_inflight_uploads", self.max_inflight_uploads, 1)
     }
 }
 
@@ -76,8 +112,13 @@ pub struct Broker {
 #[derive(Debug)]
 struct BrokerInner {
     options: BrokerOptions,
+    job_options: JobOptions,
     sequencer: Sequencer,
+    /// Where this broker's uploads go; reads go through `cache`.
+    store: SegmentStore,
     cache: ReadCache,
+    /// Reads batches back for fetch and compaction.
+    reader: reader::SegmentReader,
     clock: Arc<dyn Clock>,
     pipeline: Pipeline,
     sticky_partition: std::sync::atomic::AtomicU32,
@@ -92,26 +133,75 @@ struct BackgroundJobs {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Broker {
-    /// A broker reading and writing segments through `cache` (and the store behind it).
-    /// It keeps the tail of the partitions it owns warm: as their commits are applied, it
+/// Assembles a [`Broker`] from its parts (SlateDB's builder style): the sequencer, the
+/// store its uploads go to and the read cache its fetches read through are required;
+/// options, background jobs and the clock have defaults.
+#[derive(Debug)]
+pub struct BrokerBuilder {
+    options: BrokerOptions,
+    jobs: JobOptions,
+    sequencer: Sequencer,
+    store: SegmentStore,
+    cache: ReadCache,
+    clock: Arc<dyn Clock>,
+    failpoints: Failpoints,
+}
+
+impl BrokerBuilder {
+    pub fn options(mut self, options: BrokerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn jobs(mut self, jobs: JobOptions) -> Self {
+        self.jobs = jobs;
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Test-only faults (the `failpoints` feature; release builds leave it off).
+    #[cfg(feature = "failpoints")]
+    pub fn failpoints(mut self, failpoints: Failpoints) -> Self {
+        self.failpoints = failpoints;
+        self
+    }
+
+    /// Starts the produce pipeline and, when enabled, the background jobs. The broker
+    /// keeps the tail of the partitions it owns warm: as their commits are applied, it
     /// fetches the new ranges it did not write itself.
-    pub fn new(
-        options: BrokerOptions,
-        sequencer: Sequencer,
-        cache: ReadCache,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let pipeline = Pipeline::start(&options, sequencer.clone(), cache.clone());
+    pub fn build(self) -> Broker {
+        let Self {
+            options,
+            jobs: job_options,
+            sequencer,
+            store,
+            cache,
+            clock,
+            failpoints,
+        } = self;
+        let pipeline = Pipeline::start(
+            &options,
+            sequencer.clone(),
+            store.clone(),
+            cache.clone(),
+            failpoints,
+        );
         sequencer.observe(Arc::new(prefetch::TailPrefetcher::new(
-            options.broker_id.clone(),
+            options.id.clone(),
             cache.clone(),
         )));
-        let broker = Self {
+        let broker = Broker {
             inner: Arc::new(BrokerInner {
-                background_pacer: jobs::Pacer::new(options.jobs.bytes_per_second),
+                background_pacer: jobs::Pacer::new(job_options.bytes_per_second),
                 options,
+                job_options,
                 sequencer,
+                store,
+                reader: reader::SegmentReader::new(cache.clone()),
                 cache,
                 clock,
                 pipeline,
@@ -120,12 +210,36 @@ impl Broker {
                 jobs: parking_lot::Mutex::new(None),
             }),
         };
-        if broker.inner.options.jobs.enabled {
+        if broker.inner.job_options.enabled {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(jobs::run(broker.clone(), stopped));
             *broker.inner.jobs.lock() = Some(BackgroundJobs { stop, task });
         }
         broker
+    }
+}
+
+/// Faults a test can ask a broker to commit; all off by default. Only the `failpoints`
+/// feature lets anything turn them on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Failpoints {
+    /// Abort the process after a segment is uploaded and before it is committed, leaving
+    /// an orphan object behind.
+    pub crash_after_upload: bool,
+}
+
+impl Broker {
+    /// Starts assembling a broker that uploads to `store` and reads through `cache`.
+    pub fn builder(sequencer: Sequencer, store: SegmentStore, cache: ReadCache) -> BrokerBuilder {
+        BrokerBuilder {
+            options: BrokerOptions::default(),
+            jobs: JobOptions::default(),
+            sequencer,
+            store,
+            cache,
+            clock: Arc::new(floe_core::SystemClock),
+            failpoints: Failpoints::default(),
+        }
     }
 
     pub fn options(&self) -> &BrokerOptions {

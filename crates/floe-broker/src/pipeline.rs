@@ -17,8 +17,8 @@ use futures::stream::FuturesOrdered;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::BrokerOptions;
 use crate::error::BrokerError;
+use crate::{BrokerOptions, Failpoints};
 
 /// One encoded batch on its way into a segment.
 #[derive(Debug)]
@@ -79,7 +79,15 @@ struct Shared {
 }
 
 impl Pipeline {
-    pub(crate) fn start(options: &BrokerOptions, sequencer: Sequencer, cache: ReadCache) -> Self {
+    /// Starts the flusher. An unset linger is a local store's: the assembler resolves it
+    /// for the store kind ([`BrokerOptions::linger_for`]).
+    pub(crate) fn start(
+        options: &BrokerOptions,
+        sequencer: Sequencer,
+        store: SegmentStore,
+        cache: ReadCache,
+        failpoints: Failpoints,
+    ) -> Self {
         let (sealed_sender, sealed_receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             open: Mutex::new(OpenSegment {
@@ -93,15 +101,15 @@ impl Pipeline {
             closed: AtomicBool::new(false),
             segment_max_bytes: options.segment_max_bytes,
             max_buffered_bytes: options.max_buffered_bytes,
-            linger: options.linger,
+            linger: options.linger_for(true),
         });
         let flusher = Flusher {
             shared: Arc::clone(&shared),
             sequencer,
+            store,
             cache,
-            max_inflight: options.max_inflight_uploads.max(1),
-            upload_timeout: options.upload_timeout,
-            crash_after_upload: options.crash_after_upload,
+            max_inflight: options.max_inflight_uploads,
+            failpoints,
         };
         let handle = tokio::spawn(flusher.run(sealed_receiver));
         Self {
@@ -259,10 +267,10 @@ impl Shared {
 struct Flusher {
     shared: Arc<Shared>,
     sequencer: Sequencer,
+    store: SegmentStore,
     cache: ReadCache,
     max_inflight: usize,
-    upload_timeout: Duration,
-    crash_after_upload: bool,
+    failpoints: Failpoints,
 }
 
 impl Flusher {
@@ -273,7 +281,7 @@ impl Flusher {
         loop {
             tokio::select! {
                 next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
-                    Some(segment) => uploads.push_back(upload(self.cache.store().clone(), segment, self.upload_timeout)),
+                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment)),
                     None => receiving = false,
                 },
                 Some((segment, uploaded)) = uploads.next(), if !uploads.is_empty() => {
@@ -301,7 +309,7 @@ impl Flusher {
             });
             return None;
         }
-        if self.crash_after_upload {
+        if self.failpoints.crash_after_upload {
             tracing::error!(segment = %segment.id, "failpoint: dying between upload and commit");
             std::process::abort();
         }
@@ -360,55 +368,12 @@ fn answer(
     }
 }
 
-/// Uploads a segment, retrying transient failures and bounding each attempt by `timeout`.
-/// Finding the object already there means an earlier attempt (ours, or the store client's
-/// own retry) landed and only its response was lost: the id is ours alone, so an object of
-/// the same length counts as success.
+/// Uploads a sealed segment ([`SegmentStore::upload`]: create-only, retried, exactly
+/// once) and hands it back with the outcome.
 async fn upload(
     store: SegmentStore,
     segment: SealedSegment,
-    timeout: Duration,
 ) -> (SealedSegment, Result<(), StorageError>) {
-    let result = upload_object(&store, segment.id, &segment.bytes, timeout).await;
+    let result = store.upload(segment.id, &segment.bytes).await;
     (segment, result)
-}
-
-/// Uploads an object with a create-only put, retrying transient failures with backoff.
-/// An object already there with the right length counts as landed: an earlier attempt's
-/// response was lost.
-pub(crate) async fn upload_object(
-    store: &SegmentStore,
-    id: SegmentId,
-    bytes: &Bytes,
-    timeout: Duration,
-) -> Result<(), StorageError> {
-    const ATTEMPTS: u32 = 5;
-    let mut backoff = Duration::from_millis(50);
-    let mut attempt = 1;
-    loop {
-        let put = store.put_segment(id, bytes.clone());
-        let result = match tokio::time::timeout(timeout, put).await {
-            Ok(result) => result,
-            Err(_) => Err(StorageError::Timeout {
-                segment: id,
-                after: timeout,
-            }),
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(StorageError::AlreadyExists(_)) => {
-                return match store.segment_len(id).await {
-                    Ok(len) if len == bytes.len() as u64 => Ok(()),
-                    _ => Err(StorageError::AlreadyExists(id)),
-                };
-            }
-            Err(error) if attempt < ATTEMPTS && error.is_transient() => {
-                tracing::debug!(segment = %id, attempt, %error, "retrying object upload");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }

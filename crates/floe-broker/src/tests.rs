@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floe_core::{SystemClock, TopicConfig};
+use floe_core::TopicConfig;
 use floe_sequencer::{MemoryLog, Sequencer, SequencerOptions};
 use floe_storage::{SegmentStore, StoreUrl, open_store};
 
@@ -21,15 +21,13 @@ async fn broker() -> Broker {
         .expect("sequencer");
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
-        linger: Duration::from_millis(2),
+        linger: Some(Duration::from_millis(2)),
         ..BrokerOptions::default()
     };
-    Broker::new(
-        options,
-        sequencer,
-        cache(SegmentStore::new(store, prefix)).await,
-        Arc::new(SystemClock),
-    )
+    let store = SegmentStore::new(store, prefix);
+    Broker::builder(sequencer, store.clone(), cache(store).await)
+        .options(options)
+        .build()
 }
 
 fn record(partition: Option<u32>, key: Option<&str>, value: &str) -> ProduceRecord {
@@ -202,16 +200,14 @@ async fn full_buffers_refuse_produce_with_a_retry_hint() {
         .expect("sequencer");
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
-        linger: Duration::from_millis(500),
+        linger: Some(Duration::from_millis(500)),
         max_buffered_bytes: 1,
         ..BrokerOptions::default()
     };
-    let broker = Broker::new(
-        options,
-        sequencer,
-        cache(SegmentStore::new(store, prefix)).await,
-        Arc::new(SystemClock),
-    );
+    let store = SegmentStore::new(store, prefix);
+    let broker = Broker::builder(sequencer, store.clone(), cache(store).await)
+        .options(options)
+        .build();
     broker
         .create_topic("t", 1, TopicConfig::default())
         .await

@@ -86,7 +86,7 @@ impl Broker {
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription, BrokerError> {
         // The embedded sequencer never assigns owners: this broker owns everything.
         let embedded = self.inner.sequencer.cluster().is_none();
-        let own_id = &self.inner.options.broker_id;
+        let own_id = &self.inner.options.id;
         self.inner
             .sequencer
             .read(|state| {

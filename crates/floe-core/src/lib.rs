@@ -13,6 +13,7 @@ pub mod ids;
 pub mod partitioner;
 pub mod record;
 pub mod segment;
+pub mod settings;
 
 pub use batch::{Compression, DecodedBatch, decode_batch, encode_batch, encode_batch_at};
 pub use clock::{Clock, SystemClock};
@@ -20,3 +21,4 @@ pub use config::{CleanupPolicy, ConfigError, TimestampType, TopicConfig};
 pub use error::ErrorKind;
 pub use ids::{NameError, SegmentId, TopicId, validate_topic_name};
 pub use record::{Header, Record};
+pub use settings::InvalidSetting;

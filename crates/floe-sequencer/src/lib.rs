@@ -15,6 +15,7 @@ mod error;
 mod log;
 mod memory;
 mod sequencer;
+mod settings;
 mod state;
 
 pub use cluster::{
@@ -26,6 +27,7 @@ pub use error::{ApplyError, LogError, SequencerError};
 pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 pub use memory::MemoryLog;
 pub use sequencer::{ApplyObserver, Committed, Sequencer, SequencerOptions};
+pub use settings::ClusterSettings;
 pub use state::{
     BatchLocation, CLEANED_LEVEL, ClusterState, Command, FLUSH_LEVEL, MAX_PARTITIONS, Outcome,
     OwnerChange, PartitionState, Replacement, SegmentInfo, TopicState, Trim,

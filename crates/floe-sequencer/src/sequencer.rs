@@ -12,15 +12,26 @@ use crate::error::{ApplyError, LogError, SequencerError};
 use crate::log::{Fence, LogBackend, LogEntry, Snapshot};
 use crate::state::{ClusterState, Command, Outcome};
 
-/// Tuning of the commit loop.
-#[derive(Debug, Clone)]
+/// Tuning of the commit loop: the `[sequencer]` section of `floe.toml`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SequencerOptions {
     /// The most commands written to the log in one durable append.
     pub max_group: usize,
-    /// Take a snapshot (and trim the log) after this many entries.
+    /// Sequencer log entries between snapshots (bounds replay time and etcd's size).
     pub snapshot_every: u64,
     /// Submissions waiting for the commit loop before `submit` waits too.
     pub queue_depth: usize,
+}
+
+impl SequencerOptions {
+    /// Refuses values the commit loop cannot work with, naming the setting.
+    pub fn validate(&self) -> Result<(), floe_core::InvalidSetting> {
+        use floe_core::settings::at_least;
+        at_least("max_group", self.max_group, 1)?;
+        at_least("snapshot_every", self.snapshot_every, 1)?;
+        at_least("queue_depth", self.queue_depth, 1)
+    }
 }
 
 impl Default for SequencerOptions {

@@ -138,15 +138,13 @@ async fn main() {
     let mut brokers = Vec::new();
     let mut servers = Vec::new();
     for index in 0..3 {
-        let config = ServeConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().join(format!("b{index}")),
-            store: Some(store.clone()),
-            broker_id: format!("b{index}"),
-            cluster: "bench".into(),
-            etcd: Some(etcd.endpoints_flag()),
-            ..ServeConfig::default()
-        };
+        let mut config = ServeConfig::default();
+        config.server.listen = "127.0.0.1:0".parse().expect("addr");
+        config.server.data_dir = dir.path().join(format!("b{index}"));
+        config.store.url = Some(store.clone());
+        config.broker.id = format!("b{index}");
+        config.cluster.name = "bench".into();
+        config.cluster.etcd = Some(etcd.endpoints_flag());
         let server = Server::bind(&config).await.expect("bind");
         brokers.push(server.broker().sequencer().clone());
         let mut stopped = stopped.clone();

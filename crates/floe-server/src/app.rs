@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use floe_broker::{Broker, BrokerOptions};
 use floe_core::SystemClock;
-use floe_sequencer::{ClusterOptions, FileLog, Sequencer, SequencerOptions, open_cluster};
-use floe_storage::{ReadCache, S3Options, SegmentStore, StoreUrl, check_store, open_store_with};
+use floe_sequencer::{ClusterOptions, FileLog, Sequencer, open_cluster};
+use floe_storage::{ReadCache, SegmentStore, StoreUrl, check_store, open_store_with};
 use tokio::net::TcpListener;
 
 use crate::cluster::{HttpForwarder, ObjectSnapshots};
@@ -29,54 +29,33 @@ pub struct Server {
 impl Server {
     /// Opens the store and the sequencer, binds the listener, and is ready to serve.
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
-        // A request becomes one batch per partition, and a batch's length is a u32 in the
-        // segment index: keep requests far below that.
-        const MAX_REQUEST_BYTES_LIMIT: usize = 1 << 30;
-        if config.max_request_bytes == 0 || config.max_request_bytes > MAX_REQUEST_BYTES_LIMIT {
-            anyhow::bail!("max_request_bytes must be between 1 and {MAX_REQUEST_BYTES_LIMIT}");
-        }
-        let listener = TcpListener::bind(config.listen)
+        config.validate()?;
+        let server = &config.server;
+        let listener = TcpListener::bind(server.listen)
             .await
-            .with_context(|| format!("binding {}", config.listen))?;
+            .with_context(|| format!("binding {}", server.listen))?;
         let local_addr = listener.local_addr()?;
-        let advertise = config.advertised(local_addr);
+        let advertise = server.advertised(local_addr);
 
         let store_url = StoreUrl::parse(&config.store_url())?;
-        let s3 = S3Options {
-            endpoint: config.s3_endpoint.clone(),
-            region: config.s3_region.clone(),
-            path_style: config.s3_path_style,
-            request_timeout: config.store_timeout,
-            ..S3Options::default()
-        };
-        let (store, prefix) = open_store_with(&store_url, &s3)?;
+        let (store, prefix) = open_store_with(&store_url, &config.store.s3())?;
         check_store(&store, &prefix, &config.store_url()).await?;
         let store_is_local = !matches!(store_url, StoreUrl::S3 { .. });
-        let cache_options = config.cache_options(store_is_local);
-        let cache = ReadCache::open(
-            &cache_options,
-            SegmentStore::new(store.clone(), prefix.clone()),
-        )
-        .await
-        .context("opening the read cache")?;
-        let sequencer_options = SequencerOptions {
-            snapshot_every: config.snapshot_every,
-            ..SequencerOptions::default()
-        };
-        let sequencer = match config.etcd_endpoints() {
+        let segments = SegmentStore::new(store.clone(), prefix.clone())
+            .with_attempt_timeout(config.store.request_timeout);
+        let cache_options = config
+            .cache
+            .clone()
+            .resolve(store_is_local, &server.data_dir);
+        let cache = ReadCache::open(&cache_options, segments.clone())
+            .await
+            .context("opening the read cache")?;
+        let sequencer = match config.cluster.etcd_endpoints() {
             Some(endpoints) => {
-                if config.advertise.is_none() && local_addr.ip().is_unspecified() {
+                if server.advertise.is_none() && local_addr.ip().is_unspecified() {
                     anyhow::bail!(
-                        "listening on {local_addr} in a cluster needs --advertise: other brokers \
-                         must be told an address they can reach"
-                    );
-                }
-                if config.lease_ttl < std::time::Duration::from_secs(1)
-                    || config.lease_ttl.subsec_nanos() != 0
-                {
-                    anyhow::bail!(
-                        "lease_ttl must be a whole number of seconds, at least 1s (etcd leases \
-                         have second granularity)"
+                        "listening on {local_addr} in a cluster needs server.advertise \
+                         (--advertise): other brokers must be told an address they can reach"
                     );
                 }
                 if store_url == StoreUrl::Memory {
@@ -86,12 +65,12 @@ impl Server {
                 }
                 let options = ClusterOptions {
                     endpoints,
-                    cluster: config.cluster.clone(),
-                    broker: config.broker_id.clone(),
+                    cluster: config.cluster.name.clone(),
+                    broker: config.broker.id.clone(),
                     advertise: advertise.clone(),
-                    lease_ttl: config.lease_ttl,
-                    compact_etcd: config.compact_etcd,
-                    sequencer: sequencer_options,
+                    lease_ttl: config.cluster.lease_ttl,
+                    compact_etcd: config.cluster.compact_etcd,
+                    sequencer: config.sequencer.clone(),
                 };
                 let snapshots = Arc::new(ObjectSnapshots::new(store.clone(), prefix.clone()));
                 open_cluster(options, snapshots, Arc::new(HttpForwarder::new()))
@@ -99,28 +78,27 @@ impl Server {
                     .context("joining the cluster through etcd")?
             }
             None => {
-                let log_dir = config.data_dir.join("sequencer");
+                let log_dir = server.data_dir.join("sequencer");
                 let log = FileLog::open(&log_dir)
                     .with_context(|| format!("opening sequencer log in {}", log_dir.display()))?;
-                Sequencer::open(Arc::new(log), sequencer_options).await?
+                Sequencer::open(Arc::new(log), config.sequencer.clone()).await?
             }
         };
         let broker_options = BrokerOptions {
-            broker_id: config.broker_id.clone(),
-            segment_max_bytes: config.segment_max_bytes,
-            linger: config.linger(store_is_local),
-            max_buffered_bytes: config.max_buffered_bytes,
-            max_inflight_uploads: config.max_inflight_uploads,
-            upload_timeout: config.store_timeout,
-            jobs: config.job_options(),
-            crash_after_upload: std::env::var_os("FLOE_TEST_CRASH_AFTER_UPLOAD")
-                .is_some_and(|value| value == "1"),
+            linger: Some(config.broker.linger_for(store_is_local)),
+            ..config.broker.clone()
         };
-        let broker = Broker::new(broker_options, sequencer, cache, Arc::new(SystemClock));
+        let builder = Broker::builder(sequencer, segments, cache)
+            .options(broker_options)
+            .jobs(config.jobs.clone())
+            .clock(Arc::new(SystemClock));
+        #[cfg(feature = "failpoints")]
+        let builder = builder.failpoints(failpoints_from_env());
+        let broker = builder.build();
         let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
         let state = AppState {
             broker: broker.clone(),
-            cluster_name: config.cluster.as_str().into(),
+            cluster_name: config.cluster.name.as_str().into(),
             advertise: advertise.into(),
             stopping: stopping_receiver,
         };
@@ -130,7 +108,7 @@ impl Server {
             broker,
             state,
             stopping,
-            max_request_bytes: config.max_request_bytes,
+            max_request_bytes: server.max_request_bytes,
         })
     }
 
@@ -177,4 +155,14 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// Test faults from the environment, in builds with the `failpoints` feature only:
+/// `FLOE_TEST_CRASH_AFTER_UPLOAD=1` aborts after an upload, before its commit.
+#[cfg(feature = "failpoints")]
+fn failpoints_from_env() -> floe_broker::Failpoints {
+    floe_broker::Failpoints {
+        crash_after_upload: std::env::var_os("FLOE_TEST_CRASH_AFTER_UPLOAD")
+            .is_some_and(|value| value == "1"),
+    }
 }

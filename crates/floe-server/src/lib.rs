@@ -18,9 +18,9 @@ pub use config::ServeConfig;
 /// `floe serve`: loads the configuration (defaults < file < environment < flags), starts
 /// logging, serves until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = ServeConfig::load(args.config.as_deref(), &args)?;
-    telemetry::init_logging(config.log_format);
+    let config = ServeConfig::load(args.config.as_deref(), &args.settings())?;
+    telemetry::init_logging(config.server.log_format);
     let server = Server::bind(&config).await?;
-    tracing::info!(data_dir = %config.data_dir.display(), store = %config.store_url(), "floe starting");
+    tracing::info!(data_dir = %config.server.data_dir.display(), store = %config.store_url(), "floe starting");
     server.run(app::shutdown_signal()).await
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use floe_core::SegmentId;
+use floe_core::settings::{self, InvalidSetting};
 use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCachePolicy, RecoverMode, Source,
@@ -28,6 +29,7 @@ use foyer::{
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 use crate::segments::{SegmentStore, StorageError};
 
@@ -36,17 +38,19 @@ use crate::segments::{SegmentStore, StorageError};
 static CORRUPT_BLOCKS: AtomicU64 = AtomicU64::new(0);
 
 /// Sizing of the read cache.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheOptions {
-    /// Bytes of block data held in memory.
+    /// Bytes of segment data the read cache holds in memory.
     pub memory_bytes: usize,
-    /// Bytes of local disk for the second tier; 0 keeps the cache in memory only.
-    pub disk_bytes: usize,
-    /// Directory of the disk tier (required when `disk_bytes` > 0).
-    pub disk_dir: Option<PathBuf>,
-    /// The unit of caching and alignment.
+    /// Bytes of local disk for the second tier; 0 turns it off. When unset: off for a
+    /// local (`file://`, `memory://`) store, 4 GiB for S3.
+    pub disk_bytes: Option<usize>,
+    /// Directory of the disk tier; `<data_dir>/cache` when unset.
+    pub dir: Option<PathBuf>,
+    /// The read cache's block: its unit of caching and of GET alignment (4 KiB to 64 MiB).
     pub block_bytes: u64,
-    /// The largest ranged GET made to fill a run of missing blocks.
+    /// The largest ranged GET the read cache makes to fill missing blocks.
     pub max_get_bytes: u64,
 }
 
@@ -54,11 +58,42 @@ impl Default for CacheOptions {
     fn default() -> Self {
         Self {
             memory_bytes: 256 * 1024 * 1024,
-            disk_bytes: 0,
-            disk_dir: None,
+            disk_bytes: None,
+            dir: None,
             block_bytes: 1024 * 1024,
             max_get_bytes: 8 * 1024 * 1024,
         }
+    }
+}
+
+/// The disk tier a remote store gets when `disk_bytes` is unset.
+const DEFAULT_REMOTE_DISK_BYTES: usize = 4 << 30;
+const MIN_BLOCK_BYTES: u64 = 4096;
+const MAX_BLOCK_BYTES: u64 = 64 * 1024 * 1024;
+
+impl CacheOptions {
+    /// Fills what depends on the deployment: the disk tier's size by store kind (a local
+    /// store is already on disk) and its directory under `data_dir`.
+    pub fn resolve(mut self, store_is_local: bool, data_dir: &std::path::Path) -> Self {
+        self.disk_bytes.get_or_insert(if store_is_local {
+            0
+        } else {
+            DEFAULT_REMOTE_DISK_BYTES
+        });
+        self.dir.get_or_insert_with(|| data_dir.join("cache"));
+        self
+    }
+
+    /// Refuses values the cache cannot work with, naming the setting.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        settings::within(
+            "block_bytes",
+            self.block_bytes,
+            MIN_BLOCK_BYTES,
+            MAX_BLOCK_BYTES,
+        )?;
+        settings::at_least("max_get_bytes", self.max_get_bytes, self.block_bytes)?;
+        settings::at_least("memory_bytes", self.memory_bytes as u64, self.block_bytes)
     }
 }
 
@@ -244,8 +279,11 @@ enum Part {
 impl ReadCache {
     /// Opens the cache; with a disk tier, recovers the blocks a previous run left there.
     pub async fn open(options: &CacheOptions, store: SegmentStore) -> Result<Self, StorageError> {
-        let block_bytes = options.block_bytes.max(4096);
-        if block_bytes > 64 * 1024 * 1024 {
+        options
+            .validate()
+            .map_err(|error| StorageError::Setup(error.to_string()))?;
+        let block_bytes = options.block_bytes;
+        if block_bytes > MAX_BLOCK_BYTES {
             return Err(StorageError::Setup(format!(
                 "cache block size {block_bytes} is over the 64 MiB limit"
             )));
@@ -258,12 +296,13 @@ impl ReadCache {
             .with_shards(shards(options.memory_bytes, block_bytes))
             .with_weighter(|_key: &BlockKey, block: &Block| block.0.len() + 64)
             .storage();
-        let cache = if options.disk_bytes > 0 {
-            let dir = options.disk_dir.as_ref().ok_or_else(|| {
+        let disk_bytes = options.disk_bytes.unwrap_or(0);
+        let cache = if disk_bytes > 0 {
+            let dir = options.dir.as_ref().ok_or_else(|| {
                 StorageError::Setup("the disk cache tier needs a directory".into())
             })?;
             let device = FsDeviceBuilder::new(dir)
-                .with_capacity(options.disk_bytes)
+                .with_capacity(disk_bytes)
                 .build()
                 .map_err(|error| {
                     StorageError::Setup(format!("disk cache at {}: {error}", dir.display()))

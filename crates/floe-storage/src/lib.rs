@@ -13,4 +13,4 @@ mod store;
 pub use cache::{CacheOptions, CacheStats, ReadCache, ReadCause};
 pub use s3::{BucketInit, init_bucket};
 pub use segments::{SegmentStore, StorageError};
-pub use store::{S3Options, StoreUrl, check_store, open_store, open_store_with};
+pub use store::{S3Options, StoreOptions, StoreUrl, check_store, open_store, open_store_with};

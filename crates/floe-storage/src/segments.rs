@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use floe_core::{ErrorKind, SegmentId};
@@ -60,6 +61,15 @@ impl StorageError {
             Self::Shared(inner) => inner.kind(),
         }
     }
+
+    /// The stable `error_code` clients see for this failure.
+    pub fn code(&self) -> &'static str {
+        match self.kind() {
+            ErrorKind::Invalid => "invalid_store",
+            ErrorKind::Unavailable => "unavailable",
+            _ => "internal",
+        }
+    }
 }
 
 impl StorageError {
@@ -88,11 +98,65 @@ impl StorageError {
 pub struct SegmentStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    attempt_timeout: Duration,
 }
 
+/// Attempts of one upload. The store client retries a request's transient HTTP failures
+/// itself (S3: `store.max_retries` within `store.retry_timeout`); an upload adds attempts
+/// only for what the client cannot see: an attempt hung past `attempt_timeout`, or a
+/// transient failure of a store without retries of its own (the local file system).
+const UPLOAD_ATTEMPTS: u32 = 5;
+const UPLOAD_FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
 impl SegmentStore {
+    /// Segments of `store` under `prefix`; one upload attempt may take 30 s.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
-        Self { store, prefix }
+        Self {
+            store,
+            prefix,
+            attempt_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The same store with every upload attempt bounded by `timeout`.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Uploads a finished object exactly once, whatever happens to responses: a
+    /// create-only put, retried per [`UPLOAD_ATTEMPTS`]; an object already there with the
+    /// same length counts as landed (an earlier attempt's answer was lost), anything else
+    /// there is an error, never overwritten.
+    pub async fn upload(&self, id: SegmentId, bytes: &Bytes) -> Result<(), StorageError> {
+        let mut backoff = UPLOAD_FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let put = self.put_segment(id, bytes.clone());
+            let result = match tokio::time::timeout(self.attempt_timeout, put).await {
+                Ok(result) => result,
+                Err(_) => Err(StorageError::Timeout {
+                    segment: id,
+                    after: self.attempt_timeout,
+                }),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(StorageError::AlreadyExists(_)) => {
+                    return match self.segment_len(id).await {
+                        Ok(len) if len == bytes.len() as u64 => Ok(()),
+                        _ => Err(StorageError::AlreadyExists(id)),
+                    };
+                }
+                Err(error) if attempt < UPLOAD_ATTEMPTS && error.is_transient() => {
+                    tracing::debug!(segment = %id, attempt, %error, "retrying object upload");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {

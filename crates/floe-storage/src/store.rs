@@ -10,6 +10,9 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use floe_core::settings::{self, InvalidSetting};
+use serde::{Deserialize, Serialize};
+
 use crate::segments::StorageError;
 
 /// A parsed store location.
@@ -51,6 +54,81 @@ impl StoreUrl {
         Err(StorageError::BadUrl(format!(
             "{url}: expected file://DIR, memory:// or s3://BUCKET/PREFIX"
         )))
+    }
+}
+
+/// Where segments and snapshots are stored, and how requests to the store behave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreOptions {
+    /// Object store URL: `file://DIR`, `s3://BUCKET/PREFIX` or `memory://` (not durable,
+    /// one process only); `file://<data_dir>/objects` when unset.
+    pub url: Option<String>,
+    /// S3-compatible endpoint (also `AWS_ENDPOINT_URL`); AWS itself when unset.
+    pub s3_endpoint: Option<String>,
+    /// S3 region (also `AWS_REGION`); `us-east-1` when unset.
+    pub s3_region: Option<String>,
+    /// Path-style S3 requests; on for a custom endpoint, off for AWS, when unset.
+    pub s3_path_style: Option<bool>,
+    /// Bound on one request attempt; a slower attempt is abandoned and retried.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Bound on connecting to the store.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Retries of one S3 request on 5xx, SlowDown, throttling and timeouts, with
+    /// exponential backoff and jitter.
+    pub max_retries: usize,
+    /// Stop retrying one S3 request after this long in total.
+    #[serde(with = "humantime_serde")]
+    pub retry_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        let s3 = S3Options::default();
+        Self {
+            url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: None,
+            request_timeout: s3.request_timeout,
+            connect_timeout: s3.connect_timeout,
+            max_retries: s3.max_retries,
+            retry_timeout: s3.retry_timeout,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The store's URL, `file://<data_dir>/objects` when none was given.
+    pub fn url_or_default(&self, data_dir: &std::path::Path) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()))
+    }
+
+    /// The S3 client settings these options describe.
+    pub fn s3(&self) -> S3Options {
+        S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            request_timeout: self.request_timeout,
+            connect_timeout: self.connect_timeout,
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+
+    /// Refuses values the store cannot work with, naming the setting.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if let Some(url) = &self.url {
+            StoreUrl::parse(url).map_err(|error| InvalidSetting::new("url", error.to_string()))?;
+        }
+        settings::positive("request_timeout", self.request_timeout)?;
+        settings::positive("connect_timeout", self.connect_timeout)?;
+        settings::positive("retry_timeout", self.retry_timeout)
     }
 }
 

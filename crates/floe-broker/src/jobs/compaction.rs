@@ -33,7 +33,6 @@ use tokio::sync::watch;
 use super::{JobCounters, JobOptions};
 use crate::Broker;
 use crate::error::BrokerError;
-use crate::pipeline::upload_object;
 
 /// The most index entries one run replaces, which bounds the swap command's size.
 const MAX_RUN_BATCHES: usize = 4096;
@@ -297,7 +296,7 @@ impl Broker {
                 .map(|(topic, index, _)| (topic.id, index))
                 .collect()
         });
-        let options = &self.inner.options.jobs;
+        let options = &self.inner.job_options;
         // A few runs per partition per pass: a merge and the flushes behind it, say.
         let passes = work
             .iter()
@@ -345,7 +344,11 @@ impl Broker {
         let bytes_in: u64 = plan.run.iter().map(|(_, l)| u64::from(l.length)).sum();
         self.pace(bytes_in).await;
         let inputs: Vec<Vec<(u64, Record)>> = futures::stream::iter(plan.run.iter().copied())
-            .map(|(base, location)| self.read_batch(base, location, ReadCause::Background))
+            .map(|(base, location)| {
+                self.inner
+                    .reader
+                    .read_batch(base, location, ReadCause::Background)
+            })
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await?;
@@ -353,7 +356,7 @@ impl Broker {
         let (first_base, _) = plan.run[0];
         let (last_base, last) = plan.run[plan.run.len() - 1];
         let span = first_base..PartitionState::batch_end(last_base, &last);
-        let batch_bytes = self.inner.options.jobs.compaction_batch_bytes;
+        let batch_bytes = self.inner.job_options.compaction_batch_bytes;
         let (config_owned, plan_owned) = (config.clone(), plan.clone());
         let (bytes, batches) = tokio::task::spawn_blocking(move || {
             let records = inputs.into_iter().flatten().collect();
@@ -370,8 +373,7 @@ impl Broker {
         .map_err(|error| BrokerError::Corrupt(format!("compaction task: {error}")))??;
         self.pace(bytes.len() as u64).await;
         let segment = SegmentId::generate();
-        let store = self.inner.cache.store();
-        upload_object(store, segment, &bytes, self.inner.options.upload_timeout).await?;
+        self.inner.store.upload(segment, &bytes).await?;
         JobCounters::bump(&counters.compaction_bytes_written, bytes.len() as u64);
         let command = Command::ReplaceBatches {
             at_ms: self.inner.clock.now_ms(),
@@ -405,7 +407,7 @@ impl Broker {
                 // Refused for good: the object can never be indexed, so it goes now.
                 JobCounters::bump(&counters.compaction_conflicts, 1);
                 tracing::debug!(%topic_id, partition, %error, "compaction swap refused");
-                store.delete_segment(segment).await?;
+                self.inner.store.delete_segment(segment).await?;
                 Ok(())
             }
             // The outcome is unknown: the orphan sweep deletes the object if it did not land.

@@ -19,10 +19,10 @@ impl Broker {
             return Ok(());
         }
         let now = self.inner.clock.now_ms();
-        let grace = self.inner.options.jobs.grace.as_millis() as i64;
+        let grace = self.inner.job_options.object_grace.as_millis() as i64;
         let horizon = now - grace;
-        let store = self.inner.cache.store().clone();
-        let pacer = Pacer::new(u64::from(self.inner.options.jobs.deletes_per_second));
+        let store = self.inner.store.clone();
+        let pacer = Pacer::new(u64::from(self.inner.job_options.deletes_per_second));
 
         // Dead objects past their grace period.
         let due: Vec<SegmentId> = self.inner.sequencer.read(|state| {

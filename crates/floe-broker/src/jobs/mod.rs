@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use floe_core::settings::{self, InvalidSetting};
 use floe_sequencer::{ClusterState, PartitionState};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub(crate) use pacer::Pacer;
@@ -25,20 +27,29 @@ pub(crate) use pacer::Pacer;
 use crate::Broker;
 
 /// Tuning of the background jobs.
-#[derive(Debug, Clone)]
+/// Background jobs: retention, the object lifecycle and compaction. The `[jobs]`
+/// section of `floe.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JobOptions {
-    /// Run background jobs at all (off only for tests of other things).
+    /// Run retention, the object lifecycle and compaction.
     pub enabled: bool,
-    /// How often partitions are checked for expired data.
+    /// How often owners check their partitions for data past `retention.ms` /
+    /// `retention.bytes`.
+    #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
     /// How often dead objects are deleted and the store is swept for orphans.
+    #[serde(with = "humantime_serde")]
     pub lifecycle_interval: Duration,
     /// How long a dead object stays in the store (reads in flight finish), and how old an
     /// uncommitted object must be before the sweep deletes it.
-    pub grace: Duration,
-    /// How often partitions are checked for compaction work.
+    #[serde(with = "humantime_serde")]
+    pub object_grace: Duration,
+    /// How often owners look for compaction work.
+    #[serde(with = "humantime_serde")]
     pub compaction_interval: Duration,
     /// How old a flushed object must be before its batches are compacted.
+    #[serde(with = "humantime_serde")]
     pub compaction_min_age: Duration,
     /// The largest object compaction writes.
     pub compaction_target_bytes: u64,
@@ -58,7 +69,7 @@ impl Default for JobOptions {
             enabled: true,
             retention_interval: Duration::from_secs(30),
             lifecycle_interval: Duration::from_secs(60),
-            grace: Duration::from_secs(300),
+            object_grace: Duration::from_secs(300),
             compaction_interval: Duration::from_secs(10),
             compaction_min_age: Duration::from_secs(10),
             compaction_target_bytes: 64 * 1024 * 1024,
@@ -67,6 +78,20 @@ impl Default for JobOptions {
             bytes_per_second: 64 * 1024 * 1024,
             deletes_per_second: 200,
         }
+    }
+}
+
+impl JobOptions {
+    /// Refuses values the jobs cannot run with, naming the setting.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        settings::positive("retention_interval", self.retention_interval)?;
+        settings::positive("lifecycle_interval", self.lifecycle_interval)?;
+        settings::positive("compaction_interval", self.compaction_interval)?;
+        settings::at_least("compaction_target_bytes", self.compaction_target_bytes, 1)?;
+        settings::at_least("compaction_batch_bytes", self.compaction_batch_bytes, 1)?;
+        settings::at_least("compaction_fan_in", self.compaction_fan_in, 2)?;
+        settings::at_least("bytes_per_second", self.bytes_per_second, 1)?;
+        settings::at_least("deletes_per_second", self.deletes_per_second, 1)
     }
 }
 
@@ -155,7 +180,7 @@ impl Broker {
         match self.inner.sequencer.cluster() {
             None => true,
             Some(cluster) => match &partition.owner {
-                Some(owner) => *owner == self.inner.options.broker_id,
+                Some(owner) => *owner == self.inner.options.id,
                 None => cluster.is_leader(),
             },
         }
@@ -211,7 +236,7 @@ impl Broker {
 /// Runs the jobs until `stop` turns true. Each kind of job runs on its own interval; one
 /// job runs at a time.
 pub(crate) async fn run(broker: Broker, mut stop: watch::Receiver<bool>) {
-    let options = broker.inner.options.jobs.clone();
+    let options = broker.inner.job_options.clone();
     // The first run of each job is one interval after start, not at once.
     let every = |period: Duration| {
         let period = period.max(Duration::from_millis(10));

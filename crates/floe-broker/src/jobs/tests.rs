@@ -23,24 +23,22 @@ async fn broker() -> Broker {
 /// Such a broker on a given sequencer and store, with a cache of its own.
 async fn broker_over(sequencer: Sequencer, store: SegmentStore) -> Broker {
     let options = BrokerOptions {
-        linger: Duration::from_millis(1),
-        jobs: JobOptions {
-            enabled: false,
-            grace: Duration::ZERO,
-            compaction_min_age: Duration::ZERO,
-            compaction_batch_bytes: 2048,
-            compaction_target_bytes: 32 * 1024,
-            compaction_fan_in: 2,
-            ..JobOptions::default()
-        },
+        linger: Some(Duration::from_millis(1)),
         ..BrokerOptions::default()
     };
-    Broker::new(
-        options,
-        sequencer,
-        cache(store).await,
-        Arc::new(SystemClock),
-    )
+    let jobs = JobOptions {
+        enabled: false,
+        object_grace: Duration::ZERO,
+        compaction_min_age: Duration::ZERO,
+        compaction_batch_bytes: 2048,
+        compaction_target_bytes: 32 * 1024,
+        compaction_fan_in: 2,
+        ..JobOptions::default()
+    };
+    Broker::builder(sequencer, store.clone(), cache(store).await)
+        .options(options)
+        .jobs(jobs)
+        .build()
 }
 
 fn record(partition: u32, key: Option<&str>, value: Option<&str>, ts: i64) -> ProduceRecord {

@@ -16,7 +16,7 @@ use super::AppState;
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
-    let own_id = state.broker.options().broker_id.clone();
+    let own_id = state.broker.options().id.clone();
     let sequencer = state.broker.sequencer();
     let (mode, leader, brokers) = match sequencer.cluster() {
         Some(cluster) => (

@@ -313,7 +313,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 pub(super) fn owner_ref(state: &AppState, owner: Option<&str>) -> Option<OwnerRef> {
     match state.broker.sequencer().cluster() {
         None => Some(OwnerRef {
-            broker: state.broker.options().broker_id.clone(),
+            broker: state.broker.options().id.clone(),
             address: state.advertise.to_string(),
         }),
         Some(cluster) => {

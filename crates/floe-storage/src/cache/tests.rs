@@ -281,8 +281,8 @@ async fn memory_stays_within_its_capacity_while_reading_ten_times_more() {
 
 fn with_disk(dir: &std::path::Path) -> CacheOptions {
     CacheOptions {
-        disk_bytes: 256 * MIB as usize,
-        disk_dir: Some(dir.to_path_buf()),
+        disk_bytes: Some(256 * MIB as usize),
+        dir: Some(dir.to_path_buf()),
         ..small(64 * MIB)
     }
 }
