@@ -105,6 +105,12 @@ pub enum SequencerError {
     /// Sent to a broker that is not the sequencer leader; nothing was committed.
     #[error("not the sequencer leader")]
     NotLeader,
+    /// A cluster broker does not know who leads yet, so it cannot commit.
+    #[error("no sequencer leader is known yet")]
+    NoLeader,
+    /// Meant for a cluster (a forwarded command), sent to an embedded sequencer.
+    #[error("this broker runs the embedded sequencer")]
+    NotClustered,
 }
 
 impl SequencerError {
@@ -115,7 +121,9 @@ impl SequencerError {
             | Self::Unavailable(_)
             | Self::Stopped
             | Self::Fenced(_)
-            | Self::NotLeader => ErrorKind::Unavailable,
+            | Self::NotLeader
+            | Self::NoLeader => ErrorKind::Unavailable,
+            Self::NotClustered => ErrorKind::NotFound,
         }
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use floe_broker::{Broker, BrokerOptions};
 use floe_core::SystemClock;
-use floe_sequencer::{ClusterOptions, FileLog, Sequencer, SequencerOptions, open_cluster};
+use floe_sequencer::{
+    ClusterOptions, FileLog, Identity, Sequencer, SequencerOptions, open_cluster,
+};
 use floe_storage::{ReadCache, S3Options, SegmentStore, StoreUrl, check_store, open_store_with};
 use tokio::net::TcpListener;
 
@@ -63,6 +65,7 @@ impl Server {
             snapshot_every: config.snapshot_every,
             ..SequencerOptions::default()
         };
+        let identity = Identity::new(config.broker_id.clone(), advertise);
         let sequencer = match config.etcd_endpoints() {
             Some(endpoints) => {
                 if config.advertise.is_none() && local_addr.ip().is_unspecified() {
@@ -87,22 +90,26 @@ impl Server {
                 let options = ClusterOptions {
                     endpoints,
                     cluster: config.cluster.clone(),
-                    broker: config.broker_id.clone(),
-                    advertise: advertise.clone(),
                     lease_ttl: config.lease_ttl,
                     compact_etcd: config.compact_etcd,
                     sequencer: sequencer_options,
                 };
                 let snapshots = Arc::new(ObjectSnapshots::new(store.clone(), prefix.clone()));
-                open_cluster(options, snapshots, Arc::new(HttpForwarder::new()))
-                    .await
-                    .context("joining the cluster through etcd")?
+                open_cluster(
+                    identity,
+                    options,
+                    snapshots,
+                    Arc::new(HttpForwarder::new()),
+                    Arc::new(SystemClock),
+                )
+                .await
+                .context("joining the cluster through etcd")?
             }
             None => {
                 let log_dir = config.data_dir.join("sequencer");
                 let log = FileLog::open(&log_dir)
                     .with_context(|| format!("opening sequencer log in {}", log_dir.display()))?;
-                Sequencer::open(Arc::new(log), sequencer_options).await?
+                Sequencer::open(Arc::new(log), sequencer_options, identity).await?
             }
         };
         let broker_options = BrokerOptions {
@@ -121,7 +128,6 @@ impl Server {
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.as_str().into(),
-            advertise: advertise.into(),
             stopping: stopping_receiver,
         };
         Ok(Self {
