@@ -74,6 +74,9 @@ pub enum LogError {
     /// An etcd request failed or timed out.
     #[error("etcd: {0}")]
     Etcd(String),
+    /// Where a cluster keeps its state snapshots failed to store, find or delete one.
+    #[error("snapshot store: {0}")]
+    SnapshotStore(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// This process is no longer the sequencer leader; nothing was written.
     #[error("no longer the sequencer leader: {0}")]
     Deposed(String),

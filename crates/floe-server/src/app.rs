@@ -10,10 +10,12 @@ use floe_core::SystemClock;
 use floe_sequencer::{
     ClusterOptions, FileLog, Identity, Sequencer, SequencerOptions, open_cluster,
 };
-use floe_storage::{ReadCache, S3Options, SegmentStore, StoreUrl, check_store, open_store_with};
+use floe_storage::{
+    ReadCache, S3Options, SegmentStore, SnapshotObjects, StoreUrl, check_store, open_store_with,
+};
 use tokio::net::TcpListener;
 
-use crate::cluster::{HttpForwarder, ObjectSnapshots};
+use crate::cluster::{HttpForwarder, StoredSnapshots};
 use crate::config::ServeConfig;
 use crate::routes::{AppState, router};
 
@@ -94,11 +96,11 @@ impl Server {
                     compact_etcd: config.compact_etcd,
                     sequencer: sequencer_options,
                 };
-                let snapshots = Arc::new(ObjectSnapshots::new(store.clone(), prefix.clone()));
+                let snapshots = SnapshotObjects::new(store.clone(), prefix.clone());
                 open_cluster(
                     identity,
                     options,
-                    snapshots,
+                    Arc::new(StoredSnapshots(snapshots)),
                     Arc::new(HttpForwarder::new()),
                     Arc::new(SystemClock),
                 )
