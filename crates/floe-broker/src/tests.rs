@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floe_core::TopicConfig;
-use floe_sequencer::{MemoryLog, Sequencer, SequencerOptions};
+use floe_sequencer::{Identity, MemoryLog, Sequencer, SequencerOptions};
 use floe_storage::{SegmentStore, StoreUrl, open_store};
 
 use super::*;
@@ -16,9 +16,13 @@ pub(crate) async fn cache(store: SegmentStore) -> ReadCache {
 }
 
 async fn broker() -> Broker {
-    let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
-        .await
-        .expect("sequencer");
+    let sequencer = Sequencer::open(
+        Arc::new(MemoryLog::new()),
+        SequencerOptions::default(),
+        Identity::new("broker-0", "127.0.0.1:0"),
+    )
+    .await
+    .expect("sequencer");
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
         linger: Some(Duration::from_millis(2)),
@@ -195,9 +199,13 @@ async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
 
 #[tokio::test]
 async fn full_buffers_refuse_produce_with_a_retry_hint() {
-    let sequencer = Sequencer::open(Arc::new(MemoryLog::new()), SequencerOptions::default())
-        .await
-        .expect("sequencer");
+    let sequencer = Sequencer::open(
+        Arc::new(MemoryLog::new()),
+        SequencerOptions::default(),
+        Identity::new("broker-0", "127.0.0.1:0"),
+    )
+    .await
+    .expect("sequencer");
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
         linger: Some(Duration::from_millis(500)),

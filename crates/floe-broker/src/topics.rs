@@ -84,9 +84,7 @@ impl Broker {
     }
 
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription, BrokerError> {
-        // The embedded sequencer never assigns owners: this broker owns everything.
-        let embedded = self.inner.sequencer.cluster().is_none();
-        let own_id = &self.inner.options.id;
+        let membership = self.inner.sequencer.membership();
         self.inner
             .sequencer
             .read(|state| {
@@ -104,11 +102,9 @@ impl Broker {
                             log_start_offset: partition.log_start_offset,
                             high_watermark: partition.high_watermark,
                             size_bytes: partition.size_bytes,
-                            owner: match (&partition.owner, embedded) {
-                                (Some(owner), _) => owner.clone(),
-                                (None, true) => own_id.clone(),
-                                (None, false) => String::new(),
-                            },
+                            owner: membership
+                                .owner_of(partition.owner.as_deref())
+                                .unwrap_or_default(),
                             owner_epoch: partition.owner_epoch,
                         })
                         .collect(),

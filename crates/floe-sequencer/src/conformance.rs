@@ -9,8 +9,14 @@ use std::sync::Arc;
 use floe_core::TopicConfig;
 
 use crate::log::LogBackend;
+use crate::membership::Identity;
 use crate::sequencer::{Sequencer, SequencerOptions};
 use crate::state::{Command, Outcome};
+
+/// The broker the suite's sequencers run as.
+fn identity() -> Identity {
+    Identity::new("conformance", "127.0.0.1:0")
+}
 
 fn create(name: &str) -> Command {
     Command::CreateTopic {
@@ -32,7 +38,7 @@ where
         snapshot_every: 1_000_000,
         ..SequencerOptions::default()
     };
-    let sequencer = Sequencer::open(open().await, options.clone())
+    let sequencer = Sequencer::open(open().await, options.clone(), identity())
         .await
         .expect("open");
     for name in ["a", "b", "c"] {
@@ -45,7 +51,7 @@ where
     let before = sequencer.read(|state| state.clone());
     sequencer.shutdown().await;
 
-    let reopened = Sequencer::open(open().await, options)
+    let reopened = Sequencer::open(open().await, options, identity())
         .await
         .expect("reopen");
     let after = reopened.read(|state| state.clone());
@@ -61,7 +67,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn LogBackend>>,
 {
-    let sequencer = Sequencer::open(open().await, SequencerOptions::default())
+    let sequencer = Sequencer::open(open().await, SequencerOptions::default(), identity())
         .await
         .expect("open");
     let mut tasks = Vec::new();
@@ -102,7 +108,7 @@ where
         snapshot_every: 5,
         ..SequencerOptions::default()
     };
-    let sequencer = Sequencer::open(open().await, options.clone())
+    let sequencer = Sequencer::open(open().await, options.clone(), identity())
         .await
         .expect("open");
     for index in 0..23 {
@@ -113,7 +119,7 @@ where
     }
     let before = sequencer.read(|state| state.clone());
     sequencer.shutdown().await;
-    let reopened = Sequencer::open(open().await, options)
+    let reopened = Sequencer::open(open().await, options, identity())
         .await
         .expect("reopen");
     assert_eq!(reopened.read(|state| state.clone()), before);

@@ -74,6 +74,9 @@ pub enum LogError {
     /// An etcd request failed or timed out.
     #[error("etcd: {0}")]
     Etcd(String),
+    /// Where a cluster keeps its state snapshots failed to store, find or delete one.
+    #[error("snapshot store: {0}")]
+    SnapshotStore(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// This process is no longer the sequencer leader; nothing was written.
     #[error("no longer the sequencer leader: {0}")]
     Deposed(String),
@@ -105,6 +108,12 @@ pub enum SequencerError {
     /// Sent to a broker that is not the sequencer leader; nothing was committed.
     #[error("not the sequencer leader")]
     NotLeader,
+    /// A cluster broker does not know who leads yet, so it cannot commit.
+    #[error("no sequencer leader is known yet")]
+    NoLeader,
+    /// Meant for a cluster (a forwarded command), sent to an embedded sequencer.
+    #[error("this broker runs the embedded sequencer")]
+    NotClustered,
 }
 
 impl SequencerError {
@@ -115,7 +124,9 @@ impl SequencerError {
             | Self::Unavailable(_)
             | Self::Stopped
             | Self::Fenced(_)
-            | Self::NotLeader => ErrorKind::Unavailable,
+            | Self::NotLeader
+            | Self::NoLeader => ErrorKind::Unavailable,
+            Self::NotClustered => ErrorKind::NotFound,
         }
     }
 }

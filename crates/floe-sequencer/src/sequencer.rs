@@ -1,15 +1,19 @@
-//! The sequencer: group-commits commands through the log, then applies them.
+//! The sequencer handle: submits commands, reads the replica, tells who the broker is.
+//!
+//! It is the same in both modes; what runs behind it ([`Running`]) is the embedded commit
+//! loop, started here by [`Sequencer::open`], or a cluster driver, started by
+//! [`crate::open_cluster`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::ClusterHandle;
-use crate::error::{ApplyError, LogError, SequencerError};
-use crate::log::{Fence, LogBackend, LogEntry, Snapshot};
+use crate::commit::{CommitLoop, Committed, Running, Submission, refuse_queued};
+use crate::error::SequencerError;
+use crate::log::{Fence, LogBackend};
+use crate::membership::{Identity, Membership, Mode, SoleMember};
+use crate::replica::{ApplyObserver, Replica, decode_state};
 use crate::state::{ClusterState, Command, Outcome};
 
 /// Tuning of the commit loop: the `[sequencer]` section of `floe.toml`.
@@ -44,151 +48,26 @@ impl Default for SequencerOptions {
     }
 }
 
-/// A command made durable at `index`, with what applying it did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Committed {
-    pub index: u64,
-    pub outcome: Result<Outcome, ApplyError>,
-}
-
-pub(crate) type Reply = oneshot::Sender<Result<Committed, SequencerError>>;
-
-pub(crate) struct Submission {
-    pub command: Command,
-    pub fence: Option<Fence>,
-    /// Forwarded by another broker: a follower must not forward it again.
-    pub remote: bool,
-    pub reply: Reply,
-}
-
-impl std::fmt::Debug for Submission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Submission")
-            .field("command", &self.command)
-            .field("fence", &self.fence)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Told of every command this replica applies, before readers waiting on the applied
-/// index are woken, with the state as it stands right after the command. It runs under the
-/// state's write lock: it must be quick and must not block (spawn anything longer).
-pub trait ApplyObserver: Send + Sync + 'static {
-    fn applied(
-        &self,
-        state: &ClusterState,
-        command: &Command,
-        outcome: &Result<Outcome, ApplyError>,
-    );
-}
-
-/// The replica of the state and the signal that it moved, shared by whoever applies
-/// entries (the commit loop of a leader, the log follower of everyone else) and readers.
-pub(crate) struct Core {
-    state: RwLock<ClusterState>,
-    applied: watch::Sender<u64>,
-    observers: RwLock<Vec<Arc<dyn ApplyObserver>>>,
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core")
-            .field("applied", &*self.applied.borrow())
-            .field("observers", &self.observers.read().len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Core {
-    pub(crate) fn new(state: ClusterState) -> Self {
-        let (applied, _) = watch::channel(state.applied_index);
-        Self {
-            state: RwLock::new(state),
-            applied,
-            observers: RwLock::new(Vec::new()),
-        }
-    }
-
-    pub(crate) fn observe(&self, observer: Arc<dyn ApplyObserver>) {
-        self.observers.write().push(observer);
-    }
-
-    pub(crate) fn applied_index(&self) -> u64 {
-        self.state.read().applied_index
-    }
-
-    pub(crate) fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
-        read(&self.state.read())
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.applied.subscribe()
-    }
-
-    /// Applies entries that follow the replica's last one, in order, and announces them.
-    /// Entries at or below the applied index are skipped (already applied).
-    pub(crate) fn apply(&self, entries: &[LogEntry]) -> Vec<Result<Outcome, ApplyError>> {
-        let mut outcomes = Vec::with_capacity(entries.len());
-        let last = {
-            let mut state = self.state.write();
-            let observers = self.observers.read();
-            for entry in entries {
-                if entry.index <= state.applied_index {
-                    continue;
-                }
-                let outcome = state.apply(entry.index, &entry.command);
-                for observer in observers.iter() {
-                    observer.applied(&state, &entry.command, &outcome);
-                }
-                outcomes.push(outcome);
-            }
-            state.applied_index
-        };
-        self.applied.send_replace(last);
-        outcomes
-    }
-
-    /// Replaces the replica with a snapshot that is ahead of it.
-    pub(crate) fn install(&self, state: ClusterState) {
-        let index = state.applied_index;
-        *self.state.write() = state;
-        self.applied.send_replace(index);
-    }
-
-    pub(crate) fn encode(&self) -> Result<(u64, Bytes), LogError> {
-        let state = self.state.read();
-        let bytes = serde_json::to_vec(&*state)
-            .map_err(|e| LogError::Corrupt(format!("encode snapshot: {e}")))?;
-        Ok((state.applied_index, Bytes::from(bytes)))
-    }
-}
-
-/// Decodes a snapshot's bytes into a state.
-pub(crate) fn decode_state(index: u64, bytes: &[u8]) -> Result<ClusterState, LogError> {
-    let mut state: ClusterState = serde_json::from_slice(bytes)
-        .map_err(|e| LogError::Corrupt(format!("snapshot at index {index}: {e}")))?;
-    state.rebuild_derived();
-    Ok(state)
-}
-
 /// The single writer of the metadata state and the read replica everyone queries.
 ///
 /// A command's effects become visible to readers only after its log entry is durable, so a
 /// read never shows an uncommitted record.
 #[derive(Debug, Clone)]
 pub struct Sequencer {
-    core: Arc<Core>,
+    replica: Arc<Replica>,
     submissions: mpsc::Sender<Submission>,
     stop: Arc<watch::Sender<bool>>,
     driver: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
-    cluster: Option<Arc<ClusterHandle>>,
+    membership: Arc<dyn Membership>,
 }
 
 impl Sequencer {
-    /// Recovers the state from the backend's snapshot and log, then starts the commit loop.
+    /// Recovers the state from the backend's snapshot and log, then starts the commit loop:
+    /// the embedded sequencer, with `identity` as the cluster's one member.
     pub async fn open(
         backend: Arc<dyn LogBackend>,
         options: SequencerOptions,
+        identity: Identity,
     ) -> Result<Self, SequencerError> {
         let recovery = backend.recover().await?;
         let mut state = match &recovery.snapshot {
@@ -209,12 +88,17 @@ impl Sequencer {
             "sequencer state recovered"
         );
 
-        let core = Arc::new(Core::new(state));
+        let replica = Arc::new(Replica::new(state));
         let (submissions, mut receiver) = mpsc::channel(options.queue_depth);
         let (stop, mut stop_receiver) = watch::channel(false);
-        let mut commit_loop = CommitLoop::new(backend, Arc::clone(&core), options);
+        let mut commit_loop = CommitLoop::new(
+            backend,
+            Arc::clone(&replica),
+            options.max_group,
+            options.snapshot_every,
+        );
         commit_loop.entries_since_snapshot = replayed as u64;
-        let driver = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop_receiver.wait_for(|stopped| *stopped).await;
             };
@@ -224,22 +108,23 @@ impl Sequencer {
             commit_loop.backend.close().await;
             refuse_queued(&mut receiver);
         });
-        Ok(Self::assemble(core, submissions, stop, driver, None))
+        Ok(Self::wrap(Running {
+            replica,
+            submissions,
+            stop,
+            task,
+            membership: Arc::new(SoleMember::new(identity)),
+        }))
     }
 
-    pub(crate) fn assemble(
-        core: Arc<Core>,
-        submissions: mpsc::Sender<Submission>,
-        stop: watch::Sender<bool>,
-        driver: tokio::task::JoinHandle<()>,
-        cluster: Option<Arc<ClusterHandle>>,
-    ) -> Self {
+    /// The handle on a started sequencer, whichever mode started it.
+    pub(crate) fn wrap(running: Running) -> Self {
         Self {
-            core,
-            submissions,
-            stop: Arc::new(stop),
-            driver: Arc::new(tokio::sync::Mutex::new(Some(driver))),
-            cluster,
+            replica: running.replica,
+            submissions: running.submissions,
+            stop: Arc::new(running.stop),
+            driver: Arc::new(tokio::sync::Mutex::new(Some(running.task))),
+            membership: running.membership,
         }
     }
 
@@ -273,11 +158,15 @@ impl Sequencer {
     }
 
     /// Commits commands forwarded by another broker, in order. Only the leader accepts
-    /// them; elsewhere each answers [`SequencerError::NotLeader`].
+    /// them; elsewhere each answers [`SequencerError::NotLeader`]. An embedded sequencer
+    /// has no followers and refuses them all with [`SequencerError::NotClustered`].
     pub async fn submit_forwarded(
         &self,
         commands: Vec<(Command, Option<Fence>)>,
-    ) -> Vec<Result<Committed, SequencerError>> {
+    ) -> Result<Vec<Result<Committed, SequencerError>>, SequencerError> {
+        if self.membership.mode() == Mode::Embedded {
+            return Err(SequencerError::NotClustered);
+        }
         let mut pending = Vec::with_capacity(commands.len());
         for (command, fence) in commands {
             pending.push(self.enqueue(command, fence, true).await);
@@ -289,7 +178,7 @@ impl Sequencer {
                 Err(error) => Err(error),
             });
         }
-        results
+        Ok(results)
     }
 
     async fn enqueue(
@@ -315,30 +204,27 @@ impl Sequencer {
     /// The fence this broker's commits should carry now: its live session in a cluster,
     /// nothing in the embedded mode. Fails while a cluster broker has no live session.
     pub fn fence(&self) -> Result<Option<Fence>, SequencerError> {
-        match &self.cluster {
-            None => Ok(None),
-            Some(cluster) => cluster.fence().map(Some),
-        }
+        self.membership.fence()
     }
 
-    /// Membership, leadership and sessions, when running as part of a cluster.
-    pub fn cluster(&self) -> Option<&ClusterHandle> {
-        self.cluster.as_deref()
+    /// Members, leadership, readiness and partition owners, in either mode.
+    pub fn membership(&self) -> &dyn Membership {
+        &*self.membership
     }
 
     /// Reads the replica under a shared lock. Keep `read` short: the commit loop waits for it.
     pub fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
-        self.core.read(read)
+        self.replica.read(read)
     }
 
     /// Returns a receiver that changes whenever new entries are applied.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.core.subscribe()
+        self.replica.subscribe()
     }
 
     /// Registers an observer of every command applied from now on.
     pub fn observe(&self, observer: Arc<dyn ApplyObserver>) {
-        self.core.observe(observer);
+        self.replica.observe(observer);
     }
 
     /// Waits until the replica has applied `index`, up to `timeout`. Returns whether it did.
@@ -350,153 +236,32 @@ impl Sequencer {
     }
 }
 
-/// Answers every queued submission with `Stopped` once nothing can commit them.
-pub(crate) fn refuse_queued(receiver: &mut mpsc::Receiver<Submission>) {
-    receiver.close();
-    while let Ok(submission) = receiver.try_recv() {
-        let _ = submission.reply.send(Err(SequencerError::Stopped));
+#[cfg(test)]
+mod tests {
+    use floe_core::TopicConfig;
+
+    use super::*;
+    use crate::memory::MemoryLog;
+
+    #[tokio::test]
+    async fn an_embedded_sequencer_refuses_forwarded_commands() {
+        let sequencer = Sequencer::open(
+            Arc::new(MemoryLog::new()),
+            SequencerOptions::default(),
+            Identity::new("b0", "127.0.0.1:0"),
+        )
+        .await
+        .expect("open");
+        let command = Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            config: TopicConfig::default(),
+            created_ms: 0,
+        };
+        let refused = sequencer.submit_forwarded(vec![(command, None)]).await;
+        assert!(matches!(refused, Err(SequencerError::NotClustered)));
+        assert_eq!(sequencer.read(|state| state.applied_index), 0);
+        assert_eq!(sequencer.membership().broker(), "b0");
+        sequencer.shutdown().await;
     }
 }
-
-/// Writes groups of submissions through a backend and applies them: the embedded
-/// sequencer's whole life, and a cluster leader's term.
-pub(crate) struct CommitLoop {
-    pub(crate) backend: Arc<dyn LogBackend>,
-    core: Arc<Core>,
-    next_index: u64,
-    pub(crate) entries_since_snapshot: u64,
-    options: SequencerOptions,
-}
-
-impl CommitLoop {
-    pub(crate) fn new(
-        backend: Arc<dyn LogBackend>,
-        core: Arc<Core>,
-        options: SequencerOptions,
-    ) -> Self {
-        let next_index = core.applied_index() + 1;
-        Self {
-            backend,
-            core,
-            next_index,
-            entries_since_snapshot: 0,
-            options,
-        }
-    }
-
-    /// Commits submissions until `until` completes (Ok) or the log can no longer be
-    /// trusted by this process (Err).
-    pub(crate) async fn run(
-        &mut self,
-        receiver: &mut mpsc::Receiver<Submission>,
-        until: impl Future<Output = ()>,
-    ) -> Result<(), LogError> {
-        tokio::pin!(until);
-        let mut group = Vec::with_capacity(self.options.max_group);
-        loop {
-            let first = tokio::select! {
-                biased;
-                () = &mut until => return Ok(()),
-                next = receiver.recv() => match next {
-                    Some(first) => first,
-                    None => return Ok(()),
-                },
-            };
-            let mut size = first.command.approximate_size();
-            group.push(first);
-            while group.len() < self.options.max_group && size < MAX_GROUP_BYTES {
-                match receiver.try_recv() {
-                    Ok(next) => {
-                        size += next.command.approximate_size();
-                        group.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.commit_group(&mut group).await?;
-            if self.entries_since_snapshot >= self.options.snapshot_every {
-                match self.snapshot().await {
-                    Ok(()) => {}
-                    Err(error @ LogError::Deposed(_)) => return Err(error),
-                    Err(error) => {
-                        // Retry after another tenth of the interval, not after every group.
-                        self.entries_since_snapshot -= (self.options.snapshot_every / 10).max(1);
-                        tracing::warn!(%error, "sequencer snapshot failed; will retry later");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes the group durably, applies it and answers every submitter. Submissions whose
-    /// fence is stale are refused and the rest retried. Returns an error only when the log
-    /// can no longer be trusted by this process.
-    async fn commit_group(&mut self, group: &mut Vec<Submission>) -> Result<(), LogError> {
-        loop {
-            let entries: Vec<LogEntry> = group
-                .iter()
-                .enumerate()
-                .map(|(offset, submission)| LogEntry {
-                    index: self.next_index + offset as u64,
-                    command: submission.command.clone(),
-                })
-                .collect();
-            let mut fences: Vec<Fence> = group.iter().filter_map(|s| s.fence.clone()).collect();
-            fences.sort_by(|a, b| (&a.broker, a.session).cmp(&(&b.broker, b.session)));
-            fences.dedup();
-            match self.backend.append(&entries, &fences).await {
-                Ok(()) => {}
-                Err(LogError::Fenced(stale)) => {
-                    let (refused, kept): (Vec<_>, Vec<_>) = group
-                        .drain(..)
-                        .partition(|s| s.fence.as_ref().is_some_and(|f| stale.contains(f)));
-                    for submission in refused {
-                        let broker = submission.fence.map(|f| f.broker).unwrap_or_default();
-                        let _ = submission.reply.send(Err(SequencerError::Fenced(broker)));
-                    }
-                    *group = kept;
-                    if group.is_empty() {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    let fatal = matches!(error, LogError::Poisoned(_) | LogError::Deposed(_));
-                    tracing::warn!(%error, commands = group.len(), "sequencer log append failed");
-                    let message = error.to_string();
-                    for submission in group.drain(..) {
-                        let _ = submission
-                            .reply
-                            .send(Err(SequencerError::Unavailable(message.clone())));
-                    }
-                    return if fatal { Err(error) } else { Ok(()) };
-                }
-            }
-            let outcomes = self.core.apply(&entries);
-            self.next_index += entries.len() as u64;
-            self.entries_since_snapshot += entries.len() as u64;
-            for ((submission, outcome), entry) in group.drain(..).zip(outcomes).zip(&entries) {
-                let _ = submission.reply.send(Ok(Committed {
-                    index: entry.index,
-                    outcome,
-                }));
-            }
-            return Ok(());
-        }
-    }
-
-    async fn snapshot(&mut self) -> Result<(), LogError> {
-        let (index, state) = self.core.encode()?;
-        let size = state.len();
-        self.backend
-            .install_snapshot(Snapshot { index, state })
-            .await?;
-        self.entries_since_snapshot = 0;
-        tracing::info!(index, size, "sequencer snapshot installed");
-        Ok(())
-    }
-}
-
-/// Groups stop growing past this many (estimated) bytes, well under etcd's 1.5 MiB
-/// request limit and the etcd client's 4 MiB response limit when read back in pages.
-const MAX_GROUP_BYTES: usize = 512 * 1024;

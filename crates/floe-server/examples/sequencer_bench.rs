@@ -108,7 +108,7 @@ fn report(
     println!("| broker | role | commits | p50 ms | p99 ms | p99.9 ms |");
     println!("|---|---|---:|---:|---:|---:|");
     for (index, histogram) in histograms.iter().enumerate() {
-        let role = if brokers[index].cluster().is_some_and(|c| c.is_leader()) {
+        let role = if brokers[index].membership().is_leader() {
             "leader"
         } else {
             "follower (HTTP hop)"
@@ -152,10 +152,7 @@ async fn main() {
             let _ = stopped.wait_for(|s| *s).await;
         })));
     }
-    while !brokers
-        .iter()
-        .any(|b| b.cluster().is_some_and(|c| c.is_leader()))
-    {
+    while !brokers.iter().any(|b| b.membership().is_leader()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let created = brokers[0]

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use floe_broker::{Broker, BrokerOptions};
 use floe_core::SystemClock;
-use floe_sequencer::{ClusterOptions, FileLog, Sequencer, open_cluster};
-use floe_storage::{ReadCache, SegmentStore, StoreUrl, check_store, open_store_with};
+use floe_sequencer::{ClusterOptions, FileLog, Identity, Sequencer, open_cluster};
+use floe_storage::{
+    ReadCache, SegmentStore, SnapshotObjects, StoreUrl, check_store, open_store_with,
+};
 use tokio::net::TcpListener;
 
-use crate::cluster::{HttpForwarder, ObjectSnapshots};
+use crate::cluster::{HttpForwarder, StoredSnapshots};
 use crate::config::ServeConfig;
 use crate::routes::{AppState, router};
 
@@ -50,6 +52,7 @@ impl Server {
         let cache = ReadCache::open(&cache_options, segments.clone())
             .await
             .context("opening the read cache")?;
+        let identity = Identity::new(config.broker.id.clone(), advertise);
         let sequencer = match config.cluster.etcd_endpoints() {
             Some(endpoints) => {
                 if server.advertise.is_none() && local_addr.ip().is_unspecified() {
@@ -66,22 +69,26 @@ impl Server {
                 let options = ClusterOptions {
                     endpoints,
                     cluster: config.cluster.name.clone(),
-                    broker: config.broker.id.clone(),
-                    advertise: advertise.clone(),
                     lease_ttl: config.cluster.lease_ttl,
                     compact_etcd: config.cluster.compact_etcd,
                     sequencer: config.sequencer.clone(),
                 };
-                let snapshots = Arc::new(ObjectSnapshots::new(store.clone(), prefix.clone()));
-                open_cluster(options, snapshots, Arc::new(HttpForwarder::new()))
-                    .await
-                    .context("joining the cluster through etcd")?
+                let snapshots = SnapshotObjects::new(store.clone(), prefix.clone());
+                open_cluster(
+                    identity,
+                    options,
+                    Arc::new(StoredSnapshots(snapshots)),
+                    Arc::new(HttpForwarder::new()),
+                    Arc::new(SystemClock),
+                )
+                .await
+                .context("joining the cluster through etcd")?
             }
             None => {
                 let log_dir = server.data_dir.join("sequencer");
                 let log = FileLog::open(&log_dir)
                     .with_context(|| format!("opening sequencer log in {}", log_dir.display()))?;
-                Sequencer::open(Arc::new(log), config.sequencer.clone()).await?
+                Sequencer::open(Arc::new(log), config.sequencer.clone(), identity).await?
             }
         };
         let broker_options = BrokerOptions {
@@ -99,7 +106,6 @@ impl Server {
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.name.as_str().into(),
-            advertise: advertise.into(),
             stopping: stopping_receiver,
         };
         Ok(Self {

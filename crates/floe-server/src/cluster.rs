@@ -1,7 +1,6 @@
-//! What `floe serve` plugs into the cluster sequencer: snapshots in the object store, and
-//! forwarding of commands to the leader over HTTP.
+//! What `floe serve` plugs into the cluster sequencer: snapshots in the object store
+//! (through floe-storage), and forwarding of commands to the leader over HTTP.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,59 +8,35 @@ use bytes::Bytes;
 use floe_sequencer::{
     Committed, ForwardedCommand, Forwarder, LeaderInfo, LogError, RemoteError, SnapshotStore,
 };
-use floe_storage::keys;
+use floe_storage::{SnapshotObjects, StorageError};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// The internal route a follower forwards commands to.
 pub const FORWARD_PATH: &str = "/internal/v1/sequencer/commands";
 
-/// Sequencer snapshots as objects under `<prefix>/sequencer/snapshots/`.
+/// The sequencer's [`SnapshotStore`] on floe-storage's [`SnapshotObjects`]: keys travel
+/// through etcd as strings, failures as [`LogError::SnapshotStore`]. It lives here because
+/// neither crate may depend on the other.
 #[derive(Debug)]
-pub struct ObjectSnapshots {
-    store: Arc<dyn ObjectStore>,
-    prefix: Path,
-}
+pub struct StoredSnapshots(pub SnapshotObjects);
 
-impl ObjectSnapshots {
-    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
-        Self { store, prefix }
-    }
-}
-
-fn store_error(what: &str, error: object_store::Error) -> LogError {
-    LogError::Etcd(format!("snapshot {what}: {error}"))
+fn log_error(error: StorageError) -> LogError {
+    LogError::SnapshotStore(Box::new(error))
 }
 
 #[async_trait]
-impl SnapshotStore for ObjectSnapshots {
+impl SnapshotStore for StoredSnapshots {
     async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError> {
-        let key = keys::snapshot(&self.prefix, index, &ulid::Ulid::new().to_string());
-        self.store
-            .put_opts(
-                &key,
-                PutPayload::from(state),
-                PutOptions::from(PutMode::Create),
-            )
-            .await
-            .map_err(|e| store_error("put", e))?;
+        let key = self.0.put(index, state).await.map_err(log_error)?;
         Ok(key.to_string())
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, LogError> {
-        let result = self
-            .store
-            .get(&Path::from(key))
-            .await
-            .map_err(|e| store_error("get", e))?;
-        result.bytes().await.map_err(|e| store_error("read", e))
+        self.0.get(&Path::from(key)).await.map_err(log_error)
     }
 
     async fn delete(&self, key: &str) -> Result<(), LogError> {
-        match self.store.delete(&Path::from(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(store_error("delete", error)),
-        }
+        self.0.delete(&Path::from(key)).await.map_err(log_error)
     }
 }
 

@@ -46,18 +46,30 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
+    #[error("sequencer snapshot {key}: {action} failed: {source}")]
+    Snapshot {
+        key: String,
+        action: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("sequencer snapshot {0} not found in the store")]
+    SnapshotMissing(String),
 }
 
 impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::BadUrl(_) => ErrorKind::Invalid,
-            Self::Setup(_) | Self::Store { .. } | Self::Timeout { .. } | Self::Listing(_) => {
-                ErrorKind::Unavailable
-            }
-            Self::AlreadyExists(_) | Self::Missing { .. } | Self::ShortRead { .. } => {
-                ErrorKind::Internal
-            }
+            Self::Setup(_)
+            | Self::Store { .. }
+            | Self::Timeout { .. }
+            | Self::Listing(_)
+            | Self::Snapshot { .. } => ErrorKind::Unavailable,
+            Self::AlreadyExists(_)
+            | Self::Missing { .. }
+            | Self::ShortRead { .. }
+            | Self::SnapshotMissing(_) => ErrorKind::Internal,
             Self::Shared(inner) => inner.kind(),
         }
     }
@@ -76,7 +88,10 @@ impl StorageError {
     /// Whether retrying the same request may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store { .. } | Self::Timeout { .. } | Self::Listing(_) => true,
+            Self::Store { .. }
+            | Self::Timeout { .. }
+            | Self::Listing(_)
+            | Self::Snapshot { .. } => true,
             Self::Shared(inner) => inner.is_transient(),
             _ => false,
         }

@@ -175,14 +175,13 @@ impl StoreFootprint {
 }
 
 impl Broker {
-    /// Whether this broker runs the background jobs of a partition with this owner.
+    /// Whether this broker runs the background jobs of a partition with this owner: its
+    /// owner does, and the leader does those of partitions no one owns yet.
     pub(crate) fn runs_jobs_for(&self, partition: &PartitionState) -> bool {
-        match self.inner.sequencer.cluster() {
-            None => true,
-            Some(cluster) => match &partition.owner {
-                Some(owner) => *owner == self.inner.options.id,
-                None => cluster.is_leader(),
-            },
+        let membership = self.inner.sequencer.membership();
+        match membership.owner_of(partition.owner.as_deref()) {
+            Some(owner) => owner == membership.broker(),
+            None => membership.is_leader(),
         }
     }
 
@@ -203,10 +202,7 @@ impl Broker {
 
     /// Whether this broker runs the object lifecycle (one broker in the cluster does).
     pub(crate) fn runs_lifecycle(&self) -> bool {
-        self.inner
-            .sequencer
-            .cluster()
-            .is_none_or(|cluster| cluster.is_leader())
+        self.inner.sequencer.membership().is_leader()
     }
 
     /// Counters of the background jobs.

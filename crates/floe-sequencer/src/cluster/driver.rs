@@ -10,21 +10,26 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::etcd_log::{catch_up, read_pointer};
 use super::session::{self, Campaign};
+use floe_core::Clock;
+
 use super::{
-    ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, Keys, LeaderInfo,
-    SnapshotStore, etcd,
+    ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, Keys, SnapshotStore, etcd,
 };
+use crate::commit::{CommitLoop, Running, Submission, refuse_queued};
 use crate::error::SequencerError;
-use crate::sequencer::{CommitLoop, Core, Sequencer, Submission, refuse_queued};
+use crate::membership::{Identity, LeaderInfo};
+use crate::replica::Replica;
 use crate::state::{ClusterState, Command, OwnerChange};
 
 /// Joins the cluster: connects to etcd, loads the replica, registers this broker, and
-/// starts campaigning. The returned sequencer commits through whoever leads.
-pub async fn open_cluster(
+/// starts campaigning. What it starts commits through whoever leads.
+pub(crate) async fn join(
+    identity: Identity,
     options: ClusterOptions,
     snapshots: Arc<dyn SnapshotStore>,
     forwarder: Arc<dyn Forwarder>,
-) -> Result<Sequencer, SequencerError> {
+    clock: Arc<dyn Clock>,
+) -> Result<Running, SequencerError> {
     let connect = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
@@ -35,14 +40,14 @@ pub async fn open_cluster(
     )
     .await?;
     let keys = Keys::new(&options.cluster);
-    let core = Arc::new(Core::new(ClusterState::default()));
-    catch_up(&client, &keys, &snapshots, &core).await?;
+    let replica = Arc::new(Replica::new(ClusterState::default()));
+    catch_up(&client, &keys, &snapshots, &replica).await?;
     tracing::info!(
-        applied_index = core.applied_index(),
+        applied_index = replica.applied_index(),
         cluster = options.cluster,
         "replica loaded from etcd"
     );
-    let handle = ClusterHandle::new(options.clone());
+    let handle = ClusterHandle::new(identity, options.clone(), clock);
     let session = session::register(&client, &keys, &handle, options.lease_ttl * 3).await?;
     handle.set_session(Some(session));
 
@@ -52,27 +57,27 @@ pub async fn open_cluster(
         client,
         keys,
         handle: Arc::clone(&handle),
-        core: Arc::clone(&core),
+        replica: Arc::clone(&replica),
         snapshots,
         forwarder,
         submissions: submissions.clone(),
         options,
     };
     let task = tokio::spawn(driver.run(receiver, stop_receiver));
-    Ok(Sequencer::assemble(
-        core,
+    Ok(Running {
+        replica,
         submissions,
         stop,
         task,
-        Some(handle),
-    ))
+        membership: handle,
+    })
 }
 
 struct Driver {
     client: Client,
     keys: Keys,
     handle: Arc<ClusterHandle>,
-    core: Arc<Core>,
+    replica: Arc<Replica>,
     snapshots: Arc<dyn SnapshotStore>,
     forwarder: Arc<dyn Forwarder>,
     submissions: mpsc::Sender<Submission>,
@@ -134,8 +139,8 @@ impl Driver {
             return Flow::Continue;
         };
         let info = LeaderInfo {
-            broker: self.options.broker.clone(),
-            advertise: self.options.advertise.clone(),
+            broker: self.handle.identity.broker.clone(),
+            advertise: self.handle.identity.advertise.clone(),
             term: 0,
         };
         match session::campaign(&self.client, &self.keys, lease, &info).await {
@@ -162,7 +167,8 @@ impl Driver {
         // Everything the previous leader committed is below this read: its writes after
         // our election fail their term check.
         let mut attempts = 0;
-        while let Err(error) = catch_up(&self.client, &self.keys, &self.snapshots, &self.core).await
+        while let Err(error) =
+            catch_up(&self.client, &self.keys, &self.snapshots, &self.replica).await
         {
             attempts += 1;
             tracing::warn!(%error, attempts, "new leader could not catch up");
@@ -182,13 +188,13 @@ impl Driver {
             .and_then(|(pointer, _)| pointer)
             .map_or(0, |pointer| pointer.index);
         self.handle.leader.send_replace(Some(LeaderInfo {
-            broker: self.options.broker.clone(),
-            advertise: self.options.advertise.clone(),
+            broker: self.handle.identity.broker.clone(),
+            advertise: self.handle.identity.advertise.clone(),
             term,
         }));
         tracing::info!(
             term,
-            applied_index = self.core.applied_index(),
+            applied_index = self.replica.applied_index(),
             "leading the sequencer"
         );
         let backend = Arc::new(EtcdLog::for_term(
@@ -200,11 +206,12 @@ impl Driver {
         ));
         let mut commit = CommitLoop::new(
             backend,
-            Arc::clone(&self.core),
-            self.options.sequencer.clone(),
+            Arc::clone(&self.replica),
+            self.options.sequencer.max_group,
+            self.options.sequencer.snapshot_every,
         );
         // Count from the last snapshot, so leader changes cannot postpone trimming etcd.
-        commit.entries_since_snapshot = self.core.applied_index().saturating_sub(snapshot_index);
+        commit.entries_since_snapshot = self.replica.applied_index().saturating_sub(snapshot_index);
         let mut stopped = stop.clone();
         let until = async {
             tokio::select! {
@@ -250,7 +257,7 @@ impl Driver {
             self.client.clone(),
             self.keys.clone(),
             Arc::clone(&self.snapshots),
-            Arc::clone(&self.core),
+            Arc::clone(&self.replica),
         );
         tokio::select! {
             () = replica => Flow::Continue,
@@ -306,7 +313,7 @@ impl Driver {
                 .collect();
             match self.forwarder.forward(leader, commands).await {
                 Ok(results) if results.len() == local.len() => {
-                    let mut applied = self.core.subscribe();
+                    let mut applied = self.replica.subscribe();
                     tokio::spawn(async move {
                         for (submission, result) in local.into_iter().zip(results) {
                             if let Ok(committed) = &result {
@@ -355,8 +362,8 @@ impl Driver {
         loop {
             let live: Vec<String> = members.borrow_and_update().keys().cloned().collect();
             // An empty or stale view (not yet loaded) would hand everything to nobody.
-            let changes = if live.contains(&self.options.broker) {
-                self.core.read(|state| owner_changes(state, &live))
+            let changes = if live.contains(&self.handle.identity.broker) {
+                self.replica.read(|state| owner_changes(state, &live))
             } else {
                 Vec::new()
             };

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Keys, SnapshotStore, etcd};
 use crate::error::LogError;
 use crate::log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
-use crate::sequencer::{Core, decode_state};
+use crate::replica::{Replica, decode_state};
 
 /// Where the newest snapshot is; the value of the `snapshot` key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl EtcdLog {
 
     /// Connects and wins the leadership of `cluster` with a lease of its own, waiting for
     /// any current leader's lease to lapse. For running the log without brokers (tests,
-    /// the conformance suite); brokers use [`super::open_cluster`].
+    /// the conformance suite); brokers use [`crate::open_cluster`].
     pub async fn lead(
         endpoints: &[String],
         cluster: &str,
@@ -99,7 +99,7 @@ impl EtcdLog {
             }
         });
         loop {
-            let info = super::LeaderInfo {
+            let info = crate::membership::LeaderInfo {
                 broker: "standalone".into(),
                 advertise: String::new(),
                 term: 0,
@@ -338,16 +338,16 @@ pub(crate) async fn read_log(
     }
 }
 
-/// Brings `core` up to the log's current end, loading the snapshot first when the log no
+/// Brings `replica` up to the log's current end, loading the snapshot first when the log no
 /// longer holds what follows the replica. Returns the revision it caught up to.
 pub(crate) async fn catch_up(
     client: &Client,
     keys: &Keys,
     snapshots: &Arc<dyn SnapshotStore>,
-    core: &Core,
+    replica: &Replica,
 ) -> Result<i64, LogError> {
     loop {
-        let applied = core.applied_index();
+        let applied = replica.applied_index();
         let (pointer, revision) = read_pointer(client, keys).await?;
         let (groups, revision) = read_log(client, keys, applied + 1, Some(revision)).await?;
         let continues = groups
@@ -359,7 +359,7 @@ pub(crate) async fn catch_up(
             && !continues
         {
             let bytes = snapshots.get(&pointer.object).await?;
-            core.install(decode_state(pointer.index, &bytes)?);
+            replica.install(decode_state(pointer.index, &bytes)?);
             tracing::info!(
                 index = pointer.index,
                 "replica loaded the sequencer snapshot"
@@ -368,13 +368,13 @@ pub(crate) async fn catch_up(
         }
         for group in groups {
             let first = group.first().map_or(0, |entry| entry.index);
-            if first > core.applied_index() + 1 {
+            if first > replica.applied_index() + 1 {
                 return Err(LogError::Corrupt(format!(
                     "log jumps from {} to {first}",
-                    core.applied_index()
+                    replica.applied_index()
                 )));
             }
-            core.apply(&group);
+            replica.apply(&group);
         }
         return Ok(revision);
     }

@@ -9,18 +9,18 @@ use etcd_client::{Client, EventType, WatchOptions};
 use super::etcd_log::catch_up;
 use super::{Keys, SnapshotStore, etcd};
 use crate::log::LogEntry;
-use crate::sequencer::Core;
+use crate::replica::Replica;
 
-/// Runs until cancelled, keeping `core` at the log's end.
+/// Runs until cancelled, keeping `replica` at the log's end.
 pub(crate) async fn follow(
     client: Client,
     keys: Keys,
     snapshots: Arc<dyn SnapshotStore>,
-    core: Arc<Core>,
+    replica: Arc<Replica>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let revision = match catch_up(&client, &keys, &snapshots, &core).await {
+        let revision = match catch_up(&client, &keys, &snapshots, &replica).await {
             Ok(revision) => revision,
             Err(error) => {
                 tracing::warn!(%error, "replica catch-up failed; retrying");
@@ -73,11 +73,11 @@ pub(crate) async fn follow(
                     break 'watch;
                 };
                 let first = group.first().map_or(0, |entry| entry.index);
-                if first > core.applied_index() + 1 {
+                if first > replica.applied_index() + 1 {
                     // A gap: something was missed. Catch up, from the snapshot if need be.
                     break 'watch;
                 }
-                core.apply(&group);
+                replica.apply(&group);
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

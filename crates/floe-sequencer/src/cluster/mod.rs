@@ -21,16 +21,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use floe_core::Clock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use driver::open_cluster;
+pub(crate) use driver::join;
 pub use etcd_log::EtcdLog;
 
+use crate::commit::Committed;
 use crate::error::{LogError, SequencerError};
 use crate::log::Fence;
-use crate::sequencer::{Committed, SequencerOptions};
+use crate::membership::{Identity, LeaderInfo, Member, Membership, Mode};
+use crate::sequencer::SequencerOptions;
 use crate::state::Command;
 
 /// How a broker joins a cluster.
@@ -40,36 +43,11 @@ pub struct ClusterOptions {
     pub endpoints: Vec<String>,
     /// Names the key space; brokers with the same name form one cluster.
     pub cluster: String,
-    /// This broker's id, unique among live brokers.
-    pub broker: String,
-    /// Where other brokers reach this one (`host:port` or a URL).
-    pub advertise: String,
     /// Lease time-to-live of registrations and of the leadership.
     pub lease_ttl: Duration,
     /// Compact etcd's history behind each snapshot, keeping etcd's size bounded.
     pub compact_etcd: bool,
     pub sequencer: SequencerOptions,
-}
-
-/// A live broker, as registered in etcd.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub broker: String,
-    pub advertise: String,
-    pub started_ms: i64,
-    /// The revision that created the registration: its session.
-    #[serde(default)]
-    pub session: i64,
-}
-
-/// The sequencer leader, as written in its election key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaderInfo {
-    pub broker: String,
-    pub advertise: String,
-    /// The revision that created the election key: the leader's term.
-    #[serde(default)]
-    pub term: i64,
 }
 
 /// Where the leader keeps state snapshots: the object store, so etcd holds only a pointer.
@@ -142,8 +120,11 @@ pub(crate) struct SessionState {
 
 /// What a broker knows about the cluster: its session, the leader, the members.
 #[derive(Debug)]
-pub struct ClusterHandle {
+pub(crate) struct ClusterHandle {
+    pub(crate) identity: Identity,
     pub(crate) options: ClusterOptions,
+    /// Stamps registrations with their start time.
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) session: Mutex<Option<SessionState>>,
     pub(crate) session_changed: watch::Sender<u64>,
     pub(crate) leader: watch::Sender<Option<LeaderInfo>>,
@@ -151,9 +132,15 @@ pub struct ClusterHandle {
 }
 
 impl ClusterHandle {
-    pub(crate) fn new(options: ClusterOptions) -> Arc<Self> {
+    pub(crate) fn new(
+        identity: Identity,
+        options: ClusterOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            identity,
             options,
+            clock,
             session: Mutex::new(None),
             session_changed: watch::channel(0).0,
             leader: watch::channel(None).0,
@@ -161,51 +148,70 @@ impl ClusterHandle {
         })
     }
 
-    pub fn broker(&self) -> &str {
-        &self.options.broker
-    }
-
-    pub fn cluster(&self) -> &str {
-        &self.options.cluster
-    }
-
     /// The fence for commits made now. Fails when the session is gone, or when etcd has
     /// not confirmed it for a whole lease TTL (the process may have been paused).
-    pub fn fence(&self) -> Result<Fence, SequencerError> {
+    pub(crate) fn session_fence(&self) -> Result<Fence, SequencerError> {
         match &*self.session.lock() {
             Some(session) if session.confirmed.elapsed() < self.options.lease_ttl => {
                 Ok(session.fence.clone())
             }
             Some(_) => Err(SequencerError::Fenced(format!(
                 "{}: lease not confirmed within its TTL",
-                self.options.broker
+                self.identity.broker
             ))),
             None => Err(SequencerError::Fenced(format!(
                 "{}: not registered",
-                self.options.broker
+                self.identity.broker
             ))),
         }
-    }
-
-    pub fn leader(&self) -> Option<LeaderInfo> {
-        self.leader.borrow().clone()
-    }
-
-    pub fn is_leader(&self) -> bool {
-        self.leader
-            .borrow()
-            .as_ref()
-            .is_some_and(|leader| leader.broker == self.options.broker && self.fence().is_ok())
-    }
-
-    pub fn members(&self) -> Vec<Member> {
-        self.members.borrow().values().cloned().collect()
     }
 
     pub(crate) fn set_session(&self, session: Option<SessionState>) {
         *self.session.lock() = session;
         self.session_changed
             .send_modify(|generation| *generation += 1);
+    }
+}
+
+impl Membership for ClusterHandle {
+    fn mode(&self) -> Mode {
+        Mode::Etcd
+    }
+
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.members.borrow().values().cloned().collect()
+    }
+
+    fn leader(&self) -> Option<LeaderInfo> {
+        self.leader.borrow().clone()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.leader.borrow().as_ref().is_some_and(|leader| {
+            leader.broker == self.identity.broker && self.session_fence().is_ok()
+        })
+    }
+
+    fn fence(&self) -> Result<Option<Fence>, SequencerError> {
+        self.session_fence().map(Some)
+    }
+
+    /// Ready while the session is live and a leader is known.
+    fn ready(&self) -> Result<(), SequencerError> {
+        self.session_fence()?;
+        if self.leader.borrow().is_none() {
+            return Err(SequencerError::NoLeader);
+        }
+        Ok(())
+    }
+
+    /// The leader assigns owners; until it has, a partition has none.
+    fn owner_of(&self, recorded: Option<&str>) -> Option<String> {
+        recorded.map(str::to_owned)
     }
 }
 
@@ -270,12 +276,6 @@ pub(crate) async fn etcd<T>(
             "{what}: no answer within {ETCD_TIMEOUT:?}"
         ))),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 #[cfg(test)]

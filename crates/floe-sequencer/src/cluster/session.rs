@@ -10,9 +10,10 @@ use etcd_client::{
 };
 use tokio::time::Instant;
 
-use super::{ClusterHandle, Keys, LeaderInfo, Member, SessionState, etcd, now_ms};
+use super::{ClusterHandle, Keys, SessionState, etcd};
 use crate::error::LogError;
 use crate::log::Fence;
+use crate::membership::{LeaderInfo, Member};
 
 /// Grants a lease and registers the broker under it. Waits while another live process
 /// holds the same broker id (for example this broker's previous incarnation, until its
@@ -24,6 +25,7 @@ pub(crate) async fn register(
     patience: Duration,
 ) -> Result<SessionState, LogError> {
     let options = &handle.options;
+    let identity = &handle.identity;
     let deadline = Instant::now() + patience;
     loop {
         let lease = etcd(
@@ -35,14 +37,14 @@ pub(crate) async fn register(
         .await?
         .id();
         let member = Member {
-            broker: options.broker.clone(),
-            advertise: options.advertise.clone(),
-            started_ms: now_ms(),
+            broker: identity.broker.clone(),
+            advertise: identity.advertise.clone(),
+            started_ms: handle.clock.now_ms(),
             session: 0,
         };
         let value = serde_json::to_vec(&member)
             .map_err(|e| LogError::Corrupt(format!("encode member: {e}")))?;
-        let key = keys.broker(&options.broker);
+        let key = keys.broker(&identity.broker);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -55,14 +57,14 @@ pub(crate) async fn register(
         if response.succeeded() {
             let revision = response.header().map_or(0, |h| h.revision());
             tracing::info!(
-                broker = options.broker,
+                broker = identity.broker,
                 session = revision,
                 lease,
                 "registered"
             );
             return Ok(SessionState {
                 fence: Fence {
-                    broker: options.broker.clone(),
+                    broker: identity.broker.clone(),
                     session: revision,
                 },
                 lease,
@@ -74,11 +76,11 @@ pub(crate) async fn register(
             return Err(LogError::Etcd(format!(
                 "broker id {:?} is registered by another live process; give each broker its \
                  own --broker-id",
-                options.broker
+                identity.broker
             )));
         }
         tracing::warn!(
-            broker = options.broker,
+            broker = identity.broker,
             "broker id is still registered (a previous run's lease?); waiting for it to lapse"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -8,9 +8,12 @@ use floe_core::segment::BatchEntry;
 use floe_core::{SegmentId, TopicConfig};
 use floe_tests::etcd::EtcdCluster;
 
+use floe_core::SystemClock;
+
 use super::*;
 use crate::conformance;
 use crate::log::LogBackend;
+use crate::open_cluster;
 use crate::sequencer::Sequencer;
 use crate::state::Outcome;
 
@@ -59,6 +62,7 @@ impl Forwarder for LocalForwarder {
         Ok(peer
             .submit_forwarded(commands)
             .await
+            .map_err(|error| error.to_string())?
             .into_iter()
             .map(|result| result.map_err(RemoteError::from))
             .collect())
@@ -90,12 +94,14 @@ fn commit(topic: floe_core::TopicId, partition: u32, records: u32) -> Command {
     }
 }
 
-fn options(etcd: &EtcdCluster, cluster: &str, broker: &str) -> ClusterOptions {
+fn identity(broker: &str) -> Identity {
+    Identity::new(broker, format!("{broker}:0"))
+}
+
+fn options(etcd: &EtcdCluster, cluster: &str) -> ClusterOptions {
     ClusterOptions {
         endpoints: etcd.endpoints(),
         cluster: cluster.into(),
-        broker: broker.into(),
-        advertise: format!("{broker}:0"),
         lease_ttl: Duration::from_secs(2),
         compact_etcd: true,
         sequencer: SequencerOptions {
@@ -203,9 +209,11 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
     let mut brokers = Vec::new();
     for name in ["a", "b", "c"] {
         let sequencer = open_cluster(
-            options(&etcd, "c1", name),
+            identity(name),
+            options(&etcd, "c1"),
             snapshots.clone(),
             forwarder.clone(),
+            Arc::new(SystemClock),
         )
         .await
         .expect("join");
@@ -216,9 +224,7 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
         brokers.push(sequencer);
     }
     wait_until("a leader", || {
-        brokers
-            .iter()
-            .any(|b| b.cluster().is_some_and(|c| c.is_leader()))
+        brokers.iter().any(|b| b.membership().is_leader())
     })
     .await;
     let Outcome::TopicCreated(topic) = brokers[1].submit(create("t", 6)).await.expect("create")
@@ -250,7 +256,7 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
     let leader_state = || {
         brokers
             .iter()
-            .find(|b| b.cluster().is_some_and(|c| c.is_leader()))
+            .find(|b| b.membership().is_leader())
             .map(|b| b.read(|s| s.clone()))
     };
     wait_until("replicas converge", || {
@@ -271,18 +277,13 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
     // The leader leaves; another takes over and commits continue densely.
     let leader = brokers
         .iter()
-        .position(|b| b.cluster().is_some_and(|c| c.is_leader()))
+        .position(|b| b.membership().is_leader())
         .expect("leader");
     let departed = brokers.remove(leader);
-    let departed_id = departed
-        .cluster()
-        .map(|c| c.broker().to_owned())
-        .unwrap_or_default();
+    let departed_id = departed.membership().broker().to_owned();
     departed.shutdown().await;
     wait_until("a new leader", || {
-        brokers
-            .iter()
-            .any(|b| b.cluster().is_some_and(|c| c.is_leader()))
+        brokers.iter().any(|b| b.membership().is_leader())
     })
     .await;
     let fence = brokers[0].fence().expect("session");
@@ -365,19 +366,18 @@ async fn etcd_size_is_bounded_by_the_snapshot_interval() {
         .unwrap_or(20_000);
     const SNAPSHOT_EVERY: u64 = 2_000;
     let etcd = EtcdCluster::start(1);
-    let mut options = options(&etcd, "bound", "solo");
+    let mut options = options(&etcd, "bound");
     options.sequencer.snapshot_every = SNAPSHOT_EVERY;
     let sequencer = open_cluster(
+        identity("solo"),
         options,
         Arc::new(MemorySnapshots::default()),
         Arc::new(LocalForwarder::default()),
+        Arc::new(SystemClock),
     )
     .await
     .expect("join");
-    wait_until("leader", || {
-        sequencer.cluster().is_some_and(|c| c.is_leader())
-    })
-    .await;
+    wait_until("leader", || sequencer.membership().is_leader()).await;
     let Outcome::TopicCreated(topic) = sequencer.submit(create("t", 4)).await.expect("create")
     else {
         panic!("create");

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use floe_api::{BrokerInfo, ClusterInfo, PartitionOwner};
-use floe_sequencer::{Committed, ForwardedCommand, RemoteError};
 
 use crate::error::ApiError;
 
@@ -16,33 +15,17 @@ use super::AppState;
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
-    let own_id = state.broker.options().id.clone();
     let sequencer = state.broker.sequencer();
-    let (mode, leader, brokers) = match sequencer.cluster() {
-        Some(cluster) => (
-            "etcd",
-            cluster.leader().map(|leader| leader.broker),
-            cluster
-                .members()
-                .into_iter()
-                .map(|member| BrokerInfo {
-                    id: member.broker,
-                    address: member.advertise,
-                    started_ms: member.started_ms,
-                })
-                .collect(),
-        ),
-        None => (
-            "embedded",
-            Some(own_id.clone()),
-            vec![BrokerInfo {
-                id: own_id.clone(),
-                address: state.advertise.to_string(),
-                started_ms: 0,
-            }],
-        ),
-    };
-    let embedded = sequencer.cluster().is_none();
+    let membership = sequencer.membership();
+    let brokers = membership
+        .members()
+        .into_iter()
+        .map(|member| BrokerInfo {
+            id: member.broker,
+            address: member.advertise,
+            started_ms: member.started_ms,
+        })
+        .collect();
     let (applied_index, owners) = sequencer.read(|s| {
         let owners = s
             .topics()
@@ -54,11 +37,9 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
                     .map(|(index, partition)| PartitionOwner {
                         topic: topic.name.clone(),
                         partition: index as u32,
-                        owner: match &partition.owner {
-                            Some(owner) => owner.clone(),
-                            None if embedded => own_id.clone(),
-                            None => String::new(),
-                        },
+                        owner: membership
+                            .owner_of(partition.owner.as_deref())
+                            .unwrap_or_default(),
                         epoch: partition.owner_epoch,
                     })
             })
@@ -67,44 +48,13 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
     });
     Json(ClusterInfo {
         cluster: state.cluster_name.to_string(),
-        sequencer: mode.into(),
-        broker: own_id.clone(),
-        leader,
+        sequencer: membership.mode().as_str().into(),
+        broker: membership.broker().to_owned(),
+        leader: membership.leader().map(|leader| leader.broker),
         applied_index,
         brokers,
         owners,
     })
-}
-
-/// Commands forwarded by a follower to this broker as sequencer leader. Not part of the
-/// public API: it lives under `/internal` so a deployment can keep it off its ingress.
-pub async fn forwarded_commands(
-    State(state): State<AppState>,
-    body: axum::body::Bytes,
-) -> Result<Json<Vec<Result<Committed, RemoteError>>>, ApiError> {
-    if state.broker.sequencer().cluster().is_none() {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_clustered",
-            "this broker runs the embedded sequencer",
-        ));
-    }
-    let commands: Vec<ForwardedCommand> = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))?;
-    let results = state
-        .broker
-        .sequencer()
-        .submit_forwarded(
-            commands
-                .into_iter()
-                .map(|forwarded| (forwarded.command, forwarded.fence))
-                .collect(),
-        )
-        .await
-        .into_iter()
-        .map(|result| result.map_err(RemoteError::from))
-        .collect();
-    Ok(Json(results))
 }
 
 pub async fn openapi() -> impl IntoResponse {
@@ -118,22 +68,18 @@ pub async fn healthz() -> &'static str {
 /// Ready when this broker can commit: always when embedded; in a cluster, while its
 /// session is live and a sequencer leader is known.
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    let Some(cluster) = state.broker.sequencer().cluster() else {
-        return Ok("ready");
-    };
-    let unready = |why: String| {
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            why,
-        )
-    };
-    cluster
-        .fence()
-        .map_err(|error| unready(error.to_string()))?;
-    if cluster.leader().is_none() {
-        return Err(unready("no sequencer leader is known yet".into()));
-    }
+    state
+        .broker
+        .sequencer()
+        .membership()
+        .ready()
+        .map_err(|error| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                error.to_string(),
+            )
+        })?;
     Ok("ready")
 }
 

@@ -1,5 +1,6 @@
 //! The `/v1` HTTP surface. `openapi.json` beside this crate documents every route.
 
+mod internal;
 mod meta;
 mod records;
 mod stream;
@@ -24,7 +25,6 @@ use crate::error::{ApiError, ApiResult};
 pub struct AppState {
     pub broker: Broker,
     pub cluster_name: Arc<str>,
-    pub advertise: Arc<str>,
     /// Turns true when the server begins to shut down: event streams end then, so the
     /// graceful shutdown does not wait for their clients to leave.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -51,7 +51,10 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             get(records::offsets),
         )
         .route("/v1/cluster", get(meta::cluster))
-        .route(crate::cluster::FORWARD_PATH, post(meta::forwarded_commands))
+        .route(
+            crate::cluster::FORWARD_PATH,
+            post(internal::forwarded_commands),
+        )
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))

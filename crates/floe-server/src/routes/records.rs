@@ -308,26 +308,18 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     })
 }
 
-/// Where the owner of a partition is reached: this broker when embedded, else the owner's
-/// registration, if it is live.
+/// Where the owner of a partition is reached: its live registration (this broker when
+/// embedded), if there is one.
 pub(super) fn owner_ref(state: &AppState, owner: Option<&str>) -> Option<OwnerRef> {
-    match state.broker.sequencer().cluster() {
-        None => Some(OwnerRef {
-            broker: state.broker.options().id.clone(),
-            address: state.advertise.to_string(),
-        }),
-        Some(cluster) => {
-            let owner = owner?;
-            cluster
-                .members()
-                .into_iter()
-                .find(|member| member.broker == owner)
-                .map(|member| OwnerRef {
-                    broker: member.broker,
-                    address: member.advertise,
-                })
-        }
-    }
+    state
+        .broker
+        .sequencer()
+        .membership()
+        .owner_member(owner)
+        .map(|member| OwnerRef {
+            broker: member.broker,
+            address: member.advertise,
+        })
 }
 
 fn bounded(name: &str, value: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {

@@ -1,0 +1,198 @@
+//! Who is in the cluster, who leads it and who owns each partition, the same way in both
+//! modes: an embedded sequencer is a cluster of one that leads itself and owns everything.
+//!
+//! Callers ask a [`Membership`] instead of asking which mode runs, so the HTTP routes and
+//! the broker's jobs hold no mode-specific branches.
+
+use std::fmt::Debug;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SequencerError;
+use crate::log::Fence;
+
+/// Who this broker is: its id and the address other brokers and clients reach it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// This broker's id, unique among live brokers.
+    pub broker: String,
+    /// Where other brokers reach this one (`host:port` or a URL).
+    pub advertise: String,
+}
+
+impl Identity {
+    pub fn new(broker: impl Into<String>, advertise: impl Into<String>) -> Self {
+        Self {
+            broker: broker.into(),
+            advertise: advertise.into(),
+        }
+    }
+}
+
+/// A live broker, as registered in etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub broker: String,
+    pub advertise: String,
+    pub started_ms: i64,
+    /// The revision that created the registration: its session.
+    #[serde(default)]
+    pub session: i64,
+}
+
+/// The sequencer leader, as written in its election key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    pub broker: String,
+    pub advertise: String,
+    /// The revision that created the election key: the leader's term.
+    #[serde(default)]
+    pub term: i64,
+}
+
+/// Where the command log lives and how its writer is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One broker, its log in a local file.
+    Embedded,
+    /// Brokers registered in etcd; an elected leader writes the log there.
+    Etcd,
+}
+
+impl Mode {
+    /// The name the HTTP API reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Etcd => "etcd",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A broker's view of the cluster it belongs to.
+pub trait Membership: Send + Sync + Debug + 'static {
+    fn mode(&self) -> Mode;
+
+    /// This broker.
+    fn identity(&self) -> &Identity;
+
+    /// This broker's id.
+    fn broker(&self) -> &str {
+        &self.identity().broker
+    }
+
+    /// The live brokers, this one included while its session is live.
+    fn members(&self) -> Vec<Member>;
+
+    /// The sequencer leader, when one is known.
+    fn leader(&self) -> Option<LeaderInfo>;
+
+    /// Whether this broker writes the log now (and so runs the cluster-wide jobs).
+    fn is_leader(&self) -> bool;
+
+    /// The fence this broker's commits should carry now: its live session in a cluster,
+    /// nothing when embedded. Fails while a cluster broker has no live session.
+    fn fence(&self) -> Result<Option<Fence>, SequencerError>;
+
+    /// Whether this broker can commit now; the error says why not.
+    fn ready(&self) -> Result<(), SequencerError>;
+
+    /// The broker that owns a partition whose state names `recorded` as its owner, if any
+    /// does yet.
+    fn owner_of(&self, recorded: Option<&str>) -> Option<String>;
+
+    /// The live registration of the broker that owns a partition whose state names
+    /// `recorded`: where its clients are sent.
+    fn owner_member(&self, recorded: Option<&str>) -> Option<Member> {
+        let owner = self.owner_of(recorded)?;
+        self.members()
+            .into_iter()
+            .find(|member| member.broker == owner)
+    }
+}
+
+/// The embedded sequencer's membership: this broker alone, always leading, owning every
+/// partition (the embedded log never assigns owners).
+#[derive(Debug)]
+pub(crate) struct SoleMember {
+    identity: Identity,
+}
+
+impl SoleMember {
+    pub(crate) fn new(identity: Identity) -> Self {
+        Self { identity }
+    }
+}
+
+impl Membership for SoleMember {
+    fn mode(&self) -> Mode {
+        Mode::Embedded
+    }
+
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn members(&self) -> Vec<Member> {
+        // No registration exists to carry a start time or a session.
+        vec![Member {
+            broker: self.identity.broker.clone(),
+            advertise: self.identity.advertise.clone(),
+            started_ms: 0,
+            session: 0,
+        }]
+    }
+
+    fn leader(&self) -> Option<LeaderInfo> {
+        Some(LeaderInfo {
+            broker: self.identity.broker.clone(),
+            advertise: self.identity.advertise.clone(),
+            term: 0,
+        })
+    }
+
+    fn is_leader(&self) -> bool {
+        true
+    }
+
+    fn fence(&self) -> Result<Option<Fence>, SequencerError> {
+        Ok(None)
+    }
+
+    fn ready(&self) -> Result<(), SequencerError> {
+        Ok(())
+    }
+
+    fn owner_of(&self, _recorded: Option<&str>) -> Option<String> {
+        Some(self.identity.broker.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_embedded_broker_is_a_cluster_of_one() {
+        let membership = SoleMember::new(Identity::new("b0", "http://127.0.0.1:9092"));
+        assert_eq!(membership.mode().as_str(), "embedded");
+        assert_eq!(membership.broker(), "b0");
+        assert!(membership.is_leader());
+        assert!(membership.ready().is_ok());
+        assert_eq!(membership.fence().ok(), Some(None));
+        assert_eq!(
+            membership.leader().map(|leader| leader.broker),
+            Some("b0".to_owned())
+        );
+        assert_eq!(membership.owner_of(None).as_deref(), Some("b0"));
+        let owner = membership.owner_member(None).expect("itself");
+        assert_eq!(owner.advertise, "http://127.0.0.1:9092");
+        assert_eq!(membership.members(), vec![owner]);
+    }
+}
