@@ -76,6 +76,24 @@ impl BrokerError {
         }
     }
 
+    /// The stable `error_code` clients see for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidTopicName(_) => "invalid_topic_name",
+            Self::UnknownTopic(_) => "unknown_topic",
+            Self::UnknownPartition { .. } => "unknown_partition",
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::RecordTooLarge { .. } => "record_too_large",
+            Self::OffsetOutOfRange { .. } => "offset_out_of_range",
+            Self::Busy { .. } => "busy",
+            Self::ShuttingDown | Self::Unavailable(_) => "unavailable",
+            Self::Sequencer(error) => error.code(),
+            Self::Storage(error) => error.code(),
+            Self::Corrupt(_) => "internal",
+        }
+    }
+
     /// How long a client should wait before retrying, for retryable errors.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

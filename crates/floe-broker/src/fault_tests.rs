@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use floe_core::TopicConfig;
-use floe_sequencer::{Identity, MemoryLog, Sequencer, SequencerOptions};
 use floe_storage::SegmentStore;
 use futures::stream::BoxStream;
 use object_store::memory::InMemory;
@@ -122,13 +121,7 @@ impl ObjectStore for FaultyStore {
 }
 
 async fn broker_on(store: Arc<FaultyStore>) -> Broker {
-    let sequencer = Sequencer::open(
-        Arc::new(MemoryLog::new()),
-        SequencerOptions::default(),
-        Identity::new("broker-0", "127.0.0.1:0"),
-    )
-    .await
-    .expect("sequencer");
+    let sequencer = crate::tests::memory_sequencer().await;
     let options = BrokerOptions {
         linger: Some(Duration::from_millis(2)),
         ..BrokerOptions::default()

@@ -134,6 +134,7 @@ impl Broker {
                 }
             }
             if offset < view.high_watermark {
+                let reading = Instant::now();
                 let read = self
                     .read_records(
                         &view.batches,
@@ -142,6 +143,7 @@ impl Broker {
                         request.max_bytes,
                     )
                     .await;
+                crate::metrics::observe(&self.inner.latency.fetch, reading.elapsed());
                 let records = match read {
                     Ok(records) => records,
                     Err(BrokerError::Storage(error)) => {

@@ -8,6 +8,7 @@
 mod error;
 mod fetch;
 mod jobs;
+mod metrics;
 mod pipeline;
 mod prefetch;
 mod produce;
@@ -121,6 +122,7 @@ struct BrokerInner {
     reader: reader::SegmentReader,
     clock: Arc<dyn Clock>,
     pipeline: Pipeline,
+    latency: metrics::LatencyMetrics,
     sticky_partition: std::sync::atomic::AtomicU32,
     job_counters: Arc<jobs::JobCounters>,
     background_pacer: jobs::Pacer,
@@ -183,12 +185,14 @@ impl BrokerBuilder {
             clock,
             failpoints,
         } = self;
+        let latency = metrics::LatencyMetrics::default();
         let pipeline = Pipeline::start(
             &options,
             sequencer.clone(),
             store.clone(),
             cache.clone(),
             failpoints,
+            latency.clone(),
         );
         sequencer.observe(Arc::new(prefetch::TailPrefetcher::new(
             options.id.clone(),
@@ -205,6 +209,7 @@ impl BrokerBuilder {
                 cache,
                 clock,
                 pipeline,
+                latency,
                 sticky_partition: std::sync::atomic::AtomicU32::new(rand::random()),
                 job_counters: Arc::default(),
                 jobs: parking_lot::Mutex::new(None),

@@ -15,9 +15,12 @@ use floe_storage::{ReadCache, SegmentStore, StorageError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use parking_lot::Mutex;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::error::BrokerError;
+use crate::metrics::{LatencyMetrics, observe};
 use crate::{BrokerOptions, Failpoints};
 
 /// One encoded batch on its way into a segment.
@@ -49,6 +52,8 @@ struct OpenSegment {
     /// The broker session the segment's batches were accepted under; the commit carries
     /// it, so a session lost in between refuses the commit.
     fence: Option<Fence>,
+    /// When the first batch arrived.
+    opened: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -58,6 +63,16 @@ struct SealedSegment {
     entries: Vec<BatchEntry>,
     waiters: Vec<Waiter>,
     fence: Option<Fence>,
+}
+
+/// Reads a pipeline's buffered bytes (for the metrics registry).
+#[derive(Debug, Clone)]
+pub(crate) struct BufferedGauge(Arc<Shared>);
+
+impl BufferedGauge {
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.0.buffered.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -76,6 +91,7 @@ struct Shared {
     segment_max_bytes: usize,
     max_buffered_bytes: usize,
     linger: Duration,
+    latency: LatencyMetrics,
 }
 
 impl Pipeline {
@@ -87,6 +103,7 @@ impl Pipeline {
         store: SegmentStore,
         cache: ReadCache,
         failpoints: Failpoints,
+        latency: LatencyMetrics,
     ) -> Self {
         let (sealed_sender, sealed_receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -95,6 +112,7 @@ impl Pipeline {
                 waiters: Vec::new(),
                 generation: 0,
                 fence: None,
+                opened: None,
             }),
             sealed: Mutex::new(Some(sealed_sender)),
             buffered: AtomicUsize::new(0),
@@ -102,6 +120,7 @@ impl Pipeline {
             segment_max_bytes: options.segment_max_bytes,
             max_buffered_bytes: options.max_buffered_bytes,
             linger: options.linger_for(true),
+            latency,
         });
         let flusher = Flusher {
             shared: Arc::clone(&shared),
@@ -120,6 +139,11 @@ impl Pipeline {
 
     pub(crate) fn buffered_bytes(&self) -> usize {
         self.shared.buffered.load(Ordering::Relaxed)
+    }
+
+    /// A handle that reads the buffered bytes at scrape time.
+    pub(crate) fn buffered_gauge(&self) -> BufferedGauge {
+        BufferedGauge(Arc::clone(&self.shared))
     }
 
     /// Adds one request's batches to the open segment; they commit together, under
@@ -146,6 +170,7 @@ impl Pipeline {
         let was_empty = open.builder.is_empty();
         if was_empty {
             open.fence = fence;
+            open.opened = Some(Instant::now());
         }
         let first = open.builder.entries().len();
         for batch in &batches {
@@ -223,8 +248,12 @@ impl Shared {
             waiters: Vec::new(),
             generation: open.generation + 1,
             fence: None,
+            opened: None,
         };
         let full = std::mem::replace(open, fresh);
+        if let Some(opened) = full.opened {
+            observe(&self.latency.segment_wait, opened.elapsed());
+        }
         let (bytes, entries) = full.builder.finish();
         let segment = SealedSegment {
             id: SegmentId::generate(),
@@ -281,7 +310,7 @@ impl Flusher {
         loop {
             tokio::select! {
                 next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
-                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment)),
+                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment, self.shared.latency.upload.clone())),
                     None => receiving = false,
                 },
                 Some((segment, uploaded)) = uploads.next(), if !uploads.is_empty() => {
@@ -319,6 +348,7 @@ impl Flusher {
             segment: segment.id,
             batches: segment.entries,
         };
+        let submitted = Instant::now();
         let outcome = match self.sequencer.submit_ordered(command, segment.fence).await {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -333,7 +363,9 @@ impl Flusher {
         let segment_id = segment.id;
         let waiters = segment.waiters;
         Some(Box::pin(async move {
-            match outcome.await {
+            let outcome = outcome.await;
+            observe(&shared.latency.commit, submitted.elapsed());
+            match outcome {
                 Ok(Outcome::SegmentCommitted(results)) => answer(&shared, waiters, &results),
                 Ok(other) => {
                     tracing::error!(segment = %segment_id, ?other, "commit answered with a foreign outcome");
@@ -373,7 +405,10 @@ fn answer(
 async fn upload(
     store: SegmentStore,
     segment: SealedSegment,
+    latency: Histogram,
 ) -> (SealedSegment, Result<(), StorageError>) {
+    let started = Instant::now();
     let result = store.upload(segment.id, &segment.bytes).await;
+    observe(&latency, started.elapsed());
     (segment, result)
 }

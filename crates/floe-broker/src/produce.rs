@@ -48,6 +48,7 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        let started = tokio::time::Instant::now();
         if records.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "a produce request needs at least one record".into(),
@@ -129,6 +130,7 @@ impl Broker {
                 };
             }
         }
+        crate::metrics::observe(&self.inner.latency.produce, started.elapsed());
         Ok(acks)
     }
 

@@ -15,14 +15,19 @@ pub(crate) async fn cache(store: SegmentStore) -> ReadCache {
         .expect("read cache")
 }
 
-async fn broker() -> Broker {
-    let sequencer = Sequencer::open(
+/// An embedded-mode sequencer on an in-memory log.
+pub(crate) async fn memory_sequencer() -> Sequencer {
+    Sequencer::open(
         Arc::new(MemoryLog::new()),
         SequencerOptions::default(),
         Identity::new("broker-0", "127.0.0.1:0"),
     )
     .await
-    .expect("sequencer");
+    .expect("sequencer")
+}
+
+async fn broker() -> Broker {
+    let sequencer = memory_sequencer().await;
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
         linger: Some(Duration::from_millis(2)),
@@ -199,13 +204,7 @@ async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
 
 #[tokio::test]
 async fn full_buffers_refuse_produce_with_a_retry_hint() {
-    let sequencer = Sequencer::open(
-        Arc::new(MemoryLog::new()),
-        SequencerOptions::default(),
-        Identity::new("broker-0", "127.0.0.1:0"),
-    )
-    .await
-    .expect("sequencer");
+    let sequencer = memory_sequencer().await;
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
         linger: Some(Duration::from_millis(500)),

@@ -51,6 +51,23 @@ impl ApplyError {
             Self::ObjectTooOld { .. } => ErrorKind::Unavailable,
         }
     }
+
+    /// The stable `error_code` clients see for this rejection.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TopicExists(_) => "topic_exists",
+            Self::UnknownTopic(_) | Self::UnknownTopicId(_) => "unknown_topic",
+            Self::UnknownPartition { .. } => "unknown_partition",
+            Self::BadPartitionCount { .. } | Self::PartitionsCannotShrink { .. } => {
+                "invalid_partition_count"
+            }
+            // Background commands; a produce only meets the horizon (a broker clock far
+            // behind), which is retryable.
+            Self::ObjectTooOld { .. } => "unavailable",
+            Self::StaleReplacement(_) => "conflict",
+            Self::BadReplacement(_) => "invalid_request",
+        }
+    }
 }
 
 /// A log backend failure.
@@ -127,6 +144,20 @@ impl SequencerError {
             | Self::NotLeader
             | Self::NoLeader => ErrorKind::Unavailable,
             Self::NotClustered => ErrorKind::NotFound,
+        }
+    }
+
+    /// The stable `error_code` clients see for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rejected(error) => error.code(),
+            Self::NotClustered => "not_clustered",
+            Self::Log(_)
+            | Self::Unavailable(_)
+            | Self::Stopped
+            | Self::Fenced(_)
+            | Self::NotLeader
+            | Self::NoLeader => "unavailable",
         }
     }
 }

@@ -103,10 +103,13 @@ impl Server {
         let builder = builder.failpoints(failpoints_from_env());
         let broker = builder.build();
         let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
+        let mut registry = prometheus_client::registry::Registry::default();
+        broker.register_metrics(&mut registry);
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.name.as_str().into(),
             stopping: stopping_receiver,
+            metrics: Arc::new(registry),
         };
         Ok(Self {
             local_addr,

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use floe_api::ErrorBody;
 use floe_broker::BrokerError;
 use floe_core::ErrorKind;
-use floe_sequencer::{ApplyError, SequencerError};
 
 /// An error on its way to the client: status, stable code, message, optional Retry-After.
 #[derive(Debug)]
@@ -41,7 +40,7 @@ impl ApiError {
 impl From<BrokerError> for ApiError {
     fn from(error: BrokerError) -> Self {
         let retry_after = error.retry_after();
-        let code = error_code(&error);
+        let code = error.code();
         let status = match error.kind() {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -64,35 +63,6 @@ impl From<BrokerError> for ApiError {
             message,
             retry_after,
         }
-    }
-}
-
-fn error_code(error: &BrokerError) -> &'static str {
-    match error {
-        BrokerError::InvalidTopicName(_) => "invalid_topic_name",
-        BrokerError::UnknownTopic(_) => "unknown_topic",
-        BrokerError::UnknownPartition { .. } => "unknown_partition",
-        BrokerError::InvalidConfig(_) => "invalid_config",
-        BrokerError::InvalidRequest(_) => "invalid_request",
-        BrokerError::RecordTooLarge { .. } => "record_too_large",
-        BrokerError::OffsetOutOfRange { .. } => "offset_out_of_range",
-        BrokerError::Busy { .. } => "busy",
-        BrokerError::ShuttingDown | BrokerError::Unavailable(_) => "unavailable",
-        BrokerError::Sequencer(SequencerError::Rejected(rejection)) => match rejection {
-            ApplyError::TopicExists(_) => "topic_exists",
-            ApplyError::UnknownTopic(_) | ApplyError::UnknownTopicId(_) => "unknown_topic",
-            ApplyError::UnknownPartition { .. } => "unknown_partition",
-            ApplyError::BadPartitionCount { .. } | ApplyError::PartitionsCannotShrink { .. } => {
-                "invalid_partition_count"
-            }
-            // Background commands; a produce only meets the horizon (a broker clock far
-            // behind), which is retryable.
-            ApplyError::ObjectTooOld { .. } => "unavailable",
-            ApplyError::StaleReplacement(_) => "conflict",
-            ApplyError::BadReplacement(_) => "invalid_request",
-        },
-        BrokerError::Sequencer(_) | BrokerError::Storage(_) => "unavailable",
-        BrokerError::Corrupt(_) => "internal",
     }
 }
 

@@ -33,6 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::segments::{SegmentStore, StorageError};
 
+mod metrics;
+use metrics::CacheMetrics;
+
 /// Blocks that failed their CRC when read back from the disk tier, process-wide (the
 /// decoder has no handle on a cache instance).
 static CORRUPT_BLOCKS: AtomicU64 = AtomicU64::new(0);
@@ -239,7 +242,7 @@ struct Inner {
     max_get_blocks: u64,
     inflight: Mutex<HashMap<BlockKey, Pending>>,
     next_get: AtomicU64,
-    counters: Counters,
+    metrics: CacheMetrics,
 }
 
 impl std::fmt::Debug for Inner {
@@ -250,24 +253,6 @@ impl std::fmt::Debug for Inner {
             .field("inflight", &self.inflight.lock().len())
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    memory_hits: AtomicU64,
-    disk_hits: AtomicU64,
-    misses: AtomicU64,
-    fetch_gets: AtomicU64,
-    prefetch_gets: AtomicU64,
-    background_gets: AtomicU64,
-    bytes_from_store: AtomicU64,
-    bytes_served_cache: AtomicU64,
-    bytes_served_store: AtomicU64,
-    blocks_written: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.fetch_add(by, Ordering::Relaxed);
 }
 
 /// Where one block of a read comes from.
@@ -326,7 +311,7 @@ impl ReadCache {
                 max_get_blocks: (options.max_get_bytes / block_bytes).max(1),
                 inflight: Mutex::new(HashMap::new()),
                 next_get: AtomicU64::new(0),
-                counters: Counters::default(),
+                metrics: CacheMetrics::new(),
             }),
         })
     }
@@ -420,11 +405,11 @@ impl ReadCache {
                 .filter(|block| from_store.contains(block))
                 .map(|block| overlap(range, block, inner.block_bytes))
                 .sum();
-            bump(&inner.counters.bytes_served_store, stored);
-            bump(
-                &inner.counters.bytes_served_cache,
-                assembled.len() as u64 - stored,
-            );
+            inner.metrics.bytes_served_store.inc_by(stored);
+            inner
+                .metrics
+                .bytes_served_cache
+                .inc_by(assembled.len() as u64 - stored);
             answers.push(assembled);
         }
         Ok(answers)
@@ -458,12 +443,12 @@ impl ReadCache {
             inner.cache.insert(key(segment, index as u64), block);
             written += 1;
         }
-        bump(&inner.counters.blocks_written, written);
+        inner.metrics.blocks_written.inc_by(written);
     }
 
     pub fn stats(&self) -> CacheStats {
-        let counters = &self.inner.counters;
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = &self.inner.metrics;
+        let load = |counter: &prometheus_client::metrics::counter::Counter| counter.get();
         let memory = self.inner.cache.memory();
         CacheStats {
             memory_hits: load(&counters.memory_hits),
@@ -490,13 +475,13 @@ impl ReadCache {
     }
 
     async fn lookup(&self, key: BlockKey) -> Option<Bytes> {
-        let counters = &self.inner.counters;
+        let counters = &self.inner.metrics;
         match self.inner.cache.get(&key).await {
             Ok(Some(entry)) => {
                 match entry.source() {
-                    Source::Disk => bump(&counters.disk_hits, 1),
-                    Source::Memory | Source::Outer => bump(&counters.memory_hits, 1),
-                }
+                    Source::Disk => counters.disk_hits.inc(),
+                    Source::Memory | Source::Outer => counters.memory_hits.inc(),
+                };
                 Some(entry.value().0.clone())
             }
             Ok(None) => None,
@@ -533,7 +518,7 @@ impl ReadCache {
             // A GET that finished after our lookup inserted the block before leaving the
             // table, so under the lock it is either in flight or in memory.
             if let Some(entry) = inner.cache.memory().get(&key) {
-                bump(&inner.counters.memory_hits, 1);
+                inner.metrics.memory_hits.inc_by(1);
                 attached.push((block, Part::Ready(entry.value().0.clone())));
                 continue;
             }
@@ -579,7 +564,7 @@ impl ReadCache {
             .iter()
             .filter(|(_, part)| matches!(part, Part::Waiting(_)))
             .count();
-        bump(&inner.counters.misses, waiting as u64);
+        inner.metrics.misses.inc_by(waiting as u64);
         attached
     }
 
@@ -597,14 +582,10 @@ impl ReadCache {
         let task = tokio::spawn(async move {
             let block_bytes = inner.block_bytes;
             let range = first * block_bytes..(first + count) * block_bytes;
-            match cause {
-                ReadCause::Fetch => bump(&inner.counters.fetch_gets, 1),
-                ReadCause::Prefetch => bump(&inner.counters.prefetch_gets, 1),
-                ReadCause::Background => bump(&inner.counters.background_gets, 1),
-            }
+            inner.metrics.get_made(cause);
             let result = inner.store.read_range_upto(segment, range).await;
             let blocks = result.map(|bytes| {
-                bump(&inner.counters.bytes_from_store, bytes.len() as u64);
+                inner.metrics.bytes_from_store.inc_by(bytes.len() as u64);
                 let blocks: Vec<Bytes> = (0..count)
                     .map(|index| {
                         let start = (index * block_bytes).min(bytes.len() as u64) as usize;

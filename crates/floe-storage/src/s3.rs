@@ -94,6 +94,10 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 impl CredentialProvider for SdkCredentials {
     type Credential = AwsCredential;
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "credential expiry is a SystemTime from the AWS SDK; compared as such"
+    )]
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
         if let Some((credential, expiry)) = self.cached.lock().clone() {
             let fresh =

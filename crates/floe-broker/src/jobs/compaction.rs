@@ -30,7 +30,7 @@ use floe_storage::ReadCause;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
-use super::{JobCounters, JobOptions};
+use super::JobOptions;
 use crate::Broker;
 use crate::error::BrokerError;
 
@@ -326,7 +326,7 @@ impl Broker {
                 continue;
             };
             if let Err(error) = self.compact(topic_id, partition, &config, plan).await {
-                JobCounters::bump(&self.inner.job_counters.job_errors, 1);
+                self.inner.job_counters.job_errors.inc();
                 tracing::warn!(%topic_id, partition, %error, "compaction failed");
             }
         }
@@ -352,7 +352,7 @@ impl Broker {
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await?;
-        JobCounters::bump(&counters.compaction_bytes_read, bytes_in);
+        counters.compaction_bytes_read.inc_by(bytes_in);
         let (first_base, _) = plan.run[0];
         let (last_base, last) = plan.run[plan.run.len() - 1];
         let span = first_base..PartitionState::batch_end(last_base, &last);
@@ -374,7 +374,7 @@ impl Broker {
         self.pace(bytes.len() as u64).await;
         let segment = SegmentId::generate();
         self.inner.store.upload(segment, &bytes).await?;
-        JobCounters::bump(&counters.compaction_bytes_written, bytes.len() as u64);
+        counters.compaction_bytes_written.inc_by(bytes.len() as u64);
         let command = Command::ReplaceBatches {
             at_ms: self.inner.clock.now_ms(),
             topic_id,
@@ -395,7 +395,7 @@ impl Broker {
                     PlanKind::Merge => &counters.compactions_merge,
                     PlanKind::Clean => &counters.compactions_clean,
                 };
-                JobCounters::bump(counter, 1);
+                counter.inc();
                 tracing::debug!(
                     %topic_id, partition, %segment, kind = ?plan.kind,
                     replaced = plan.run.len(), bytes_in, bytes_out = bytes.len(),
@@ -405,7 +405,7 @@ impl Broker {
             }
             Err(SequencerError::Rejected(error)) => {
                 // Refused for good: the object can never be indexed, so it goes now.
-                JobCounters::bump(&counters.compaction_conflicts, 1);
+                counters.compaction_conflicts.inc();
                 tracing::debug!(%topic_id, partition, %error, "compaction swap refused");
                 self.inner.store.delete_segment(segment).await?;
                 Ok(())
@@ -417,9 +417,9 @@ impl Broker {
 
     async fn pace(&self, bytes: u64) {
         let waited = self.inner.background_pacer.take(bytes).await;
-        JobCounters::bump(
-            &self.inner.job_counters.throttled_ms,
-            waited.as_millis() as u64,
-        );
+        self.inner
+            .job_counters
+            .throttled_seconds
+            .inc_by(waited.as_secs_f64());
     }
 }

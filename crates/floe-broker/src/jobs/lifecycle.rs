@@ -6,7 +6,7 @@
 use floe_core::SegmentId;
 use floe_sequencer::Command;
 
-use super::{JobCounters, Pacer};
+use super::Pacer;
 use crate::Broker;
 use crate::error::BrokerError;
 
@@ -47,7 +47,7 @@ impl Broker {
                 .sequencer
                 .submit(Command::ForgetObjects { segments: deleted })
                 .await?;
-            JobCounters::bump(&self.inner.job_counters.dead_objects_deleted, count);
+            self.inner.job_counters.dead_objects_deleted.inc_by(count);
         }
 
         // Orphans: first make sure nothing that old can still be committed.
@@ -75,14 +75,17 @@ impl Broker {
             pacer.take(1).await;
             match store.delete_segment(*segment).await {
                 Ok(()) => {
-                    JobCounters::bump(&self.inner.job_counters.orphans_deleted, 1);
+                    self.inner.job_counters.orphans_deleted.inc();
                     tracing::info!(%segment, "deleted an orphan object (never committed)");
                 }
                 Err(error) => tracing::warn!(%segment, %error, "orphan object not deleted"),
             }
         }
         let probes = store.sweep_probes(applied_horizon).await?;
-        JobCounters::bump(&self.inner.job_counters.orphans_deleted, probes as u64);
+        self.inner
+            .job_counters
+            .orphans_deleted
+            .inc_by(probes as u64);
         if !due.is_empty() || !orphans.is_empty() {
             tracing::debug!(
                 dead = due.len(),

@@ -14,11 +14,14 @@ mod pacer;
 mod retention;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use floe_core::settings::{self, InvalidSetting};
 use floe_sequencer::{ClusterState, PartitionState};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -95,24 +98,29 @@ impl JobOptions {
     }
 }
 
-/// Counters of the background jobs since start.
-#[derive(Debug, Default)]
+/// Counters of the background jobs since start, registered on the broker's registry.
+#[derive(Debug)]
 pub(crate) struct JobCounters {
-    pub retention_trims: AtomicU64,
-    pub dead_objects_deleted: AtomicU64,
-    pub orphans_deleted: AtomicU64,
-    pub compactions_flush: AtomicU64,
-    pub compactions_merge: AtomicU64,
-    pub compactions_clean: AtomicU64,
-    pub compaction_conflicts: AtomicU64,
-    pub compaction_bytes_read: AtomicU64,
-    pub compaction_bytes_written: AtomicU64,
-    pub job_errors: AtomicU64,
-    pub throttled_ms: AtomicU64,
+    pub retention_trims: Counter,
+    deleted: Labelled,
+    pub dead_objects_deleted: Counter,
+    pub orphans_deleted: Counter,
+    compactions: Labelled,
+    pub compactions_flush: Counter,
+    pub compactions_merge: Counter,
+    pub compactions_clean: Counter,
+    pub compaction_conflicts: Counter,
+    compaction_bytes: Labelled,
+    pub compaction_bytes_read: Counter,
+    pub compaction_bytes_written: Counter,
+    pub job_errors: Counter,
+    pub throttled_seconds: Counter<f64, AtomicU64>,
 }
 
+type Labelled = Family<[(&'static str, &'static str); 1], Counter>;
+
 /// A snapshot of [`JobCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JobStats {
     pub retention_trims: u64,
     pub dead_objects_deleted: u64,
@@ -124,28 +132,87 @@ pub struct JobStats {
     pub compaction_bytes_read: u64,
     pub compaction_bytes_written: u64,
     pub job_errors: u64,
-    pub throttled_ms: u64,
+    pub throttled_seconds: f64,
+}
+
+impl Default for JobCounters {
+    fn default() -> Self {
+        let deleted = Labelled::default();
+        let compactions = Labelled::default();
+        let compaction_bytes = Labelled::default();
+        let series =
+            |family: &Labelled, name, value| family.get_or_create(&[(name, value)]).clone();
+        Self {
+            retention_trims: Counter::default(),
+            dead_objects_deleted: series(&deleted, "reason", "dead"),
+            orphans_deleted: series(&deleted, "reason", "orphan"),
+            compactions_flush: series(&compactions, "kind", "flush"),
+            compactions_merge: series(&compactions, "kind", "merge"),
+            compactions_clean: series(&compactions, "kind", "clean"),
+            compaction_bytes_read: series(&compaction_bytes, "direction", "read"),
+            compaction_bytes_written: series(&compaction_bytes, "direction", "written"),
+            deleted,
+            compactions,
+            compaction_bytes,
+            compaction_conflicts: Counter::default(),
+            job_errors: Counter::default(),
+            throttled_seconds: Counter::default(),
+        }
+    }
 }
 
 impl JobCounters {
-    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
-        counter.fetch_add(by, Ordering::Relaxed);
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "floe_retention_trims",
+            "Partition log starts advanced by retention",
+            self.retention_trims.clone(),
+        );
+        registry.register(
+            "floe_objects_deleted",
+            "Objects deleted from the store, by why",
+            self.deleted.clone(),
+        );
+        registry.register(
+            "floe_compactions",
+            "Compactions committed, by kind",
+            self.compactions.clone(),
+        );
+        registry.register(
+            "floe_compaction_conflicts",
+            "Compaction swaps refused because the run changed",
+            self.compaction_conflicts.clone(),
+        );
+        registry.register(
+            "floe_compaction_bytes",
+            "Bytes compaction read and wrote",
+            self.compaction_bytes.clone(),
+        );
+        registry.register(
+            "floe_background_job_errors",
+            "Background job runs that failed",
+            self.job_errors.clone(),
+        );
+        registry.register(
+            "floe_background_throttled_seconds",
+            "Time background jobs waited for pacing or for produce",
+            self.throttled_seconds.clone(),
+        );
     }
 
     pub(crate) fn snapshot(&self) -> JobStats {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         JobStats {
-            retention_trims: load(&self.retention_trims),
-            dead_objects_deleted: load(&self.dead_objects_deleted),
-            orphans_deleted: load(&self.orphans_deleted),
-            compactions_flush: load(&self.compactions_flush),
-            compactions_merge: load(&self.compactions_merge),
-            compactions_clean: load(&self.compactions_clean),
-            compaction_conflicts: load(&self.compaction_conflicts),
-            compaction_bytes_read: load(&self.compaction_bytes_read),
-            compaction_bytes_written: load(&self.compaction_bytes_written),
-            job_errors: load(&self.job_errors),
-            throttled_ms: load(&self.throttled_ms),
+            retention_trims: self.retention_trims.get(),
+            dead_objects_deleted: self.dead_objects_deleted.get(),
+            orphans_deleted: self.orphans_deleted.get(),
+            compactions_flush: self.compactions_flush.get(),
+            compactions_merge: self.compactions_merge.get(),
+            compactions_clean: self.compactions_clean.get(),
+            compaction_conflicts: self.compaction_conflicts.get(),
+            compaction_bytes_read: self.compaction_bytes_read.get(),
+            compaction_bytes_written: self.compaction_bytes_written.get(),
+            job_errors: self.job_errors.get(),
+            throttled_seconds: self.throttled_seconds.get(),
         }
     }
 }
@@ -222,9 +289,12 @@ impl Broker {
         while self.inner.pipeline.buffered_bytes() > limit {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let waited = started.elapsed().as_millis() as u64;
-        if waited > 0 {
-            JobCounters::bump(&self.inner.job_counters.throttled_ms, waited);
+        let waited = started.elapsed();
+        if !waited.is_zero() {
+            self.inner
+                .job_counters
+                .throttled_seconds
+                .inc_by(waited.as_secs_f64());
         }
     }
 }
@@ -264,7 +334,7 @@ pub(crate) async fn run(broker: Broker, mut stop: watch::Receiver<bool>) {
             Job::Compaction => broker.compact_partitions(&stop).await,
         };
         if let Err(error) = result {
-            JobCounters::bump(&counters.job_errors, 1);
+            counters.job_errors.inc();
             tracing::warn!(%error, "background job failed; it runs again on its next tick");
         }
     }

@@ -6,7 +6,6 @@
 use floe_core::CleanupPolicy;
 use floe_sequencer::{Command, PartitionState, TopicState, Trim};
 
-use super::JobCounters;
 use crate::Broker;
 use crate::error::BrokerError;
 
@@ -69,7 +68,10 @@ impl Broker {
                 trims: chunk.to_vec(),
             };
             self.inner.sequencer.submit(command).await?;
-            JobCounters::bump(&self.inner.job_counters.retention_trims, chunk.len() as u64);
+            self.inner
+                .job_counters
+                .retention_trims
+                .inc_by(chunk.len() as u64);
         }
         tracing::debug!(
             partitions = trims.len(),

@@ -1,10 +1,9 @@
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use floe_core::{CleanupPolicy, SegmentId, SystemClock, TopicConfig};
-use floe_sequencer::{Command, Identity, MemoryLog, Outcome, Sequencer, SequencerOptions};
+use floe_sequencer::{Command, Outcome, Sequencer};
 use floe_storage::{SegmentStore, StoreUrl, open_store};
 
 use super::JobOptions;
@@ -13,13 +12,7 @@ use crate::{Broker, BrokerError, BrokerOptions, FetchRequest, ProduceRecord};
 
 /// A broker whose jobs the test runs by hand, compacting anything at once.
 async fn broker() -> Broker {
-    let sequencer = Sequencer::open(
-        Arc::new(MemoryLog::new()),
-        SequencerOptions::default(),
-        Identity::new("broker-0", "127.0.0.1:0"),
-    )
-    .await
-    .expect("sequencer");
+    let sequencer = crate::tests::memory_sequencer().await;
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     broker_over(sequencer, SegmentStore::new(store, prefix)).await
 }
@@ -384,13 +377,7 @@ async fn orphans_are_swept_and_can_never_be_committed_after() {
 /// other data, and commits to other partitions do not use up the wait.
 #[tokio::test(start_paused = true)]
 async fn a_fetch_of_a_vanished_object_fails_bounded_when_the_state_still_names_it() {
-    let sequencer = Sequencer::open(
-        Arc::new(MemoryLog::new()),
-        SequencerOptions::default(),
-        Identity::new("broker-0", "127.0.0.1:0"),
-    )
-    .await
-    .expect("sequencer");
+    let sequencer = crate::tests::memory_sequencer().await;
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let store = SegmentStore::new(store, prefix);
     let writer = broker_over(sequencer.clone(), store.clone()).await;

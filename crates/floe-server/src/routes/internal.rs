@@ -3,19 +3,20 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+
 use floe_broker::BrokerError;
-use floe_sequencer::{Committed, ForwardedCommand, RemoteError, SequencerError};
+use floe_sequencer::{Committed, ForwardedCommand, RemoteError};
 
 use crate::error::ApiError;
 
 use super::AppState;
+use super::extract::RawBody;
 
 /// Commands forwarded by a follower to this broker as sequencer leader. An embedded broker
 /// answers 404 `not_clustered`: it has no followers.
 pub async fn forwarded_commands(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Vec<Result<Committed, RemoteError>>>, ApiError> {
     let commands: Vec<ForwardedCommand> = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))?;
@@ -29,12 +30,7 @@ pub async fn forwarded_commands(
                 .collect(),
         )
         .await
-        .map_err(|error| match error {
-            SequencerError::NotClustered => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_clustered", error.to_string())
-            }
-            other => ApiError::from(BrokerError::from(other)),
-        })?
+        .map_err(|error| ApiError::from(BrokerError::from(error)))?
         .into_iter()
         .map(|result| result.map_err(RemoteError::from))
         .collect();

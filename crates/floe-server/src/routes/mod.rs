@@ -1,5 +1,6 @@
 //! The `/v1` HTTP surface. `openapi.json` beside this crate documents every route.
 
+mod extract;
 mod internal;
 mod meta;
 mod records;
@@ -10,10 +11,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use bytes::Bytes;
 use floe_broker::Broker;
 use floe_core::validate_topic_name;
 use serde::de::DeserializeOwned;
@@ -28,6 +27,8 @@ pub struct AppState {
     /// Turns true when the server begins to shut down: event streams end then, so the
     /// graceful shutdown does not wait for their clients to leave.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Every metric of this broker, served by `/metrics`.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
@@ -85,31 +86,6 @@ async fn method_not_allowed() -> ApiError {
 fn checked_topic(topic: &str) -> ApiResult<()> {
     validate_topic_name(topic)
         .map_err(|error| ApiError::bad_request("invalid_topic_name", error.to_string()))
-}
-
-fn path_value<T>(path: Result<axum::extract::Path<T>, PathRejection>) -> ApiResult<T> {
-    path.map(|axum::extract::Path(value)| value)
-        .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))
-}
-
-fn query_value<T>(query: Result<axum::extract::Query<T>, QueryRejection>) -> ApiResult<T> {
-    query
-        .map(|axum::extract::Query(value)| value)
-        .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
-}
-
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "request body is over the server's limit",
-            )
-        } else {
-            ApiError::bad_request("invalid_body", rejection.body_text())
-        }
-    })
 }
 
 /// Parses a JSON body: syntax errors are 400, well-formed JSON of the wrong shape is 422.

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -18,7 +17,8 @@ use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord, RecordAc
 use floe_core::Header;
 use serde::Deserialize;
 
-use super::{AppState, body_bytes, checked_topic, json_body, path_value, query_value};
+use super::extract::{ApiPath, ApiQuery, RawBody};
+use super::{AppState, checked_topic, json_body};
 use crate::codec::{to_bytes, to_json};
 use crate::error::{ApiError, ApiResult};
 
@@ -38,23 +38,22 @@ pub struct EncodingQuery {
 
 pub async fn produce(
     State(state): State<AppState>,
-    topic: Result<Path<String>, PathRejection>,
-    query: Result<Query<EncodingQuery>, QueryRejection>,
+    ApiPath(topic): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EncodingQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    RawBody(body): RawBody,
 ) -> ApiResult<ProduceAcks> {
-    let topic = path_value(topic)?;
     produce_records(state, topic, None, query, headers, body).await
 }
 
 pub async fn produce_to_partition(
     State(state): State<AppState>,
-    path: Result<Path<(String, u32)>, PathRejection>,
-    query: Result<Query<EncodingQuery>, QueryRejection>,
+    ApiPath(path): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<EncodingQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    RawBody(body): RawBody,
 ) -> ApiResult<ProduceAcks> {
-    let (topic, partition) = path_value(path)?;
+    let (topic, partition) = path;
     produce_records(state, topic, Some(partition), query, headers, body).await
 }
 
@@ -62,13 +61,12 @@ async fn produce_records(
     state: AppState,
     topic: String,
     fixed_partition: Option<u32>,
-    query: Result<Query<EncodingQuery>, QueryRejection>,
+    query: EncodingQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> ApiResult<ProduceAcks> {
     checked_topic(&topic)?;
-    let encoding: Encoding = query_value(query)?.encoding;
-    let body = body_bytes(body)?;
+    let encoding = query.encoding;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -209,13 +207,12 @@ pub struct FetchQuery {
 
 pub async fn fetch(
     State(state): State<AppState>,
-    path: Result<Path<(String, u32)>, PathRejection>,
-    query: Result<Query<FetchQuery>, QueryRejection>,
+    ApiPath(path): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<FetchQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (topic, partition) = path_value(path)?;
+    let (topic, partition) = path;
     checked_topic(&topic)?;
-    let query = query_value(query)?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -405,12 +402,11 @@ pub struct OffsetsQuery {
 
 pub async fn offsets(
     State(state): State<AppState>,
-    path: Result<Path<(String, u32)>, PathRejection>,
-    query: Result<Query<OffsetsQuery>, QueryRejection>,
+    ApiPath(path): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<OffsetsQuery>,
 ) -> ApiResult<Json<OffsetResponse>> {
-    let (topic, partition) = path_value(path)?;
+    let (topic, partition) = path;
     checked_topic(&topic)?;
-    let query = query_value(query)?;
     let spec = match query.at.as_str() {
         "earliest" => OffsetSpec::Earliest,
         "latest" => OffsetSpec::Latest,

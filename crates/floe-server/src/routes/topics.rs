@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use bytes::Bytes;
 use floe_api::{
     AddPartitionsRequest, CreateTopicRequest, PartitionDescription, TopicDescription, TopicList,
     TopicSummary,
@@ -15,7 +13,8 @@ use floe_broker::TopicDescription as BrokerTopic;
 use floe_core::TopicConfig;
 use serde_json::Value;
 
-use super::{AppState, body_bytes, checked_topic, json_body, path_value};
+use super::extract::{ApiPath, RawBody};
+use super::{AppState, checked_topic, json_body};
 use crate::error::{ApiError, ApiResult};
 
 pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
@@ -30,9 +29,9 @@ pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
 
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<TopicDescription>)> {
-    let request: CreateTopicRequest = json_body(&body_bytes(body)?)?;
+    let request: CreateTopicRequest = json_body(&body)?;
     checked_topic(&request.name)?;
     let config = topic_config(&request.config)?;
     let created = state
@@ -44,18 +43,16 @@ pub async fn create(
 
 pub async fn describe(
     State(state): State<AppState>,
-    topic: Result<Path<String>, PathRejection>,
+    ApiPath(topic): ApiPath<String>,
 ) -> ApiResult<Json<TopicDescription>> {
-    let topic = path_value(topic)?;
     checked_topic(&topic)?;
     Ok(Json(describe_json(state.broker.describe_topic(&topic)?)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    topic: Result<Path<String>, PathRejection>,
+    ApiPath(topic): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    let topic = path_value(topic)?;
     checked_topic(&topic)?;
     state.broker.delete_topic(&topic).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -63,12 +60,11 @@ pub async fn delete(
 
 pub async fn add_partitions(
     State(state): State<AppState>,
-    topic: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    ApiPath(topic): ApiPath<String>,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<TopicDescription>> {
-    let topic = path_value(topic)?;
     checked_topic(&topic)?;
-    let request: AddPartitionsRequest = json_body(&body_bytes(body)?)?;
+    let request: AddPartitionsRequest = json_body(&body)?;
     Ok(Json(describe_json(
         state.broker.add_partitions(&topic, request.count).await?,
     )))

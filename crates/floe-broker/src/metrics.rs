@@ -1,0 +1,219 @@
+//! The broker's metrics: latency histograms of produce (in total and per stage) and
+//! fetch, counted where the work happens, and the gauges read from the replicated state at
+//! scrape time. [`Broker::register_metrics`] puts them, the background jobs' counters and
+//! the read cache's on one registry.
+
+use std::time::Duration;
+
+use floe_sequencer::Sequencer;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::Broker;
+use crate::jobs::StoreFootprint;
+
+type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
+/// Buckets from 0.5 ms to ~16 s, doubling: a local flush lands in the first few, an S3
+/// PUT in the middle, a stall at the top.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Produce and fetch latencies.
+#[derive(Debug, Clone)]
+pub(crate) struct LatencyMetrics {
+    /// A produce request from arrival to its acknowledgement.
+    pub produce: Histogram,
+    stages: StageFamily,
+    /// A segment from its first batch to its seal (linger or size).
+    pub segment_wait: Histogram,
+    /// One segment upload, retries included.
+    pub upload: Histogram,
+    /// One segment commit, from submission to the sequencer's answer.
+    pub commit: Histogram,
+    /// The reading part of a fetch: index lookup, cache or store, verification and decode
+    /// (not the long-poll's wait for new records).
+    pub fetch: Histogram,
+}
+
+impl Default for LatencyMetrics {
+    fn default() -> Self {
+        let stages = StageFamily::new_with_constructor(latency_histogram);
+        let stage = |name| stages.get_or_create(&[("stage", name)]).clone();
+        Self {
+            produce: latency_histogram(),
+            segment_wait: stage("segment_wait"),
+            upload: stage("upload"),
+            commit: stage("commit"),
+            stages,
+            fetch: latency_histogram(),
+        }
+    }
+}
+
+/// Records `elapsed` in `histogram`, in seconds.
+pub(crate) fn observe(histogram: &Histogram, elapsed: Duration) {
+    histogram.observe(elapsed.as_secs_f64());
+}
+
+impl Broker {
+    /// Registers every metric of this broker (produce, fetch, jobs, the read cache, and
+    /// the state gauges) on `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let latency = &self.inner.latency;
+        registry.register(
+            "floe_produce_latency_seconds",
+            "Produce requests from arrival to acknowledgement",
+            latency.produce.clone(),
+        );
+        registry.register(
+            "floe_produce_stage_seconds",
+            "Produce stages per segment: segment_wait (first batch to seal), upload, commit",
+            latency.stages.clone(),
+        );
+        registry.register(
+            "floe_fetch_latency_seconds",
+            "Fetch reads: index lookup, cache or store, verification and decode",
+            latency.fetch.clone(),
+        );
+        self.inner.job_counters.register(registry);
+        self.inner.cache.register_metrics(registry);
+        registry.register_collector(Box::new(StateGauges {
+            sequencer: self.inner.sequencer.clone(),
+            pipeline: self.inner.pipeline.buffered_gauge(),
+        }));
+    }
+}
+
+/// Gauges read at scrape time. The state is copied out under its read lock and formatted
+/// after, so a scrape holds up commits only for the copy.
+#[derive(Debug)]
+struct StateGauges {
+    sequencer: Sequencer,
+    pipeline: crate::pipeline::BufferedGauge,
+}
+
+/// One partition's offsets, copied out of the state.
+struct PartitionOffsets {
+    topic: String,
+    partition: String,
+    log_start: u64,
+    high_watermark: u64,
+}
+
+impl Collector for StateGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (applied, footprint, counts, offsets) = self.sequencer.read(|state| {
+            let counts: Vec<(String, u64)> = state
+                .topics()
+                .map(|topic| (topic.name.clone(), u64::from(topic.partition_count())))
+                .collect();
+            let offsets: Vec<PartitionOffsets> = state
+                .topics()
+                .flat_map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(index, partition)| PartitionOffsets {
+                            topic: topic.name.clone(),
+                            partition: index.to_string(),
+                            log_start: partition.log_start_offset,
+                            high_watermark: partition.high_watermark,
+                        })
+                })
+                .collect();
+            (
+                state.applied_index,
+                StoreFootprint::of(state),
+                counts,
+                offsets,
+            )
+        });
+        gauge(
+            &mut encoder,
+            "floe_buffered_bytes",
+            "Bytes accepted and not yet committed",
+            self.pipeline.buffered_bytes() as u64,
+        )?;
+        gauge(
+            &mut encoder,
+            "floe_sequencer_applied_index",
+            "The last sequencer log index this broker's replica applied",
+            applied,
+        )?;
+        let mut objects = encoder.encode_descriptor(
+            "floe_objects",
+            "Objects the index refers to (live) and dead ones awaiting deletion",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, value) in [
+            ("live", footprint.live_objects),
+            ("dead", footprint.dead_objects),
+        ] {
+            ConstGauge::new(value).encode(objects.encode_family(&[("state", state)])?)?;
+        }
+        gauge(
+            &mut encoder,
+            "floe_live_bytes",
+            "Bytes of live batches in the store",
+            footprint.live_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            "floe_index_entries",
+            "Batch index entries in the sequencer state",
+            footprint.index_entries,
+        )?;
+        // kafka_exporter's names, which existing dashboards query.
+        let mut partitions = encoder.encode_descriptor(
+            "kafka_topic_partitions",
+            "Partitions of each topic",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (topic, count) in &counts {
+            ConstGauge::new(*count)
+                .encode(partitions.encode_family(&[("topic", topic.as_str())])?)?;
+        }
+        for (name, help, value) in [
+            (
+                "kafka_topic_partition_current_offset",
+                "The next offset of each partition (its high watermark)",
+                (|p: &PartitionOffsets| p.high_watermark) as fn(&PartitionOffsets) -> u64,
+            ),
+            (
+                "kafka_topic_partition_oldest_offset",
+                "The first offset still kept in each partition (its log start)",
+                |p: &PartitionOffsets| p.log_start,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for partition in &offsets {
+                let labels = [
+                    ("topic", partition.topic.as_str()),
+                    ("partition", partition.partition.as_str()),
+                ];
+                ConstGauge::new(value(partition)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}

@@ -1,0 +1,124 @@
+//! `/metrics` as Prometheus scrapes it: a valid OpenMetrics exposition (checked by a
+//! strict parser), with every name dashboards and earlier releases relied on, and the
+//! latency histograms counting real requests.
+
+use floe_client::Encoding;
+use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_tests::FloeProcess;
+use serde_json::Value;
+
+/// Every sample `/metrics` showed before the registry, with the labels it had.
+const KEPT: &[&str] = &[
+    "floe_buffered_bytes",
+    "floe_sequencer_applied_index",
+    "floe_retention_trims_total",
+    "floe_objects_deleted_total{reason=\"dead\"}",
+    "floe_objects_deleted_total{reason=\"orphan\"}",
+    "floe_compactions_total{kind=\"flush\"}",
+    "floe_compactions_total{kind=\"merge\"}",
+    "floe_compactions_total{kind=\"clean\"}",
+    "floe_compaction_conflicts_total",
+    "floe_compaction_bytes_total{direction=\"read\"}",
+    "floe_compaction_bytes_total{direction=\"written\"}",
+    "floe_background_job_errors_total",
+    "floe_background_throttled_seconds_total",
+    "floe_objects{state=\"live\"}",
+    "floe_objects{state=\"dead\"}",
+    "floe_live_bytes",
+    "floe_index_entries",
+    "floe_cache_hits_total{tier=\"memory\"}",
+    "floe_cache_hits_total{tier=\"disk\"}",
+    "floe_cache_misses_total",
+    "floe_store_get_requests_total{cause=\"fetch\"}",
+    "floe_store_get_requests_total{cause=\"prefetch\"}",
+    "floe_store_get_requests_total{cause=\"background\"}",
+    "floe_store_get_bytes_total",
+    "floe_fetch_bytes_total{source=\"cache\"}",
+    "floe_fetch_bytes_total{source=\"store\"}",
+    "floe_cache_blocks_written_total",
+    "floe_cache_corrupt_blocks_total",
+    "floe_cache_memory_bytes",
+    "floe_cache_memory_capacity_bytes",
+    "kafka_topic_partitions{topic=\"orders\"}",
+    "kafka_topic_partition_current_offset{topic=\"orders\",partition=\"0\"}",
+    "kafka_topic_partition_current_offset{topic=\"orders\",partition=\"1\"}",
+    "kafka_topic_partition_oldest_offset{topic=\"orders\",partition=\"1\"}",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_and_keep_every_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: "orders".into(),
+            partitions: 2,
+            config: Default::default(),
+        })
+        .await
+        .expect("create");
+    for round in 0..3 {
+        let records = (0..5)
+            .map(|i| ProduceRecordJson {
+                value: Some(Value::String(format!("r{round}-{i}"))),
+                partition: Some(1),
+                ..ProduceRecordJson::default()
+            })
+            .collect();
+        client
+            .produce("orders", records, Encoding::Text)
+            .await
+            .expect("produce");
+    }
+    floe_tests::read_partition(&client, "orders", 1).await;
+
+    let response = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("scrape");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.expect("body");
+    let exposition = openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|error| panic!("/metrics is not valid OpenMetrics: {error:?}\n{text}"));
+    assert!(
+        exposition
+            .families
+            .contains_key("floe_produce_latency_seconds")
+    );
+
+    for sample in KEPT {
+        assert!(
+            floe_tests::metric_at(&server.url, sample).await.is_some(),
+            "{sample} is missing from /metrics:\n{text}"
+        );
+    }
+    let current = floe_tests::metric_at(
+        &server.url,
+        "kafka_topic_partition_current_offset{topic=\"orders\",partition=\"1\"}",
+    )
+    .await;
+    assert_eq!(current, Some(15.0));
+
+    // The histograms count the requests just made: three produces, each stage of at least
+    // one segment, and the fetch that read the partition back.
+    let count = |name: &str| {
+        let name = name.to_owned();
+        let url = server.url.clone();
+        async move { floe_tests::metric_at(&url, &name).await.unwrap_or(0.0) }
+    };
+    assert_eq!(count("floe_produce_latency_seconds_count").await, 3.0);
+    for stage in ["segment_wait", "upload", "commit"] {
+        let sample = format!("floe_produce_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(count(&sample).await >= 1.0, "{sample}");
+    }
+    assert!(count("floe_fetch_latency_seconds_count").await >= 1.0);
+}
