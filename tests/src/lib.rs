@@ -33,7 +33,8 @@ pub fn floe_binary() -> PathBuf {
     let binary = profile_dir.join("floe");
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build --bin floe` first (scripts/test.sh does)",
+        "{} is missing: run `cargo build --bin floe --bin floe-bench --features \
+         floe-cli/failpoints` first (scripts/test.sh does)",
         binary.display()
     );
     binary

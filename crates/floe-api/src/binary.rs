@@ -46,6 +46,8 @@ pub enum FramingError {
     BadHeaderName,
     #[error("invalid {field}: {value}")]
     BadValue { field: &'static str, value: i64 },
+    #[error("a produce request carries at most {limit} records, not {count}")]
+    TooManyRecords { count: usize, limit: usize },
 }
 
 pub fn encode_produce(records: &[BinaryRecord]) -> Bytes {
@@ -59,8 +61,19 @@ pub fn encode_produce(records: &[BinaryRecord]) -> Bytes {
     out.freeze()
 }
 
-pub fn decode_produce(mut body: Bytes) -> Result<Vec<BinaryRecord>, FramingError> {
+/// Decodes a produce request of at most `max_records` records; a larger declared count is
+/// refused before any record is decoded.
+pub fn decode_produce(
+    mut body: Bytes,
+    max_records: usize,
+) -> Result<Vec<BinaryRecord>, FramingError> {
     let count = take_u32(&mut body, "record count")? as usize;
+    if count > max_records {
+        return Err(FramingError::TooManyRecords {
+            count,
+            limit: max_records,
+        });
+    }
     // Every record takes at least 22 bytes; never trust a count the body cannot hold.
     let mut records = Vec::with_capacity(count.min(body.len() / 22 + 1));
     for _ in 0..count {
@@ -230,17 +243,24 @@ mod tests {
     #[test]
     fn produce_round_trip_and_truncations_fail() {
         let encoded = encode_produce(&sample());
-        assert_eq!(decode_produce(encoded.clone()).expect("decode"), sample());
+        assert_eq!(
+            decode_produce(encoded.clone(), usize::MAX).expect("decode"),
+            sample()
+        );
+        assert_eq!(
+            decode_produce(encoded.clone(), 1),
+            Err(FramingError::TooManyRecords { count: 2, limit: 1 })
+        );
         for cut in 0..encoded.len() {
             assert!(
-                decode_produce(encoded.slice(..cut)).is_err(),
+                decode_produce(encoded.slice(..cut), usize::MAX).is_err(),
                 "cut at {cut}"
             );
         }
         let mut longer = encoded.to_vec();
         longer.push(0);
         assert_eq!(
-            decode_produce(Bytes::from(longer)),
+            decode_produce(Bytes::from(longer), usize::MAX),
             Err(FramingError::TrailingBytes(1))
         );
     }
@@ -248,7 +268,7 @@ mod tests {
     #[test]
     fn hostile_counts_do_not_allocate() {
         let body = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(decode_produce(body).is_err());
+        assert!(decode_produce(body, usize::MAX).is_err());
     }
 
     #[test]

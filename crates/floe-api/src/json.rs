@@ -6,10 +6,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The one error shape every failing request gets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error_code: String,
     pub message: String,
+    /// With `offset_out_of_range`: the partition's first kept offset, where a consumer
+    /// that fell behind retention can resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start_offset: Option<u64>,
+    /// With `offset_out_of_range`: the partition's next offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_watermark: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

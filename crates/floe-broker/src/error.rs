@@ -22,6 +22,10 @@ pub enum BrokerError {
     InvalidConfig(#[from] ConfigError),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("record {index}: {reason}")]
+    InvalidTimestamp { index: usize, reason: String },
+    #[error("record {index} {reason}")]
+    InvalidRecord { index: usize, reason: String },
     #[error("record {index} is {size} bytes; the topic's max.message.bytes is {limit}")]
     RecordTooLarge {
         index: usize,
@@ -41,6 +45,8 @@ pub enum BrokerError {
         buffered: usize,
         retry_after: Duration,
     },
+    #[error("{0}")]
+    LimitReached(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("broker is shutting down")]
@@ -65,7 +71,9 @@ impl BrokerError {
             Self::InvalidTopicName(_) | Self::InvalidConfig(_) | Self::InvalidRequest(_) => {
                 ErrorKind::Invalid
             }
+            Self::InvalidTimestamp { .. } | Self::InvalidRecord { .. } => ErrorKind::Unprocessable,
             Self::UnknownTopic(_) | Self::UnknownPartition { .. } => ErrorKind::NotFound,
+            Self::LimitReached(_) => ErrorKind::Conflict,
             Self::RecordTooLarge { .. } => ErrorKind::TooLarge,
             Self::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
             Self::Busy { .. } => ErrorKind::Busy,
@@ -84,9 +92,12 @@ impl BrokerError {
             Self::UnknownPartition { .. } => "unknown_partition",
             Self::InvalidConfig(_) => "invalid_config",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidTimestamp { .. } => "invalid_timestamp",
+            Self::InvalidRecord { .. } => "invalid_record",
             Self::RecordTooLarge { .. } => "record_too_large",
             Self::OffsetOutOfRange { .. } => "offset_out_of_range",
             Self::Busy { .. } => "busy",
+            Self::LimitReached(_) => "limit_reached",
             Self::ShuttingDown | Self::Unavailable(_) => "unavailable",
             Self::Sequencer(error) => error.code(),
             Self::Storage(error) => error.code(),

@@ -228,8 +228,37 @@ impl Broker {
         Ok(records)
     }
 
-    /// Resolves earliest, latest or a timestamp to an offset.
+    /// Resolves earliest, latest or a timestamp to an offset. A lookup whose batch's
+    /// object vanished under it (replaced by compaction or retention and deleted) waits
+    /// for the state to move on and resolves again, as a fetch does; if the state never
+    /// does within the bound, the answer is retryable, never an internal error.
     pub async fn lookup_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<OffsetLookup, BrokerError> {
+        let until = Instant::now() + VANISHED_OBJECT_WAIT;
+        let mut applied = self.inner.sequencer.subscribe();
+        loop {
+            applied.borrow_and_update();
+            let error = match self.lookup_offset_once(topic, partition, spec).await {
+                Err(BrokerError::Storage(error)) if error.missing_segment().is_some() => error,
+                other => return other,
+            };
+            if tokio::time::timeout_at(until, applied.changed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(%error, "offset lookup kept finding a deleted object");
+                return Err(BrokerError::Unavailable(
+                    "the partition is being rewritten; retry the lookup".into(),
+                ));
+            }
+        }
+    }
+
+    async fn lookup_offset_once(
         &self,
         topic: &str,
         partition: u32,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use error::BrokerError;
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
 pub use jobs::{JobOptions, JobStats, StoreFootprint};
-pub use produce::{ProduceRecord, RecordAck};
+pub use produce::{MAX_RECORDS_PER_REQUEST, ProduceRecord, RecordAck};
 pub use topics::{PartitionInfo, TopicDescription};
 
 use crate::pipeline::Pipeline;
@@ -50,6 +50,11 @@ pub struct BrokerOptions {
     pub max_buffered_bytes: usize,
     /// Segments uploading at once.
     pub max_inflight_uploads: usize,
+    /// Topics the cluster may hold; creating one more answers `409 limit_reached`.
+    pub max_topics: u64,
+    /// Partitions the cluster may hold across its topics (each costs index and state
+    /// memory on every broker); more answer `409 limit_reached`.
+    pub max_partitions: u64,
 }
 
 /// The linger of a local store when none is set.
@@ -66,6 +71,8 @@ impl Default for BrokerOptions {
             linger: None,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_inflight_uploads: 4,
+            max_topics: 10_000,
+            max_partitions: 100_000,
         }
     }
 }
@@ -99,7 +106,9 @@ impl BrokerOptions {
             MAX_SEGMENT_BYTES,
         )?;
         settings::at_least("max_buffered_bytes", self.max_buffered_bytes, 1)?;
-        settings::at_least("max_inflight_uploads", self.max_inflight_uploads, 1)
+        settings::at_least("max_inflight_uploads", self.max_inflight_uploads, 1)?;
+        settings::at_least("max_topics", self.max_topics, 1)?;
+        settings::at_least("max_partitions", self.max_partitions, 1)
     }
 }
 
@@ -175,7 +184,15 @@ impl BrokerBuilder {
     /// Starts the produce pipeline and, when enabled, the background jobs. The broker
     /// keeps the tail of the partitions it owns warm: as their commits are applied, it
     /// fetches the new ranges it did not write itself.
+    ///
+    /// # Panics
+    ///
+    /// On options that fail [`BrokerOptions::validate`] or [`JobOptions::validate`]: the
+    /// assembler validates configuration first, so this is a programming error.
     pub fn build(self) -> Broker {
+        if let Err(invalid) = self.options.validate().and(self.jobs.validate()) {
+            panic!("broker built with invalid options: {invalid}");
+        }
         let Self {
             options,
             jobs: job_options,
@@ -195,7 +212,7 @@ impl BrokerBuilder {
             latency.clone(),
         );
         sequencer.observe(Arc::new(prefetch::TailPrefetcher::new(
-            options.id.clone(),
+            sequencer.membership().broker().to_owned(),
             cache.clone(),
         )));
         let broker = Broker {

@@ -28,7 +28,7 @@ fn latency_histogram() -> Histogram {
 /// Produce and fetch latencies.
 #[derive(Debug, Clone)]
 pub(crate) struct LatencyMetrics {
-    /// A produce request from arrival to its acknowledgement.
+    /// A produce request from arrival to its answer, acknowledgement or error.
     pub produce: Histogram,
     stages: StageFamily,
     /// A segment from its first batch to its seal (linger or size).
@@ -69,7 +69,7 @@ impl Broker {
         let latency = &self.inner.latency;
         registry.register(
             "floe_produce_latency_seconds",
-            "Produce requests from arrival to acknowledgement",
+            "Produce requests from arrival to answer (acknowledgement or error)",
             latency.produce.clone(),
         );
         registry.register(

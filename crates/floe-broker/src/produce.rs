@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use floe_core::partitioner::partition_for_key;
-use floe_core::{Header, Record, TimestampType, TopicConfig, TopicId, encode_batch};
+use floe_core::{CleanupPolicy, Header, Record, TimestampType, TopicConfig, TopicId, encode_batch};
 
 use crate::Broker;
 use crate::error::BrokerError;
@@ -49,6 +49,16 @@ impl Broker {
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
         let started = tokio::time::Instant::now();
+        let result = self.produce_records(topic, records).await;
+        crate::metrics::observe(&self.inner.latency.produce, started.elapsed());
+        result
+    }
+
+    async fn produce_records(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<RecordAck>, BrokerError> {
         if records.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "a produce request needs at least one record".into(),
@@ -79,13 +89,26 @@ impl Broker {
             let partition = self.choose_partition(topic, &view, &record, &mut sticky)?;
             let timestamp_ms = match (view.config.message_timestamp_type, record.timestamp_ms) {
                 (TimestampType::LogAppendTime, _) | (TimestampType::CreateTime, None) => now,
-                (TimestampType::CreateTime, Some(timestamp)) if timestamp >= 0 => timestamp,
+                (TimestampType::CreateTime, Some(timestamp)) if timestamp >= 0 => {
+                    view.config
+                        .check_create_time(timestamp, now)
+                        .map_err(|reason| BrokerError::InvalidTimestamp { index, reason })?;
+                    timestamp
+                }
                 (TimestampType::CreateTime, Some(timestamp)) => {
                     return Err(BrokerError::InvalidRequest(format!(
                         "record {index} has negative timestamp {timestamp}"
                     )));
                 }
             };
+            if view.config.cleanup_policy == CleanupPolicy::Compact && record.key.is_none() {
+                // Compaction keeps the newest record per key; a record without one has no
+                // place in that log (Kafka refuses it too).
+                return Err(BrokerError::InvalidRecord {
+                    index,
+                    reason: "has no key, and the topic's cleanup.policy is compact".into(),
+                });
+            }
             check_headers(index, &record.headers)?;
             let record = Record {
                 key: record.key,
@@ -130,7 +153,6 @@ impl Broker {
                 };
             }
         }
-        crate::metrics::observe(&self.inner.latency.produce, started.elapsed());
         Ok(acks)
     }
 

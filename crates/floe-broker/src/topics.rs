@@ -37,6 +37,7 @@ impl Broker {
         config: TopicConfig,
     ) -> Result<TopicDescription, BrokerError> {
         validate_topic_name(name)?;
+        self.check_cluster_limits(1, u64::from(partitions))?;
         let command = Command::CreateTopic {
             name: name.to_owned(),
             partitions,
@@ -45,6 +46,38 @@ impl Broker {
         };
         self.inner.sequencer.submit(command).await?;
         self.describe_topic(name)
+    }
+
+    /// Refuses a change that would take the cluster past `broker.max_topics` or
+    /// `broker.max_partitions`. Checked on this broker's replica before the command is
+    /// submitted, so creations racing on several brokers may overshoot by what they add.
+    fn check_cluster_limits(
+        &self,
+        new_topics: u64,
+        new_partitions: u64,
+    ) -> Result<(), BrokerError> {
+        let (topics, partitions) = self.inner.sequencer.read(|state| {
+            state
+                .topics()
+                .fold((0u64, 0u64), |(topics, partitions), topic| {
+                    (topics + 1, partitions + u64::from(topic.partition_count()))
+                })
+        });
+        let options = &self.inner.options;
+        if new_topics > 0 && topics + new_topics > options.max_topics {
+            return Err(BrokerError::LimitReached(format!(
+                "the cluster has {topics} topics; broker.max_topics is {}",
+                options.max_topics
+            )));
+        }
+        if partitions + new_partitions > options.max_partitions {
+            return Err(BrokerError::LimitReached(format!(
+                "the cluster has {partitions} partitions and this adds {new_partitions}; \
+                 broker.max_partitions is {}",
+                options.max_partitions
+            )));
+        }
+        Ok(())
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
@@ -67,6 +100,13 @@ impl Broker {
         name: &str,
         count: u32,
     ) -> Result<TopicDescription, BrokerError> {
+        let current = self
+            .inner
+            .sequencer
+            .read(|state| state.topic(name).map(|topic| topic.partition_count()));
+        if let Some(current) = current {
+            self.check_cluster_limits(0, u64::from(count.saturating_sub(current)))?;
+        }
         let command = Command::AddPartitions {
             name: name.to_owned(),
             count,

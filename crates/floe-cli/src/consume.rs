@@ -55,15 +55,39 @@ enum Event {
 
 #[derive(Debug, thiserror::Error)]
 enum ConsumeError {
-    #[error("offset {0:?} is not a number, earliest or latest")]
-    BadOffset(String),
     #[error(transparent)]
     Client(#[from] ClientError),
 }
 
+/// Where each partition's reading starts.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    Earliest,
+    Latest,
+    Offset(u64),
+}
+
+impl Start {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "earliest" => Ok(Self::Earliest),
+            "latest" => Ok(Self::Latest),
+            number => number.parse().map(Self::Offset).map_err(|_| {
+                anyhow::anyhow!("offset {number:?} is not a number, earliest or latest")
+            }),
+        }
+    }
+}
+
 /// Reads and prints; exits 1 when any partition failed.
 pub async fn run(server: &str, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let client = FloeClient::with_timeout(server, args.timeout + FOLLOW_WAIT);
+    let start = Start::parse(&args.offset)?;
+    let timeout = if args.follow {
+        args.timeout + FOLLOW_WAIT
+    } else {
+        args.timeout
+    };
+    let client = FloeClient::with_timeout(server, timeout);
     let partitions = match args.partition {
         Some(partition) => vec![partition],
         None => {
@@ -83,10 +107,9 @@ pub async fn run(server: &str, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             format: args.format.clone(),
             escape,
         };
-        let start = args.offset.clone();
         let sender = sender.clone();
         tokio::spawn(async move {
-            if let Err(error) = reader.read(&start, &sender).await {
+            if let Err(error) = reader.read(start, &sender).await {
                 let _ = sender.send(Event::Failed { partition, error }).await;
             }
         });
@@ -131,16 +154,19 @@ struct PartitionReader {
 }
 
 impl PartitionReader {
-    async fn read(&self, start: &str, output: &mpsc::Sender<Event>) -> Result<(), ConsumeError> {
+    async fn read(&self, start: Start, output: &mpsc::Sender<Event>) -> Result<(), ConsumeError> {
         let mut offset = match start {
-            "earliest" | "latest" => {
-                self.retrying(|| self.client.offset(&self.topic, self.partition, start))
+            Start::Offset(offset) => offset,
+            Start::Earliest | Start::Latest => {
+                let at = if matches!(start, Start::Earliest) {
+                    "earliest"
+                } else {
+                    "latest"
+                };
+                self.retrying(|| self.client.offset(&self.topic, self.partition, at))
                     .await?
                     .offset
             }
-            number => number
-                .parse::<u64>()
-                .map_err(|_| ConsumeError::BadOffset(number.to_owned()))?,
         };
         let options = FetchOptions {
             wait: self.follow.then_some(FOLLOW_WAIT),
@@ -194,6 +220,9 @@ impl PartitionReader {
             if !self.follow && attempts > RETRIES_WITHOUT_FOLLOW {
                 return Err(error);
             }
+            if attempts == 1 {
+                eprintln!("floe: partition {}: {error}; retrying", self.partition);
+            }
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -201,14 +230,16 @@ impl PartitionReader {
 }
 
 /// How long to wait before retrying after `error`, or `None` when retrying cannot help.
+/// Connection failures and timeouts, and 429, 502, 503 and 504 answers, are worth a retry;
+/// a 500 (a corrupt batch, say) or a malformed URL would fail the same way again.
 fn retry_pause(error: &ClientError, backoff: Duration) -> Option<Duration> {
     match error {
-        ClientError::Http(_) => Some(backoff),
+        ClientError::Http(error) if error.is_connect() || error.is_timeout() => Some(backoff),
         ClientError::Api {
             status,
             retry_after,
             ..
-        } if status.as_u16() == 429 || status.is_server_error() => {
+        } if matches!(status.as_u16(), 429 | 502 | 503 | 504) => {
             Some(retry_after.unwrap_or(backoff).min(MAX_BACKOFF))
         }
         _ => None,
@@ -342,7 +373,7 @@ mod tests {
             status: reqwest_status(status),
             body: floe_api::ErrorBody {
                 error_code: "x".into(),
-                message: String::new(),
+                ..floe_api::ErrorBody::default()
             },
             retry_after: None,
         };
@@ -351,6 +382,11 @@ mod tests {
         assert_eq!(retry_pause(&api(429), backoff), Some(backoff));
         assert_eq!(retry_pause(&api(416), backoff), None);
         assert_eq!(retry_pause(&api(404), backoff), None);
+        assert_eq!(
+            retry_pause(&api(500), backoff),
+            None,
+            "a corrupt batch stays corrupt"
+        );
     }
 
     fn reqwest_status(code: u16) -> floe_client::StatusCode {

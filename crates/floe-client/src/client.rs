@@ -393,6 +393,7 @@ async fn check(response: Response) -> Result<Response, ClientError> {
     let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
         error_code: "http_error".into(),
         message: String::from_utf8_lossy(&bytes).into_owned(),
+        ..ErrorBody::default()
     });
     Err(ClientError::Api {
         status,

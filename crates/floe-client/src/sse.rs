@@ -55,6 +55,7 @@ impl EventStream {
                                 ErrorBody {
                                     error_code: "stream_error".into(),
                                     message: event.data.clone(),
+                                    ..ErrorBody::default()
                                 }
                             });
                         return Some(Err(ClientError::Stream(body)));

@@ -54,6 +54,21 @@ pub struct TopicConfig {
     /// How the broker compresses each batch it writes for this topic.
     #[serde(rename = "compression.type")]
     pub compression: Compression,
+    /// With `CreateTime`: how far before the broker's clock a record's timestamp may be, in
+    /// milliseconds (Kafka's `message.timestamp.before.max.ms`).
+    #[serde(
+        rename = "message.timestamp.before.max.ms",
+        default = "default_timestamp_before_max_ms"
+    )]
+    pub timestamp_before_max_ms: i64,
+    /// With `CreateTime`: how far after the broker's clock a record's timestamp may be, in
+    /// milliseconds. A far-future timestamp would keep its batch, and everything behind
+    /// it, from ever expiring by `retention.ms`.
+    #[serde(
+        rename = "message.timestamp.after.max.ms",
+        default = "default_timestamp_after_max_ms"
+    )]
+    pub timestamp_after_max_ms: i64,
 }
 
 /// Seven days, Kafka's default retention.
@@ -62,6 +77,20 @@ pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 /// Kafka's default `min.cleanable.dirty.ratio`.
 pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+
+/// Kafka's default `message.timestamp.before.max.ms`: no bound into the past (old
+/// timestamps only make records expire sooner).
+pub const DEFAULT_TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
+/// Kafka 4.0's default `message.timestamp.after.max.ms`: one hour into the future.
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 60 * 60 * 1000;
+
+fn default_timestamp_before_max_ms() -> i64 {
+    DEFAULT_TIMESTAMP_BEFORE_MAX_MS
+}
+
+fn default_timestamp_after_max_ms() -> i64 {
+    DEFAULT_TIMESTAMP_AFTER_MAX_MS
+}
 
 fn default_delete_retention_ms() -> i64 {
     DEFAULT_DELETE_RETENTION_MS
@@ -87,6 +116,8 @@ impl Default for TopicConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             message_timestamp_type: TimestampType::CreateTime,
             compression: Compression::None,
+            timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
         }
     }
 }
@@ -115,6 +146,28 @@ impl TopicConfig {
     }
 
     /// Sets one Kafka-style key from its string value.
+    /// Checks a producer's timestamp against the broker's clock `now_ms`: `Err` says how
+    /// far outside the window it is.
+    pub fn check_create_time(&self, timestamp_ms: i64, now_ms: i64) -> Result<(), String> {
+        let earliest = now_ms.saturating_sub(self.timestamp_before_max_ms);
+        let latest = now_ms.saturating_add(self.timestamp_after_max_ms);
+        if timestamp_ms < earliest {
+            return Err(format!(
+                "timestamp {timestamp_ms} is more than message.timestamp.before.max.ms = {} \
+                 before the broker's clock ({now_ms})",
+                self.timestamp_before_max_ms
+            ));
+        }
+        if timestamp_ms > latest {
+            return Err(format!(
+                "timestamp {timestamp_ms} is more than message.timestamp.after.max.ms = {} \
+                 after the broker's clock ({now_ms})",
+                self.timestamp_after_max_ms
+            ));
+        }
+        Ok(())
+    }
+
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let bad = |reason| ConfigError::BadValue {
             key: key.to_owned(),
@@ -170,6 +223,19 @@ impl TopicConfig {
                     "LogAppendTime" => TimestampType::LogAppendTime,
                     _ => return Err(bad("expected CreateTime or LogAppendTime")),
                 };
+            }
+            "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
+                let parsed: i64 = value
+                    .parse()
+                    .map_err(|_| bad("expected a non-negative integer"))?;
+                if parsed < 0 {
+                    return Err(bad("expected a non-negative integer"));
+                }
+                if key.ends_with("before.max.ms") {
+                    self.timestamp_before_max_ms = parsed;
+                } else {
+                    self.timestamp_after_max_ms = parsed;
+                }
             }
             "compression.type" => {
                 self.compression = match value {
@@ -236,5 +302,33 @@ mod tests {
             Err(ConfigError::BadValue { .. })
         ));
         assert_eq!(config, TopicConfig::default());
+    }
+
+    #[test]
+    fn create_time_is_bounded_by_the_window() {
+        let config = TopicConfig::default();
+        let now = 1_700_000_000_000;
+        assert!(config.check_create_time(now, now).is_ok());
+        assert!(
+            config.check_create_time(0, now).is_ok(),
+            "no bound into the past"
+        );
+        assert!(config.check_create_time(now + 3_600_000, now).is_ok());
+        assert!(config.check_create_time(now + 3_600_001, now).is_err());
+        assert!(config.check_create_time(i64::MAX, now).is_err());
+        let mut strict = TopicConfig::default();
+        strict
+            .set("message.timestamp.before.max.ms", "1000")
+            .expect("valid");
+        assert!(strict.check_create_time(now - 1001, now).is_err());
+        assert!(strict.check_create_time(now - 1000, now).is_ok());
+        // A config stored before these keys existed reads with Kafka's defaults.
+        let old: TopicConfig = serde_json::from_str(
+            r#"{"retention.ms":1,"retention.bytes":-1,"cleanup.policy":"delete",
+               "max.message.bytes":10,"message.timestamp.type":"CreateTime",
+               "compression.type":"none"}"#,
+        )
+        .expect("old config");
+        assert_eq!(old.timestamp_after_max_ms, DEFAULT_TIMESTAMP_AFTER_MAX_MS);
     }
 }

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorKind {
     /// The request is malformed or breaks a rule; retrying it unchanged cannot succeed.
     Invalid,
+    /// Well-formed, but a record breaks a rule of its topic (a timestamp too far from
+    /// now, a keyless record on a compacted topic); retrying it unchanged cannot succeed.
+    Unprocessable,
     /// A named thing (topic, partition) does not exist.
     NotFound,
     /// The request conflicts with current state (for example the topic already exists).

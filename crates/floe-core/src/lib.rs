@@ -6,6 +6,7 @@
 //! every decoder here returns an error on malformed input instead of panicking.
 
 pub mod batch;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod segment;
 pub mod settings;
 
 pub use batch::{Compression, DecodedBatch, decode_batch, encode_batch, encode_batch_at};
+pub use budget::{BudgetSpent, MemoryBudget, Reservation};
 pub use clock::{Clock, SystemClock};
 pub use config::{CleanupPolicy, ConfigError, TimestampType, TopicConfig};
 pub use error::ErrorKind;

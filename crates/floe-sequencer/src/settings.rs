@@ -63,7 +63,10 @@ impl ClusterSettings {
                 format!("{:?} must be non-empty and without '/'", self.name),
             ));
         }
-        if self.lease_ttl < Duration::from_secs(1) || self.lease_ttl.subsec_nanos() != 0 {
+        let clustered = self.etcd.is_some();
+        if clustered
+            && (self.lease_ttl < Duration::from_secs(1) || self.lease_ttl.subsec_nanos() != 0)
+        {
             return Err(InvalidSetting::new(
                 "lease_ttl",
                 "must be a whole number of seconds, at least 1s (etcd leases have second \
@@ -98,9 +101,18 @@ mod tests {
         };
         assert_eq!(blank.validate().expect_err("blank").key, "etcd");
         let fractional = ClusterSettings {
+            etcd: Some("a:2379".into()),
             lease_ttl: Duration::from_millis(1500),
             ..ClusterSettings::default()
         };
         assert_eq!(fractional.validate().expect_err("1.5s").key, "lease_ttl");
+        let embedded = ClusterSettings {
+            etcd: None,
+            ..fractional
+        };
+        assert!(
+            embedded.validate().is_ok(),
+            "the lease is a cluster's setting"
+        );
     }
 }

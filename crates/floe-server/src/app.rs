@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster::{HttpForwarder, StoredSnapshots};
 use crate::config::ServeConfig;
+use crate::listener::{ConnectionMetrics, Limits};
 use crate::routes::{AppState, router};
 
 /// A running server.
@@ -26,6 +27,8 @@ pub struct Server {
     state: AppState,
     stopping: tokio::sync::watch::Sender<bool>,
     max_request_bytes: usize,
+    limits: Limits,
+    connections: ConnectionMetrics,
 }
 
 impl Server {
@@ -105,11 +108,16 @@ impl Server {
         let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
         let mut registry = prometheus_client::registry::Registry::default();
         broker.register_metrics(&mut registry);
+        let connections = ConnectionMetrics::default();
+        connections.register(&mut registry);
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.name.as_str().into(),
             stopping: stopping_receiver,
             metrics: Arc::new(registry),
+            budget: floe_core::MemoryBudget::new(server.request_memory_bytes),
+            max_request_bytes: server.max_request_bytes,
+            body_read_timeout: server.body_read_timeout,
         };
         Ok(Self {
             local_addr,
@@ -118,6 +126,11 @@ impl Server {
             state,
             stopping,
             max_request_bytes: server.max_request_bytes,
+            limits: Limits {
+                max_connections: server.effective_max_connections(),
+                header_read_timeout: server.header_read_timeout,
+            },
+            connections,
         })
     }
 
@@ -139,9 +152,7 @@ impl Server {
             shutdown.await;
             stopping.send_replace(true);
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        crate::listener::serve(self.listener, app, self.limits, self.connections, shutdown).await;
         tracing::info!("http stopped; flushing buffered records");
         self.broker.shutdown().await;
         tracing::info!("floe stopped");

@@ -8,41 +8,6 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// Turns a JSON field into bytes; `null` or absent is none.
-pub fn to_bytes(
-    value: Option<Value>,
-    encoding: Encoding,
-    field: &str,
-) -> Result<Option<Bytes>, ApiError> {
-    let Some(value) = value else { return Ok(None) };
-    match (encoding, value) {
-        (_, Value::Null) => Ok(None),
-        (Encoding::Text, Value::String(text)) => Ok(Some(Bytes::from(text))),
-        (Encoding::Text, _) => Err(ApiError::unprocessable(
-            "invalid_record",
-            format!(
-                "{field} must be a string with encoding=text (use encoding=json for other JSON values)"
-            ),
-        )),
-        (Encoding::Base64, Value::String(text)) => BASE64
-            .decode(text.as_bytes())
-            .map(|decoded| Some(Bytes::from(decoded)))
-            .map_err(|error| {
-                ApiError::unprocessable(
-                    "invalid_base64",
-                    format!("{field} is not valid base64: {error}"),
-                )
-            }),
-        (Encoding::Base64, _) => Err(ApiError::unprocessable(
-            "invalid_record",
-            format!("{field} must be a base64 string with encoding=base64"),
-        )),
-        (Encoding::Json, value) => Ok(Some(Bytes::from(
-            serde_json::to_vec(&value).expect("a JSON value serializes"),
-        ))),
-    }
-}
-
 /// Turns stored bytes into a JSON field for a response.
 pub fn to_json(
     bytes: Option<&Bytes>,

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -58,8 +59,23 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// Largest request body accepted, at most 1 GiB.
     pub max_request_bytes: usize,
+    /// Memory requests in flight may hold together: bodies, the records decoded from
+    /// them and fetch answers. A request that finds it spent gets `429` with
+    /// `Retry-After`. At least `max_request_bytes`.
+    pub request_memory_bytes: usize,
     /// `text` or `json` logs on stderr; the level comes from `RUST_LOG` (default `info`).
     pub log_format: LogFormat,
+    /// HTTP connections open at once; more are closed as soon as they are accepted.
+    /// Lowered at start to what the process's open-file limit leaves room for.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, and how long a connection may
+    /// sit idle between requests before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request's body once its headers arrived; slower
+    /// gets `408 request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -69,7 +85,11 @@ impl Default for ServerOptions {
             data_dir: PathBuf::from("./floe-data"),
             advertise: None,
             max_request_bytes: 32 * 1024 * 1024,
+            request_memory_bytes: 256 * 1024 * 1024,
             log_format: LogFormat::Text,
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -85,7 +105,33 @@ impl ServerOptions {
             self.max_request_bytes,
             1,
             MAX_REQUEST_BYTES_LIMIT,
-        )
+        )?;
+        settings::at_least(
+            "request_memory_bytes",
+            self.request_memory_bytes,
+            self.max_request_bytes,
+        )?;
+        settings::at_least("max_connections", self.max_connections, 1)?;
+        settings::positive("header_read_timeout", self.header_read_timeout)?;
+        settings::positive("body_read_timeout", self.body_read_timeout)
+    }
+
+    /// `max_connections`, lowered so that connections leave [`FDS_FOR_THE_REST`] file
+    /// descriptors of the process's soft limit to segments, the cache, etcd and the store.
+    pub fn effective_max_connections(&self) -> usize {
+        match open_file_limit() {
+            Some(limit) if limit < self.max_connections + FDS_FOR_THE_REST => {
+                let lowered = limit.saturating_sub(FDS_FOR_THE_REST).max(16);
+                tracing::warn!(
+                    max_connections = self.max_connections,
+                    open_file_limit = limit,
+                    lowered,
+                    "the open-file limit is too low for server.max_connections; lowering it"
+                );
+                lowered
+            }
+            _ => self.max_connections,
+        }
     }
 
     /// The URL other brokers and clients reach this one at: `advertise` (a scheme is
@@ -97,6 +143,18 @@ impl ServerOptions {
             None => format!("http://{bound}"),
         }
     }
+}
+
+/// File descriptors kept for everything but HTTP connections.
+const FDS_FOR_THE_REST: usize = 256;
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +171,69 @@ pub enum ConfigError {
     Load(#[from] Box<figment::Error>),
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
+    #[error("{old} is no longer read; set {new} instead (docs/configuration.md)")]
+    Renamed { old: String, new: String },
 }
+
+/// Environment variables of the flat configuration before sections (ADR 0005), and the
+/// variable that replaced each: one set by an old deployment fails start-up by name
+/// instead of being ignored.
+const RENAMED_VARIABLES: [(&str, &str); 36] = [
+    ("FLOE_LISTEN", "FLOE_SERVER__LISTEN"),
+    ("FLOE_DATA_DIR", "FLOE_SERVER__DATA_DIR"),
+    ("FLOE_ADVERTISE", "FLOE_SERVER__ADVERTISE"),
+    ("FLOE_MAX_REQUEST_BYTES", "FLOE_SERVER__MAX_REQUEST_BYTES"),
+    ("FLOE_LOG_FORMAT", "FLOE_SERVER__LOG_FORMAT"),
+    ("FLOE_STORE", "FLOE_STORE__URL"),
+    ("FLOE_S3_ENDPOINT", "FLOE_STORE__S3_ENDPOINT"),
+    ("FLOE_S3_REGION", "FLOE_STORE__S3_REGION"),
+    ("FLOE_S3_PATH_STYLE", "FLOE_STORE__S3_PATH_STYLE"),
+    ("FLOE_STORE_TIMEOUT", "FLOE_STORE__REQUEST_TIMEOUT"),
+    ("FLOE_BROKER_ID", "FLOE_BROKER__ID"),
+    ("FLOE_LINGER", "FLOE_BROKER__LINGER"),
+    ("FLOE_SEGMENT_MAX_BYTES", "FLOE_BROKER__SEGMENT_MAX_BYTES"),
+    ("FLOE_MAX_BUFFERED_BYTES", "FLOE_BROKER__MAX_BUFFERED_BYTES"),
+    (
+        "FLOE_MAX_INFLIGHT_UPLOADS",
+        "FLOE_BROKER__MAX_INFLIGHT_UPLOADS",
+    ),
+    ("FLOE_CACHE_MEMORY_BYTES", "FLOE_CACHE__MEMORY_BYTES"),
+    ("FLOE_CACHE_DISK_BYTES", "FLOE_CACHE__DISK_BYTES"),
+    ("FLOE_CACHE_DIR", "FLOE_CACHE__DIR"),
+    ("FLOE_CACHE_BLOCK_BYTES", "FLOE_CACHE__BLOCK_BYTES"),
+    ("FLOE_CACHE_MAX_GET_BYTES", "FLOE_CACHE__MAX_GET_BYTES"),
+    ("FLOE_SNAPSHOT_EVERY", "FLOE_SEQUENCER__SNAPSHOT_EVERY"),
+    ("FLOE_ETCD", "FLOE_CLUSTER__ETCD"),
+    ("FLOE_CLUSTER", "FLOE_CLUSTER__NAME"),
+    ("FLOE_LEASE_TTL", "FLOE_CLUSTER__LEASE_TTL"),
+    ("FLOE_COMPACT_ETCD", "FLOE_CLUSTER__COMPACT_ETCD"),
+    ("FLOE_BACKGROUND_JOBS", "FLOE_JOBS__ENABLED"),
+    (
+        "FLOE_RETENTION_CHECK_INTERVAL",
+        "FLOE_JOBS__RETENTION_INTERVAL",
+    ),
+    ("FLOE_LIFECYCLE_INTERVAL", "FLOE_JOBS__LIFECYCLE_INTERVAL"),
+    ("FLOE_OBJECT_GRACE", "FLOE_JOBS__OBJECT_GRACE"),
+    ("FLOE_COMPACTION_INTERVAL", "FLOE_JOBS__COMPACTION_INTERVAL"),
+    ("FLOE_COMPACTION_MIN_AGE", "FLOE_JOBS__COMPACTION_MIN_AGE"),
+    (
+        "FLOE_COMPACTION_TARGET_BYTES",
+        "FLOE_JOBS__COMPACTION_TARGET_BYTES",
+    ),
+    (
+        "FLOE_COMPACTION_BATCH_BYTES",
+        "FLOE_JOBS__COMPACTION_BATCH_BYTES",
+    ),
+    ("FLOE_COMPACTION_FAN_IN", "FLOE_JOBS__COMPACTION_FAN_IN"),
+    (
+        "FLOE_BACKGROUND_BYTES_PER_SEC",
+        "FLOE_JOBS__BYTES_PER_SECOND",
+    ),
+    (
+        "FLOE_BACKGROUND_DELETES_PER_SEC",
+        "FLOE_JOBS__DELETES_PER_SECOND",
+    ),
+];
 
 impl ServeConfig {
     /// Layers the sources: defaults, then the TOML file if given, then `FLOE_*` variables,
@@ -122,6 +242,15 @@ impl ServeConfig {
         file: Option<&Path>,
         flags: &[(&'static str, serde_json::Value)],
     ) -> Result<Self, ConfigError> {
+        if let Some((old, new)) = RENAMED_VARIABLES
+            .iter()
+            .find(|(old, _)| std::env::var_os(old).is_some())
+        {
+            return Err(ConfigError::Renamed {
+                old: (*old).to_owned(),
+                new: (*new).to_owned(),
+            });
+        }
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));

@@ -16,6 +16,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<Duration>,
+    /// For `offset_out_of_range`: the partition's log start and high watermark.
+    range: Option<(u64, u64)>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            range: None,
         }
     }
 
@@ -35,6 +38,12 @@ impl ApiError {
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
+
+    /// Tells the client when to try again.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
 }
 
 impl From<BrokerError> for ApiError {
@@ -43,6 +52,7 @@ impl From<BrokerError> for ApiError {
         let code = error.code();
         let status = match error.kind() {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::OutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -51,17 +61,33 @@ impl From<BrokerError> for ApiError {
             ErrorKind::Unavailable | ErrorKind::Fenced => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(%error, "internal error");
-            "internal error; the server log has details".to_owned()
-        } else {
-            error.to_string()
+        let message = match &error {
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(%error, "internal error");
+                "internal error; the server log has details".to_owned()
+            }
+            // Store failures name local paths, buckets and endpoints: they go to the log,
+            // not to clients.
+            BrokerError::Storage(_) => {
+                tracing::warn!(%error, "request failed on the object store");
+                "the object store did not answer in time; retry shortly".to_owned()
+            }
+            _ => error.to_string(),
+        };
+        let range = match &error {
+            BrokerError::OffsetOutOfRange {
+                log_start_offset,
+                high_watermark,
+                ..
+            } => Some((*log_start_offset, *high_watermark)),
+            _ => None,
         };
         Self {
             status,
             code,
             message,
             retry_after,
+            range,
         }
     }
 }
@@ -72,16 +98,15 @@ impl ApiError {
         ErrorBody {
             error_code: self.code.to_owned(),
             message: self.message.clone(),
+            log_start_offset: self.range.map(|(start, _)| start),
+            high_watermark: self.range.map(|(_, end)| end),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error_code: self.code.to_owned(),
-            message: self.message,
-        };
+        let body = self.body();
         let mut response = (self.status, Json(body)).into_response();
         if let Some(retry_after) = self.retry_after {
             let seconds = retry_after.as_secs().max(1).to_string();

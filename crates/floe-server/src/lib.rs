@@ -8,6 +8,7 @@ pub mod cluster;
 mod codec;
 pub mod config;
 mod error;
+mod listener;
 mod routes;
 mod telemetry;
 

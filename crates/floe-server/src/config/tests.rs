@@ -64,6 +64,20 @@ fn unknown_keys_are_refused_from_the_file_and_the_environment() {
 }
 
 #[test]
+fn variables_from_before_sections_are_refused_by_name() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("FLOE_ETCD", "http://etcd:2379");
+        let error = load(None, &[]).expect_err("a variable from before sections");
+        let message = error.to_string();
+        assert!(
+            message.contains("FLOE_ETCD") && message.contains("FLOE_CLUSTER__ETCD"),
+            "{message}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn an_invalid_value_anywhere_names_its_key() {
     figment::Jail::expect_with(|jail| {
         jail.create_file("floe.toml", "[jobs]\ncompaction_fan_in = 1\n")?;
@@ -73,7 +87,11 @@ fn an_invalid_value_anywhere_names_its_key() {
             "{error}"
         );
 
-        let error = load(None, &[("cluster.lease_ttl", json!("1500ms"))]).expect_err("1.5s");
+        let flags = [
+            ("cluster.etcd", json!("http://etcd:2379")),
+            ("cluster.lease_ttl", json!("1500ms")),
+        ];
+        let error = load(None, &flags).expect_err("1.5s");
         assert!(error.to_string().contains("cluster.lease_ttl"), "{error}");
 
         let error = load(None, &[("broker.linger", json!("soon"))]).expect_err("not a duration");
@@ -104,7 +122,8 @@ fn zero_is_refused_rather_than_clamped() {
     });
 }
 
-/// Every setting as `(dotted key, default)`, in declaration order.
+/// Every setting as `(dotted key, default)`: sections in `SECTIONS` order, fields in
+/// alphabetical order (serde_json sorts object keys).
 fn settings_with_defaults() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     let tree = serde_json::to_value(ServeConfig::default()).expect("serializes");

@@ -16,7 +16,7 @@ use super::extract::RawBody;
 /// answers 404 `not_clustered`: it has no followers.
 pub async fn forwarded_commands(
     State(state): State<AppState>,
-    RawBody(body): RawBody,
+    RawBody { bytes: body, .. }: RawBody,
 ) -> Result<Json<Vec<Result<Committed, RemoteError>>>, ApiError> {
     let commands: Vec<ForwardedCommand> = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))?;

@@ -3,6 +3,7 @@
 mod extract;
 mod internal;
 mod meta;
+mod produce_body;
 mod records;
 mod stream;
 mod topics;
@@ -27,6 +28,13 @@ pub struct AppState {
     /// Turns true when the server begins to shut down: event streams end then, so the
     /// graceful shutdown does not wait for their clients to leave.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Memory for requests in flight: bodies, the records decoded from them, fetch
+    /// answers.
+    pub budget: Arc<floe_core::MemoryBudget>,
+    /// The largest request body accepted.
+    pub max_request_bytes: usize,
+    /// How long a body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
     /// Every metric of this broker, served by `/metrics`.
     pub metrics: Arc<prometheus_client::registry::Registry>,
 }

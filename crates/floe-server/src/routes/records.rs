@@ -6,20 +6,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use floe_api::Encoding;
 use floe_api::binary::{self, BinaryFetch, BinaryRecord};
 use floe_api::{
     FetchResponse, FetchedRecordJson, HeaderJson, OWNER_HEADER, OffsetResponse, OwnerRef,
-    ProduceRequest,
 };
-use floe_broker::{FetchRequest, FetchResult, OffsetSpec, ProduceRecord, RecordAck};
-use floe_core::Header;
+use floe_broker::{FetchRequest, FetchResult, MAX_RECORDS_PER_REQUEST, OffsetSpec, RecordAck};
 use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, RawBody};
-use super::{AppState, checked_topic, json_body};
-use crate::codec::{to_bytes, to_json};
+use super::produce_body::{binary_records, json_records};
+use super::{AppState, checked_topic};
+use crate::codec::to_json;
 use crate::error::{ApiError, ApiResult};
 
 /// The longest a fetch may wait at the tail.
@@ -41,7 +39,7 @@ pub async fn produce(
     ApiPath(topic): ApiPath<String>,
     ApiQuery(query): ApiQuery<EncodingQuery>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: RawBody,
 ) -> ApiResult<ProduceAcks> {
     produce_records(state, topic, None, query, headers, body).await
 }
@@ -51,7 +49,7 @@ pub async fn produce_to_partition(
     ApiPath(path): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<EncodingQuery>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: RawBody,
 ) -> ApiResult<ProduceAcks> {
     let (topic, partition) = path;
     produce_records(state, topic, Some(partition), query, headers, body).await
@@ -63,18 +61,22 @@ async fn produce_records(
     fixed_partition: Option<u32>,
     query: EncodingQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: RawBody,
 ) -> ApiResult<ProduceAcks> {
     checked_topic(&topic)?;
     let encoding = query.encoding;
+    let RawBody {
+        bytes: body,
+        mut reservation,
+    } = body;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let mut records = if content_type.starts_with(binary::CONTENT_TYPE) {
-        binary_records(body)?
+        binary_records(body, MAX_RECORDS_PER_REQUEST, &mut reservation)?
     } else if content_type.starts_with("application/json") {
-        json_records(&body, encoding)?
+        json_records(&body, encoding, MAX_RECORDS_PER_REQUEST, &mut reservation)?
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -137,58 +139,6 @@ fn produce_response_json(acks: &[RecordAck]) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-fn json_records(body: &[u8], encoding: Encoding) -> ApiResult<Vec<ProduceRecord>> {
-    let request: ProduceRequest = json_body(body)?;
-    request
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(index, record)| {
-            let headers = record
-                .headers
-                .into_iter()
-                .map(|header| {
-                    let value = to_bytes(
-                        header.value,
-                        encoding,
-                        &format!("records[{index}].headers.{}", header.name),
-                    )?;
-                    Ok(Header {
-                        name: header.name,
-                        value,
-                    })
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
-            Ok(ProduceRecord {
-                partition: record.partition,
-                key: to_bytes(record.key, encoding, &format!("records[{index}].key"))?,
-                value: to_bytes(record.value, encoding, &format!("records[{index}].value"))?,
-                headers,
-                timestamp_ms: record.timestamp,
-            })
-        })
-        .collect()
-}
-
-fn binary_records(body: Bytes) -> ApiResult<Vec<ProduceRecord>> {
-    let records = binary::decode_produce(body)
-        .map_err(|error| ApiError::bad_request("invalid_binary", error.to_string()))?;
-    Ok(records
-        .into_iter()
-        .map(|record| ProduceRecord {
-            partition: record.partition,
-            key: record.key,
-            value: record.value,
-            headers: record
-                .headers
-                .into_iter()
-                .map(|(name, value)| Header { name, value })
-                .collect(),
-            timestamp_ms: record.timestamp,
-        })
-        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,9 +220,25 @@ pub async fn fetch(
         clamp: query.clamp,
     };
     let encoding: Encoding = query.encoding;
+    // The records read are held in memory before they are encoded: reserve their limit
+    // before reading, and the encoded answer's bound once their size is known.
+    let mut reservation = state.budget.try_reserve(max_bytes)?;
     // The first fetch answers before anything is streamed, so a bad offset or an unknown
     // topic is a plain error response with its status.
     let result = state.broker.fetch(request.clone()).await?;
+    let answer_bound = encoded_bound(&result, encoding, accept.contains(binary::CONTENT_TYPE));
+    if answer_bound > state.budget.limit() {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "response_too_large",
+            format!(
+                "the answer would take about {answer_bound} bytes, over the server's request \
+                 memory of {}; fetch with a smaller max_bytes or max_records",
+                state.budget.limit()
+            ),
+        ));
+    }
+    reservation.try_grow(answer_bound.saturating_sub(reservation.bytes()))?;
     let owner = owner_ref(&state, result.owner.as_deref());
     let owner_header = owner
         .as_ref()
@@ -289,6 +255,50 @@ pub async fn fetch(
         response.headers_mut().insert(OWNER_HEADER, value);
     }
     Ok(response)
+}
+
+/// The most bytes a fetch answer can take while it is encoded: text as JSON strings
+/// (six bytes for an escaped control character, two for a quote or backslash), base64 at
+/// four for three, JSON values as a parsed tree (up to six times their text); each record
+/// adds its offset, timestamp and field names.
+fn encoded_bound(result: &FetchResult, encoding: Encoding, binary: bool) -> usize {
+    const PER_RECORD: usize = 160;
+    const PER_HEADER: usize = 48;
+    let field = |bytes: Option<&bytes::Bytes>| {
+        let Some(bytes) = bytes else { return 0 };
+        if binary {
+            return bytes.len();
+        }
+        match encoding {
+            Encoding::Text => bytes.len() + bytes.iter().map(|&b| escape_cost(b)).sum::<usize>(),
+            Encoding::Base64 => bytes.len().div_ceil(3) * 4,
+            Encoding::Json => bytes.len() * 6,
+        }
+    };
+    result
+        .records
+        .iter()
+        .map(|fetched| {
+            let record = &fetched.record;
+            PER_RECORD
+                + field(record.key.as_ref())
+                + field(record.value.as_ref())
+                + record
+                    .headers
+                    .iter()
+                    .map(|header| PER_HEADER + header.name.len() * 6 + field(header.value.as_ref()))
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+/// Bytes JSON adds to escape one byte of a string.
+fn escape_cost(byte: u8) -> usize {
+    match byte {
+        b'"' | b'\\' => 1,
+        0..0x20 => 5,
+        _ => 0,
+    }
 }
 
 /// `Last-Event-ID`, which must be an offset.

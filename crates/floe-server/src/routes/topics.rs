@@ -29,7 +29,7 @@ pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
 
 pub async fn create(
     State(state): State<AppState>,
-    RawBody(body): RawBody,
+    RawBody { bytes: body, .. }: RawBody,
 ) -> ApiResult<(StatusCode, Json<TopicDescription>)> {
     let request: CreateTopicRequest = json_body(&body)?;
     checked_topic(&request.name)?;
@@ -61,7 +61,7 @@ pub async fn delete(
 pub async fn add_partitions(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
-    RawBody(body): RawBody,
+    RawBody { bytes: body, .. }: RawBody,
 ) -> ApiResult<Json<TopicDescription>> {
     checked_topic(&topic)?;
     let request: AddPartitionsRequest = json_body(&body)?;

@@ -1,0 +1,295 @@
+//! Produce bodies into records, counted while they are decoded: the record count is
+//! checked as each record arrives (a body of ten million empty records stops at the
+//! limit, not after building all of them), and every byte a decoded record holds is
+//! reserved from the request's memory budget first. Keys, values and header values are
+//! taken from the body's text as it is (`RawValue`), never built into a JSON tree.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use floe_api::{Encoding, binary};
+use floe_broker::ProduceRecord;
+use floe_core::{Header, Reservation};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::{ApiError, ApiResult};
+
+/// What one decoded record costs beyond its bytes: the record, its `Vec` of headers,
+/// and the batch encoder's work space for it.
+const RECORD_OVERHEAD: usize = std::mem::size_of::<ProduceRecord>() + 64;
+const HEADER_OVERHEAD: usize = std::mem::size_of::<Header>();
+
+/// Decodes a JSON produce body (`{"records":[…]}`), at most `max_records` records.
+pub fn json_records(
+    body: &[u8],
+    encoding: Encoding,
+    max_records: usize,
+    reservation: &mut Reservation,
+) -> ApiResult<Vec<ProduceRecord>> {
+    let mut failure = None;
+    let seed = BodySeed {
+        encoding,
+        max_records,
+        reservation,
+        failure: &mut failure,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let result = seed
+        .deserialize(&mut deserializer)
+        .and_then(|records| deserializer.end().map(|()| records));
+    match (result, failure) {
+        (Ok(records), None) => Ok(records),
+        (_, Some(failure)) => Err(failure),
+        (Err(error), None) => Err(match error.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::unprocessable("invalid_request", error.to_string())
+            }
+            _ => ApiError::bad_request("invalid_json", error.to_string()),
+        }),
+    }
+}
+
+/// Decodes a binary-framed produce body, refusing a declared count over `max_records`
+/// before decoding any record.
+pub fn binary_records(
+    body: Bytes,
+    max_records: usize,
+    reservation: &mut Reservation,
+) -> ApiResult<Vec<ProduceRecord>> {
+    let records = binary::decode_produce(body, max_records).map_err(|error| match error {
+        binary::FramingError::TooManyRecords { .. } => {
+            ApiError::unprocessable("too_many_records", error.to_string())
+        }
+        other => ApiError::bad_request("invalid_binary", other.to_string()),
+    })?;
+    // The key and value bytes are slices of the body, already reserved; the records
+    // themselves are what the decode added.
+    let headers: usize = records.iter().map(|record| record.headers.len()).sum();
+    reserve(
+        reservation,
+        records.len() * RECORD_OVERHEAD + headers * HEADER_OVERHEAD,
+    )?;
+    Ok(records
+        .into_iter()
+        .map(|record| ProduceRecord {
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record
+                .headers
+                .into_iter()
+                .map(|(name, value)| Header { name, value })
+                .collect(),
+            timestamp_ms: record.timestamp,
+        })
+        .collect())
+}
+
+fn reserve(reservation: &mut Reservation, bytes: usize) -> ApiResult<()> {
+    reservation.try_grow(bytes).map_err(ApiError::from)
+}
+
+/// The whole body: an object whose only field is `records`.
+struct BodySeed<'a> {
+    encoding: Encoding,
+    max_records: usize,
+    reservation: &'a mut Reservation,
+    failure: &'a mut Option<ApiError>,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = Vec<ProduceRecord>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = Vec<ProduceRecord>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str(r#"an object {"records": [...]}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut records = None;
+        while let Some(key) = map.next_key::<&str>()? {
+            if key != "records" {
+                map.next_value::<IgnoredAny>()?;
+                return Err(de::Error::unknown_field(key, &["records"]));
+            }
+            if records.is_some() {
+                return Err(de::Error::duplicate_field("records"));
+            }
+            records = Some(map.next_value_seed(RecordsSeed {
+                encoding: self.encoding,
+                max_records: self.max_records,
+                reservation: &mut *self.reservation,
+                failure: &mut *self.failure,
+            })?);
+        }
+        records.ok_or_else(|| de::Error::missing_field("records"))
+    }
+}
+
+/// The `records` array, decoded one record at a time.
+struct RecordsSeed<'a> {
+    encoding: Encoding,
+    max_records: usize,
+    reservation: &'a mut Reservation,
+    failure: &'a mut Option<ApiError>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = Vec<ProduceRecord>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = Vec<ProduceRecord>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::new();
+        while let Some(incoming) = seq.next_element::<IncomingRecord<'de>>()? {
+            let index = records.len();
+            if index == self.max_records {
+                return Err(self.fail(ApiError::unprocessable(
+                    "too_many_records",
+                    format!(
+                        "a produce request carries at most {} records",
+                        self.max_records
+                    ),
+                )));
+            }
+            let record = incoming
+                .into_record(index, self.encoding)
+                .and_then(|record| {
+                    reserve(self.reservation, cost(&record))?;
+                    Ok(record)
+                });
+            match record {
+                Ok(record) => records.push(record),
+                Err(failure) => return Err(self.fail(failure)),
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl RecordsSeed<'_> {
+    /// Keeps the real failure beside the decoder and stops it with a placeholder.
+    fn fail<E: de::Error>(&mut self, failure: ApiError) -> E {
+        *self.failure = Some(failure);
+        E::custom("stopped")
+    }
+}
+
+/// What a decoded record holds in memory.
+fn cost(record: &ProduceRecord) -> usize {
+    let bytes = |value: &Option<Bytes>| value.as_ref().map_or(0, Bytes::len);
+    RECORD_OVERHEAD
+        + bytes(&record.key)
+        + bytes(&record.value)
+        + record
+            .headers
+            .iter()
+            .map(|header| HEADER_OVERHEAD + header.name.len() + bytes(&header.value))
+            .sum::<usize>()
+}
+
+/// One record as it stands in the body; fields are raw JSON text until converted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncomingRecord<'a> {
+    #[serde(default, borrow)]
+    key: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    headers: Vec<IncomingHeader<'a>>,
+    #[serde(default)]
+    partition: Option<u32>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncomingHeader<'a> {
+    name: String,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+}
+
+impl IncomingRecord<'_> {
+    fn into_record(self, index: usize, encoding: Encoding) -> ApiResult<ProduceRecord> {
+        let headers = self
+            .headers
+            .into_iter()
+            .map(|header| {
+                let field = format!("records[{index}].headers.{}", header.name);
+                Ok(Header {
+                    value: raw_bytes(header.value, encoding, &field)?,
+                    name: header.name,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(ProduceRecord {
+            partition: self.partition,
+            key: raw_bytes(self.key, encoding, &format!("records[{index}].key"))?,
+            value: raw_bytes(self.value, encoding, &format!("records[{index}].value"))?,
+            headers,
+            timestamp_ms: self.timestamp,
+        })
+    }
+}
+
+/// Turns a field's raw JSON into bytes per `encoding`; `null` or absent is none.
+fn raw_bytes(raw: Option<&RawValue>, encoding: Encoding, field: &str) -> ApiResult<Option<Bytes>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if text == "null" {
+        return Ok(None);
+    }
+    let string = || -> ApiResult<String> {
+        serde_json::from_str::<String>(text).map_err(|_| {
+            let what = match encoding {
+                Encoding::Base64 => "a base64 string with encoding=base64",
+                _ => "a string with encoding=text (use encoding=json for other JSON values)",
+            };
+            ApiError::unprocessable("invalid_record", format!("{field} must be {what}"))
+        })
+    };
+    match encoding {
+        Encoding::Text => Ok(Some(Bytes::from(string()?))),
+        Encoding::Base64 => BASE64
+            .decode(string()?.as_bytes())
+            .map(|decoded| Some(Bytes::from(decoded)))
+            .map_err(|error| {
+                ApiError::unprocessable(
+                    "invalid_base64",
+                    format!("{field} is not valid base64: {error}"),
+                )
+            }),
+        // The value as it was written: valid JSON, which the parser has checked.
+        Encoding::Json => Ok(Some(Bytes::copy_from_slice(text.as_bytes()))),
+    }
+}
