@@ -19,6 +19,9 @@ const MAX_BATCHES_PER_FETCH: usize = 64;
 /// so a miss reads ahead what the consumer's next fetch will want.
 const READ_AHEAD_BATCHES: usize = 256;
 
+/// How often a fetch waiting at the tail looks at the state even without a wake-up.
+const RECHECK_WHILE_WAITING: Duration = Duration::from_secs(1);
+
 /// How long a fetch waits for the state to stop naming an object that is gone from the
 /// store before it gives up with the storage error.
 const VANISHED_OBJECT_WAIT: Duration = Duration::from_secs(5);
@@ -76,6 +79,7 @@ pub struct OffsetLookup {
 
 #[derive(Debug)]
 struct PartitionView {
+    topic_id: floe_core::TopicId,
     log_start_offset: u64,
     high_watermark: u64,
     owner: Option<String>,
@@ -86,6 +90,9 @@ impl Broker {
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult, BrokerError> {
         let deadline = Instant::now() + request.wait;
         let mut applied = self.inner.sequencer.subscribe();
+        // Waiting at the tail listens to this partition's commits only (subscribed once
+        // the topic's id is known).
+        let mut waiter: Option<crate::wakeups::Waiter> = None;
         let mut offset = request.offset;
         // The object a read found gone from the store, and until when to wait for the
         // state to move past it.
@@ -94,9 +101,16 @@ impl Broker {
             // Mark the current version seen before reading, so a commit landing between the
             // read and the wait still wakes us.
             applied.borrow_and_update();
+            if let Some(waiter) = waiter.as_mut() {
+                waiter.mark_seen();
+            }
             let view = self.inner.sequencer.read(|state| {
+                let topic_id = state
+                    .topic(&request.topic)
+                    .map_or(floe_core::TopicId(0), |topic| topic.id);
                 partition_of(state, &request.topic, request.partition).map(|partition| {
                     PartitionView {
+                        topic_id,
                         log_start_offset: partition.log_start_offset,
                         high_watermark: partition.high_watermark,
                         owner: partition.owner.clone(),
@@ -181,8 +195,29 @@ impl Broker {
                     owner: view.owner,
                 });
             }
-            let timed_out = tokio::time::timeout_at(deadline, applied.changed()).await;
-            if !matches!(timed_out, Ok(Ok(()))) {
+            if Instant::now() >= deadline {
+                return Ok(FetchResult {
+                    records: Vec::new(),
+                    next_offset: offset,
+                    high_watermark: view.high_watermark,
+                    log_start_offset: view.log_start_offset,
+                    owner: view.owner,
+                });
+            }
+            let Some(waiter) = waiter.as_mut() else {
+                // Listen first, then look again: a commit between the read above and the
+                // subscription is not missed.
+                waiter = Some(
+                    self.inner
+                        .wakeups
+                        .subscribe(view.topic_id, request.partition),
+                );
+                continue;
+            };
+            // Commits to this partition wake the wait; a look every second also covers a
+            // replica that jumped ahead by installing a snapshot, which no commit announces.
+            let next_look = deadline.min(Instant::now() + RECHECK_WHILE_WAITING);
+            if !waiter.wait(next_look).await && Instant::now() >= deadline {
                 return Ok(FetchResult {
                     records: Vec::new(),
                     next_offset: offset,

@@ -14,6 +14,7 @@ mod prefetch;
 mod produce;
 mod reader;
 mod topics;
+mod wakeups;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +133,8 @@ struct BrokerInner {
     clock: Arc<dyn Clock>,
     pipeline: Pipeline,
     latency: metrics::LatencyMetrics,
+    /// Wakes fetches waiting at a partition's tail when it is committed to.
+    wakeups: Arc<wakeups::Wakeups>,
     sticky_partition: std::sync::atomic::AtomicU32,
     job_counters: Arc<jobs::JobCounters>,
     background_pacer: jobs::Pacer,
@@ -211,6 +214,8 @@ impl BrokerBuilder {
             failpoints,
             latency.clone(),
         );
+        let wakeups = wakeups::Wakeups::new();
+        sequencer.observe(Arc::clone(&wakeups) as Arc<dyn floe_sequencer::ApplyObserver>);
         sequencer.observe(Arc::new(prefetch::TailPrefetcher::new(
             sequencer.membership().broker().to_owned(),
             cache.clone(),
@@ -227,6 +232,7 @@ impl BrokerBuilder {
                 clock,
                 pipeline,
                 latency,
+                wakeups,
                 sticky_partition: std::sync::atomic::AtomicU32::new(rand::random()),
                 job_counters: Arc::default(),
                 jobs: parking_lot::Mutex::new(None),

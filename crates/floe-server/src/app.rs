@@ -118,6 +118,10 @@ impl Server {
             budget: floe_core::MemoryBudget::new(server.request_memory_bytes),
             max_request_bytes: server.max_request_bytes,
             body_read_timeout: server.body_read_timeout,
+            waits: crate::routes::waiting::WaitSlots::new(
+                server.max_waiting_fetches,
+                server.max_waiting_fetches_per_client,
+            ),
         };
         Ok(Self {
             local_addr,

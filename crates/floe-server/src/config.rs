@@ -76,6 +76,11 @@ pub struct ServerOptions {
     /// gets `408 request_timeout`.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Fetches waiting at the tail (long-polls and event streams) this broker serves at
+    /// once; more get `429 busy`.
+    pub max_waiting_fetches: usize,
+    /// Of those, how many one client address may hold.
+    pub max_waiting_fetches_per_client: usize,
 }
 
 impl Default for ServerOptions {
@@ -90,6 +95,8 @@ impl Default for ServerOptions {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            max_waiting_fetches: 2048,
+            max_waiting_fetches_per_client: 512,
         }
     }
 }
@@ -113,7 +120,13 @@ impl ServerOptions {
         )?;
         settings::at_least("max_connections", self.max_connections, 1)?;
         settings::positive("header_read_timeout", self.header_read_timeout)?;
-        settings::positive("body_read_timeout", self.body_read_timeout)
+        settings::positive("body_read_timeout", self.body_read_timeout)?;
+        settings::at_least("max_waiting_fetches", self.max_waiting_fetches, 1)?;
+        settings::at_least(
+            "max_waiting_fetches_per_client",
+            self.max_waiting_fetches_per_client,
+            1,
+        )
     }
 
     /// `max_connections`, lowered so that connections leave [`FDS_FOR_THE_REST`] file

@@ -9,7 +9,7 @@ mod codec;
 pub mod config;
 mod error;
 mod listener;
-mod routes;
+pub(crate) mod routes;
 mod telemetry;
 
 pub use app::Server;

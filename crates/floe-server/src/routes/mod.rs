@@ -7,6 +7,7 @@ mod produce_body;
 mod records;
 mod stream;
 mod topics;
+pub mod waiting;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// How long a body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    /// Places for fetches waiting at the tail, per broker and per client.
+    pub waits: Arc<waiting::WaitSlots>,
     /// Every metric of this broker, served by `/metrics`.
     pub metrics: Arc<prometheus_client::registry::Registry>,
 }

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use axum::Json;
+use std::net::IpAddr;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use floe_api::Encoding;
 use floe_api::binary::{self, BinaryFetch, BinaryRecord};
 use floe_api::{
@@ -16,6 +18,7 @@ use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, RawBody};
 use super::produce_body::{binary_records, json_records};
+use super::waiting::ClientAddr;
 use super::{AppState, checked_topic};
 use crate::codec::to_json;
 use crate::error::{ApiError, ApiResult};
@@ -159,6 +162,7 @@ pub async fn fetch(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<FetchQuery>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (topic, partition) = path;
@@ -210,6 +214,15 @@ pub async fn fetch(
         MAX_MAX_BYTES,
     )?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    // A fetch that may wait holds a place for as long as it (or its stream) lasts.
+    let slot = if streaming || !wait.is_zero() {
+        let client = client.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ClientAddr(peer))| {
+            peer.ip()
+        });
+        Some(state.waits.try_take(client)?)
+    } else {
+        None
+    };
     let request = FetchRequest {
         topic,
         partition,
@@ -244,7 +257,7 @@ pub async fn fetch(
         .as_ref()
         .and_then(|owner| HeaderValue::from_str(&owner.address).ok());
     let mut response = if streaming {
-        super::stream::events(state, request, encoding, result)
+        super::stream::events(state, request, encoding, result, slot)
     } else if accept.contains(binary::CONTENT_TYPE) {
         let body = binary::encode_fetch(&binary_fetch(result));
         ([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response()

@@ -29,13 +29,20 @@ pub(super) fn events(
     request: FetchRequest,
     encoding: Encoding,
     first: FetchResult,
+    slot: Option<super::waiting::WaitSlot>,
 ) -> Response {
     let mut stopping = state.stopping.clone();
     let stopped = async move {
         // Ends the stream when the server stops (or its signal is gone).
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    let stream = follow(state, request, encoding, first).take_until(stopped);
+    // The stream holds its waiting slot until it ends.
+    let stream = follow(state, request, encoding, first)
+        .take_until(stopped)
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()

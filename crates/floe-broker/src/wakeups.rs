@@ -1,0 +1,127 @@
+//! Per-partition wake-ups for fetches waiting at the tail. A commit wakes only the
+//! fetches of the partitions it wrote to, instead of every long-poll and event stream of
+//! the broker; commands that change more than one partition's tail (topic deletion,
+//! trims, replacements) wake everyone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use floe_core::TopicId;
+use floe_sequencer::{ApplyError, ApplyObserver, ClusterState, Command, Outcome};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Wakes fetches waiting on partitions as commits are applied.
+#[derive(Debug)]
+pub(crate) struct Wakeups {
+    partitions: Mutex<HashMap<(TopicId, u32), watch::Sender<()>>>,
+    everyone: watch::Sender<()>,
+}
+
+/// What one waiting fetch listens to.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    partition: watch::Receiver<()>,
+    everyone: watch::Receiver<()>,
+}
+
+impl Wakeups {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            partitions: Mutex::new(HashMap::new()),
+            everyone: watch::channel(()).0,
+        })
+    }
+
+    /// Starts listening for commits to one partition.
+    pub(crate) fn subscribe(&self, topic: TopicId, partition: u32) -> Waiter {
+        let partition = self
+            .partitions
+            .lock()
+            .entry((topic, partition))
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
+        Waiter {
+            partition,
+            everyone: self.everyone.subscribe(),
+        }
+    }
+}
+
+impl Waiter {
+    /// Marks what happened so far as seen: call before reading the state, so a commit
+    /// landing between the read and [`Waiter::wait`] still wakes the waiter.
+    pub(crate) fn mark_seen(&mut self) {
+        self.partition.borrow_and_update();
+        self.everyone.borrow_and_update();
+    }
+
+    /// Waits for a commit to the partition (or a change to everyone) until `deadline`.
+    /// Returns false when the deadline passed.
+    pub(crate) async fn wait(&mut self, deadline: Instant) -> bool {
+        let woken = async {
+            tokio::select! {
+                changed = self.partition.changed() => changed.is_ok(),
+                changed = self.everyone.changed() => changed.is_ok(),
+            }
+        };
+        matches!(tokio::time::timeout_at(deadline, woken).await, Ok(true))
+    }
+}
+
+impl ApplyObserver for Wakeups {
+    fn applied(
+        &self,
+        _state: &ClusterState,
+        command: &Command,
+        outcome: &Result<Outcome, ApplyError>,
+    ) {
+        match (command, outcome) {
+            (Command::CommitSegment { batches, .. }, Ok(Outcome::SegmentCommitted(results))) => {
+                let mut partitions = self.partitions.lock();
+                for (batch, result) in batches.iter().zip(results) {
+                    if result.is_err() {
+                        continue;
+                    }
+                    let key = (batch.topic_id, batch.partition);
+                    let forgotten = match partitions.get(&key) {
+                        Some(sender) => sender.send(()).is_err(),
+                        None => false,
+                    };
+                    // Nobody waits on it any more; the next waiter makes a new one.
+                    if forgotten {
+                        partitions.remove(&key);
+                    }
+                }
+            }
+            // Failed commits change nothing; everything else may move a waiter's view.
+            (Command::CommitSegment { .. }, _) => {}
+            _ => {
+                self.everyone.send_replace(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_wakes_for_its_partition_only() {
+        let wakeups = Wakeups::new();
+        let topic = TopicId(1);
+        let mut zero = wakeups.subscribe(topic, 0);
+        let mut one = wakeups.subscribe(topic, 1);
+        zero.mark_seen();
+        one.mark_seen();
+        wakeups.partitions.lock()[&(topic, 0)].send_replace(());
+        let soon = Instant::now() + std::time::Duration::from_millis(10);
+        assert!(zero.wait(soon).await, "its partition committed");
+        assert!(!one.wait(soon).await, "another partition's commit");
+        wakeups.everyone.send_replace(());
+        let later = Instant::now() + std::time::Duration::from_millis(10);
+        assert!(one.wait(later).await, "a change for everyone");
+    }
+}

@@ -1,0 +1,93 @@
+//! Fetches waiting at the tail: each holds a slot (bounded per broker and per client),
+//! and a commit to their partition wakes them with the record, while commits elsewhere
+//! leave them waiting.
+
+use std::time::Duration;
+
+use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::{Encoding, FetchOptions};
+use floe_tests::FloeProcess;
+use serde_json::Value;
+
+fn record(partition: u32, value: &str) -> Vec<ProduceRecordJson> {
+    vec![ProduceRecordJson {
+        value: Some(Value::String(value.into())),
+        partition: Some(partition),
+        ..ProduceRecordJson::default()
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_fetches_are_bounded_per_client_and_woken_by_their_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start_with_env(
+        dir.path(),
+        &[],
+        &[("FLOE_SERVER__MAX_WAITING_FETCHES_PER_CLIENT", "3".into())],
+    );
+    let client = server.client();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: "t".into(),
+            partitions: 2,
+            config: Default::default(),
+        })
+        .await
+        .expect("create");
+
+    let long_poll = FetchOptions {
+        wait: Some(Duration::from_secs(20)),
+        ..FetchOptions::default()
+    };
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, options) = (client.clone(), long_poll.clone());
+            tokio::spawn(async move { client.fetch("t", 0, 0, &options).await })
+        })
+        .collect();
+    // Let the three reach the tail and wait there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let refused = client
+        .fetch("t", 1, 0, &long_poll)
+        .await
+        .expect_err("a fourth waiting fetch from the same client");
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(429));
+    assert_eq!(refused.error_code(), Some("busy"));
+    // A fetch that does not wait needs no slot.
+    let immediate = client
+        .fetch("t", 1, 0, &FetchOptions::default())
+        .await
+        .expect("a plain fetch");
+    assert!(immediate.records.is_empty());
+
+    // A commit to the other partition does not answer them; one to theirs wakes them all
+    // with its record, long before their 20 s wait ends.
+    client
+        .produce("t", record(1, "elsewhere"), Encoding::Text)
+        .await
+        .expect("produce to 1");
+    client
+        .produce("t", record(0, "theirs"), Encoding::Text)
+        .await
+        .expect("produce to 0");
+    for waiter in waiters {
+        let fetched = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken before the wait ends")
+            .expect("join")
+            .expect("fetch");
+        let values: Vec<_> = fetched.records.iter().map(|r| r.value.clone()).collect();
+        assert_eq!(values, vec![Some(Value::String("theirs".into()))]);
+    }
+
+    // Their slots are free again.
+    let short = FetchOptions {
+        wait: Some(Duration::from_millis(100)),
+        ..FetchOptions::default()
+    };
+    client
+        .fetch("t", 1, 1, &short)
+        .await
+        .expect("a waiting fetch after the others ended");
+}
