@@ -319,3 +319,41 @@ async fn topic_rules_are_enforced_with_clear_errors() {
         (409, Some("limit_reached"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_over_thousands_of_partitions_is_refused_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: "wide".into(),
+            partitions: 5000,
+            config: Default::default(),
+        })
+        .await
+        .expect("create");
+    let records: Vec<ProduceRecordJson> = (0..5000)
+        .map(|partition| ProduceRecordJson {
+            value: Some(Value::String("x".into())),
+            partition: Some(partition),
+            ..ProduceRecordJson::default()
+        })
+        .collect();
+    let refused = client
+        .produce("wide", records.clone(), Encoding::Text)
+        .await
+        .expect_err("one commit cannot carry 5,000 batches");
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(422));
+    assert_eq!(refused.error_code(), Some("too_many_partitions"));
+    // Split, the same records go through, and the sequencer kept working throughout.
+    for half in records.chunks(2500) {
+        client
+            .produce("wide", half.to_vec(), Encoding::Text)
+            .await
+            .expect("half of them");
+    }
+    let described = client.describe_topic("wide").await.expect("describe");
+    let written: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
+    assert_eq!(written, 5000);
+}

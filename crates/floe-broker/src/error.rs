@@ -26,6 +26,8 @@ pub enum BrokerError {
     InvalidTimestamp { index: usize, reason: String },
     #[error("record {index} {reason}")]
     InvalidRecord { index: usize, reason: String },
+    #[error("a produce request writes to at most {limit} partitions, not {partitions}")]
+    TooManyPartitions { partitions: usize, limit: usize },
     #[error("record {index} is {size} bytes; the topic's max.message.bytes is {limit}")]
     RecordTooLarge {
         index: usize,
@@ -71,7 +73,9 @@ impl BrokerError {
             Self::InvalidTopicName(_) | Self::InvalidConfig(_) | Self::InvalidRequest(_) => {
                 ErrorKind::Invalid
             }
-            Self::InvalidTimestamp { .. } | Self::InvalidRecord { .. } => ErrorKind::Unprocessable,
+            Self::InvalidTimestamp { .. }
+            | Self::InvalidRecord { .. }
+            | Self::TooManyPartitions { .. } => ErrorKind::Unprocessable,
             Self::UnknownTopic(_) | Self::UnknownPartition { .. } => ErrorKind::NotFound,
             Self::LimitReached(_) => ErrorKind::Conflict,
             Self::RecordTooLarge { .. } => ErrorKind::TooLarge,
@@ -94,6 +98,7 @@ impl BrokerError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidTimestamp { .. } => "invalid_timestamp",
             Self::InvalidRecord { .. } => "invalid_record",
+            Self::TooManyPartitions { .. } => "too_many_partitions",
             Self::RecordTooLarge { .. } => "record_too_large",
             Self::OffsetOutOfRange { .. } => "offset_out_of_range",
             Self::Busy { .. } => "busy",

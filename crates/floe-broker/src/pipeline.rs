@@ -37,6 +37,11 @@ pub(crate) struct PendingBatch {
 /// Base offsets of a request's batches, in the order they were appended.
 pub(crate) type CommitReply = Result<Vec<u64>, BrokerError>;
 
+/// The most batches one segment holds, so that its commit (about 220 bytes of log entry
+/// per batch) stays under the sequencer's limit for one command.
+pub(crate) const MAX_SEGMENT_BATCHES: usize = 4096;
+const _: () = assert!(96 + 220 * MAX_SEGMENT_BATCHES <= floe_sequencer::MAX_COMMAND_BYTES);
+
 #[derive(Debug)]
 struct Waiter {
     batches: Range<usize>,
@@ -163,7 +168,8 @@ impl Pipeline {
             self.shared.release(size);
             return Err(BrokerError::ShuttingDown);
         }
-        let full = open.builder.len() + size > self.shared.segment_max_bytes;
+        let full = open.builder.len() + size > self.shared.segment_max_bytes
+            || open.builder.entries().len() + batches.len() > MAX_SEGMENT_BATCHES;
         if !open.builder.is_empty() && (full || open.fence != fence) {
             self.shared.seal(&mut open);
         }

@@ -130,6 +130,14 @@ impl Broker {
                 .push((index, record));
         }
 
+        if by_partition.len() > crate::pipeline::MAX_SEGMENT_BATCHES {
+            // One batch per partition, all committed together: a request must fit one
+            // commit.
+            return Err(BrokerError::TooManyPartitions {
+                partitions: by_partition.len(),
+                limit: crate::pipeline::MAX_SEGMENT_BATCHES,
+            });
+        }
         let (batches, placements) = encode_batches(&view, by_partition)?;
         let fence = self.inner.sequencer.fence()?;
         let receiver = self.inner.pipeline.append(batches, fence)?;

@@ -109,11 +109,17 @@ impl CommitLoop {
                     None => return Ok(()),
                 },
             };
+            let Some(first) = refuse_if_too_large(first) else {
+                continue;
+            };
             let mut size = first.command.approximate_size();
             group.push(first);
             while group.len() < self.max_group && size < MAX_GROUP_BYTES {
                 match receiver.try_recv() {
                     Ok(next) => {
+                        let Some(next) = refuse_if_too_large(next) else {
+                            continue;
+                        };
                         size += next.command.approximate_size();
                         group.push(next);
                     }
@@ -202,6 +208,24 @@ impl CommitLoop {
         tracing::info!(index, size, "sequencer snapshot installed");
         Ok(())
     }
+}
+
+/// The largest command one log entry takes: a definite refusal before the log is
+/// touched, where etcd would refuse the whole group's append and end the leader's term.
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+
+/// Answers a submission whose command is over [`MAX_COMMAND_BYTES`] with
+/// [`SequencerError::CommandTooLarge`], or hands it back.
+fn refuse_if_too_large(submission: Submission) -> Option<Submission> {
+    let size = submission.command.approximate_size();
+    if size <= MAX_COMMAND_BYTES {
+        return Some(submission);
+    }
+    let _ = submission.reply.send(Err(SequencerError::CommandTooLarge {
+        size,
+        limit: MAX_COMMAND_BYTES,
+    }));
+    None
 }
 
 /// Groups stop growing past this many (estimated) bytes, well under etcd's 1.5 MiB

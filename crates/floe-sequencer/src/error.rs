@@ -131,6 +131,10 @@ pub enum SequencerError {
     /// Meant for a cluster (a forwarded command), sent to an embedded sequencer.
     #[error("this broker runs the embedded sequencer")]
     NotClustered,
+    /// A command too large for one log entry (etcd refuses requests over 1.5 MiB, and a
+    /// refused append would end the leader's term); nothing was written.
+    #[error("a {size}-byte command is over the log's {limit}-byte limit for one entry")]
+    CommandTooLarge { size: usize, limit: usize },
 }
 
 impl SequencerError {
@@ -144,6 +148,7 @@ impl SequencerError {
             | Self::NotLeader
             | Self::NoLeader => ErrorKind::Unavailable,
             Self::NotClustered => ErrorKind::NotFound,
+            Self::CommandTooLarge { .. } => ErrorKind::Unprocessable,
         }
     }
 
@@ -152,6 +157,7 @@ impl SequencerError {
         match self {
             Self::Rejected(error) => error.code(),
             Self::NotClustered => "not_clustered",
+            Self::CommandTooLarge { .. } => "command_too_large",
             Self::Log(_)
             | Self::Unavailable(_)
             | Self::Stopped

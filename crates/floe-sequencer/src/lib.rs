@@ -34,7 +34,7 @@ use floe_core::Clock;
 pub use cluster::{
     ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, RemoteError, SnapshotStore,
 };
-pub use commit::Committed;
+pub use commit::{Committed, MAX_COMMAND_BYTES};
 pub use embedded::FileLog;
 pub use error::{ApplyError, LogError, SequencerError};
 pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};

@@ -264,4 +264,58 @@ mod tests {
         assert_eq!(sequencer.membership().broker(), "b0");
         sequencer.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn a_command_over_the_entry_limit_is_refused_before_the_log() {
+        let sequencer = Sequencer::open(
+            Arc::new(MemoryLog::new()),
+            SequencerOptions::default(),
+            Identity::new("b0", "127.0.0.1:0"),
+        )
+        .await
+        .expect("open");
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            config: TopicConfig::default(),
+            created_ms: 0,
+        };
+        let Outcome::TopicCreated(topic_id) = sequencer.submit(create).await.expect("create")
+        else {
+            panic!("a topic was created");
+        };
+        let entry = floe_core::segment::BatchEntry {
+            topic_id,
+            partition: 0,
+            byte_offset: 16,
+            length: 100,
+            record_count: 1,
+            first_timestamp: 1,
+            max_timestamp: 1,
+            crc32c: 0,
+        };
+        let huge = Command::CommitSegment {
+            segment: floe_core::SegmentId::generate(),
+            batches: vec![entry; 10_000],
+        };
+        assert!(huge.approximate_size() > crate::commit::MAX_COMMAND_BYTES);
+        let refused = sequencer.submit(huge).await;
+        assert!(
+            matches!(refused, Err(SequencerError::CommandTooLarge { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            sequencer.read(|state| state.applied_index),
+            1,
+            "nothing logged"
+        );
+        // The loop goes on: a command of a normal size still commits.
+        let small = Command::CommitSegment {
+            segment: floe_core::SegmentId::generate(),
+            batches: vec![entry],
+        };
+        sequencer.submit(small).await.expect("a normal commit");
+        assert_eq!(sequencer.read(|state| state.applied_index), 2);
+        sequencer.shutdown().await;
+    }
 }
