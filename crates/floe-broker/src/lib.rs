@@ -137,6 +137,8 @@ struct BrokerInner {
     wakeups: Arc<wakeups::Wakeups>,
     sticky_partition: std::sync::atomic::AtomicU32,
     job_counters: Arc<jobs::JobCounters>,
+    /// Partitions whose compaction is stopped after repeated identical failures.
+    parked: jobs::compaction::Parked,
     background_pacer: jobs::Pacer,
     jobs: parking_lot::Mutex<Option<BackgroundJobs>>,
 }
@@ -235,6 +237,7 @@ impl BrokerBuilder {
                 wakeups,
                 sticky_partition: std::sync::atomic::AtomicU32::new(rand::random()),
                 job_counters: Arc::default(),
+                parked: jobs::compaction::Parked::default(),
                 jobs: parking_lot::Mutex::new(None),
             }),
         };

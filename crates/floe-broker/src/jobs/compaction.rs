@@ -27,7 +27,7 @@ use floe_sequencer::{
     SequencerError,
 };
 use floe_storage::ReadCause;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::JobOptions;
@@ -43,7 +43,65 @@ const RUNS_PER_PASS: usize = 3;
 /// Batches read at once by a compaction.
 const READ_CONCURRENCY: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a decoded record costs beyond its key, value and headers.
+const DECODED_RECORD_OVERHEAD: usize = 128;
+
+/// Kinds of compaction (flush, merge, clean) of a partition that failed the same way
+/// twice in a row: retrying would only repeat the failure, so planning skips them until
+/// the broker restarts (the other kinds go on), and each parking is counted in
+/// `floe_compactions_parked_total` and logged.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    failures: parking_lot::Mutex<HashMap<ParkKey, LastFailure>>,
+}
+
+/// A kind of compaction of one partition.
+type ParkKey = (TopicId, u32, PlanKind);
+/// The last failure's message, and whether it parked the key.
+type LastFailure = (String, bool);
+
+impl Parked {
+    /// The kinds of compaction parked for a partition (planning skips them).
+    pub(crate) fn kinds(&self, topic: TopicId, partition: u32) -> Vec<PlanKind> {
+        self.failures
+            .lock()
+            .iter()
+            .filter(|((t, p, _), (_, parked))| *t == topic && *p == partition && *parked)
+            .map(|((_, _, kind), _)| *kind)
+            .collect()
+    }
+
+    /// Records a failure; true when it parks this kind of compaction of the partition.
+    pub(crate) fn failed(
+        &self,
+        topic: TopicId,
+        partition: u32,
+        kind: PlanKind,
+        error: &str,
+    ) -> bool {
+        let mut failures = self.failures.lock();
+        match failures.get_mut(&(topic, partition, kind)) {
+            Some((last, parked)) if last == error && !*parked => {
+                *parked = true;
+                true
+            }
+            Some(entry) => {
+                *entry = (error.to_owned(), false);
+                false
+            }
+            None => {
+                failures.insert((topic, partition, kind), (error.to_owned(), false));
+                false
+            }
+        }
+    }
+
+    pub(crate) fn succeeded(&self, topic: TopicId, partition: u32, kind: PlanKind) {
+        self.failures.lock().remove(&(topic, partition, kind));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum PlanKind {
     Flush,
     Merge,
@@ -81,6 +139,7 @@ pub(crate) fn plan(
     config: &TopicConfig,
     now_ms: i64,
     options: &JobOptions,
+    parked: &[PlanKind],
 ) -> Option<Plan> {
     let batches: Vec<(u64, BatchLocation)> = partition
         .batches
@@ -139,7 +198,7 @@ pub(crate) fn plan(
         }
     };
 
-    if compact {
+    if compact && !parked.contains(&PlanKind::Clean) {
         let end = take(0, &|piece| piece.ripe);
         let total: u64 = pieces[..end].iter().map(|piece| piece.bytes).sum();
         let dirty: u64 = pieces[..end]
@@ -155,7 +214,7 @@ pub(crate) fn plan(
         }
     }
     let mut first = 0;
-    while first < pieces.len() {
+    while first < pieces.len() && !parked.contains(&PlanKind::Merge) {
         let level = pieces[first].level;
         let small = |piece: &Piece| piece.level == level && piece.bytes < target / 2;
         if level == FLUSH_LEVEL || level == CLEANED_LEVEL || !small(&pieces[first]) {
@@ -170,6 +229,9 @@ pub(crate) fn plan(
         first = end.max(first + 1);
     }
     // Flushes last: with data arriving there is always one, and merges must not starve.
+    if parked.contains(&PlanKind::Flush) {
+        return None;
+    }
     let flush = |piece: &Piece| piece.level == FLUSH_LEVEL && piece.ripe;
     let first = pieces.iter().position(flush)?;
     let end = take(first, &flush);
@@ -307,6 +369,7 @@ impl Broker {
             }
             self.yield_to_produce().await;
             let now = self.inner.clock.now_ms();
+            let parked = self.inner.parked.kinds(topic_id, partition);
             let planned = self.inner.sequencer.read(|state| {
                 let topic = state.topic_by_id(topic_id)?;
                 let partition_state = topic.partitions.get(partition as usize)?;
@@ -319,18 +382,78 @@ impl Broker {
                     &topic.config,
                     now,
                     options,
+                    &parked,
                 )
                 .map(|plan| (plan, topic.config.clone()))
             });
             let Some((plan, config)) = planned else {
                 continue;
             };
-            if let Err(error) = self.compact(topic_id, partition, &config, plan).await {
-                self.inner.job_counters.job_errors.inc();
-                tracing::warn!(%topic_id, partition, %error, "compaction failed");
+            let kind = plan.kind;
+            match self.compact(topic_id, partition, &config, plan).await {
+                Ok(()) => self.inner.parked.succeeded(topic_id, partition, kind),
+                Err(error) => {
+                    self.inner.job_counters.job_errors.inc();
+                    tracing::warn!(%topic_id, partition, %error, "compaction failed");
+                    if self
+                        .inner
+                        .parked
+                        .failed(topic_id, partition, kind, &error.to_string())
+                    {
+                        self.inner.job_counters.compactions_parked.inc();
+                        tracing::error!(
+                            %topic_id, partition, ?kind, %error,
+                            "compaction failed the same way twice; this kind is parked for the partition until the broker restarts"
+                        );
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Where a run whose first `read` batches reached the memory limit may end and still
+    /// make progress, or `None` when it cannot: a flush may end at any batch (the rest
+    /// is the next flush's); a merge only after whole pieces, at least two; a keyed clean
+    /// at any batch, provided the prefix holds a batch not cleaned yet (a prefix that is
+    /// all clean already would be rewritten again and again).
+    fn cut_run(&self, plan: &Plan, read: usize) -> Option<usize> {
+        let read = read.max(1);
+        match plan.kind {
+            PlanKind::Flush => Some(read),
+            PlanKind::Merge => {
+                let segment_at = |index: usize| plan.run[index].1.segment;
+                // A piece ends where the next batch lives in another object.
+                let mut whole_pieces = 0;
+                let mut end = 0;
+                for index in 0..read {
+                    let piece_ends =
+                        index + 1 == plan.run.len() || segment_at(index + 1) != segment_at(index);
+                    if piece_ends {
+                        whole_pieces += 1;
+                        end = index + 1;
+                    }
+                }
+                (whole_pieces >= 2).then_some(end)
+            }
+            PlanKind::Clean => {
+                let levels = self.inner.sequencer.read(|state| {
+                    plan.run[..read]
+                        .iter()
+                        .map(|(_, location)| {
+                            state
+                                .segments()
+                                .get(&location.segment)
+                                .map_or(FLUSH_LEVEL, |info| info.level)
+                        })
+                        .collect::<Vec<_>>()
+                });
+                levels
+                    .iter()
+                    .any(|level| *level != CLEANED_LEVEL)
+                    .then_some(read)
+            }
+        }
     }
 
     async fn compact(
@@ -341,17 +464,55 @@ impl Broker {
         plan: Plan,
     ) -> Result<(), BrokerError> {
         let counters = &self.inner.job_counters;
+        let mut plan = plan;
+        self.pace(plan.run.iter().map(|(_, l)| u64::from(l.length)).sum())
+            .await;
+        // Decoded records are what a compaction holds in memory, and a compressible topic
+        // decodes to many times its stored size: stop reading once the decoded run reaches
+        // the limit and compact the prefix read so far (a valid run of its own; the rest
+        // is the next pass's).
+        let limit = self.inner.job_options.compaction_memory_bytes;
+        let mut inputs: Vec<Vec<(u64, Record)>> = Vec::with_capacity(plan.run.len());
+        let mut decoded = 0usize;
+        {
+            let mut reads = futures::stream::iter(plan.run.iter().copied())
+                .map(|(base, location)| {
+                    self.inner
+                        .reader
+                        .read_batch(base, location, ReadCause::Background)
+                })
+                .buffered(READ_CONCURRENCY);
+            while let Some(batch) = reads.next().await {
+                let batch = batch?;
+                decoded += batch
+                    .iter()
+                    .map(|(_, record)| record.payload_size() + DECODED_RECORD_OVERHEAD)
+                    .sum::<usize>();
+                inputs.push(batch);
+                if decoded >= limit {
+                    break;
+                }
+            }
+        }
+        if inputs.len() < plan.run.len() {
+            let keep = self.cut_run(&plan, inputs.len());
+            let Some(keep) = keep else {
+                return Err(BrokerError::Unavailable(format!(
+                    "a {:?} run of {} batches decodes past jobs.compaction_memory_bytes = \
+                     {limit} before it can make progress",
+                    plan.kind,
+                    plan.run.len()
+                )));
+            };
+            tracing::debug!(
+                %topic_id, partition, decoded, limit,
+                batches = keep, of = plan.run.len(),
+                "compaction run cut at the memory limit"
+            );
+            plan.run.truncate(keep);
+            inputs.truncate(keep);
+        }
         let bytes_in: u64 = plan.run.iter().map(|(_, l)| u64::from(l.length)).sum();
-        self.pace(bytes_in).await;
-        let inputs: Vec<Vec<(u64, Record)>> = futures::stream::iter(plan.run.iter().copied())
-            .map(|(base, location)| {
-                self.inner
-                    .reader
-                    .read_batch(base, location, ReadCause::Background)
-            })
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
         counters.compaction_bytes_read.inc_by(bytes_in);
         let (first_base, _) = plan.run[0];
         let (last_base, last) = plan.run[plan.run.len() - 1];

@@ -8,7 +8,7 @@
 //! work never starves produce. Every change goes through the sequencer, so a job that dies
 //! half-way leaves at worst an object the orphan sweep deletes.
 
-mod compaction;
+pub(crate) mod compaction;
 mod lifecycle;
 mod pacer;
 mod retention;
@@ -56,6 +56,9 @@ pub struct JobOptions {
     pub compaction_min_age: Duration,
     /// The largest object compaction writes.
     pub compaction_target_bytes: u64,
+    /// Decoded records one compaction may hold: a run is cut where its decoded records
+    /// reach this (a compressible topic decodes to many times its stored size).
+    pub compaction_memory_bytes: usize,
     /// The batch size compaction merges small batches up to.
     pub compaction_batch_bytes: usize,
     /// How many neighbouring compacted objects of one level are merged into one.
@@ -76,6 +79,7 @@ impl Default for JobOptions {
             compaction_interval: Duration::from_secs(10),
             compaction_min_age: Duration::from_secs(10),
             compaction_target_bytes: 64 * 1024 * 1024,
+            compaction_memory_bytes: 128 * 1024 * 1024,
             compaction_batch_bytes: 1024 * 1024,
             compaction_fan_in: 4,
             bytes_per_second: 64 * 1024 * 1024,
@@ -91,6 +95,7 @@ impl JobOptions {
         settings::positive("lifecycle_interval", self.lifecycle_interval)?;
         settings::positive("compaction_interval", self.compaction_interval)?;
         settings::at_least("compaction_target_bytes", self.compaction_target_bytes, 1)?;
+        settings::at_least("compaction_memory_bytes", self.compaction_memory_bytes, 1)?;
         settings::at_least("compaction_batch_bytes", self.compaction_batch_bytes, 1)?;
         settings::at_least("compaction_fan_in", self.compaction_fan_in, 2)?;
         settings::at_least("bytes_per_second", self.bytes_per_second, 1)?;
@@ -110,6 +115,7 @@ pub(crate) struct JobCounters {
     pub compactions_merge: Counter,
     pub compactions_clean: Counter,
     pub compaction_conflicts: Counter,
+    pub compactions_parked: Counter,
     compaction_bytes: Labelled,
     pub compaction_bytes_read: Counter,
     pub compaction_bytes_written: Counter,
@@ -123,6 +129,7 @@ type Labelled = Family<[(&'static str, &'static str); 1], Counter>;
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JobStats {
     pub retention_trims: u64,
+    pub compactions_parked: u64,
     pub dead_objects_deleted: u64,
     pub orphans_deleted: u64,
     pub compactions_flush: u64,
@@ -155,6 +162,7 @@ impl Default for JobCounters {
             compactions,
             compaction_bytes,
             compaction_conflicts: Counter::default(),
+            compactions_parked: Counter::default(),
             job_errors: Counter::default(),
             throttled_seconds: Counter::default(),
         }
@@ -184,6 +192,11 @@ impl JobCounters {
             self.compaction_conflicts.clone(),
         );
         registry.register(
+            "floe_compactions_parked",
+            "Partitions whose compaction failed the same way twice and was stopped",
+            self.compactions_parked.clone(),
+        );
+        registry.register(
             "floe_compaction_bytes",
             "Bytes compaction read and wrote",
             self.compaction_bytes.clone(),
@@ -203,6 +216,7 @@ impl JobCounters {
     pub(crate) fn snapshot(&self) -> JobStats {
         JobStats {
             retention_trims: self.retention_trims.get(),
+            compactions_parked: self.compactions_parked.get(),
             dead_objects_deleted: self.dead_objects_deleted.get(),
             orphans_deleted: self.orphans_deleted.get(),
             compactions_flush: self.compactions_flush.get(),

@@ -448,3 +448,122 @@ async fn a_fetch_of_a_vanished_object_fails_bounded_when_the_state_still_names_i
         "waited {waited:?} (virtual time) for the state to move on"
     );
 }
+
+/// A broker whose compactions may hold only `memory` bytes of decoded records.
+async fn broker_with_compaction_memory(memory: usize) -> Broker {
+    let sequencer = crate::tests::memory_sequencer().await;
+    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
+    let store = SegmentStore::new(store, prefix);
+    let options = BrokerOptions {
+        linger: Some(Duration::from_millis(1)),
+        ..BrokerOptions::default()
+    };
+    let jobs = JobOptions {
+        enabled: false,
+        object_grace: Duration::ZERO,
+        compaction_min_age: Duration::ZERO,
+        compaction_batch_bytes: 256 * 1024,
+        compaction_target_bytes: 8 << 20,
+        compaction_memory_bytes: memory,
+        compaction_fan_in: 2,
+        ..JobOptions::default()
+    };
+    Broker::builder(sequencer, store.clone(), cache(store).await)
+        .options(options)
+        .jobs(jobs)
+        .build()
+}
+
+/// Forty requests of five 20 KB values of one letter, zstd-compressed: each request
+/// stores a few hundred bytes and decodes to 100 KB.
+async fn compressible_topic(broker: &Broker, name: &str, policy: &str) {
+    let config = TopicConfig::from_pairs(&BTreeMap::from([
+        ("compression.type".to_owned(), "zstd".to_owned()),
+        ("cleanup.policy".to_owned(), policy.to_owned()),
+    ]))
+    .expect("config");
+    broker.create_topic(name, 1, config).await.expect("create");
+    for i in 0..40 {
+        let records = (0..5)
+            .map(|j| {
+                let value = format!("{i}-{j}-{}", "a".repeat(20_000));
+                let key = format!("k{}", (i * 5 + j) % 150);
+                record(0, Some(&key), Some(&value), 1_000 + i)
+            })
+            .collect();
+        broker.produce(name, records).await.expect("produce");
+    }
+}
+
+#[tokio::test]
+async fn compressible_runs_are_cut_at_the_memory_limit_and_lose_nothing() {
+    // Without the limit one run would decode all forty requests at once.
+    let broker = broker_with_compaction_memory(64 * 1024).await;
+    compressible_topic(&broker, "t", "delete").await;
+    let before = read_all(&broker, "t", 0).await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    for _ in 0..60 {
+        broker.compact_partitions(&stopped).await.expect("compact");
+    }
+    let stats = broker.job_stats();
+    // Flushes cut into runs of about one request each: far more than the one run the
+    // size cap alone allows.
+    assert!(stats.compactions_flush >= 20, "{stats:?}");
+    assert_eq!(read_all(&broker, "t", 0).await, before);
+    // Two of the per-partition objects decode past the limit together: merging them
+    // cannot fit, so merges failed twice the same way and were parked (flushes went on).
+    assert_eq!(stats.compactions_merge, 0, "{stats:?}");
+    assert_eq!(stats.compactions_parked, 1, "{stats:?}");
+    assert_eq!(stats.job_errors, 2, "{stats:?}");
+    let footprint = broker.store_footprint();
+    assert!(footprint.index_entries <= 40, "{footprint:?}");
+}
+
+#[tokio::test]
+async fn keyed_cleans_stay_within_the_memory_limit_and_lose_no_newest_value() {
+    let broker = broker_with_compaction_memory(64 * 1024).await;
+    compressible_topic(&broker, "keyed", "compact").await;
+    let before = read_all(&broker, "keyed", 0).await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    for _ in 0..30 {
+        broker.compact_partitions(&stopped).await.expect("compact");
+    }
+    let stats = broker.job_stats();
+    let after = read_all(&broker, "keyed", 0).await;
+    // 200 records over 150 keys: the newest record of every key is still there, and
+    // nothing appeared that was not written.
+    let newest: BTreeMap<_, _> = before
+        .iter()
+        .map(|(offset, key, value)| (key.clone(), (*offset, value.clone())))
+        .collect();
+    for (key, (offset, value)) in &newest {
+        assert!(
+            after.contains(&(*offset, key.clone(), value.clone())),
+            "the newest record of {key:?} survives ({stats:?})"
+        );
+    }
+    assert!(after.iter().all(|record| before.contains(record)));
+    // The live keys decode to far more than the limit: cleaning went as far as it could
+    // and then parked (as did merges) instead of rewriting the same prefix forever.
+    assert!(stats.compactions_clean >= 1, "{stats:?}");
+    assert_eq!(stats.compactions_parked, 2, "{stats:?}");
+}
+
+#[test]
+fn a_partition_is_parked_after_the_same_failure_twice() {
+    use crate::jobs::compaction::{Parked, PlanKind};
+    let parked = Parked::default();
+    let topic = floe_core::TopicId(7);
+    assert!(!parked.failed(topic, 0, PlanKind::Merge, "out of memory"));
+    assert!(parked.kinds(topic, 0).is_empty());
+    assert!(
+        !parked.failed(topic, 0, PlanKind::Merge, "store unavailable"),
+        "a different failure"
+    );
+    assert!(parked.failed(topic, 0, PlanKind::Merge, "store unavailable"));
+    assert_eq!(parked.kinds(topic, 0), vec![PlanKind::Merge]);
+    assert!(parked.kinds(topic, 1).is_empty());
+    assert!(!parked.failed(topic, 0, PlanKind::Flush, "store unavailable"));
+    parked.succeeded(topic, 0, PlanKind::Merge);
+    assert!(parked.kinds(topic, 0).is_empty());
+}
