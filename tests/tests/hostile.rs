@@ -357,3 +357,54 @@ async fn a_request_over_thousands_of_partitions_is_refused_whole() {
     let written: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
     assert_eq!(written, 5000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_keys_are_one_key_however_they_are_spaced_and_headers_are_bounded_early() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: "j".into(),
+            partitions: 8,
+            config: Default::default(),
+        })
+        .await
+        .expect("create");
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/topics/j/records?encoding=json", server.url);
+    let mut partitions = Vec::new();
+    for body in [
+        r#"{"records":[{"key":{"b":1,"a":2},"value":{"v": 1}}]}"#,
+        r#"{"records":[{"key":{ "a" : 2, "b" : 1 },"value":{"v":2}}]}"#,
+    ] {
+        let answer: Value = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("produce")
+            .json()
+            .await
+            .expect("ack");
+        partitions.push(answer["offsets"][0]["partition"].clone());
+    }
+    assert_eq!(partitions[0], partitions[1], "one key, one partition");
+
+    // 2,000 headers on one record: refused while decoding, whatever the rest holds.
+    let headers: Vec<Value> = (0..2000)
+        .map(|i| serde_json::json!({"name": format!("h{i}"), "value": "x"}))
+        .collect();
+    let body = serde_json::json!({"records": [{"value": "x", "headers": headers}]});
+    let refused = http
+        .post(format!("{}/v1/topics/j/records", server.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("produce");
+    assert_eq!(refused.status().as_u16(), 422);
+    let described = client.describe_topic("j").await.expect("describe");
+    let total: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
+    assert_eq!(total, 2, "nothing more was written");
+}

@@ -91,3 +91,51 @@ async fn waiting_fetches_are_bounded_per_client_and_woken_by_their_partition() {
         .await
         .expect("a waiting fetch after the others ended");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_fetches_hold_no_request_memory_while_they_wait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Room for two 1 MiB fetches at a time, and ten consumers waiting at the tail.
+    let server = FloeProcess::start_with_env(
+        dir.path(),
+        &[],
+        &[
+            ("FLOE_SERVER__MAX_REQUEST_BYTES", "1048576".into()),
+            ("FLOE_SERVER__REQUEST_MEMORY_BYTES", "2097152".into()),
+        ],
+    );
+    let client = server.client();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: "t".into(),
+            partitions: 1,
+            config: Default::default(),
+        })
+        .await
+        .expect("create");
+    let long_poll = FetchOptions {
+        wait: Some(Duration::from_secs(20)),
+        max_bytes: Some(1 << 20),
+        ..FetchOptions::default()
+    };
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, options) = (client.clone(), long_poll.clone());
+            tokio::spawn(async move { client.fetch("t", 0, 0, &options).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Produce still fits in the budget while all ten wait.
+    client
+        .produce("t", record(0, "for everyone"), Encoding::Text)
+        .await
+        .expect("produce while consumers wait");
+    // Woken together, they take turns at the budget: each gets the record or a 429 to
+    // retry, none an error of another kind.
+    for waiter in waiters {
+        match waiter.await.expect("join") {
+            Ok(fetched) => assert_eq!(fetched.records.len(), 1),
+            Err(error) => assert_eq!(error.status().map(|s| s.as_u16()), Some(429), "{error}"),
+        }
+    }
+}

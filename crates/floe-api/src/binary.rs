@@ -14,6 +14,13 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const CONTENT_TYPE: &str = "application/vnd.floe.records.v1";
 
+/// The most headers one record may carry (the broker's limit too).
+pub const MAX_HEADERS_PER_RECORD: usize = 1024;
+/// The longest header name, in bytes (the broker's limit too).
+pub const MAX_HEADER_NAME_BYTES: usize = 1024;
+/// The most headers one produce request may carry across its records.
+pub const MAX_HEADERS_PER_REQUEST: usize = 100_000;
+
 /// A record in the binary framing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BinaryRecord {
@@ -48,6 +55,8 @@ pub enum FramingError {
     BadValue { field: &'static str, value: i64 },
     #[error("a produce request carries at most {limit} records, not {count}")]
     TooManyRecords { count: usize, limit: usize },
+    #[error("{what} is over its limit of {limit}")]
+    TooManyHeaders { what: &'static str, limit: usize },
 }
 
 pub fn encode_produce(records: &[BinaryRecord]) -> Bytes {
@@ -76,6 +85,7 @@ pub fn decode_produce(
     }
     // Every record takes at least 22 bytes; never trust a count the body cannot hold.
     let mut records = Vec::with_capacity(count.min(body.len() / 22 + 1));
+    let mut headers = 0usize;
     for _ in 0..count {
         let partition = take_i32(&mut body, "partition")?;
         let timestamp = take_i64(&mut body, "timestamp")?;
@@ -92,6 +102,13 @@ pub fn decode_produce(
             });
         }
         let mut record = take_record_body(&mut body)?;
+        headers += record.headers.len();
+        if headers > MAX_HEADERS_PER_REQUEST {
+            return Err(FramingError::TooManyHeaders {
+                what: "the request's header count",
+                limit: MAX_HEADERS_PER_REQUEST,
+            });
+        }
         record.partition = (partition >= 0).then_some(partition as u32);
         record.timestamp = (timestamp >= 0).then_some(timestamp);
         records.push(record);
@@ -156,9 +173,21 @@ fn take_record_body(body: &mut Bytes) -> Result<BinaryRecord, FramingError> {
     let key = take_bytes(body, "key")?;
     let value = take_bytes(body, "value")?;
     let header_count = take_u16(body, "header count")?;
+    if usize::from(header_count) > MAX_HEADERS_PER_RECORD {
+        return Err(FramingError::TooManyHeaders {
+            what: "a record's header count",
+            limit: MAX_HEADERS_PER_RECORD,
+        });
+    }
     let mut headers = Vec::with_capacity(usize::from(header_count).min(body.len() / 6 + 1));
     for _ in 0..header_count {
         let name_len = usize::from(take_u16(body, "header name length")?);
+        if name_len > MAX_HEADER_NAME_BYTES {
+            return Err(FramingError::TooManyHeaders {
+                what: "a header name's length",
+                limit: MAX_HEADER_NAME_BYTES,
+            });
+        }
         if body.remaining() < name_len {
             return Err(FramingError::Truncated("header name"));
         }

@@ -49,6 +49,9 @@ pub enum BrokerError {
     },
     #[error("{0}")]
     LimitReached(String),
+    /// The memory budget for requests in flight is spent; retry shortly.
+    #[error("{0}; retry shortly")]
+    MemorySpent(#[source] floe_core::BudgetSpent),
     #[error("{0}")]
     Unavailable(String),
     #[error("broker is shutting down")]
@@ -59,6 +62,9 @@ pub enum BrokerError {
     Storage(#[from] StorageError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A background job's run that cannot fit its memory limit (never a request's answer).
+    #[error("{0}")]
+    RunTooLarge(String),
 }
 
 impl From<ApplyError> for BrokerError {
@@ -80,11 +86,11 @@ impl BrokerError {
             Self::LimitReached(_) => ErrorKind::Conflict,
             Self::RecordTooLarge { .. } => ErrorKind::TooLarge,
             Self::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
-            Self::Busy { .. } => ErrorKind::Busy,
+            Self::Busy { .. } | Self::MemorySpent(_) => ErrorKind::Busy,
             Self::ShuttingDown | Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::Sequencer(error) => error.kind(),
             Self::Storage(error) => error.kind(),
-            Self::Corrupt(_) => ErrorKind::Internal,
+            Self::Corrupt(_) | Self::RunTooLarge(_) => ErrorKind::Internal,
         }
     }
 
@@ -101,12 +107,12 @@ impl BrokerError {
             Self::TooManyPartitions { .. } => "too_many_partitions",
             Self::RecordTooLarge { .. } => "record_too_large",
             Self::OffsetOutOfRange { .. } => "offset_out_of_range",
-            Self::Busy { .. } => "busy",
+            Self::Busy { .. } | Self::MemorySpent(_) => "busy",
             Self::LimitReached(_) => "limit_reached",
             Self::ShuttingDown | Self::Unavailable(_) => "unavailable",
             Self::Sequencer(error) => error.code(),
             Self::Storage(error) => error.code(),
-            Self::Corrupt(_) => "internal",
+            Self::Corrupt(_) | Self::RunTooLarge(_) => "internal",
         }
     }
 
@@ -114,6 +120,7 @@ impl BrokerError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Busy { retry_after, .. } => Some(*retry_after),
+            Self::MemorySpent(_) => Some(Duration::from_secs(1)),
             _ if matches!(self.kind(), ErrorKind::Unavailable) => Some(Duration::from_secs(1)),
             _ => None,
         }

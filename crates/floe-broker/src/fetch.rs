@@ -1,9 +1,10 @@
 //! Fetch: find the batches holding an offset, read and verify them, and return records
 //! with absolute offsets; wait at the tail until a commit arrives.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use floe_core::Record;
+use floe_core::{MemoryBudget, Record, Reservation};
 use floe_sequencer::{ClusterState, PartitionState};
 use floe_storage::{ReadCause, StorageError};
 use tokio::time::Instant;
@@ -88,6 +89,27 @@ struct PartitionView {
 
 impl Broker {
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult, BrokerError> {
+        self.fetch_reserving(request, None)
+            .await
+            .map(|(result, _)| result)
+    }
+
+    /// [`Broker::fetch`], with the bytes it reads reserved from `budget` (`max_bytes`)
+    /// once there is something to read, so a fetch waiting at the tail holds none; the
+    /// reservation comes back with the result, for the caller to hold while it encodes.
+    pub async fn fetch_within(
+        &self,
+        request: FetchRequest,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<(FetchResult, Option<Reservation>), BrokerError> {
+        self.fetch_reserving(request, Some(budget)).await
+    }
+
+    async fn fetch_reserving(
+        &self,
+        request: FetchRequest,
+        budget: Option<&Arc<MemoryBudget>>,
+    ) -> Result<(FetchResult, Option<Reservation>), BrokerError> {
         let deadline = Instant::now() + request.wait;
         let mut applied = self.inner.sequencer.subscribe();
         // Waiting at the tail listens to this partition's commits only (subscribed once
@@ -148,6 +170,10 @@ impl Broker {
                 }
             }
             if offset < view.high_watermark {
+                let reservation = budget
+                    .map(|budget| budget.try_reserve(request.max_bytes))
+                    .transpose()
+                    .map_err(BrokerError::MemorySpent)?;
                 let reading = Instant::now();
                 let read = self
                     .read_records(
@@ -187,26 +213,32 @@ impl Broker {
                     (None, Some(last)) => PartitionState::batch_end(last.base, &last.location),
                     (None, None) => offset,
                 };
-                return Ok(FetchResult {
+                let result = FetchResult {
                     records,
                     next_offset,
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start_offset,
                     owner: view.owner,
-                });
+                };
+                return Ok((result, reservation));
             }
             if Instant::now() >= deadline {
-                return Ok(FetchResult {
+                let result = FetchResult {
                     records: Vec::new(),
                     next_offset: offset,
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start_offset,
                     owner: view.owner,
-                });
+                };
+                return Ok((result, None));
             }
-            let Some(waiter) = waiter.as_mut() else {
+            let Some(waiter) = waiter
+                .as_mut()
+                .filter(|waiter| waiter.topic() == view.topic_id)
+            else {
                 // Listen first, then look again: a commit between the read above and the
-                // subscription is not missed.
+                // subscription is not missed. (A topic deleted and created again under the
+                // same name has a new id: listen to that one.)
                 waiter = Some(
                     self.inner
                         .wakeups
@@ -218,13 +250,14 @@ impl Broker {
             // replica that jumped ahead by installing a snapshot, which no commit announces.
             let next_look = deadline.min(Instant::now() + RECHECK_WHILE_WAITING);
             if !waiter.wait(next_look).await && Instant::now() >= deadline {
-                return Ok(FetchResult {
+                let result = FetchResult {
                     records: Vec::new(),
                     next_offset: offset,
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start_offset,
                     owner: view.owner,
-                });
+                };
+                return Ok((result, None));
             }
         }
     }

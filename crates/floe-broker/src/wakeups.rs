@@ -22,6 +22,7 @@ pub(crate) struct Wakeups {
 /// What one waiting fetch listens to.
 #[derive(Debug)]
 pub(crate) struct Waiter {
+    topic: TopicId,
     partition: watch::Receiver<()>,
     everyone: watch::Receiver<()>,
 }
@@ -43,6 +44,7 @@ impl Wakeups {
             .or_insert_with(|| watch::channel(()).0)
             .subscribe();
         Waiter {
+            topic,
             partition,
             everyone: self.everyone.subscribe(),
         }
@@ -50,6 +52,11 @@ impl Wakeups {
 }
 
 impl Waiter {
+    /// The topic (by id) this waiter listens to.
+    pub(crate) fn topic(&self) -> TopicId {
+        self.topic
+    }
+
     /// Marks what happened so far as seen: call before reading the state, so a commit
     /// landing between the read and [`Waiter::wait`] still wakes the waiter.
     pub(crate) fn mark_seen(&mut self) {
@@ -97,6 +104,10 @@ impl ApplyObserver for Wakeups {
             }
             // Failed commits change nothing; everything else may move a waiter's view.
             (Command::CommitSegment { .. }, _) => {}
+            (Command::DeleteTopic { .. }, Ok(Outcome::TopicDeleted(topic))) => {
+                self.partitions.lock().retain(|(id, _), _| id != topic);
+                self.everyone.send_replace(());
+            }
             _ => {
                 self.everyone.send_replace(());
             }

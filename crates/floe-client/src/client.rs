@@ -88,8 +88,11 @@ impl FloeClient {
     }
 
     fn build(base: impl Into<String>, timeout: Option<Duration>) -> Self {
+        // floe closes connections idle for its header timeout (10 s by default): drop
+        // them from the pool before that.
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         if let Some(timeout) = timeout {
             builder = builder

@@ -51,6 +51,9 @@ impl HttpForwarder {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(15))
+            // Brokers close connections idle for `server.header_read_timeout` (10 s by
+            // default); reusing one the leader is closing would fail a forward.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
         Self { client }

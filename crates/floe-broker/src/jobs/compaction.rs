@@ -395,10 +395,15 @@ impl Broker {
                 Err(error) => {
                     self.inner.job_counters.job_errors.inc();
                     tracing::warn!(%topic_id, partition, %error, "compaction failed");
-                    if self
-                        .inner
-                        .parked
-                        .failed(topic_id, partition, kind, &error.to_string())
+                    // Only failures that would repeat as they are park: a transient one
+                    // (no leader during an election, a store timeout) is simply retried.
+                    let deterministic =
+                        matches!(error, BrokerError::RunTooLarge(_) | BrokerError::Corrupt(_));
+                    if deterministic
+                        && self
+                            .inner
+                            .parked
+                            .failed(topic_id, partition, kind, &error.to_string())
                     {
                         self.inner.job_counters.compactions_parked.inc();
                         tracing::error!(
@@ -414,9 +419,7 @@ impl Broker {
 
     /// Where a run whose first `read` batches reached the memory limit may end and still
     /// make progress, or `None` when it cannot: a flush may end at any batch (the rest
-    /// is the next flush's); a merge only after whole pieces, at least two; a keyed clean
-    /// at any batch, provided the prefix holds a batch not cleaned yet (a prefix that is
-    /// all clean already would be rewritten again and again).
+    /// is the next flush's); a merge only after whole pieces, at least two.
     fn cut_run(&self, plan: &Plan, read: usize) -> Option<usize> {
         let read = read.max(1);
         match plan.kind {
@@ -436,23 +439,8 @@ impl Broker {
                 }
                 (whole_pieces >= 2).then_some(end)
             }
-            PlanKind::Clean => {
-                let levels = self.inner.sequencer.read(|state| {
-                    plan.run[..read]
-                        .iter()
-                        .map(|(_, location)| {
-                            state
-                                .segments()
-                                .get(&location.segment)
-                                .map_or(FLUSH_LEVEL, |info| info.level)
-                        })
-                        .collect::<Vec<_>>()
-                });
-                levels
-                    .iter()
-                    .any(|level| *level != CLEANED_LEVEL)
-                    .then_some(read)
-            }
+            // Never cut (see `compact`).
+            PlanKind::Clean => Some(plan.run.len()),
         }
     }
 
@@ -489,7 +477,9 @@ impl Broker {
                     .map(|(_, record)| record.payload_size() + DECODED_RECORD_OVERHEAD)
                     .sum::<usize>();
                 inputs.push(batch);
-                if decoded >= limit {
+                // A keyed clean is not cut: its run starts at the log start and a cut
+                // inside the cleaned head would stop cleaning for good (ADR 0003).
+                if decoded >= limit && plan.kind != PlanKind::Clean {
                     break;
                 }
             }
@@ -497,7 +487,7 @@ impl Broker {
         if inputs.len() < plan.run.len() {
             let keep = self.cut_run(&plan, inputs.len());
             let Some(keep) = keep else {
-                return Err(BrokerError::Unavailable(format!(
+                return Err(BrokerError::RunTooLarge(format!(
                     "a {:?} run of {} batches decodes past jobs.compaction_memory_bytes = \
                      {limit} before it can make progress",
                     plan.kind,

@@ -69,6 +69,8 @@ pub enum RemoteError {
     NotLeader,
     #[error("{0}")]
     Unavailable(String),
+    #[error("a {size}-byte command is over the log's {limit}-byte limit for one entry")]
+    CommandTooLarge { size: usize, limit: usize },
 }
 
 impl From<SequencerError> for RemoteError {
@@ -76,6 +78,9 @@ impl From<SequencerError> for RemoteError {
         match error {
             SequencerError::Fenced(broker) => Self::Fenced(broker),
             SequencerError::NotLeader => Self::NotLeader,
+            SequencerError::CommandTooLarge { size, limit } => {
+                Self::CommandTooLarge { size, limit }
+            }
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -87,6 +92,7 @@ impl From<RemoteError> for SequencerError {
             RemoteError::Fenced(broker) => Self::Fenced(broker),
             RemoteError::NotLeader => Self::NotLeader,
             RemoteError::Unavailable(message) => Self::Unavailable(message),
+            RemoteError::CommandTooLarge { size, limit } => Self::CommandTooLarge { size, limit },
         }
     }
 }

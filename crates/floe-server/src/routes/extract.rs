@@ -45,13 +45,20 @@ impl FromRequest<AppState> for RawBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
+        // A client that waits for `100 Continue` before sending its body is answered
+        // without being invited to send it (polling the body would send the 100).
+        let expects_continue = request.headers().contains_key(header::EXPECT);
         let mut body = request.into_body().into_data_stream();
         if declared.is_some_and(|declared| declared > limit as u64) {
+            if expects_continue {
+                return Err(too_large(limit));
+            }
             return Err(refuse(&mut body, too_large(limit)).await);
         }
         let declared = declared.map_or(0, |declared| declared as usize);
         let mut reservation = match state.budget.try_reserve(declared) {
             Ok(reservation) => reservation,
+            Err(spent) if expects_continue => return Err(spent.into()),
             Err(spent) => return Err(refuse(&mut body, spent.into()).await),
         };
         let mut buffer = BytesMut::with_capacity(declared);

@@ -4,11 +4,13 @@
 //! reserved from the request's memory budget first. Keys, values and header values are
 //! taken from the body's text as it is (`RawValue`), never built into a JSON tree.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use floe_api::binary::{MAX_HEADER_NAME_BYTES, MAX_HEADERS_PER_RECORD, MAX_HEADERS_PER_REQUEST};
 use floe_api::{Encoding, binary};
 use floe_broker::ProduceRecord;
 use floe_core::{Header, Reservation};
@@ -63,6 +65,9 @@ pub fn binary_records(
     let records = binary::decode_produce(body, max_records).map_err(|error| match error {
         binary::FramingError::TooManyRecords { .. } => {
             ApiError::unprocessable("too_many_records", error.to_string())
+        }
+        binary::FramingError::TooManyHeaders { .. } => {
+            ApiError::unprocessable("invalid_request", error.to_string())
         }
         other => ApiError::bad_request("invalid_binary", other.to_string()),
     })?;
@@ -168,8 +173,16 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut records = Vec::new();
+        let mut headers = 0usize;
         while let Some(incoming) = seq.next_element::<IncomingRecord<'de>>()? {
             let index = records.len();
+            headers += incoming.headers.len();
+            if headers > MAX_HEADERS_PER_REQUEST {
+                return Err(self.fail(ApiError::bad_request(
+                    "invalid_request",
+                    format!("a produce request carries at most {MAX_HEADERS_PER_REQUEST} headers"),
+                )));
+            }
             if index == self.max_records {
                 return Err(self.fail(ApiError::unprocessable(
                     "too_many_records",
@@ -223,7 +236,7 @@ struct IncomingRecord<'a> {
     key: Option<&'a RawValue>,
     #[serde(default, borrow)]
     value: Option<&'a RawValue>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "bounded_headers")]
     headers: Vec<IncomingHeader<'a>>,
     #[serde(default)]
     partition: Option<u32>,
@@ -234,7 +247,8 @@ struct IncomingRecord<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IncomingHeader<'a> {
-    name: String,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
     #[serde(default, borrow)]
     value: Option<&'a RawValue>,
 }
@@ -248,18 +262,82 @@ impl IncomingRecord<'_> {
                 let field = format!("records[{index}].headers.{}", header.name);
                 Ok(Header {
                     value: raw_bytes(header.value, encoding, &field)?,
-                    name: header.name,
+                    name: header.name.into_owned(),
                 })
             })
             .collect::<ApiResult<Vec<_>>>()?;
         Ok(ProduceRecord {
             partition: self.partition,
-            key: raw_bytes(self.key, encoding, &format!("records[{index}].key"))?,
+            key: key_bytes(self.key, encoding, index)?,
             value: raw_bytes(self.value, encoding, &format!("records[{index}].value"))?,
             headers,
             timestamp_ms: self.timestamp,
         })
     }
+}
+
+/// A record's headers, refused as soon as there are more than a record may carry or a
+/// name is longer than allowed, before the rest of them is read.
+fn bounded_headers<'de: 'a, 'a, D>(deserializer: D) -> Result<Vec<IncomingHeader<'a>>, D::Error>
+where
+    D: de::Deserializer<'de>,
+{
+    struct Headers<'a>(std::marker::PhantomData<&'a ()>);
+
+    impl<'de: 'a, 'a> Visitor<'de> for Headers<'a> {
+        type Value = Vec<IncomingHeader<'a>>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("an array of headers")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut headers = Vec::new();
+            while let Some(header) = seq.next_element::<IncomingHeader<'a>>()? {
+                if headers.len() == MAX_HEADERS_PER_RECORD {
+                    return Err(de::Error::custom(format_args!(
+                        "a record carries at most {MAX_HEADERS_PER_RECORD} headers"
+                    )));
+                }
+                if header.name.len() > MAX_HEADER_NAME_BYTES {
+                    return Err(de::Error::custom(format_args!(
+                        "a header name is at most {MAX_HEADER_NAME_BYTES} bytes"
+                    )));
+                }
+                headers.push(header);
+            }
+            Ok(headers)
+        }
+    }
+
+    deserializer.deserialize_seq(Headers(std::marker::PhantomData))
+}
+
+/// The longest key accepted with `encoding=json`, whose text is normalised.
+const MAX_JSON_KEY_BYTES: usize = 64 * 1024;
+
+/// A key's bytes. With `encoding=json` the key is stored compact with its object fields
+/// sorted, as before raw values: the partitioner and compaction compare key bytes, so
+/// `{"id": 1}` and `{"id":1}` must be the same key. Values are stored as sent.
+fn key_bytes(raw: Option<&RawValue>, encoding: Encoding, index: usize) -> ApiResult<Option<Bytes>> {
+    let field = format!("records[{index}].key");
+    let Some(raw) = raw.filter(|_| encoding == Encoding::Json) else {
+        return raw_bytes(raw, encoding, &field);
+    };
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    if raw.get().len() > MAX_JSON_KEY_BYTES {
+        return Err(ApiError::unprocessable(
+            "invalid_record",
+            format!("{field} is over {MAX_JSON_KEY_BYTES} bytes of JSON"),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|error| ApiError::unprocessable("invalid_record", format!("{field}: {error}")))?;
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|error| ApiError::unprocessable("invalid_record", format!("{field}: {error}")))?;
+    Ok(Some(Bytes::from(bytes)))
 }
 
 /// Turns a field's raw JSON into bytes per `encoding`; `null` or absent is none.

@@ -14,6 +14,7 @@ use floe_api::{
     FetchResponse, FetchedRecordJson, HeaderJson, OWNER_HEADER, OffsetResponse, OwnerRef,
 };
 use floe_broker::{FetchRequest, FetchResult, MAX_RECORDS_PER_REQUEST, OffsetSpec, RecordAck};
+use floe_core::Reservation;
 use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, RawBody};
@@ -233,25 +234,21 @@ pub async fn fetch(
         clamp: query.clamp,
     };
     let encoding: Encoding = query.encoding;
-    // The records read are held in memory before they are encoded: reserve their limit
-    // before reading, and the encoded answer's bound once their size is known.
-    let mut reservation = state.budget.try_reserve(max_bytes)?;
     // The first fetch answers before anything is streamed, so a bad offset or an unknown
-    // topic is a plain error response with its status.
-    let result = state.broker.fetch(request.clone()).await?;
-    let answer_bound = encoded_bound(&result, encoding, accept.contains(binary::CONTENT_TYPE));
-    if answer_bound > state.budget.limit() {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "response_too_large",
-            format!(
-                "the answer would take about {answer_bound} bytes, over the server's request \
-                 memory of {}; fetch with a smaller max_bytes or max_records",
-                state.budget.limit()
-            ),
-        ));
-    }
-    reservation.try_grow(answer_bound.saturating_sub(reservation.bytes()))?;
+    // topic is a plain error response with its status. The records read are reserved
+    // from the request budget once there is something to read (a wait holds nothing), and
+    // the answer's encoding on top of them before it is built.
+    let (mut result, reservation) = state
+        .broker
+        .fetch_within(request.clone(), &state.budget)
+        .await?;
+    let _answer = reserve_answer(
+        &state,
+        &mut result,
+        reservation,
+        encoding,
+        accept.contains(binary::CONTENT_TYPE),
+    )?;
     let owner = owner_ref(&state, result.owner.as_deref());
     let owner_header = owner
         .as_ref()
@@ -270,11 +267,58 @@ pub async fn fetch(
     Ok(response)
 }
 
-/// The most bytes a fetch answer can take while it is encoded: text as JSON strings
+/// Reserves what encoding `result` takes on top of the records already reserved, and
+/// trims the answer to the records that fit in the budget (the client goes on from
+/// `next_offset`); only a single record too large to encode at all is refused.
+pub(super) fn reserve_answer(
+    state: &AppState,
+    result: &mut FetchResult,
+    reservation: Option<Reservation>,
+    encoding: Encoding,
+    binary: bool,
+) -> ApiResult<Option<Reservation>> {
+    let Some(mut reservation) = reservation else {
+        return Ok(None);
+    };
+    let limit = state.budget.limit();
+    let mut bound = 0usize;
+    let mut fits = 0usize;
+    for fetched in &result.records {
+        let next = bound + encoded_bound(&fetched.record, encoding, binary);
+        if next > limit {
+            break;
+        }
+        bound = next;
+        fits += 1;
+    }
+    if fits == 0 && !result.records.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "response_too_large",
+            format!(
+                "the record at offset {} would take more than the server's request memory \
+                 ({limit} bytes) to encode as {}; fetch it with encoding=base64 or the \
+                 binary framing",
+                result.records[0].offset,
+                encoding.as_str()
+            ),
+        ));
+    }
+    if fits < result.records.len() {
+        result.records.truncate(fits);
+        if let Some(last) = result.records.last() {
+            result.next_offset = last.offset + 1;
+        }
+    }
+    reservation.try_grow(bound)?;
+    Ok(Some(reservation))
+}
+
+/// The most bytes one record can take while its answer is built: text as a JSON string
 /// (six bytes for an escaped control character, two for a quote or backslash), base64 at
-/// four for three, JSON values as a parsed tree (up to six times their text); each record
-/// adds its offset, timestamp and field names.
-fn encoded_bound(result: &FetchResult, encoding: Encoding, binary: bool) -> usize {
+/// four for three, a JSON value as a parsed tree (32 bytes a node, one node for as little
+/// as one byte of text); plus its offset, timestamp and field names.
+fn encoded_bound(record: &floe_core::Record, encoding: Encoding, binary: bool) -> usize {
     const PER_RECORD: usize = 160;
     const PER_HEADER: usize = 48;
     let field = |bytes: Option<&bytes::Bytes>| {
@@ -285,24 +329,17 @@ fn encoded_bound(result: &FetchResult, encoding: Encoding, binary: bool) -> usiz
         match encoding {
             Encoding::Text => bytes.len() + bytes.iter().map(|&b| escape_cost(b)).sum::<usize>(),
             Encoding::Base64 => bytes.len().div_ceil(3) * 4,
-            Encoding::Json => bytes.len() * 6,
+            Encoding::Json => bytes.len() * 32,
         }
     };
-    result
-        .records
-        .iter()
-        .map(|fetched| {
-            let record = &fetched.record;
-            PER_RECORD
-                + field(record.key.as_ref())
-                + field(record.value.as_ref())
-                + record
-                    .headers
-                    .iter()
-                    .map(|header| PER_HEADER + header.name.len() * 6 + field(header.value.as_ref()))
-                    .sum::<usize>()
-        })
-        .sum()
+    PER_RECORD
+        + field(record.key.as_ref())
+        + field(record.value.as_ref())
+        + record
+            .headers
+            .iter()
+            .map(|header| PER_HEADER + header.name.len() * 6 + field(header.value.as_ref()))
+            .sum::<usize>()
 }
 
 /// Bytes JSON adds to escape one byte of a string.

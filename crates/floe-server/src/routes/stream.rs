@@ -15,7 +15,7 @@ use floe_broker::{FetchRequest, FetchResult};
 use futures::stream::{self, Stream, StreamExt};
 
 use super::AppState;
-use super::records::{json_fetch, owner_ref};
+use super::records::{json_fetch, owner_ref, reserve_answer};
 use crate::error::ApiError;
 
 /// How long one step of the stream waits at the tail before looping (the keep-alive
@@ -64,13 +64,26 @@ fn follow(
     stream::unfold(Step::Send(first, request), move |step| {
         let state = state.clone();
         async move {
-            let (result, mut request) = match step {
+            // The records read, and their encoding, are reserved from the request budget
+            // until this step's event is built.
+            let (result, mut request, _reserved) = match step {
                 Step::Done => return None,
-                Step::Send(result, request) => (result, request),
-                Step::Fetch(request) => match state.broker.fetch(request.clone()).await {
-                    Ok(result) => (result, request),
-                    Err(error) => return Some((Some(error_event(&error.into())), Step::Done)),
-                },
+                Step::Send(result, request) => (result, request, None),
+                Step::Fetch(request) => {
+                    let fetched = state
+                        .broker
+                        .fetch_within(request.clone(), &state.budget)
+                        .await
+                        .map_err(ApiError::from)
+                        .and_then(|(mut result, reservation)| {
+                            reserve_answer(&state, &mut result, reservation, encoding, false)
+                                .map(|reserved| (result, reserved))
+                        });
+                    match fetched {
+                        Ok((result, reserved)) => (result, request, reserved),
+                        Err(error) => return Some((Some(error_event(&error)), Step::Done)),
+                    }
+                }
             };
             request.offset = result.next_offset;
             request.wait = TAIL_WAIT;
