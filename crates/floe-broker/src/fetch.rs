@@ -222,7 +222,8 @@ impl Broker {
                 };
                 return Ok((result, reservation));
             }
-            if Instant::now() >= deadline {
+            // Nothing to read: the answer once the wait is over.
+            let nothing = |view: PartitionView| {
                 let result = FetchResult {
                     records: Vec::new(),
                     next_offset: offset,
@@ -230,7 +231,10 @@ impl Broker {
                     log_start_offset: view.log_start_offset,
                     owner: view.owner,
                 };
-                return Ok((result, None));
+                Ok((result, None))
+            };
+            if Instant::now() >= deadline {
+                return nothing(view);
             }
             let Some(waiter) = waiter
                 .as_mut()
@@ -250,14 +254,7 @@ impl Broker {
             // replica that jumped ahead by installing a snapshot, which no commit announces.
             let next_look = deadline.min(Instant::now() + RECHECK_WHILE_WAITING);
             if !waiter.wait(next_look).await && Instant::now() >= deadline {
-                let result = FetchResult {
-                    records: Vec::new(),
-                    next_offset: offset,
-                    high_watermark: view.high_watermark,
-                    log_start_offset: view.log_start_offset,
-                    owner: view.owner,
-                };
-                return Ok((result, None));
+                return nothing(view);
             }
         }
     }
