@@ -22,7 +22,7 @@ use std::time::Duration;
 use floe_core::Clock;
 use floe_core::settings::{self, InvalidSetting};
 use floe_sequencer::Sequencer;
-use floe_storage::{CacheStats, ReadCache, SegmentStore};
+use floe_storage::{ReadCache, SegmentStore};
 use serde::{Deserialize, Serialize};
 
 pub use error::BrokerError;
@@ -284,11 +284,6 @@ impl Broker {
     /// Bytes accepted and not yet committed.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.pipeline.buffered_bytes()
-    }
-
-    /// Counters of the read cache.
-    pub fn cache_stats(&self) -> CacheStats {
-        self.inner.cache.stats()
     }
 
     /// Stops accepting produce, flushes and commits what is buffered, stops the sequencer

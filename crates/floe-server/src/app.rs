@@ -26,7 +26,6 @@ pub struct Server {
     broker: Broker,
     state: AppState,
     stopping: tokio::sync::watch::Sender<bool>,
-    max_request_bytes: usize,
     limits: Limits,
     connections: ConnectionMetrics,
 }
@@ -110,6 +109,11 @@ impl Server {
         broker.register_metrics(&mut registry);
         let connections = ConnectionMetrics::default();
         connections.register(&mut registry);
+        let waits = crate::routes::waiting::WaitSlots::new(
+            server.max_waiting_fetches,
+            server.max_waiting_fetches_per_client,
+        );
+        waits.register(&mut registry);
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.name.as_str().into(),
@@ -118,10 +122,7 @@ impl Server {
             budget: floe_core::MemoryBudget::new(server.request_memory_bytes),
             max_request_bytes: server.max_request_bytes,
             body_read_timeout: server.body_read_timeout,
-            waits: crate::routes::waiting::WaitSlots::new(
-                server.max_waiting_fetches,
-                server.max_waiting_fetches_per_client,
-            ),
+            waits,
         };
         Ok(Self {
             local_addr,
@@ -129,7 +130,6 @@ impl Server {
             broker,
             state,
             stopping,
-            max_request_bytes: server.max_request_bytes,
             limits: Limits {
                 max_connections: server.effective_max_connections(),
                 header_read_timeout: server.header_read_timeout,
@@ -149,7 +149,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = router(self.state, self.max_request_bytes);
+        let app = router(self.state);
         tracing::info!(addr = %self.local_addr, "floe is serving");
         let stopping = self.stopping;
         let shutdown = async move {

@@ -12,7 +12,6 @@ pub mod waiting;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use floe_broker::Broker;
@@ -42,7 +41,9 @@ pub struct AppState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
-pub fn router(state: AppState, max_request_bytes: usize) -> Router {
+/// The routes. Bodies are read by [`extract::RawBody`], which enforces
+/// `server.max_request_bytes` against the request budget itself.
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/topics", get(topics::list).post(topics::create))
         .route(
@@ -73,7 +74,6 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .route("/metrics", get(meta::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state)
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
@@ -21,6 +23,8 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Debug)]
 pub struct WaitSlots {
     total: Arc<Semaphore>,
+    /// Slots held now, for `/metrics`.
+    held: Gauge,
     per_client_limit: usize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -37,9 +41,18 @@ impl WaitSlots {
     pub fn new(total: usize, per_client: usize) -> Arc<Self> {
         Arc::new(Self {
             total: Arc::new(Semaphore::new(total)),
+            held: Gauge::default(),
             per_client_limit: per_client,
             per_client: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "floe_waiting_fetches",
+            "Fetches waiting at the tail (long-polls and event streams) now",
+            self.held.clone(),
+        );
     }
 
     /// Takes a slot for a fetch from `client`, or refuses with `429 busy`.
@@ -60,6 +73,7 @@ impl WaitSlots {
             )));
         }
         *count += 1;
+        self.held.inc();
         Ok(WaitSlot {
             _permit: permit,
             slots: Arc::clone(self),
@@ -70,6 +84,7 @@ impl WaitSlots {
 
 impl Drop for WaitSlot {
     fn drop(&mut self) {
+        self.slots.held.dec();
         let mut per_client = self.slots.per_client.lock();
         if let Some(count) = per_client.get_mut(&self.client) {
             *count -= 1;
