@@ -195,6 +195,18 @@ pub async fn metric_at(url: &str, sample: &str) -> Option<f64> {
     })
 }
 
+/// Creates a topic with the default config, or panics.
+pub async fn create_topic(client: &FloeClient, name: &str, partitions: u32) {
+    client
+        .create_topic(&floe_client::api::CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            config: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|error| panic!("creating topic {name}: {error}"));
+}
+
 /// Reads a partition from offset 0 up to its high watermark, in pages.
 pub async fn read_partition(
     client: &FloeClient,

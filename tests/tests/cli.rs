@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use floe_client::Encoding;
-use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::api::ProduceRecordJson;
 use floe_tests::{FloeProcess, floe_binary, free_port};
 use serde_json::Value;
 
@@ -75,14 +75,7 @@ async fn records_are_data_whatever_their_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &[]);
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "raw".into(),
-            partitions: 1,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "raw", 1).await;
     let text = |value: &str| ProduceRecordJson {
         value: Some(Value::String(value.into())),
         ..ProduceRecordJson::default()

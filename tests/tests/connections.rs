@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use floe_client::Encoding;
-use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::api::ProduceRecordJson;
 use floe_tests::FloeProcess;
 use serde_json::Value;
 
@@ -43,14 +43,7 @@ async fn idle_and_slow_clients_cannot_exhaust_the_server() {
     );
     let pid = server.pid().expect("running");
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "t".into(),
-            partitions: 1,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "t", 1).await;
     let baseline = open_fds(pid);
     let addr = server.url.trim_start_matches("http://").to_owned();
 

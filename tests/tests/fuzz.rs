@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use floe_client::api::CreateTopicRequest;
 use floe_tests::FloeProcess;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -124,14 +123,7 @@ async fn random_requests_on_every_route_get_4xx_and_change_nothing_unacknowledge
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &["--background-jobs", "false"]);
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: TOPIC.into(),
-            partitions: 2,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, TOPIC, 2).await;
     let addr = server.url.trim_start_matches("http://").to_owned();
     let paths = paths();
     let methods = [

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use floe_client::Encoding;
-use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::api::ProduceRecordJson;
 use floe_tests::FloeProcess;
 use serde_json::Value;
 
@@ -102,14 +102,7 @@ async fn a_flood_of_tiny_records_stays_inside_the_budget_and_good_producers_go_o
     );
     let pid = server.pid().expect("running");
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "t".into(),
-            partitions: 4,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "t", 4).await;
     let baseline = peak_rss(pid);
 
     let good = {
@@ -325,14 +318,7 @@ async fn a_request_over_thousands_of_partitions_is_refused_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &[]);
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "wide".into(),
-            partitions: 5000,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "wide", 5000).await;
     let records: Vec<ProduceRecordJson> = (0..5000)
         .map(|partition| ProduceRecordJson {
             value: Some(Value::String("x".into())),
@@ -363,14 +349,7 @@ async fn json_keys_are_one_key_however_they_are_spaced_and_headers_are_bounded_e
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &[]);
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "j".into(),
-            partitions: 8,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "j", 8).await;
     let http = reqwest::Client::new();
     let url = format!("{}/v1/topics/j/records?encoding=json", server.url);
     let mut partitions = Vec::new();

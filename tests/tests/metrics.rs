@@ -3,7 +3,7 @@
 //! latency histograms counting real requests.
 
 use floe_client::Encoding;
-use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::api::ProduceRecordJson;
 use floe_tests::FloeProcess;
 use serde_json::Value;
 
@@ -50,14 +50,7 @@ async fn metrics_parse_and_keep_every_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &[]);
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "orders".into(),
-            partitions: 2,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "orders", 2).await;
     for round in 0..3 {
         let records = (0..5)
             .map(|i| ProduceRecordJson {

@@ -4,10 +4,21 @@
 
 use std::time::Duration;
 
-use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::api::ProduceRecordJson;
 use floe_client::{Encoding, FetchOptions};
 use floe_tests::FloeProcess;
 use serde_json::Value;
+
+/// Waits (bounded) until `floe_waiting_fetches` shows `count` waiting fetches.
+async fn slots_reach(url: &str, count: f64) -> bool {
+    for _ in 0..200 {
+        if floe_tests::metric_at(url, "floe_waiting_fetches").await == Some(count) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
 
 fn record(partition: u32, value: &str) -> Vec<ProduceRecordJson> {
     vec![ProduceRecordJson {
@@ -26,14 +37,7 @@ async fn waiting_fetches_are_bounded_per_client_and_woken_by_their_partition() {
         &[("FLOE_SERVER__MAX_WAITING_FETCHES_PER_CLIENT", "3".into())],
     );
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "t".into(),
-            partitions: 2,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "t", 2).await;
 
     let long_poll = FetchOptions {
         wait: Some(Duration::from_secs(20)),
@@ -45,9 +49,12 @@ async fn waiting_fetches_are_bounded_per_client_and_woken_by_their_partition() {
             tokio::spawn(async move { client.fetch("t", 0, 0, &options).await })
         })
         .collect();
-    // Let the three reach the tail and wait there.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
+    // Once the three hold their slots (as /metrics shows), a fourth waiting fetch from
+    // the same client is refused.
+    assert!(
+        slots_reach(&server.url, 3.0).await,
+        "the three long-polls hold their slots"
+    );
     let refused = client
         .fetch("t", 1, 0, &long_poll)
         .await
@@ -105,14 +112,7 @@ async fn waiting_fetches_hold_no_request_memory_while_they_wait() {
         ],
     );
     let client = server.client();
-    client
-        .create_topic(&CreateTopicRequest {
-            name: "t".into(),
-            partitions: 1,
-            config: Default::default(),
-        })
-        .await
-        .expect("create");
+    floe_tests::create_topic(&client, "t", 1).await;
     let long_poll = FetchOptions {
         wait: Some(Duration::from_secs(20)),
         max_bytes: Some(1 << 20),
@@ -124,7 +124,10 @@ async fn waiting_fetches_hold_no_request_memory_while_they_wait() {
             tokio::spawn(async move { client.fetch("t", 0, 0, &options).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        slots_reach(&server.url, 10.0).await,
+        "the ten consumers wait"
+    );
     // Produce still fits in the budget while all ten wait.
     client
         .produce("t", record(0, "for everyone"), Encoding::Text)

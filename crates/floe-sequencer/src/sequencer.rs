@@ -243,21 +243,30 @@ mod tests {
     use super::*;
     use crate::memory::MemoryLog;
 
-    #[tokio::test]
-    async fn an_embedded_sequencer_refuses_forwarded_commands() {
-        let sequencer = Sequencer::open(
+    /// An embedded sequencer on an in-memory log.
+    async fn embedded() -> Sequencer {
+        Sequencer::open(
             Arc::new(MemoryLog::new()),
             SequencerOptions::default(),
             Identity::new("b0", "127.0.0.1:0"),
         )
         .await
-        .expect("open");
-        let command = Command::CreateTopic {
+        .expect("open")
+    }
+
+    fn create_topic() -> Command {
+        Command::CreateTopic {
             name: "t".into(),
             partitions: 1,
             config: TopicConfig::default(),
             created_ms: 0,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn an_embedded_sequencer_refuses_forwarded_commands() {
+        let sequencer = embedded().await;
+        let command = create_topic();
         let refused = sequencer.submit_forwarded(vec![(command, None)]).await;
         assert!(matches!(refused, Err(SequencerError::NotClustered)));
         assert_eq!(sequencer.read(|state| state.applied_index), 0);
@@ -267,20 +276,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_over_the_entry_limit_is_refused_before_the_log() {
-        let sequencer = Sequencer::open(
-            Arc::new(MemoryLog::new()),
-            SequencerOptions::default(),
-            Identity::new("b0", "127.0.0.1:0"),
-        )
-        .await
-        .expect("open");
-        let create = Command::CreateTopic {
-            name: "t".into(),
-            partitions: 1,
-            config: TopicConfig::default(),
-            created_ms: 0,
-        };
-        let Outcome::TopicCreated(topic_id) = sequencer.submit(create).await.expect("create")
+        let sequencer = embedded().await;
+        let Outcome::TopicCreated(topic_id) =
+            sequencer.submit(create_topic()).await.expect("create")
         else {
             panic!("a topic was created");
         };

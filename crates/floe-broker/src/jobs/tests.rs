@@ -19,11 +19,12 @@ async fn broker() -> Broker {
 
 /// Such a broker on a given sequencer and store, with a cache of its own.
 async fn broker_over(sequencer: Sequencer, store: SegmentStore) -> Broker {
-    let options = BrokerOptions {
-        linger: Some(Duration::from_millis(1)),
-        ..BrokerOptions::default()
-    };
-    let jobs = JobOptions {
+    broker_with_jobs(sequencer, store, by_hand()).await
+}
+
+/// Jobs the test runs by hand, compacting anything at once into small objects.
+fn by_hand() -> JobOptions {
+    JobOptions {
         enabled: false,
         object_grace: Duration::ZERO,
         compaction_min_age: Duration::ZERO,
@@ -31,6 +32,13 @@ async fn broker_over(sequencer: Sequencer, store: SegmentStore) -> Broker {
         compaction_target_bytes: 32 * 1024,
         compaction_fan_in: 2,
         ..JobOptions::default()
+    }
+}
+
+async fn broker_with_jobs(sequencer: Sequencer, store: SegmentStore, jobs: JobOptions) -> Broker {
+    let options = BrokerOptions {
+        linger: Some(Duration::from_millis(1)),
+        ..BrokerOptions::default()
     };
     Broker::builder(sequencer, store.clone(), cache(store).await)
         .options(options)
@@ -451,27 +459,27 @@ async fn a_fetch_of_a_vanished_object_fails_bounded_when_the_state_still_names_i
 
 /// A broker whose compactions may hold only `memory` bytes of decoded records.
 async fn broker_with_compaction_memory(memory: usize) -> Broker {
-    let sequencer = crate::tests::memory_sequencer().await;
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
-    let store = SegmentStore::new(store, prefix);
-    let options = BrokerOptions {
-        linger: Some(Duration::from_millis(1)),
-        ..BrokerOptions::default()
-    };
     let jobs = JobOptions {
-        enabled: false,
-        object_grace: Duration::ZERO,
-        compaction_min_age: Duration::ZERO,
         compaction_batch_bytes: 256 * 1024,
         compaction_target_bytes: 8 << 20,
         compaction_memory_bytes: memory,
-        compaction_fan_in: 2,
-        ..JobOptions::default()
+        ..by_hand()
     };
-    Broker::builder(sequencer, store.clone(), cache(store).await)
-        .options(options)
-        .jobs(jobs)
-        .build()
+    broker_with_jobs(
+        crate::tests::memory_sequencer().await,
+        SegmentStore::new(store, prefix),
+        jobs,
+    )
+    .await
+}
+
+/// Runs `passes` compaction passes, whatever they do.
+async fn compact_passes(broker: &Broker, passes: usize) {
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    for _ in 0..passes {
+        broker.compact_partitions(&stopped).await.expect("compact");
+    }
 }
 
 /// Forty requests of five 20 KB values of one letter, zstd-compressed: each request
@@ -501,10 +509,7 @@ async fn compressible_runs_are_cut_at_the_memory_limit_and_lose_nothing() {
     let broker = broker_with_compaction_memory(64 * 1024).await;
     compressible_topic(&broker, "t", "delete").await;
     let before = read_all(&broker, "t", 0).await;
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    for _ in 0..60 {
-        broker.compact_partitions(&stopped).await.expect("compact");
-    }
+    compact_passes(&broker, 60).await;
     let stats = broker.job_stats();
     // Flushes cut into runs of about one request each: far more than the one run the
     // size cap alone allows.
@@ -524,10 +529,7 @@ async fn keyed_cleans_run_whole_and_keep_the_newest_value_of_every_key() {
     let broker = broker_with_compaction_memory(64 * 1024).await;
     compressible_topic(&broker, "keyed", "compact").await;
     let before = read_all(&broker, "keyed", 0).await;
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    for _ in 0..30 {
-        broker.compact_partitions(&stopped).await.expect("compact");
-    }
+    compact_passes(&broker, 30).await;
     let stats = broker.job_stats();
     let after = read_all(&broker, "keyed", 0).await;
     // 200 records over 150 keys: the newest record of every key is still there, and
