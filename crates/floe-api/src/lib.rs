@@ -6,7 +6,9 @@
 
 pub mod binary;
 mod encoding;
+mod groups;
 mod json;
 
 pub use encoding::Encoding;
+pub use groups::*;
 pub use json::*;

@@ -102,8 +102,15 @@ impl ApplyObserver for Wakeups {
                     }
                 }
             }
-            // Failed commits change nothing; everything else may move a waiter's view.
-            (Command::CommitSegment { .. }, _) => {}
+            // Failed commits change nothing, and groups' writes move no partition's log;
+            // everything else may move a waiter's view.
+            (
+                Command::CommitSegment { .. }
+                | Command::WriteGroup { .. }
+                | Command::CommitOffsets { .. }
+                | Command::DeleteGroup { .. },
+                _,
+            ) => {}
             (Command::DeleteTopic { .. }, Ok(Outcome::TopicDeleted(topic))) => {
                 self.partitions.lock().retain(|(id, _), _| id != topic);
                 self.everyone.send_replace(());

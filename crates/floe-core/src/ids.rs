@@ -77,9 +77,94 @@ pub fn validate_topic_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// The longest consumer group name accepted, in bytes (Kafka's topic limit; a group name
+/// travels in the same places).
+pub const MAX_GROUP_NAME_LEN: usize = 249;
+/// The longest member id accepted, in bytes.
+pub const MAX_MEMBER_ID_LEN: usize = 128;
+
+/// Why a group name or member id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} is {length} bytes long; the limit is {limit}")]
+    TooLong {
+        what: &'static str,
+        length: usize,
+        limit: usize,
+    },
+    #[error("{what} contains {found:?}; allowed are printable characters other than '/'")]
+    BadCharacter { what: &'static str, found: char },
+}
+
+/// Checks a consumer group name: 1 to 249 bytes of printable characters, no `/` (it is a
+/// path segment of the HTTP API).
+pub fn validate_group_name(name: &str) -> Result<(), IdentifierError> {
+    validate_identifier("group name", name, MAX_GROUP_NAME_LEN)
+}
+
+/// Checks a member id chosen by a client: 1 to 128 bytes of printable characters, no `/`.
+pub fn validate_member_id(id: &str) -> Result<(), IdentifierError> {
+    validate_identifier("member id", id, MAX_MEMBER_ID_LEN)
+}
+
+fn validate_identifier(
+    what: &'static str,
+    text: &str,
+    limit: usize,
+) -> Result<(), IdentifierError> {
+    if text.is_empty() {
+        return Err(IdentifierError::Empty { what });
+    }
+    if text.len() > limit {
+        return Err(IdentifierError::TooLong {
+            what,
+            length: text.len(),
+            limit,
+        });
+    }
+    if let Some(found) = text.chars().find(|c| c.is_control() || *c == '/') {
+        return Err(IdentifierError::BadCharacter { what, found });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_names_are_printable_bounded_and_slash_free() {
+        for good in [
+            "g",
+            "orders-readers",
+            "with space",
+            "ünïcode",
+            &"g".repeat(249),
+        ] {
+            assert_eq!(validate_group_name(good), Ok(()), "{good}");
+        }
+        assert!(matches!(
+            validate_group_name(""),
+            Err(IdentifierError::Empty { .. })
+        ));
+        assert!(matches!(
+            validate_group_name(&"g".repeat(250)),
+            Err(IdentifierError::TooLong { length: 250, .. })
+        ));
+        for bad in ["a/b", "tab\there", "nul\0", "del\u{7f}"] {
+            assert!(
+                matches!(
+                    validate_group_name(bad),
+                    Err(IdentifierError::BadCharacter { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_member_id(&"m".repeat(129)).is_err());
+        assert_eq!(validate_member_id("consumer-1"), Ok(()));
+    }
 
     #[test]
     fn accepts_kafka_style_names() {

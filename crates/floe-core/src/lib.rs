@@ -21,6 +21,9 @@ pub use budget::{BudgetSpent, MemoryBudget, Reservation};
 pub use clock::{Clock, SystemClock};
 pub use config::{CleanupPolicy, ConfigError, TimestampType, TopicConfig};
 pub use error::ErrorKind;
-pub use ids::{NameError, SegmentId, TopicId, validate_topic_name};
+pub use ids::{
+    IdentifierError, NameError, SegmentId, TopicId, validate_group_name, validate_member_id,
+    validate_topic_name,
+};
 pub use record::{Header, Record};
 pub use settings::InvalidSetting;

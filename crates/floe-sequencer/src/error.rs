@@ -35,6 +35,51 @@ pub enum ApplyError {
     /// A compaction's swap was malformed.
     #[error("compaction swap is malformed: {0}")]
     BadReplacement(String),
+    #[error("group {0:?} does not exist")]
+    UnknownGroup(String),
+    #[error("member {member:?} is not in group {group:?} (expired, left or never joined); rejoin")]
+    UnknownMember { group: String, member: String },
+    #[error(
+        "member {member:?} is at epoch {current}, not {epoch}; heartbeat for the current assignment"
+    )]
+    StaleMemberEpoch {
+        member: String,
+        epoch: u64,
+        current: u64,
+    },
+    #[error("member {member:?} does not own partition {partition} of topic id {topic_id}")]
+    PartitionNotOwned {
+        member: String,
+        topic_id: TopicId,
+        partition: u32,
+    },
+    #[error("group {group:?} has {members} members; only an empty group allows this")]
+    GroupNotEmpty { group: String, members: usize },
+    /// A coordinator wrote from a generation another write has replaced.
+    #[error("group {group:?} is at generation {actual}, not {expected}")]
+    GroupChanged {
+        group: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("invalid group write: {0}")]
+    BadGroupWrite(String),
+    #[error(
+        "offset {offset} of partition {partition} is beyond its high watermark {high_watermark}"
+    )]
+    OffsetBeyondEnd {
+        partition: u32,
+        offset: u64,
+        high_watermark: u64,
+    },
+    #[error(
+        "offset {offset} of partition {partition} is below its log start offset {log_start_offset}"
+    )]
+    OffsetBeforeStart {
+        partition: u32,
+        offset: u64,
+        log_start_offset: u64,
+    },
 }
 
 impl ApplyError {
@@ -49,6 +94,15 @@ impl ApplyError {
             | Self::BadReplacement(_) => ErrorKind::Invalid,
             Self::StaleReplacement(_) => ErrorKind::Conflict,
             Self::ObjectTooOld { .. } => ErrorKind::Unavailable,
+            Self::UnknownGroup(_) => ErrorKind::NotFound,
+            Self::UnknownMember { .. }
+            | Self::StaleMemberEpoch { .. }
+            | Self::PartitionNotOwned { .. }
+            | Self::GroupNotEmpty { .. }
+            | Self::GroupChanged { .. } => ErrorKind::Conflict,
+            Self::BadGroupWrite(_) => ErrorKind::Invalid,
+            Self::OffsetBeyondEnd { .. } => ErrorKind::Unprocessable,
+            Self::OffsetBeforeStart { .. } => ErrorKind::OutOfRange,
         }
     }
 
@@ -65,7 +119,15 @@ impl ApplyError {
             // behind), which is retryable.
             Self::ObjectTooOld { .. } => "unavailable",
             Self::StaleReplacement(_) => "conflict",
-            Self::BadReplacement(_) => "invalid_request",
+            Self::BadReplacement(_) | Self::BadGroupWrite(_) => "invalid_request",
+            Self::UnknownGroup(_) => "unknown_group",
+            Self::UnknownMember { .. } => "unknown_member",
+            Self::StaleMemberEpoch { .. } => "stale_member_epoch",
+            Self::PartitionNotOwned { .. } => "partition_not_owned",
+            Self::GroupNotEmpty { .. } => "group_not_empty",
+            Self::GroupChanged { .. } => "group_changed",
+            Self::OffsetBeyondEnd { .. } => "offset_beyond_end",
+            Self::OffsetBeforeStart { .. } => "offset_out_of_range",
         }
     }
 }

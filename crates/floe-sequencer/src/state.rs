@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApplyError;
 
+mod groups;
+
+pub use groups::{
+    CommittedOffset, GroupMember, GroupState, MAX_OFFSET_METADATA, MemberFence, OffsetCommit,
+    OffsetReset, PartitionMap,
+};
+
 /// The most partitions one topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
@@ -77,6 +84,33 @@ pub enum Command {
     ForgetObjects {
         segments: Vec<SegmentId>,
     },
+    /// Replaces a consumer group's members and their partitions (written by the group's
+    /// coordinator at joins, leaves, expiries and each step of a rebalance, never on a
+    /// heartbeat). Applies only while the group is still at `expected_generation` (0 for
+    /// a group that does not exist yet, which this creates).
+    WriteGroup {
+        group: String,
+        expected_generation: u64,
+        members: BTreeMap<String, GroupMember>,
+        at_ms: i64,
+    },
+    /// Commits consumer offsets, all or none: by a member that owns every partition named
+    /// (at an epoch no older than the one it got each at), or without a member while the
+    /// group has none.
+    CommitOffsets {
+        group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<MemberFence>,
+        offsets: Vec<OffsetCommit>,
+        at_ms: i64,
+    },
+    /// Removes a group without members and its offsets; with `idle_before_ms` (expiry),
+    /// only if the group has not changed since then.
+    DeleteGroup {
+        group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_before_ms: Option<i64>,
+    },
 }
 
 /// Retention's move of one partition's log start offset.
@@ -138,6 +172,25 @@ impl Command {
                 replaced, batches, ..
             } => 256 + 64 * replaced.len() + 220 * batches.len(),
             Self::ForgetObjects { segments } => 48 + 40 * segments.len(),
+            Self::WriteGroup { group, members, .. } => {
+                128 + group.len()
+                    + members
+                        .iter()
+                        .map(|(id, member)| {
+                            160 + id.len()
+                                + member.topics.iter().map(|t| t.len() + 4).sum::<usize>()
+                                + 40 * member.partition_count()
+                        })
+                        .sum::<usize>()
+            }
+            Self::CommitOffsets { group, offsets, .. } => {
+                160 + group.len()
+                    + offsets
+                        .iter()
+                        .map(|offset| 96 + offset.metadata.len() * 6)
+                        .sum::<usize>()
+            }
+            Self::DeleteGroup { group, .. } => 96 + group.len(),
             Self::CreateTopic { .. }
             | Self::DeleteTopic { .. }
             | Self::AddPartitions { .. }
@@ -169,6 +222,11 @@ pub enum Outcome {
     HorizonRaised,
     /// How many objects were forgotten.
     ObjectsForgotten(usize),
+    /// The group's new generation.
+    GroupWritten(u64),
+    /// How many offsets were committed.
+    OffsetsCommitted(usize),
+    GroupDeleted,
 }
 
 /// Where a committed batch lives.
@@ -260,6 +318,9 @@ pub struct ClusterState {
     /// Objects created at or before this time (ms) are never committed any more.
     #[serde(default)]
     orphan_horizon_ms: i64,
+    /// Consumer groups by name.
+    #[serde(default)]
+    groups: BTreeMap<String, GroupState>,
     #[serde(skip)]
     names_by_id: BTreeMap<TopicId, String>,
 }
@@ -368,6 +429,28 @@ impl ClusterState {
                     .count();
                 Ok(Outcome::ObjectsForgotten(forgotten))
             }
+            Command::WriteGroup {
+                group,
+                expected_generation,
+                members,
+                at_ms,
+            } => self
+                .write_group(group, *expected_generation, members, *at_ms)
+                .map(Outcome::GroupWritten),
+            Command::CommitOffsets {
+                group,
+                member,
+                offsets,
+                at_ms,
+            } => self
+                .commit_offsets(group, member.as_ref(), offsets, *at_ms)
+                .map(Outcome::OffsetsCommitted),
+            Command::DeleteGroup {
+                group,
+                idle_before_ms,
+            } => self
+                .delete_group(group, *idle_before_ms)
+                .map(|()| Outcome::GroupDeleted),
         }
     }
 
@@ -594,6 +677,7 @@ impl ClusterState {
             .remove(name)
             .ok_or_else(|| ApplyError::UnknownTopic(name.to_owned()))?;
         self.names_by_id.remove(&topic.id);
+        self.forget_topic_in_groups(topic.id);
         for partition in &topic.partitions {
             for location in partition.batches.values() {
                 Self::release(&mut self.segments, &mut self.garbage, location, at_ms);
