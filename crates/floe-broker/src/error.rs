@@ -18,6 +18,10 @@ pub enum BrokerError {
         partition: u32,
         partitions: u32,
     },
+    #[error("group {0:?} does not exist")]
+    UnknownGroup(String),
+    #[error("group {group:?} has no member {member:?}")]
+    UnknownMember { group: String, member: String },
     #[error("invalid topic config: {0}")]
     InvalidConfig(#[from] ConfigError),
     #[error("{0}")]
@@ -82,7 +86,10 @@ impl BrokerError {
             Self::InvalidTimestamp { .. }
             | Self::InvalidRecord { .. }
             | Self::TooManyPartitions { .. } => ErrorKind::Unprocessable,
-            Self::UnknownTopic(_) | Self::UnknownPartition { .. } => ErrorKind::NotFound,
+            Self::UnknownTopic(_)
+            | Self::UnknownPartition { .. }
+            | Self::UnknownGroup(_)
+            | Self::UnknownMember { .. } => ErrorKind::NotFound,
             Self::LimitReached(_) => ErrorKind::Conflict,
             Self::RecordTooLarge { .. } => ErrorKind::TooLarge,
             Self::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
@@ -100,6 +107,8 @@ impl BrokerError {
             Self::InvalidTopicName(_) => "invalid_topic_name",
             Self::UnknownTopic(_) => "unknown_topic",
             Self::UnknownPartition { .. } => "unknown_partition",
+            Self::UnknownGroup(_) => "unknown_group",
+            Self::UnknownMember { .. } => "unknown_member",
             Self::InvalidConfig(_) => "invalid_config",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidTimestamp { .. } => "invalid_timestamp",

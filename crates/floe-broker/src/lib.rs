@@ -7,6 +7,7 @@
 
 mod error;
 mod fetch;
+mod groups;
 mod jobs;
 mod metrics;
 mod pipeline;
@@ -27,6 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use error::BrokerError;
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
+pub use groups::{
+    AssignedPartition, GroupDescription, GroupFetch, GroupOptions, GroupPartition, GroupPhase,
+    GroupRecord, GroupSummary, JoinSpec, MemberSummary, MemberView, OffsetToCommit, ResetTarget,
+};
 pub use jobs::{JobOptions, JobStats, StoreFootprint};
 pub use produce::{MAX_RECORDS_PER_REQUEST, ProduceRecord, RecordAck};
 pub use topics::{PartitionInfo, TopicDescription};
@@ -124,6 +129,9 @@ pub struct Broker {
 struct BrokerInner {
     options: BrokerOptions,
     job_options: JobOptions,
+    group_options: GroupOptions,
+    /// Soft state of the consumer groups this broker coordinates.
+    groups: groups::Coordinator,
     sequencer: Sequencer,
     /// Where this broker's uploads go; reads go through `cache`.
     store: SegmentStore,
@@ -141,6 +149,8 @@ struct BrokerInner {
     parked: jobs::compaction::Parked,
     background_pacer: jobs::Pacer,
     jobs: parking_lot::Mutex<Option<BackgroundJobs>>,
+    /// Expires group members and empty groups' offsets.
+    group_ticker: parking_lot::Mutex<Option<BackgroundJobs>>,
 }
 
 #[derive(Debug)]
@@ -156,6 +166,7 @@ struct BackgroundJobs {
 pub struct BrokerBuilder {
     options: BrokerOptions,
     jobs: JobOptions,
+    groups: GroupOptions,
     sequencer: Sequencer,
     store: SegmentStore,
     cache: ReadCache,
@@ -171,6 +182,11 @@ impl BrokerBuilder {
 
     pub fn jobs(mut self, jobs: JobOptions) -> Self {
         self.jobs = jobs;
+        self
+    }
+
+    pub fn groups(mut self, groups: GroupOptions) -> Self {
+        self.groups = groups;
         self
     }
 
@@ -195,12 +211,18 @@ impl BrokerBuilder {
     /// On options that fail [`BrokerOptions::validate`] or [`JobOptions::validate`]: the
     /// assembler validates configuration first, so this is a programming error.
     pub fn build(self) -> Broker {
-        if let Err(invalid) = self.options.validate().and(self.jobs.validate()) {
+        if let Err(invalid) = self
+            .options
+            .validate()
+            .and(self.jobs.validate())
+            .and(self.groups.validate())
+        {
             panic!("broker built with invalid options: {invalid}");
         }
         let Self {
             options,
             jobs: job_options,
+            groups: group_options,
             sequencer,
             store,
             cache,
@@ -227,6 +249,8 @@ impl BrokerBuilder {
                 background_pacer: jobs::Pacer::new(job_options.bytes_per_second),
                 options,
                 job_options,
+                group_options,
+                groups: groups::Coordinator::default(),
                 sequencer,
                 store,
                 reader: reader::SegmentReader::new(cache.clone()),
@@ -239,8 +263,14 @@ impl BrokerBuilder {
                 job_counters: Arc::default(),
                 parked: jobs::compaction::Parked::default(),
                 jobs: parking_lot::Mutex::new(None),
+                group_ticker: parking_lot::Mutex::new(None),
             }),
         };
+        {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(groups::run_ticker(broker.clone(), stopped));
+            *broker.inner.group_ticker.lock() = Some(BackgroundJobs { stop, task });
+        }
         if broker.inner.job_options.enabled {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(jobs::run(broker.clone(), stopped));
@@ -265,6 +295,7 @@ impl Broker {
         BrokerBuilder {
             options: BrokerOptions::default(),
             jobs: JobOptions::default(),
+            groups: GroupOptions::default(),
             sequencer,
             store,
             cache,
@@ -289,6 +320,11 @@ impl Broker {
     /// Stops accepting produce, flushes and commits what is buffered, stops the sequencer
     /// and flushes the read cache to its disk tier.
     pub async fn shutdown(&self) {
+        let ticker = self.inner.group_ticker.lock().take();
+        if let Some(ticker) = ticker {
+            ticker.stop.send_replace(true);
+            let _ = ticker.task.await;
+        }
         let jobs = self.inner.jobs.lock().take();
         if let Some(jobs) = jobs {
             jobs.stop.send_replace(true);

@@ -88,6 +88,97 @@ impl Broker {
             sequencer: self.inner.sequencer.clone(),
             pipeline: self.inner.pipeline.buffered_gauge(),
         }));
+        registry.register(
+            "floe_group_rebalances",
+            "Group writes that moved partitions between members (on this coordinator)",
+            self.groups().rebalances.clone(),
+        );
+        registry.register(
+            "floe_group_commit_latency_seconds",
+            "Offset commits from submission to the sequencer's answer",
+            self.groups().commit_latency.0.clone(),
+        );
+        registry.register_collector(Box::new(GroupGauges {
+            broker: self.clone(),
+        }));
+    }
+}
+
+/// kafka_exporter's consumer group gauges, for the groups this broker coordinates (so a
+/// sum across brokers counts each group once).
+#[derive(Debug)]
+struct GroupGauges {
+    broker: Broker,
+}
+
+impl Collector for GroupGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let names: Vec<String> = self
+            .broker
+            .inner
+            .sequencer
+            .read(|state| state.groups().map(|(name, _)| name.clone()).collect());
+        let mut members = Vec::new();
+        let mut partitions = Vec::new();
+        for name in names
+            .into_iter()
+            .filter(|name| self.broker.coordinates(name))
+        {
+            let Ok(offsets) = self.broker.group_offsets(&name) else {
+                continue;
+            };
+            let count = self
+                .broker
+                .inner
+                .sequencer
+                .read(|state| state.group(&name).map_or(0, |group| group.members.len()));
+            members.push((name.clone(), count as u64));
+            for offset in offsets {
+                partitions.push((name.clone(), offset));
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "kafka_consumergroup_members",
+            "Members of each consumer group",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (group, count) in &members {
+            ConstGauge::new(*count)
+                .encode(family.encode_family(&[("consumergroup", group.as_str())])?)?;
+        }
+        for (name, help, committed) in [
+            (
+                "kafka_consumergroup_current_offset",
+                "The committed offset of each group's partitions",
+                true,
+            ),
+            (
+                "kafka_consumergroup_lag",
+                "High watermark minus committed offset (from the log start when none)",
+                false,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (group, offset) in &partitions {
+                let value = if committed {
+                    match &offset.committed {
+                        Some((committed, _)) => *committed,
+                        None => continue,
+                    }
+                } else {
+                    offset.lag
+                };
+                let partition = offset.partition.to_string();
+                let labels = [
+                    ("consumergroup", group.as_str()),
+                    ("topic", offset.topic.as_str()),
+                    ("partition", partition.as_str()),
+                ];
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) async fn memory_sequencer() -> Sequencer {
     .expect("sequencer")
 }
 
-async fn broker() -> Broker {
+pub(crate) async fn broker() -> Broker {
     let sequencer = memory_sequencer().await;
     let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let options = BrokerOptions {
@@ -39,7 +39,7 @@ async fn broker() -> Broker {
         .build()
 }
 
-fn record(partition: Option<u32>, key: Option<&str>, value: &str) -> ProduceRecord {
+pub(crate) fn record(partition: Option<u32>, key: Option<&str>, value: &str) -> ProduceRecord {
     ProduceRecord {
         partition,
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),

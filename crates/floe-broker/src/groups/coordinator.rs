@@ -1,0 +1,592 @@
+//! The coordinator's soft state and the reconciliation that turns member events into the
+//! group's durable writes.
+//!
+//! Every event (join, heartbeat, leave, a tick that expires sessions) runs under the
+//! group's lock: read the durable group, bring the soft view in line with it, apply the
+//! event, expire what is overdue, compute the target assignment and step every member
+//! towards it, and write the result if the durable part changed. A partition moves in two
+//! steps: it is asked back from its owner (soft), and only once the owner heartbeats
+//! without it, leaves or expires does the next write give it to its new member. So no
+//! two members ever own a partition at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_core::TopicId;
+use floe_sequencer::{ApplyError, ClusterState, Command, GroupMember, GroupState, OffsetReset};
+use floe_sequencer::{Outcome, SequencerError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::time::Instant;
+
+use super::assignor::{self, Partition, Subscriber};
+use super::{AssignedPartition, JoinSpec, MemberView};
+use crate::Broker;
+use crate::error::BrokerError;
+
+/// How many removed member ids a group remembers, to answer them `409` (rejoin) rather
+/// than `404`.
+const REMEMBERED_REMOVALS: usize = 256;
+/// Attempts at a group write that loses to a concurrent one before giving up.
+const WRITE_ATTEMPTS: usize = 5;
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The soft state of the groups this broker coordinates.
+#[derive(Debug, Default)]
+pub(crate) struct Coordinator {
+    groups: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<SoftGroup>>>>,
+    pub(crate) rebalances: Counter,
+    pub(crate) commit_latency: Histogram2,
+}
+
+/// A histogram with a default (prometheus-client's has none).
+#[derive(Debug, Clone)]
+pub(crate) struct Histogram2(pub(crate) Histogram);
+
+impl Default for Histogram2 {
+    fn default() -> Self {
+        Self(Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16),
+        ))
+    }
+}
+
+/// One group's soft state.
+#[derive(Debug, Default)]
+pub(crate) struct SoftGroup {
+    /// The durable generation this view follows.
+    generation: Option<u64>,
+    pub(crate) members: HashMap<String, SoftMember>,
+    removed: VecDeque<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SoftMember {
+    deadline: Instant,
+    /// Partitions asked back, and by when they must be released.
+    pub(crate) revoking: BTreeMap<Partition, Instant>,
+    /// Where the member's records calls read next, per partition it may read.
+    pub(crate) positions: HashMap<Partition, u64>,
+}
+
+impl SoftMember {
+    fn new(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            revoking: BTreeMap::new(),
+            positions: HashMap::new(),
+        }
+    }
+}
+
+/// What happened to the group.
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    Join(JoinSpec),
+    Heartbeat {
+        member: String,
+        epoch: u64,
+        owned: BTreeSet<Partition>,
+    },
+    Leave {
+        member: String,
+    },
+    /// Time passed: expire sessions and revocations that ran out.
+    Tick,
+}
+
+impl Coordinator {
+    /// The lock on one group's soft state.
+    pub(crate) fn group(&self, name: &str) -> Arc<tokio::sync::Mutex<SoftGroup>> {
+        Arc::clone(self.groups.lock().entry(name.to_owned()).or_default())
+    }
+
+    /// Groups with soft state here.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.groups.lock().keys().cloned().collect()
+    }
+
+    /// Drops the soft state of a group this broker no longer coordinates.
+    pub(crate) fn forget(&self, name: &str) {
+        self.groups.lock().remove(name);
+    }
+}
+
+impl SoftGroup {
+    /// Brings the soft view in line with the durable group: members written by another
+    /// coordinator are adopted with a fresh session (they rejoin or heartbeat within it),
+    /// members gone from the log are forgotten.
+    fn sync(&mut self, durable: &GroupState, now: Instant) {
+        if self.generation == Some(durable.generation) {
+            return;
+        }
+        let gone: Vec<String> = self
+            .members
+            .keys()
+            .filter(|id| !durable.members.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.members.remove(&id);
+            self.remember_removed(id);
+        }
+        for (id, member) in &durable.members {
+            let soft = self.members.entry(id.clone()).or_insert_with(|| {
+                SoftMember::new(now + Duration::from_millis(member.session_timeout_ms))
+            });
+            soft.revoking
+                .retain(|(topic, partition), _| member.owns(*topic, *partition));
+            soft.positions
+                .retain(|(topic, partition), _| member.owns(*topic, *partition));
+        }
+        self.generation = Some(durable.generation);
+    }
+
+    fn remember_removed(&mut self, id: String) {
+        if self.removed.len() >= REMEMBERED_REMOVALS {
+            self.removed.pop_front();
+        }
+        self.removed.push_back(id);
+    }
+
+    /// The error for a member this group does not have: `409` for one it removed (it
+    /// should rejoin), `404` for one it never knew.
+    pub(crate) fn missing_member(&self, group: &str, member: &str) -> BrokerError {
+        if self.removed.iter().any(|id| id == member) {
+            BrokerError::from(ApplyError::UnknownMember {
+                group: group.to_owned(),
+                member: member.to_owned(),
+            })
+        } else {
+            BrokerError::UnknownMember {
+                group: group.to_owned(),
+                member: member.to_owned(),
+            }
+        }
+    }
+}
+
+/// Partition counts and ids of the topics members subscribe to, by name.
+fn topic_ids(
+    state: &ClusterState,
+    members: &BTreeMap<String, GroupMember>,
+) -> BTreeMap<String, (TopicId, u32)> {
+    let mut topics = BTreeMap::new();
+    for member in members.values() {
+        for name in &member.topics {
+            if let Some(topic) = state.topic(name) {
+                topics.insert(name.clone(), (topic.id, topic.partition_count()));
+            }
+        }
+    }
+    topics
+}
+
+impl Broker {
+    /// Applies `event` to `group` and writes what changed; answers the member's view for
+    /// joins and heartbeats.
+    pub(crate) async fn group_event(
+        &self,
+        name: &str,
+        event: Event,
+    ) -> Result<Option<MemberView>, BrokerError> {
+        let lock = self.groups().group(name);
+        let mut soft = lock.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.group_step(name, &mut soft, &event).await {
+                Err(BrokerError::Sequencer(SequencerError::Rejected(
+                    ApplyError::GroupChanged { .. },
+                ))) if attempt < WRITE_ATTEMPTS => {
+                    // Another write came first: read again and redo the step.
+                    soft.generation = None;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn group_step(
+        &self,
+        name: &str,
+        soft: &mut SoftGroup,
+        event: &Event,
+    ) -> Result<Option<MemberView>, BrokerError> {
+        let now = Instant::now();
+        let options = self.group_options().clone();
+        let (durable, exists, groups) = self.inner.sequencer.read(|state| {
+            let group = state.group(name);
+            (
+                group.cloned().unwrap_or_default(),
+                group.is_some(),
+                state.groups().count(),
+            )
+        });
+        soft.sync(&durable, now);
+        let mut members = durable.members.clone();
+        let mut subject: Option<String> = None;
+        match event {
+            Event::Join(spec) => {
+                let session = spec.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
+                if session < options.min_session_timeout || session > options.max_session_timeout {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "session_timeout_ms {} is outside [{}, {}]",
+                        session.as_millis(),
+                        options.min_session_timeout.as_millis(),
+                        options.max_session_timeout.as_millis()
+                    )));
+                }
+                let rebalance = spec
+                    .rebalance_timeout
+                    .unwrap_or(DEFAULT_REBALANCE_TIMEOUT)
+                    .clamp(Duration::from_millis(1), options.max_session_timeout);
+                if !exists && groups >= options.max_groups {
+                    return Err(BrokerError::LimitReached(format!(
+                        "the cluster has {groups} groups; groups.max_groups is {}",
+                        options.max_groups
+                    )));
+                }
+                let id = spec
+                    .member_id
+                    .clone()
+                    .unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase());
+                if !members.contains_key(&id) && members.len() >= options.max_members {
+                    return Err(BrokerError::LimitReached(format!(
+                        "group {name:?} has {} members; groups.max_members is {}",
+                        members.len(),
+                        options.max_members
+                    )));
+                }
+                let mut topics = spec.topics.clone();
+                topics.sort();
+                topics.dedup();
+                let entry = members.entry(id.clone()).or_insert_with(|| GroupMember {
+                    epoch: 0,
+                    topics: Vec::new(),
+                    session_timeout_ms: 0,
+                    rebalance_timeout_ms: 0,
+                    auto_offset_reset: spec.auto_offset_reset,
+                    partitions: BTreeMap::new(),
+                });
+                entry.topics = topics;
+                entry.session_timeout_ms = session.as_millis() as u64;
+                entry.rebalance_timeout_ms = rebalance.as_millis() as u64;
+                entry.auto_offset_reset = spec.auto_offset_reset;
+                // A rejoin starts from committed offsets: the old positions may be ahead of
+                // what the member processed before it was fenced.
+                soft.members
+                    .insert(id.clone(), SoftMember::new(now + session));
+                soft.removed.retain(|removed| *removed != id);
+                subject = Some(id);
+            }
+            Event::Heartbeat {
+                member,
+                epoch,
+                owned,
+            } => {
+                let Some(durable_member) = members.get_mut(member) else {
+                    return Err(soft.missing_member(name, member));
+                };
+                let soft_member = soft.members.get_mut(member).expect("synced with the log");
+                let current = durable_member.epoch;
+                // An older epoch is a heartbeat that has not seen the latest answer yet;
+                // it is fine as long as it claims nothing the member no longer owns.
+                let claims_only_its_own = owned
+                    .iter()
+                    .all(|(topic, partition)| durable_member.owns(*topic, *partition));
+                if *epoch > current || (*epoch < current && !claims_only_its_own) {
+                    return Err(BrokerError::from(ApplyError::StaleMemberEpoch {
+                        member: member.clone(),
+                        epoch: *epoch,
+                        current,
+                    }));
+                }
+                soft_member.deadline =
+                    now + Duration::from_millis(durable_member.session_timeout_ms);
+                // Partitions asked back and left out of `owned` are released.
+                let released: Vec<Partition> = soft_member
+                    .revoking
+                    .keys()
+                    .filter(|partition| !owned.contains(partition))
+                    .copied()
+                    .collect();
+                for (topic, partition) in released {
+                    soft_member.revoking.remove(&(topic, partition));
+                    soft_member.positions.remove(&(topic, partition));
+                    if let Some(owned) = durable_member.partitions.get_mut(&topic) {
+                        owned.remove(&partition);
+                        if owned.is_empty() {
+                            durable_member.partitions.remove(&topic);
+                        }
+                    }
+                }
+                subject = Some(member.clone());
+            }
+            Event::Leave { member } => {
+                if members.remove(member).is_none() {
+                    return Err(soft.missing_member(name, member));
+                }
+                soft.members.remove(member);
+                soft.remember_removed(member.clone());
+            }
+            Event::Tick => {}
+        }
+
+        // Sessions and revocations that ran out.
+        let overdue: Vec<String> = soft
+            .members
+            .iter()
+            .filter(|(id, member)| {
+                subject.as_deref() != Some(id.as_str())
+                    && (member.deadline <= now
+                        || member.revoking.values().any(|deadline| *deadline <= now))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in overdue {
+            tracing::info!(group = name, member = %id, "group member expired");
+            members.remove(&id);
+            soft.members.remove(&id);
+            soft.remember_removed(id);
+        }
+
+        let moved = self.reconcile(name, soft, &mut members, &durable, now);
+        if members != durable.members {
+            let at_ms = self.inner.clock.now_ms();
+            let command = Command::WriteGroup {
+                group: name.to_owned(),
+                expected_generation: durable.generation,
+                members: members.clone(),
+                at_ms,
+            };
+            let outcome = self.inner.sequencer.submit(command).await?;
+            if let Outcome::GroupWritten(generation) = outcome {
+                soft.generation = Some(generation);
+            }
+            if moved {
+                self.groups().rebalances.inc();
+            }
+        }
+        let Some(id) = subject else {
+            return Ok(None);
+        };
+        Ok(Some(self.member_view(name, soft, &members, &id)))
+    }
+
+    /// Steps every member towards the target assignment: partitions a member must give
+    /// up are asked back (soft); free partitions go to the member the target names. Bumps
+    /// the epoch of every member whose partitions change. Returns whether any partition
+    /// changed hands.
+    fn reconcile(
+        &self,
+        name: &str,
+        soft: &mut SoftGroup,
+        members: &mut BTreeMap<String, GroupMember>,
+        durable: &GroupState,
+        now: Instant,
+    ) -> bool {
+        let (topics, mut counts) = self.inner.sequencer.read(|state| {
+            let topics = topic_ids(state, members);
+            let counts: BTreeMap<TopicId, u32> =
+                topics.values().map(|(id, count)| (*id, *count)).collect();
+            (topics, counts)
+        });
+        counts.retain(|_, count| *count > 0);
+        let subscribers: BTreeMap<String, Subscriber> = members
+            .iter()
+            .map(|(id, member)| {
+                let owned = member
+                    .partitions
+                    .iter()
+                    .flat_map(|(topic, partitions)| {
+                        partitions.keys().map(move |partition| (*topic, *partition))
+                    })
+                    .collect();
+                let subscribed = member
+                    .topics
+                    .iter()
+                    .filter_map(|topic| topics.get(topic).map(|(id, _)| *id))
+                    .collect();
+                (
+                    id.clone(),
+                    Subscriber {
+                        topics: subscribed,
+                        owned,
+                    },
+                )
+            })
+            .collect();
+        let target = assignor::assign(&subscribers, &counts);
+        let new_epoch = durable.generation + 1;
+        let mut moved = false;
+        // Ask back what the target takes away; cancel asks the target no longer makes.
+        for (id, member) in members.iter() {
+            let soft_member = soft.members.entry(id.clone()).or_insert_with(|| {
+                SoftMember::new(now + Duration::from_millis(member.session_timeout_ms))
+            });
+            let wanted = &target[id];
+            let deadline = now + Duration::from_millis(member.rebalance_timeout_ms);
+            for partition in &subscribers[id].owned {
+                if wanted.contains(partition) {
+                    soft_member.revoking.remove(partition);
+                } else {
+                    soft_member.revoking.entry(*partition).or_insert(deadline);
+                }
+            }
+        }
+        let taken: BTreeSet<Partition> = subscribers
+            .values()
+            .flat_map(|subscriber| subscriber.owned.iter().copied())
+            .collect();
+        for (id, member) in members.iter_mut() {
+            let mut changed = member.epoch == 0;
+            for partition in &target[id] {
+                if !taken.contains(partition) {
+                    member
+                        .partitions
+                        .entry(partition.0)
+                        .or_default()
+                        .insert(partition.1, new_epoch);
+                    changed = true;
+                    moved = true;
+                }
+            }
+            let before = durable.members.get(id);
+            if before.is_some_and(|before| before.partitions != member.partitions) {
+                changed = true;
+                moved = true;
+            }
+            if changed {
+                member.epoch = new_epoch;
+            }
+        }
+        if moved {
+            tracing::debug!(group = name, epoch = new_epoch, "group assignment moves");
+        }
+        moved
+    }
+
+    /// What a member owns now (asked-back partitions left out), each with where it reads
+    /// from: its position, else the committed offset, else its reset policy.
+    fn member_view(
+        &self,
+        name: &str,
+        soft: &mut SoftGroup,
+        members: &BTreeMap<String, GroupMember>,
+        id: &str,
+    ) -> MemberView {
+        let member = &members[id];
+        let options = self.group_options();
+        let heartbeat_interval = options.heartbeat_interval.min(
+            Duration::from_millis(member.session_timeout_ms / 3).max(Duration::from_millis(100)),
+        );
+        let soft_member = soft.members.get_mut(id).expect("a member has soft state");
+        let assignment = self.inner.sequencer.read(|state| {
+            let group = state.group(name);
+            let mut assignment = Vec::new();
+            for (topic, partitions) in &member.partitions {
+                let Some(topic_state) = state.topic_by_id(*topic) else {
+                    continue;
+                };
+                for partition in partitions.keys() {
+                    let key = (*topic, *partition);
+                    if soft_member.revoking.contains_key(&key) {
+                        continue;
+                    }
+                    let offset = *soft_member.positions.entry(key).or_insert_with(|| {
+                        start_offset(state, group, key, member.auto_offset_reset)
+                    });
+                    assignment.push(AssignedPartition {
+                        topic: topic_state.name.clone(),
+                        partition: *partition,
+                        offset,
+                    });
+                }
+            }
+            assignment
+        });
+        MemberView {
+            member_id: id.to_owned(),
+            member_epoch: member.epoch,
+            heartbeat_interval,
+            assignment,
+        }
+    }
+
+    /// Runs the groups this broker coordinates: expires sessions and revocations, adopts
+    /// groups whose coordinator it became, drops those it no longer coordinates, and (on
+    /// the leader) deletes empty groups idle past `groups.offsets_retention`.
+    pub(crate) async fn tick_groups(&self) {
+        let now_ms = self.inner.clock.now_ms();
+        let retention = self.group_options().offsets_retention.as_millis() as i64;
+        let (with_members, expired): (Vec<String>, Vec<String>) =
+            self.inner.sequencer.read(|state| {
+                let with_members = state
+                    .groups()
+                    .filter(|(_, group)| !group.members.is_empty())
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                let expired = state
+                    .groups()
+                    .filter(|(_, group)| {
+                        group.members.is_empty()
+                            && group.updated_ms < now_ms.saturating_sub(retention)
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                (with_members, expired)
+            });
+        let mut names: BTreeSet<String> = with_members.into_iter().collect();
+        names.extend(self.groups().names());
+        for name in names {
+            if !self.coordinates(&name) {
+                self.groups().forget(&name);
+                continue;
+            }
+            if let Err(error) = self.group_event(&name, Event::Tick).await {
+                tracing::debug!(group = %name, %error, "group tick failed");
+            }
+        }
+        if self.inner.sequencer.membership().is_leader() {
+            for name in expired {
+                let command = Command::DeleteGroup {
+                    group: name.clone(),
+                    idle_before_ms: Some(now_ms.saturating_sub(retention)),
+                };
+                match self.inner.sequencer.submit(command).await {
+                    Ok(_) => tracing::info!(group = %name, "empty group's offsets expired"),
+                    Err(error) => tracing::debug!(group = %name, %error, "group expiry refused"),
+                }
+            }
+        }
+    }
+}
+
+/// Where a member starts reading a partition: the committed offset (moved into the
+/// retained range, as Kafka's reset does for an offset out of range), else the earliest
+/// or latest offset by the member's policy.
+pub(crate) fn start_offset(
+    state: &ClusterState,
+    group: Option<&GroupState>,
+    (topic, partition): Partition,
+    reset: OffsetReset,
+) -> u64 {
+    let Some(log) = state
+        .topic_by_id(topic)
+        .and_then(|topic| topic.partitions.get(partition as usize))
+    else {
+        return 0;
+    };
+    match group.and_then(|group| group.committed(topic, partition)) {
+        Some(committed) => committed
+            .offset
+            .clamp(log.log_start_offset, log.high_watermark),
+        None => match reset {
+            OffsetReset::Earliest => log.log_start_offset,
+            OffsetReset::Latest => log.high_watermark,
+        },
+    }
+}
