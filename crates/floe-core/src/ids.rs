@@ -96,10 +96,12 @@ pub enum IdentifierError {
     },
     #[error("{what} contains {found:?}; allowed are printable characters other than '/'")]
     BadCharacter { what: &'static str, found: char },
+    #[error("{what} may not be '.' or '..' (a URL path cannot name it)")]
+    Dots { what: &'static str },
 }
 
-/// Checks a consumer group name: 1 to 249 bytes of printable characters, no `/` (it is a
-/// path segment of the HTTP API).
+/// Checks a consumer group name: 1 to 249 bytes of printable characters, no `/`, not `.`
+/// or `..` (it is a path segment of the HTTP API).
 pub fn validate_group_name(name: &str) -> Result<(), IdentifierError> {
     validate_identifier("group name", name, MAX_GROUP_NAME_LEN)
 }
@@ -126,6 +128,9 @@ fn validate_identifier(
     }
     if let Some(found) = text.chars().find(|c| c.is_control() || *c == '/') {
         return Err(IdentifierError::BadCharacter { what, found });
+    }
+    if text == "." || text == ".." {
+        return Err(IdentifierError::Dots { what });
     }
     Ok(())
 }
@@ -162,6 +167,10 @@ mod tests {
                 "{bad:?}"
             );
         }
+        assert!(matches!(
+            validate_group_name(".."),
+            Err(IdentifierError::Dots { .. })
+        ));
         assert!(validate_member_id(&"m".repeat(129)).is_err());
         assert_eq!(validate_member_id("consumer-1"), Ok(()));
     }

@@ -100,6 +100,7 @@ impl Server {
         let builder = Broker::builder(sequencer, segments, cache)
             .options(broker_options)
             .jobs(config.jobs.clone())
+            .groups(config.groups.clone())
             .clock(Arc::new(SystemClock));
         #[cfg(feature = "failpoints")]
         let builder = builder.failpoints(failpoints_from_env());
@@ -123,6 +124,11 @@ impl Server {
             max_request_bytes: server.max_request_bytes,
             body_read_timeout: server.body_read_timeout,
             waits,
+            forwarder: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .context("building the group forwarder's HTTP client")?,
         };
         Ok(Self {
             local_addr,

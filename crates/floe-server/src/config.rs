@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use floe_broker::{BrokerOptions, JobOptions};
+use floe_broker::{BrokerOptions, GroupOptions, JobOptions};
 use floe_core::InvalidSetting;
 use floe_core::settings;
 use floe_sequencer::{ClusterSettings, SequencerOptions};
@@ -31,11 +31,12 @@ pub struct ServeConfig {
     pub sequencer: SequencerOptions,
     pub cluster: ClusterSettings,
     pub jobs: JobOptions,
+    pub groups: GroupOptions,
 }
 
 /// The sections, in the order of `docs/configuration.md`: environment variables are
 /// read only for these, so `FLOE_SERVER_URL`-style variables of other tools are ignored.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "server",
     "store",
     "broker",
@@ -43,6 +44,7 @@ pub const SECTIONS: [&str; 7] = [
     "sequencer",
     "cluster",
     "jobs",
+    "groups",
 ];
 
 /// The HTTP listener and the process: the `[server]` section.
@@ -293,7 +295,8 @@ impl ServeConfig {
         self.cluster
             .validate()
             .map_err(|e| e.in_section("cluster"))?;
-        self.jobs.validate().map_err(|e| e.in_section("jobs"))
+        self.jobs.validate().map_err(|e| e.in_section("jobs"))?;
+        self.groups.validate().map_err(|e| e.in_section("groups"))
     }
 
     /// The object store's URL, `file://<data_dir>/objects` by default.

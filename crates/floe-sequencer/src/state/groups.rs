@@ -26,6 +26,7 @@ pub struct GroupState {
     pub generation: u64,
     pub members: BTreeMap<String, GroupMember>,
     /// Committed offsets: the next offset to consume, and the committer's metadata.
+    #[serde(with = "as_list")]
     pub offsets: PartitionMap<CommittedOffset>,
     /// When the group last changed (a commit, a member joining or leaving), in ms: an
     /// empty group's offsets expire `offsets.retention.ms` after it.
@@ -73,7 +74,7 @@ pub struct GroupMember {
     #[serde(default)]
     pub auto_offset_reset: OffsetReset,
     /// Partitions the member owns, each with the member epoch at which it got it.
-    #[serde(default)]
+    #[serde(default, with = "as_list")]
     pub partitions: PartitionMap<u64>,
 }
 
@@ -336,4 +337,41 @@ fn check_fence(
         }
     }
     Ok(())
+}
+
+/// A [`PartitionMap`] as a list of `[topic id, partition, value]`: JSON map keys are
+/// strings, and a command (an internally tagged enum) cannot read integer keys back.
+mod as_list {
+    use std::collections::BTreeMap;
+
+    use floe_core::TopicId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::PartitionMap;
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        map: &PartitionMap<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let list: Vec<(TopicId, u32, &T)> = map
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .map(move |(partition, value)| (*topic, *partition, value))
+            })
+            .collect();
+        list.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<PartitionMap<T>, D::Error> {
+        let list: Vec<(TopicId, u32, T)> = Vec::deserialize(deserializer)?;
+        let mut map: PartitionMap<T> = BTreeMap::new();
+        for (topic, partition, value) in list {
+            map.entry(topic).or_default().insert(partition, value);
+        }
+        Ok(map)
+    }
 }

@@ -537,5 +537,16 @@ mod groups {
         let mut back: ClusterState = serde_json::from_slice(&json).expect("decode");
         back.rebuild_derived();
         assert_eq!(back.group("g"), state.group("g"));
+        // Commands go through the log as JSON too (an internally tagged enum, which
+        // cannot read integer map keys back).
+        let command = Command::WriteGroup {
+            group: "g".into(),
+            expected_generation: 1,
+            members: state.group("g").expect("group").members.clone(),
+            at_ms: 5,
+        };
+        let json = serde_json::to_vec(&command).expect("encode");
+        let back: Command = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(back, command);
     }
 }

@@ -1,6 +1,7 @@
 //! The `/v1` HTTP surface. `openapi.json` beside this crate documents every route.
 
 mod extract;
+mod groups;
 mod internal;
 mod meta;
 mod produce_body;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use floe_broker::Broker;
 use floe_core::validate_topic_name;
 use serde::de::DeserializeOwned;
@@ -39,12 +40,41 @@ pub struct AppState {
     pub waits: Arc<waiting::WaitSlots>,
     /// Every metric of this broker, served by `/metrics`.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// Carries group calls to their coordinator when it is another broker.
+    pub forwarder: reqwest::Client,
 }
 
 /// The routes. Bodies are read by [`extract::RawBody`], which enforces
 /// `server.max_request_bytes` against the request budget itself.
 pub fn router(state: AppState) -> Router {
+    // Calls about one group go to its coordinator.
+    let group_routes = Router::new()
+        .route(
+            "/v1/groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route("/v1/groups/{group}/members", post(groups::join))
+        .route("/v1/groups/{group}/members/{member}", delete(groups::leave))
+        .route(
+            "/v1/groups/{group}/members/{member}/heartbeat",
+            post(groups::heartbeat),
+        )
+        .route(
+            "/v1/groups/{group}/members/{member}/records",
+            get(groups::records),
+        )
+        .route(
+            "/v1/groups/{group}/offsets",
+            get(groups::offsets).post(groups::commit),
+        )
+        .route("/v1/groups/{group}/offsets/reset", post(groups::reset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            groups::to_coordinator,
+        ));
     Router::new()
+        .merge(group_routes)
+        .route("/v1/groups", get(groups::list))
         .route("/v1/topics", get(topics::list).post(topics::create))
         .route(
             "/v1/topics/{topic}",

@@ -26,10 +26,10 @@ use crate::error::{ApiError, ApiResult};
 
 /// The longest a fetch may wait at the tail.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-const DEFAULT_MAX_RECORDS: usize = 500;
-const MAX_MAX_RECORDS: usize = 10_000;
-const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
-const MAX_MAX_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_RECORDS: usize = 500;
+pub(super) const MAX_MAX_RECORDS: usize = 10_000;
+pub(super) const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,13 +202,13 @@ pub async fn fetch(
             )
         })?,
     };
-    let max_records = bounded(
+    let max_records = bounded_query(
         "max_records",
         query.max_records,
         DEFAULT_MAX_RECORDS,
         MAX_MAX_RECORDS,
     )?;
-    let max_bytes = bounded(
+    let max_bytes = bounded_query(
         "max_bytes",
         query.max_bytes,
         DEFAULT_MAX_BYTES,
@@ -318,7 +318,7 @@ pub(super) fn reserve_answer(
 /// (six bytes for an escaped control character, two for a quote or backslash), base64 at
 /// four for three, a JSON value as a parsed tree (32 bytes a node, one node for as little
 /// as one byte of text); plus its offset, timestamp and field names.
-fn encoded_bound(record: &floe_core::Record, encoding: Encoding, binary: bool) -> usize {
+pub(super) fn encoded_bound(record: &floe_core::Record, encoding: Encoding, binary: bool) -> usize {
     const PER_RECORD: usize = 160;
     const PER_HEADER: usize = 48;
     let field = |bytes: Option<&bytes::Bytes>| {
@@ -379,7 +379,12 @@ pub(super) fn owner_ref(state: &AppState, owner: Option<&str>) -> Option<OwnerRe
         })
 }
 
-fn bounded(name: &str, value: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+pub(super) fn bounded_query(
+    name: &str,
+    value: Option<usize>,
+    default: usize,
+    max: usize,
+) -> ApiResult<usize> {
     match value {
         None => Ok(default),
         Some(0) => Err(ApiError::bad_request(
