@@ -147,7 +147,7 @@ impl Broker {
                         if soft_member.revoking.contains_key(&key) {
                             continue;
                         }
-                        let position = *soft_member.positions.entry(key).or_insert_with(|| {
+                        let position = soft_member.positions.entry(key).or_insert_with(|| {
                             start_offset(
                                 state,
                                 Some(&durable),
@@ -155,7 +155,15 @@ impl Broker {
                                 durable_member.auto_offset_reset,
                             )
                         });
-                        readable.push((key, name.clone(), position));
+                        // Retention may have passed the position: go on from the log
+                        // start (so auto-commit never commits an offset it removed).
+                        if let Some(log) = state
+                            .topic_by_id(*topic)
+                            .and_then(|t| t.partitions.get(*partition as usize))
+                        {
+                            *position = (*position).clamp(log.log_start_offset, log.high_watermark);
+                        }
+                        readable.push((key, name.clone(), *position));
                     }
                 }
             });
