@@ -355,8 +355,8 @@ async fn etcd_footprint(etcd: &EtcdCluster, cluster: &str) -> (usize, usize) {
     (response.kvs().len(), bytes)
 }
 
-/// After many segment commits, what floe keeps in etcd is bounded by `snapshot_every`,
-/// not by the data. `FLOE_ETCD_BOUND_COMMITS` sets how many (100000 for the figure in
+/// After many segment and offset commits, what floe keeps in etcd is bounded by
+/// `snapshot_every`, not by the data. `FLOE_ETCD_BOUND_COMMITS` sets how many (100000 for the figure in
 /// docs/benchmarks.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_size_is_bounded_by_the_snapshot_interval() {
@@ -396,6 +396,20 @@ async fn etcd_size_is_bounded_by_the_snapshot_interval() {
                         .expect("enqueue")
                         .await
                         .expect("commit");
+                    // Consumer groups commit as often as producers do; their offsets
+                    // are state, bounded like the rest by snapshots.
+                    let offsets = Command::CommitOffsets {
+                        group: format!("g{}", round % 8),
+                        member: None,
+                        offsets: vec![crate::state::OffsetCommit {
+                            topic_id: topic,
+                            partition: (round % 4) as u32,
+                            offset: 0,
+                            metadata: format!("round {round}"),
+                        }],
+                        at_ms: round as i64,
+                    };
+                    sequencer.submit(offsets).await.expect("offset commit");
                 }
             })
         })
@@ -410,10 +424,11 @@ async fn etcd_size_is_bounded_by_the_snapshot_interval() {
             .unwrap_or(0)
     });
     assert_eq!(total, commits as u64);
+    assert_eq!(sequencer.read(|s| s.groups().count()), 8.min(commits));
     let (keys, bytes) = etcd_footprint(&etcd, "bound").await;
     eprintln!(
-        "{commits} segment commits in {elapsed:?}: {keys} keys, {bytes} bytes under the \
-         cluster prefix (snapshot every {SNAPSHOT_EVERY} entries)"
+        "{commits} segment commits and as many offset commits in {elapsed:?}: {keys} keys, \
+         {bytes} bytes under the cluster prefix (snapshot every {SNAPSHOT_EVERY} entries)"
     );
     // leader + snapshot pointer + one registration + at most one interval of log groups,
     // each at most max_group entries of ~250 bytes.
