@@ -3,6 +3,7 @@
 //! the local disk; `sink` and `s3-proxy` are the helper servers a report run starts.
 //! `scripts/bench.sh` runs the standard workloads (W1–W6) side by side.
 
+pub mod groups;
 pub mod limit;
 pub mod probe;
 pub mod proxy;
@@ -22,6 +23,9 @@ pub enum BenchCommand {
     Sink(limit::SinkArgs),
     /// A proxy in front of an S3-compatible server that counts requests by kind.
     S3Proxy(proxy::ProxyArgs),
+    /// Consumer groups against a running floe: offset commits per second, a member's
+    /// end-to-end latency, and a 3 → 4 member rebalance.
+    Groups(groups::GroupArgs),
 }
 
 pub async fn execute(command: BenchCommand) -> anyhow::Result<()> {
@@ -30,5 +34,6 @@ pub async fn execute(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Disk(args) => limit::disk(args).await.map(drop),
         BenchCommand::Sink(args) => limit::sink(args).await,
         BenchCommand::S3Proxy(args) => proxy::serve(args).await,
+        BenchCommand::Groups(args) => groups::run(args).await,
     }
 }

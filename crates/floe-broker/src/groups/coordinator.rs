@@ -32,6 +32,8 @@ const REMEMBERED_REMOVALS: usize = 256;
 const WRITE_ATTEMPTS: usize = 5;
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The heartbeat interval while a group's partitions are being handed over.
+const CONVERGING_HEARTBEAT: Duration = Duration::from_millis(250);
 
 /// The soft state of the groups this broker coordinates.
 #[derive(Debug, Default)]
@@ -480,9 +482,20 @@ impl Broker {
     ) -> MemberView {
         let member = &members[id];
         let options = self.group_options();
-        let heartbeat_interval = options.heartbeat_interval.min(
+        // While partitions are being handed over, members heartbeat sooner, so a
+        // rebalance takes about one regular interval instead of one per step.
+        let converging = soft
+            .members
+            .values()
+            .any(|member| !member.revoking.is_empty());
+        let regular = options.heartbeat_interval.min(
             Duration::from_millis(member.session_timeout_ms / 3).max(Duration::from_millis(100)),
         );
+        let heartbeat_interval = if converging {
+            regular.min(CONVERGING_HEARTBEAT)
+        } else {
+            regular
+        };
         let soft_member = soft.members.get_mut(id).expect("a member has soft state");
         let assignment = self.inner.sequencer.read(|state| {
             let group = state.group(name);
