@@ -559,6 +559,9 @@ impl Broker {
                 self.groups().forget(&name);
                 continue;
             }
+            if !self.tick_due(&name) {
+                continue;
+            }
             if let Err(error) = self.group_event(&name, Event::Tick).await {
                 tracing::debug!(group = %name, %error, "group tick failed");
             }
@@ -575,6 +578,33 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+impl Broker {
+    /// Whether a tick has work in a group: a deadline passed, or the log changed since the
+    /// soft view (another coordinator wrote, a topic was deleted, or the group is new
+    /// here). A group busy with a member's call is left to that call.
+    fn tick_due(&self, name: &str) -> bool {
+        let generation = self
+            .inner
+            .sequencer
+            .read(|state| state.group(name).map(|group| group.generation));
+        let lock = self.groups().group(name);
+        let Ok(soft) = lock.try_lock() else {
+            return false;
+        };
+        if generation.is_none() && soft.members.is_empty() {
+            // Deleted (or never written): nothing to keep.
+            drop(soft);
+            self.groups().forget(name);
+            return false;
+        }
+        let now = Instant::now();
+        soft.generation != generation
+            || soft.members.values().any(|member| {
+                member.deadline <= now || member.revoking.values().any(|deadline| *deadline <= now)
+            })
     }
 }
 
