@@ -1,6 +1,7 @@
 //! `floe consume`: records of one or all partitions, from an offset or the ends, optionally
 //! following the tail. Records and failures travel as typed events: a record's bytes can
 //! never be mistaken for an error, and one partition's failure does not stop the others.
+//! With `-g` the records come through a consumer group instead (`consume_group.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -21,15 +22,29 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     pub topic: String,
-    /// Partition to read; all partitions when absent.
+    /// Partition to read; all partitions when absent. Not with -g.
     #[arg(long, short = 'p')]
     pub partition: Option<u32>,
-    /// Start offset: a number, earliest or latest.
+    /// Start offset: a number, earliest or latest. With -g: where a partition without a
+    /// committed offset starts, earliest or latest.
     #[arg(long, short = 'o', default_value = "earliest")]
     pub offset: String,
-    /// Keep waiting for new records at the tail; retry through server restarts.
+    /// Keep waiting for new records at the tail; retry through server restarts. With -g,
+    /// consuming always follows.
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Consume as a member of this consumer group: the server shares the topic's
+    /// partitions among the members and keeps the group's committed offsets. Runs until
+    /// Ctrl-C, SIGTERM or -n records, then commits and leaves the group. Prints a line on
+    /// stderr whenever the member's partitions change.
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// With -g: how often what was printed is committed; 0s commits with every request.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub commit_every: Duration,
+    /// With -g: the group removes a member it has not heard from for this long.
+    #[arg(long, default_value = "45s", value_parser = humantime::parse_duration)]
+    pub session_timeout: Duration,
     /// Stop after this many records.
     #[arg(long, short = 'n')]
     pub count: Option<u64>,
@@ -81,6 +96,9 @@ impl Start {
 
 /// Reads and prints; exits 1 when any partition failed.
 pub async fn run(server: &str, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(group) = &args.group {
+        return crate::consume_group::run(server, group, &args).await;
+    }
     let start = Start::parse(&args.offset)?;
     let timeout = if args.follow {
         args.timeout + FOLLOW_WAIT
@@ -248,7 +266,7 @@ fn retry_pause(error: &ClientError, backoff: Duration) -> Option<Duration> {
 
 /// Formats a record per `-F`. With `escape` (a terminal), control characters from the
 /// record are shown as escapes rather than sent to the terminal.
-fn render(
+pub(crate) fn render(
     format: &str,
     topic: &str,
     partition: u32,

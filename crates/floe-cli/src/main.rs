@@ -5,6 +5,8 @@
 mod admin;
 mod bench;
 mod consume;
+mod consume_group;
+mod groups;
 mod produce;
 mod topics;
 
@@ -51,8 +53,14 @@ enum Command {
     },
     /// Produce records, one per line, from stdin or a file.
     Produce(produce::ProduceArgs),
-    /// Print records of a topic from an offset, earliest or latest; follow the tail with -f.
+    /// Print records of a topic from an offset, earliest or latest; follow the tail with -f;
+    /// share the partitions with other consumers of a group with -g.
     Consume(consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    Groups {
+        #[command(subcommand)]
+        command: groups::GroupsCommand,
+    },
     /// The benchmark tool (runs `floe-bench`, installed beside `floe`): load runs against
     /// floe, s2-lite or a loopback sink, the disk limit, and helper servers
     /// (`floe bench run --help`).
@@ -97,8 +105,65 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Topics { command } => topics::run(&client(), command).await?,
         Command::Produce(args) => produce::run(&client(), args).await?,
         Command::Consume(args) => return consume::run(&cli.server.server, args).await,
+        Command::Groups { command } => groups::run(&client(), command).await?,
         Command::Bench { args } => return bench::run(args),
         Command::Admin { command } => admin::run(command).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_group_consume_parses_its_options() {
+        let cli = Cli::try_parse_from([
+            "floe",
+            "consume",
+            "orders",
+            "-g",
+            "order readers",
+            "--commit-every",
+            "0s",
+            "--session-timeout",
+            "10s",
+            "-o",
+            "latest",
+        ])
+        .expect("parses");
+        let Command::Consume(args) = cli.command else {
+            panic!("not a consume: {:?}", cli.command);
+        };
+        assert_eq!(args.group.as_deref(), Some("order readers"));
+        assert_eq!(args.commit_every, std::time::Duration::ZERO);
+        assert_eq!(args.session_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(args.offset, "latest");
+    }
+
+    #[test]
+    fn groups_take_the_server_option_anywhere() {
+        let cli = Cli::try_parse_from([
+            "floe",
+            "groups",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to",
+            "earliest",
+            "-s",
+            "http://127.0.0.1:9",
+        ])
+        .expect("parses");
+        assert_eq!(cli.server.server, "http://127.0.0.1:9");
+        assert!(matches!(cli.command, Command::Groups { .. }));
+    }
 }

@@ -12,9 +12,11 @@ pub use crate::sse::EventStream;
 use floe_api::Encoding;
 use floe_api::binary::{self, BinaryFetch, BinaryRecord};
 use floe_api::{
-    AddPartitionsRequest, ClusterInfo, CreateTopicRequest, ErrorBody, FetchResponse, OWNER_HEADER,
-    OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse, TopicDescription,
-    TopicList,
+    AddPartitionsRequest, ClusterInfo, CommitRequest, CommitResponse, CreateTopicRequest,
+    ErrorBody, FetchResponse, GroupDescription, GroupList, GroupOffsetsResponse,
+    GroupRecordsResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
+    OWNER_HEADER, OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse,
+    ResetOffsetsRequest, TopicDescription, TopicList,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,9 @@ pub enum ClientError {
     /// An event stream ended with an `error` event.
     #[error("stream ended: {}: {}", .0.error_code, .0.message)]
     Stream(ErrorBody),
+    /// A group name or member id that no URL can carry: `.` and `..` are path steps.
+    #[error("{what} {name:?} cannot be a URL path segment")]
+    Unaddressable { what: &'static str, name: String },
 }
 
 impl ClientError {
@@ -48,6 +53,27 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the same request may succeed later: the server could not be reached or the
+    /// connection broke, or it answered 429, 502, 503 or 504 (overloaded, restarting, a
+    /// partition or group moving between brokers).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Http(error) => {
+                error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
+            }
+            Self::Api { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// Options of a fetch.
@@ -58,6 +84,18 @@ pub struct FetchOptions {
     pub wait: Option<Duration>,
     pub clamp: bool,
     pub encoding: Encoding,
+}
+
+/// Options of a group member's records call (`GET /v1/groups/{g}/members/{m}/records`).
+#[derive(Debug, Clone, Default)]
+pub struct GroupRecordsOptions {
+    pub max_records: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub wait: Option<Duration>,
+    pub encoding: Encoding,
+    /// `commit=auto`: the server first commits what the member's previous records call
+    /// returned.
+    pub auto_commit: bool,
 }
 
 /// A client of a floe cluster, reached through one server's URL.
@@ -362,6 +400,125 @@ impl FloeClient {
         json(self.request(Method::GET, "/v1/cluster").send().await?).await
     }
 
+    pub async fn list_groups(&self) -> Result<GroupList, ClientError> {
+        json(self.request(Method::GET, "/v1/groups").send().await?).await
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        let path = group_path(group, &[])?;
+        json(self.request(Method::GET, &path).send().await?).await
+    }
+
+    /// Deletes a group without members, with its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        let path = group_path(group, &[])?;
+        let response = self.request(Method::DELETE, &path).send().await?;
+        check(response).await.map(|_| ())
+    }
+
+    /// The group's committed offsets, high watermarks and lag.
+    pub async fn group_offsets(&self, group: &str) -> Result<GroupOffsetsResponse, ClientError> {
+        let path = group_path(group, &["offsets"])?;
+        json(self.request(Method::GET, &path).send().await?).await
+    }
+
+    /// Commits offsets: as a member (`member_id` and `member_epoch`), or without either to
+    /// a group that has no members.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        request: &CommitRequest,
+    ) -> Result<CommitResponse, ClientError> {
+        let path = group_path(group, &["offsets"])?;
+        json(
+            self.request(Method::POST, &path)
+                .json(request)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Moves a topic's committed offsets in a group without members.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        request: &ResetOffsetsRequest,
+    ) -> Result<GroupOffsetsResponse, ClientError> {
+        let path = group_path(group, &["offsets", "reset"])?;
+        json(
+            self.request(Method::POST, &path)
+                .json(request)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Joins a group, or rejoins it under `request.member_id`. [`FloeClient::group_consumer`]
+    /// does this and the heartbeats that follow.
+    pub async fn join_group_raw(
+        &self,
+        group: &str,
+        request: &JoinRequest,
+    ) -> Result<JoinResponse, ClientError> {
+        let path = group_path(group, &["members"])?;
+        json(
+            self.request(Method::POST, &path)
+                .json(request)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        request: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let path = group_path(group, &["members", member_id, "heartbeat"])?;
+        json(
+            self.request(Method::POST, &path)
+                .json(request)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Leaves a group now, rather than when the session expires.
+    pub async fn leave_group(&self, group: &str, member_id: &str) -> Result<(), ClientError> {
+        let path = group_path(group, &["members", member_id])?;
+        let response = self.request(Method::DELETE, &path).send().await?;
+        check(response).await.map(|_| ())
+    }
+
+    /// Records of every partition the member owns, from its position on the server.
+    pub async fn group_records(
+        &self,
+        group: &str,
+        member_id: &str,
+        options: &GroupRecordsOptions,
+    ) -> Result<GroupRecordsResponse, ClientError> {
+        let mut path = group_path(group, &["members", member_id, "records"])?;
+        path.push_str(&format!("?encoding={}", options.encoding.as_str()));
+        if let Some(max_records) = options.max_records {
+            path.push_str(&format!("&max_records={max_records}"));
+        }
+        if let Some(max_bytes) = options.max_bytes {
+            path.push_str(&format!("&max_bytes={max_bytes}"));
+        }
+        if let Some(wait) = options.wait {
+            path.push_str(&format!("&wait_ms={}", wait.as_millis()));
+        }
+        if options.auto_commit {
+            path.push_str("&commit=auto");
+        }
+        json(self.request(Method::GET, &path).send().await?).await
+    }
+
     /// Sends a raw request (for tests of malformed input).
     pub async fn raw(
         &self,
@@ -379,6 +536,33 @@ impl FloeClient {
         let status = response.status();
         Ok((status, response.bytes().await?))
     }
+}
+
+/// `/v1/groups/{group}/{segments…}`, the group and every segment percent-encoded as one
+/// path segment (group names may hold spaces, `?`, `%` and any other printable character).
+fn group_path(group: &str, segments: &[&str]) -> Result<String, ClientError> {
+    if matches!(group, "." | "..") {
+        return Err(ClientError::Unaddressable {
+            what: "group name",
+            name: group.to_owned(),
+        });
+    }
+    // The member id is the only other variable segment; the rest are route words.
+    if let Some(step) = segments
+        .iter()
+        .find(|segment| matches!(**segment, "." | ".."))
+    {
+        return Err(ClientError::Unaddressable {
+            what: "member id",
+            name: (*step).to_owned(),
+        });
+    }
+    let mut url = reqwest::Url::parse("http://floe/v1/groups").expect("a fixed, valid URL");
+    url.path_segments_mut()
+        .expect("an http URL has path segments")
+        .push(group)
+        .extend(segments);
+    Ok(url.path().to_owned())
 }
 
 async fn check(response: Response) -> Result<Response, ClientError> {
@@ -408,4 +592,38 @@ async fn check(response: Response) -> Result<Response, ClientError> {
 async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let bytes = check(response).await?.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_are_encoded_as_one_path_segment() {
+        let path = |group: &str| group_path(group, &["offsets"]).expect("addressable");
+        assert_eq!(path("orders"), "/v1/groups/orders/offsets");
+        assert_eq!(path("with space"), "/v1/groups/with%20space/offsets");
+        assert_eq!(path("a?b#c%d"), "/v1/groups/a%3Fb%23c%25d/offsets");
+        assert_eq!(path("ünï"), "/v1/groups/%C3%BCn%C3%AF/offsets");
+        assert_eq!(path("a.b"), "/v1/groups/a.b/offsets");
+        assert_eq!(path("back\\slash"), "/v1/groups/back%5Cslash/offsets");
+        assert_eq!(
+            group_path("g", &["members", "m 1", "heartbeat"]).expect("addressable"),
+            "/v1/groups/g/members/m%201/heartbeat"
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_refused_rather_than_resolved() {
+        for name in [".", ".."] {
+            assert!(matches!(
+                group_path(name, &[]),
+                Err(ClientError::Unaddressable { .. })
+            ));
+            assert!(matches!(
+                group_path("g", &["members", name]),
+                Err(ClientError::Unaddressable { .. })
+            ));
+        }
+    }
 }

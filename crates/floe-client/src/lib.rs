@@ -1,11 +1,14 @@
 //! The typed HTTP client of floe's `/v1` API, used by the CLI, the tests and the
 //! benchmarks. The wire types live in `floe-api`; they are re-exported here so a client
-//! needs one dependency.
+//! needs one dependency. [`GroupConsumer`] is a member of a consumer group: it joins,
+//! heartbeats in the background and applies the server's assignment between polls.
 
 mod client;
+mod group;
 mod sse;
 
-pub use client::{ClientError, EventStream, FetchOptions, FloeClient};
+pub use client::{ClientError, EventStream, FetchOptions, FloeClient, GroupRecordsOptions};
 pub use floe_api as api;
 pub use floe_api::{Encoding, binary};
+pub use group::{AutoOffsetReset, GroupConsumer, GroupOptions};
 pub use reqwest::StatusCode;
