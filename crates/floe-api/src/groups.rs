@@ -92,6 +92,10 @@ pub struct GroupRecordsResponse {
     pub records: Vec<GroupRecordJson>,
     /// The member's epoch when the records were read.
     pub member_epoch: u64,
+    /// This answer's id: pass it as `ack` on the next call. An answer that is not
+    /// acknowledged (lost on the way) is read again instead of being auto-committed.
+    #[serde(default)]
+    pub ack: u64,
 }
 
 /// One partition's offset to commit.

@@ -30,7 +30,8 @@ pub use error::BrokerError;
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
 pub use groups::{
     AssignedPartition, GroupDescription, GroupFetch, GroupOptions, GroupPartition, GroupPhase,
-    GroupRecord, GroupSummary, JoinSpec, MemberSummary, MemberView, OffsetToCommit, ResetTarget,
+    GroupRead, GroupRecord, GroupSummary, JoinSpec, MemberSummary, MemberView, OffsetToCommit,
+    ResetTarget,
 };
 pub use jobs::{JobOptions, JobStats, StoreFootprint};
 pub use produce::{MAX_RECORDS_PER_REQUEST, ProduceRecord, RecordAck};

@@ -96,6 +96,9 @@ pub struct GroupRecordsOptions {
     /// `commit=auto`: the server first commits what the member's previous records call
     /// returned.
     pub auto_commit: bool,
+    /// The `ack` of the last answer received: an answer lost on the way is then read
+    /// again instead of being committed unseen.
+    pub ack: Option<u64>,
 }
 
 /// A client of a floe cluster, reached through one server's URL.
@@ -512,6 +515,9 @@ impl FloeClient {
         }
         if let Some(wait) = options.wait {
             path.push_str(&format!("&wait_ms={}", wait.as_millis()));
+        }
+        if let Some(ack) = options.ack {
+            path.push_str(&format!("&ack={ack}"));
         }
         if options.auto_commit {
             path.push_str("&commit=auto");

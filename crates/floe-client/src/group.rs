@@ -192,6 +192,8 @@ pub struct GroupConsumer {
     /// Per owned partition, the offset known to be committed; only moved ones are sent.
     committed: BTreeMap<TopicPartition, u64>,
     last_commit: Instant,
+    /// The id of the last records answer received, acknowledged on the next call.
+    last_answer: Option<u64>,
     heartbeats: JoinHandle<()>,
 }
 
@@ -238,6 +240,7 @@ impl FloeClient {
             committed: positions.clone(),
             positions,
             last_commit: Instant::now(),
+            last_answer: None,
             heartbeats,
         })
     }
@@ -342,6 +345,7 @@ impl GroupConsumer {
         *shared.state() = MemberState::joined(&joined);
         self.member_id = joined.member_id;
         self.positions = starting_positions(&joined.assignment);
+        self.last_answer = None;
         self.committed = self.positions.clone();
         self.last_commit = Instant::now();
         Ok(())
@@ -419,6 +423,7 @@ impl GroupConsumer {
             wait: Some(self.options.wait.min(interval)),
             encoding: self.options.encoding,
             auto_commit,
+            ack: self.last_answer,
         };
         let positions_before = auto_commit.then(|| self.positions.clone());
         let answer = match retrying(
@@ -443,6 +448,7 @@ impl GroupConsumer {
             self.committed = positions;
             self.last_commit = Instant::now();
         }
+        self.last_answer = Some(answer.ack);
         if answer.member_epoch > known_epoch {
             self.shared.beat_now.notify_one();
         }

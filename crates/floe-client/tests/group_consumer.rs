@@ -127,6 +127,7 @@ async fn records(
     Ok(Json(GroupRecordsResponse {
         records,
         member_epoch: epoch,
+        ack: 0,
     }))
 }
 

@@ -71,6 +71,11 @@ pub(crate) struct SoftMember {
     pub(crate) revoking: BTreeMap<Partition, Instant>,
     /// Where the member's records calls read next, per partition it may read.
     pub(crate) positions: HashMap<Partition, u64>,
+    /// The last records answer: its id and the positions it moved, as they were before.
+    /// A call that acknowledges an older answer did not get this one, which is then read
+    /// again instead of being committed unseen.
+    pub(crate) last_answer: Option<(u64, HashMap<Partition, u64>)>,
+    pub(crate) answers: u64,
 }
 
 impl SoftMember {
@@ -79,6 +84,8 @@ impl SoftMember {
             deadline,
             revoking: BTreeMap::new(),
             positions: HashMap::new(),
+            last_answer: None,
+            answers: 0,
         }
     }
 }

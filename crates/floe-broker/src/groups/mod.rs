@@ -114,6 +114,21 @@ pub struct GroupFetch {
     pub wait: Duration,
     /// Commit what the previous call returned before reading (Kafka's auto-commit).
     pub commit_previous: bool,
+    /// The id of the last answer the member received. When the latest answer was not it
+    /// (lost on the way), that answer's records are read again rather than committed.
+    /// Without it, each call counts the previous answer as received.
+    pub ack: Option<u64>,
+}
+
+/// What a member's records call read.
+#[derive(Debug)]
+pub struct GroupRead {
+    pub records: Vec<GroupRecord>,
+    pub member_epoch: u64,
+    /// This answer's id, to acknowledge on the next call.
+    pub answer: u64,
+    /// Memory the records hold, reserved from the request budget.
+    pub reservations: Vec<floe_core::Reservation>,
 }
 
 /// A record read through a member, with where it came from.

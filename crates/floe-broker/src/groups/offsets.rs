@@ -1,11 +1,11 @@
 //! The group operations the HTTP layer calls: membership, member reads, commits, lag,
 //! resets, listing and deletion.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use floe_core::{MemoryBudget, Reservation, TopicId};
+use floe_core::{MemoryBudget, TopicId};
 use floe_sequencer::{
     ApplyError, ClusterState, Command, GroupState, MemberFence, OffsetCommit, Outcome,
 };
@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::coordinator::{Event, start_offset};
 use super::{
-    GroupDescription, GroupFetch, GroupPhase, GroupRecord, GroupSummary, JoinSpec, MemberSummary,
-    MemberView,
+    GroupDescription, GroupFetch, GroupPhase, GroupRead, GroupRecord, GroupSummary, JoinSpec,
+    MemberSummary, MemberView,
 };
 use crate::error::BrokerError;
 use crate::{Broker, FetchRequest, OffsetSpec};
@@ -116,7 +116,7 @@ impl Broker {
         member: &str,
         fetch: GroupFetch,
         budget: &Arc<MemoryBudget>,
-    ) -> Result<(Vec<GroupRecord>, u64, Vec<Reservation>), BrokerError> {
+    ) -> Result<GroupRead, BrokerError> {
         let lock = self.groups().group(group);
         let (epoch, readable) = {
             let mut soft = lock.lock().await;
@@ -136,6 +136,16 @@ impl Broker {
                 return Err(soft.missing_member(group, member));
             };
             let epoch = durable_member.epoch;
+            if let (Some(ack), Some((last, before))) = (fetch.ack, soft_member.last_answer.take())
+                && ack != last
+            {
+                // The member never got the last answer: read its records again.
+                for (key, offset) in before {
+                    if let Some(position) = soft_member.positions.get_mut(&key) {
+                        *position = offset;
+                    }
+                }
+            }
             let mut readable: Vec<((TopicId, u32), String, u64)> = Vec::new();
             self.inner.sequencer.read(|state| {
                 for (topic, partitions) in &durable_member.partitions {
@@ -275,12 +285,24 @@ impl Broker {
             ids.get(&(record.topic.clone(), record.partition))
                 .is_some_and(|key| still.contains(key))
         });
+        let mut before = HashMap::new();
         for (key, offset) in next {
-            if still.contains(&key) {
-                soft_member.positions.insert(key, offset);
+            if still.contains(&key)
+                && let Some(previous) = soft_member.positions.insert(key, offset)
+                && previous != offset
+            {
+                before.insert(key, previous);
             }
         }
-        Ok((out, epoch, reservations))
+        soft_member.answers += 1;
+        let answer = soft_member.answers;
+        soft_member.last_answer = Some((answer, before));
+        Ok(GroupRead {
+            records: out,
+            member_epoch: epoch,
+            answer,
+            reservations,
+        })
     }
 
     /// Commits offsets: by a member (`member` with its epoch), or a simple commit.

@@ -249,16 +249,18 @@ async fn member_reads_follow_positions_and_auto_commit_what_was_returned() {
         .join_group("g", join(&["t"], 30_000))
         .await
         .expect("a");
-    let fetch = |commit_previous| GroupFetch {
+    let fetch = |commit_previous, ack| GroupFetch {
         max_records: 4,
         max_bytes: 1 << 20,
         wait: Duration::ZERO,
         commit_previous,
+        ack,
     };
-    let (first, epoch, _) = broker
-        .group_records("g", &a.member_id, fetch(true), &budget)
+    let read = broker
+        .group_records("g", &a.member_id, fetch(true, None), &budget)
         .await
         .expect("read");
+    let (first, epoch) = (read.records, read.member_epoch);
     assert_eq!(epoch, a.member_epoch);
     assert_eq!(first.len(), 4);
     assert!(
@@ -269,18 +271,39 @@ async fn member_reads_follow_positions_and_auto_commit_what_was_returned() {
             .all(|p| p.committed.is_none()
                 || p.committed.as_ref().is_some_and(|(offset, _)| *offset == 0))
     );
-    let (second, _, _) = broker
-        .group_records("g", &a.member_id, fetch(true), &budget)
+    // The second answer is lost on the way: the call after it acknowledges only the first,
+    // so the second's records are read again, and not committed.
+    let first_answer = read.answer;
+    let lost = broker
+        .group_records("g", &a.member_id, fetch(true, Some(first_answer)), &budget)
         .await
         .expect("read");
+    assert_eq!(lost.records.len(), 4);
+    let again = broker
+        .group_records("g", &a.member_id, fetch(true, Some(first_answer)), &budget)
+        .await
+        .expect("read");
+    let offsets = |records: &[GroupRecord]| {
+        records
+            .iter()
+            .map(|r| (r.partition, r.record.offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        offsets(&again.records),
+        offsets(&lost.records),
+        "read again"
+    );
+    let second = again.records;
     assert_eq!(first.len() + second.len(), 8);
     // The second call committed what the first returned: four records of partition 0.
     let offsets = broker.group_offsets("g").expect("offsets");
     assert_eq!(offsets[0].committed.as_ref().map(|c| c.0), Some(4));
-    let (rest, _, _) = broker
-        .group_records("g", &a.member_id, fetch(false), &budget)
+    let rest = broker
+        .group_records("g", &a.member_id, fetch(false, Some(again.answer)), &budget)
         .await
-        .expect("read");
+        .expect("read")
+        .records;
     let mut seen: Vec<(u32, u64)> = first
         .iter()
         .chain(&second)
@@ -301,6 +324,7 @@ async fn member_reads_follow_positions_and_auto_commit_what_was_returned() {
                 max_bytes: 1 << 20,
                 wait: Duration::from_secs(30),
                 commit_previous: false,
+                ack: None,
             };
             broker.group_records("g", &member, wait, &budget).await
         })
@@ -310,7 +334,7 @@ async fn member_reads_follow_positions_and_auto_commit_what_was_returned() {
         .produce("t", vec![record(Some(1), None, "late")])
         .await
         .expect("produce");
-    let (late, _, _) = reader.await.expect("task").expect("read");
+    let late = reader.await.expect("task").expect("read").records;
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].partition, late[0].record.offset), (1, 5));
 }

@@ -300,6 +300,8 @@ pub struct RecordsQuery {
     encoding: Encoding,
     /// `auto`: commit what the previous call returned before reading.
     commit: Option<String>,
+    /// The `ack` of the last answer received.
+    ack: Option<u64>,
 }
 
 pub async fn records(
@@ -346,11 +348,18 @@ pub async fn records(
         max_bytes,
         wait,
         commit_previous,
+        ack: query.ack,
     };
-    let (records, member_epoch, mut reservations) = state
+    let read = state
         .broker
         .group_records(&group, &member, fetch, &state.budget)
         .await?;
+    let (records, member_epoch, answer, mut reservations) = (
+        read.records,
+        read.member_epoch,
+        read.answer,
+        read.reservations,
+    );
     // The answer's encoding is reserved on top of the records before it is built.
     let bound: usize = records
         .iter()
@@ -391,6 +400,7 @@ pub async fn records(
     Ok(Json(GroupRecordsResponse {
         records,
         member_epoch,
+        ack: answer,
     }))
 }
 
