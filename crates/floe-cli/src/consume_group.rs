@@ -80,7 +80,16 @@ async fn consume(
     let mut stdout = std::io::stdout().lock();
     let mut reported = BTreeSet::new();
     let mut printed = 0u64;
+    let mut rejoins = 0;
     loop {
+        if consumer.rejoins() > rejoins {
+            rejoins = consumer.rejoins();
+            eprintln!(
+                "floe: group {group}: removed from the group; rejoined as {} (epoch {})",
+                consumer.member_id(),
+                consumer.member_epoch()
+            );
+        }
         if let Some(change) = assignment_change(&reported, &consumer.assignment()) {
             eprintln!("floe: group {group}: {change}");
             reported = consumer.assignment().into_iter().collect();

@@ -194,6 +194,8 @@ pub struct GroupConsumer {
     last_commit: Instant,
     /// The id of the last records answer received, acknowledged on the next call.
     last_answer: Option<u64>,
+    /// How many times the member rejoined after being fenced.
+    rejoins: u64,
     heartbeats: JoinHandle<()>,
 }
 
@@ -241,6 +243,7 @@ impl FloeClient {
             positions,
             last_commit: Instant::now(),
             last_answer: None,
+            rejoins: 0,
             heartbeats,
         })
     }
@@ -257,6 +260,11 @@ impl GroupConsumer {
 
     pub fn member_epoch(&self) -> u64 {
         self.shared.state().member_epoch
+    }
+
+    /// How many times the member was fenced (expired, or a stale epoch) and rejoined.
+    pub fn rejoins(&self) -> u64 {
+        self.rejoins
     }
 
     /// The partitions the member holds, sorted by topic and partition.
@@ -346,6 +354,7 @@ impl GroupConsumer {
         self.member_id = joined.member_id;
         self.positions = starting_positions(&joined.assignment);
         self.last_answer = None;
+        self.rejoins += 1;
         self.committed = self.positions.clone();
         self.last_commit = Instant::now();
         Ok(())
@@ -361,9 +370,34 @@ impl GroupConsumer {
         if revoked.is_empty() {
             return Ok(true);
         }
-        let offsets = self.moved_offsets(revoked.iter());
+        // Every revoked partition is committed, moved or not: the server's auto-commit
+        // skips partitions it has asked back, so `committed` may be ahead of the log.
+        let offsets: Vec<OffsetToCommit> = revoked
+            .iter()
+            .filter_map(|partition| {
+                let position = *self.positions.get(partition)?;
+                Some(OffsetToCommit {
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    offset: position,
+                    metadata: None,
+                })
+            })
+            .collect();
         if !offsets.is_empty() {
-            match self.send_commit(offsets).await {
+            let mut committed = self.send_commit(offsets.clone()).await;
+            if matches!(&committed, Err(error) if error.error_code() == Some("stale_member_epoch"))
+            {
+                // A partition was given at an epoch this member has not heard of yet:
+                // learn it (still holding the revoked ones) and commit again.
+                if heartbeat_once(&self.client, &self.group, &self.shared)
+                    .await
+                    .is_ok()
+                {
+                    committed = self.send_commit(offsets).await;
+                }
+            }
+            match committed {
                 Ok(()) => {}
                 Err(error) if is_refusal_of_revoked(&error) => {
                     tracing::warn!(group = %self.group, %error, "commit of revoked partitions refused; their next owner reads them again");
@@ -450,6 +484,11 @@ impl GroupConsumer {
         }
         self.last_answer = Some(answer.ack);
         if answer.member_epoch > known_epoch {
+            // The records were read at a newer epoch (partitions given since the last
+            // heartbeat): commits must name it, and a heartbeat brings the assignment.
+            let mut state = self.shared.state();
+            state.member_epoch = state.member_epoch.max(answer.member_epoch);
+            drop(state);
             self.shared.beat_now.notify_one();
         }
         Ok(self.advance(answer.records))

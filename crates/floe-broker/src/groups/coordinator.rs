@@ -76,6 +76,10 @@ pub(crate) struct SoftMember {
     /// again instead of being committed unseen.
     pub(crate) last_answer: Option<(u64, HashMap<Partition, u64>)>,
     pub(crate) answers: u64,
+    /// The partitions the member was last told it owns (its last join or heartbeat
+    /// answer): the only ones its records calls read, so it never gets records of a
+    /// partition it does not know it has.
+    pub(crate) announced: BTreeSet<Partition>,
 }
 
 impl SoftMember {
@@ -86,6 +90,7 @@ impl SoftMember {
             positions: HashMap::new(),
             last_answer: None,
             answers: 0,
+            announced: BTreeSet::new(),
         }
     }
 }
@@ -504,6 +509,7 @@ impl Broker {
             regular
         };
         let soft_member = soft.members.get_mut(id).expect("a member has soft state");
+        let mut announced = BTreeSet::new();
         let assignment = self.inner.sequencer.read(|state| {
             let group = state.group(name);
             let mut assignment = Vec::new();
@@ -519,6 +525,7 @@ impl Broker {
                     let offset = *soft_member.positions.entry(key).or_insert_with(|| {
                         start_offset(state, group, key, member.auto_offset_reset)
                     });
+                    announced.insert(key);
                     assignment.push(AssignedPartition {
                         topic: topic_state.name.clone(),
                         partition: *partition,
@@ -528,6 +535,7 @@ impl Broker {
             }
             assignment
         });
+        soft_member.announced = announced;
         MemberView {
             member_id: id.to_owned(),
             member_epoch: member.epoch,

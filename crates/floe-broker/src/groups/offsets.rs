@@ -154,7 +154,9 @@ impl Broker {
                     };
                     for partition in partitions.keys() {
                         let key = (*topic, *partition);
-                        if soft_member.revoking.contains_key(&key) {
+                        if soft_member.revoking.contains_key(&key)
+                            || !soft_member.announced.contains(&key)
+                        {
                             continue;
                         }
                         let position = soft_member.positions.entry(key).or_insert_with(|| {
