@@ -65,6 +65,22 @@ async fn metrics_parse_and_keep_every_name() {
             .expect("produce");
     }
     floe_tests::read_partition(&client, "orders", 1).await;
+    // A group with a committed offset, so the group families have samples to parse.
+    client
+        .commit_offsets(
+            "audit",
+            &floe_client::api::CommitRequest {
+                offsets: vec![floe_client::api::OffsetToCommit {
+                    topic: "orders".into(),
+                    partition: 1,
+                    offset: 10,
+                    metadata: None,
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("simple commit");
 
     let response = reqwest::get(format!("{}/metrics", server.url))
         .await
@@ -100,6 +116,17 @@ async fn metrics_parse_and_keep_every_name() {
     )
     .await;
     assert_eq!(current, Some(15.0));
+    let lag = floe_tests::metric_at(
+        &server.url,
+        "kafka_consumergroup_lag{consumergroup=\"audit\",topic=\"orders\",partition=\"1\"}",
+    )
+    .await;
+    assert_eq!(lag, Some(5.0));
+    assert!(
+        exposition
+            .families
+            .contains_key("kafka_consumergroup_current_offset")
+    );
 
     // The histograms count the requests just made: three produces, each stage of at least
     // one segment, and the fetch that read the partition back.

@@ -137,6 +137,11 @@ impl Collector for GroupGauges {
                 partitions.push((name.clone(), offset));
             }
         }
+        // A family without samples is left out: OpenMetrics parsers reject a descriptor
+        // with nothing under it when another family follows.
+        if members.is_empty() {
+            return Ok(());
+        }
         let mut family = encoder.encode_descriptor(
             "kafka_consumergroup_members",
             "Members of each consumer group",
@@ -159,6 +164,12 @@ impl Collector for GroupGauges {
                 false,
             ),
         ] {
+            let committed_any = partitions
+                .iter()
+                .any(|(_, offset)| offset.committed.is_some());
+            if partitions.is_empty() || (committed && !committed_any) {
+                continue;
+            }
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (group, offset) in &partitions {
                 let value = if committed {
