@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use floe_client::FloeClient;
+use floe_tests::cluster::FloeCluster;
 use floe_tests::{FloeProcess, create_topic, floe_binary};
 use serde_json::{Value, json};
 
@@ -254,7 +255,25 @@ fn runs(deliveries: &[Delivery]) -> BTreeMap<u32, Vec<usize>> {
 async fn three_consumers_split_a_topic_and_a_killed_one_is_replaced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &[]);
-    let client = server.client();
+    three_consumers(std::slice::from_ref(&server.url)).await;
+}
+
+/// The same on a cluster (etcd, an S3-compatible store, three brokers): each consumer
+/// talks to a different broker, so two of them reach the coordinator by forwarding.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_consumers_on_three_brokers() {
+    let cluster = FloeCluster::start(3, 1, &["--linger", "20ms", "--lease-ttl", "3s"]);
+    cluster.wait_settled(3, Duration::from_secs(30)).await;
+    let urls: Vec<String> = (0..3)
+        .map(|index| cluster.broker(index).url.clone())
+        .collect();
+    three_consumers(&urls).await;
+}
+
+/// Three consumers (the first on `urls[0]`, the others on the next URLs when there are
+/// more) share a 12-partition topic while 50,000 records are produced; one is killed.
+async fn three_consumers(urls: &[String]) {
+    let client = FloeClient::new(&urls[0]).without_owner_routing();
     create_topic(&client, TOPIC, PARTITIONS).await;
     let http = reqwest::Client::new();
     let log: Log = Arc::default();
@@ -262,11 +281,11 @@ async fn three_consumers_split_a_topic_and_a_killed_one_is_replaced() {
     // Three consumers join while 50,000 records are produced.
     let producer = {
         let http = http.clone();
-        let url = server.url.clone();
+        let url = urls[0].clone();
         tokio::spawn(async move { produce(&http, &url, 50_000).await })
     };
     let mut consumers: Vec<Consumer> = (0..3)
-        .map(|index| Consumer::start(index, &server.url, "readers", "3s", &log))
+        .map(|index| Consumer::start(index, &urls[index % urls.len()], "readers", "3s", &log))
         .collect();
     producer.await.expect("producer");
     let shares = balanced(&client, "readers", 3, &[4, 4, 4], Duration::from_secs(60)).await;
@@ -305,7 +324,7 @@ async fn three_consumers_split_a_topic_and_a_killed_one_is_replaced() {
         "the killed consumer's partitions moved in {:?} (session 3 s)",
         killed_at.elapsed()
     );
-    produce(&http, &server.url, 6_000).await;
+    produce(&http, &urls[0], 6_000).await;
     let after_kill = ends(&client).await;
     all_delivered(&log, &after_kill, Duration::from_secs(60)).await;
     // At least once: only offsets the killed consumer printed after its last commit can

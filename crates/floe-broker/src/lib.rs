@@ -251,7 +251,7 @@ impl BrokerBuilder {
                 options,
                 job_options,
                 group_options,
-                groups: groups::Coordinator::default(),
+                groups: groups::Coordinator::new(clock.now_ms()),
                 sequencer,
                 store,
                 reader: reader::SegmentReader::new(cache.clone()),

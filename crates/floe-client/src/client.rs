@@ -99,6 +99,9 @@ pub struct GroupRecordsOptions {
     /// The `ack` of the last answer received: an answer lost on the way is then read
     /// again instead of being committed unseen.
     pub ack: Option<u64>,
+    /// The member epoch whose assignment the member has applied: partitions given later
+    /// are not read until it has.
+    pub member_epoch: Option<u64>,
 }
 
 /// A client of a floe cluster, reached through one server's URL.
@@ -518,6 +521,9 @@ impl FloeClient {
         }
         if let Some(ack) = options.ack {
             path.push_str(&format!("&ack={ack}"));
+        }
+        if let Some(epoch) = options.member_epoch {
+            path.push_str(&format!("&member_epoch={epoch}"));
         }
         if options.auto_commit {
             path.push_str("&commit=auto");

@@ -196,6 +196,8 @@ pub struct GroupConsumer {
     last_answer: Option<u64>,
     /// How many times the member rejoined after being fenced.
     rejoins: u64,
+    /// The member epoch of the assignment the positions follow.
+    applied_epoch: u64,
     heartbeats: JoinHandle<()>,
 }
 
@@ -244,6 +246,7 @@ impl FloeClient {
             last_commit: Instant::now(),
             last_answer: None,
             rejoins: 0,
+            applied_epoch: joined.member_epoch,
             heartbeats,
         })
     }
@@ -303,11 +306,31 @@ impl GroupConsumer {
     /// Commits the position of every partition read since its last commit: everything
     /// the polls so far returned.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
-        let offsets = self.moved_offsets(self.positions.keys());
+        // Every held partition, moved or not: the server's auto-commit skips partitions it
+        // is asking back, so `committed` can be ahead of the group's offsets.
+        let offsets: Vec<OffsetToCommit> = self
+            .positions
+            .iter()
+            .map(|(partition, position)| OffsetToCommit {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                offset: *position,
+                metadata: None,
+            })
+            .collect();
         if offsets.is_empty() {
             return Ok(());
         }
-        self.send_commit(offsets).await.inspect_err(|error| {
+        let mut committed = self.send_commit(offsets.clone()).await;
+        if matches!(&committed, Err(error) if error.error_code() == Some("stale_member_epoch"))
+            && heartbeat_once(&self.client, &self.group, &self.shared)
+                .await
+                .is_ok()
+        {
+            // The epoch moved on since the last heartbeat: commit again at the new one.
+            committed = self.send_commit(offsets).await;
+        }
+        committed.inspect_err(|error| {
             if is_fencing(error) {
                 self.shared.fence(&self.group, error);
             }
@@ -354,6 +377,7 @@ impl GroupConsumer {
         self.member_id = joined.member_id;
         self.positions = starting_positions(&joined.assignment);
         self.last_answer = None;
+        self.applied_epoch = joined.member_epoch;
         self.rejoins += 1;
         self.committed = self.positions.clone();
         self.last_commit = Instant::now();
@@ -431,6 +455,9 @@ impl GroupConsumer {
     fn take_added(&mut self) {
         let added = {
             let state = self.shared.state();
+            // Records calls name this epoch: the server reads no partition given later,
+            // whose records this member would not know where to put.
+            self.applied_epoch = state.member_epoch;
             reconcile(&state.owned, &state.assignment).added
         };
         if added.is_empty() {
@@ -458,6 +485,7 @@ impl GroupConsumer {
             encoding: self.options.encoding,
             auto_commit,
             ack: self.last_answer,
+            member_epoch: Some(self.applied_epoch),
         };
         let positions_before = auto_commit.then(|| self.positions.clone());
         let answer = match retrying(
@@ -484,11 +512,7 @@ impl GroupConsumer {
         }
         self.last_answer = Some(answer.ack);
         if answer.member_epoch > known_epoch {
-            // The records were read at a newer epoch (partitions given since the last
-            // heartbeat): commits must name it, and a heartbeat brings the assignment.
-            let mut state = self.shared.state();
-            state.member_epoch = state.member_epoch.max(answer.member_epoch);
-            drop(state);
+            // The assignment moved on: a heartbeat brings it.
             self.shared.beat_now.notify_one();
         }
         Ok(self.advance(answer.records))
@@ -524,24 +548,6 @@ impl GroupConsumer {
             self.publish_owned();
         }
         records
-    }
-
-    /// The positions of `partitions` that moved since their last commit.
-    fn moved_offsets<'a>(
-        &self,
-        partitions: impl Iterator<Item = &'a TopicPartition>,
-    ) -> Vec<OffsetToCommit> {
-        partitions
-            .filter_map(|partition| {
-                let position = *self.positions.get(partition)?;
-                (self.committed.get(partition) != Some(&position)).then(|| OffsetToCommit {
-                    topic: partition.topic.clone(),
-                    partition: partition.partition,
-                    offset: position,
-                    metadata: None,
-                })
-            })
-            .collect()
     }
 
     async fn send_commit(&mut self, offsets: Vec<OffsetToCommit>) -> Result<(), ClientError> {

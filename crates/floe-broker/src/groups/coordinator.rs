@@ -16,6 +16,7 @@ use std::time::Duration;
 use floe_core::TopicId;
 use floe_sequencer::{ApplyError, ClusterState, Command, GroupMember, GroupState, OffsetReset};
 use floe_sequencer::{Outcome, SequencerError};
+use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant;
@@ -32,15 +33,20 @@ const REMEMBERED_REMOVALS: usize = 256;
 const WRITE_ATTEMPTS: usize = 5;
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Groups a tick works on at once.
+const TICK_CONCURRENCY: usize = 32;
 /// The heartbeat interval while a group's partitions are being handed over.
 const CONVERGING_HEARTBEAT: Duration = Duration::from_millis(250);
 
 /// The soft state of the groups this broker coordinates.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Coordinator {
     groups: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<SoftGroup>>>>,
     pub(crate) rebalances: Counter,
     pub(crate) commit_latency: Histogram2,
+    /// Ids of records answers and of member incarnations: unique on this broker, and
+    /// started from the clock so a restarted coordinator does not reuse recent ones.
+    ids: std::sync::atomic::AtomicU64,
 }
 
 /// A histogram with a default (prometheus-client's has none).
@@ -80,11 +86,16 @@ pub(crate) struct SoftMember {
     /// answer): the only ones its records calls read, so it never gets records of a
     /// partition it does not know it has.
     pub(crate) announced: BTreeSet<Partition>,
+    /// Which life of the member this is: a rejoin or an adoption starts a new one, and a
+    /// read begun in an earlier one is discarded.
+    pub(crate) incarnation: u64,
 }
 
 impl SoftMember {
     fn new(deadline: Instant) -> Self {
+        static INCARNATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            incarnation: INCARNATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             deadline,
             revoking: BTreeMap::new(),
             positions: HashMap::new(),
@@ -112,6 +123,20 @@ pub(crate) enum Event {
 }
 
 impl Coordinator {
+    pub(crate) fn new(now_ms: i64) -> Self {
+        Self {
+            groups: parking_lot::Mutex::default(),
+            rebalances: Counter::default(),
+            commit_latency: Histogram2::default(),
+            ids: std::sync::atomic::AtomicU64::new(u64::try_from(now_ms).unwrap_or(0) << 20),
+        }
+    }
+
+    /// A fresh id for a records answer or a member incarnation.
+    pub(crate) fn next_answer_id(&self) -> u64 {
+        self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
     /// The lock on one group's soft state.
     pub(crate) fn group(&self, name: &str) -> Arc<tokio::sync::Mutex<SoftGroup>> {
         Arc::clone(self.groups.lock().entry(name.to_owned()).or_default())
@@ -134,6 +159,14 @@ impl SoftGroup {
     /// members gone from the log are forgotten.
     fn sync(&mut self, durable: &GroupState, now: Instant) {
         if self.generation == Some(durable.generation) {
+            return;
+        }
+        if self
+            .generation
+            .is_some_and(|known| durable.generation < known)
+        {
+            // This broker's replica has not caught up with a write this view has seen;
+            // the step's own write will be refused as stale and retried.
             return;
         }
         let gone: Vec<String> = self
@@ -304,7 +337,11 @@ impl Broker {
                 let Some(durable_member) = members.get_mut(member) else {
                     return Err(soft.missing_member(name, member));
                 };
-                let soft_member = soft.members.get_mut(member).expect("synced with the log");
+                let session = Duration::from_millis(durable_member.session_timeout_ms);
+                let soft_member = soft
+                    .members
+                    .entry(member.clone())
+                    .or_insert_with(|| SoftMember::new(now + session));
                 let current = durable_member.epoch;
                 // An older epoch is a heartbeat that has not seen the latest answer yet;
                 // it is fine as long as it claims nothing the member no longer owns.
@@ -376,6 +413,9 @@ impl Broker {
                 members: members.clone(),
                 at_ms,
             };
+            // On any failure the soft view (already changed by this step) no longer
+            // matches the log: the next event re-reads it.
+            soft.generation = None;
             let outcome = self.inner.sequencer.submit(command).await?;
             if let Outcome::GroupWritten(generation) = outcome {
                 soft.generation = Some(generation);
@@ -569,18 +609,24 @@ impl Broker {
             });
         let mut names: BTreeSet<String> = with_members.into_iter().collect();
         names.extend(self.groups().names());
-        for name in names {
-            if !self.coordinates(&name) {
-                self.groups().forget(&name);
-                continue;
-            }
-            if !self.tick_due(&name) {
-                continue;
-            }
-            if let Err(error) = self.group_event(&name, Event::Tick).await {
-                tracing::debug!(group = %name, %error, "group tick failed");
-            }
-        }
+        let due: Vec<String> = names
+            .into_iter()
+            .filter(|name| {
+                if self.coordinates(name) {
+                    return self.tick_due(name);
+                }
+                self.groups().forget(name);
+                false
+            })
+            .collect();
+        // Groups tick side by side, so one stuck on a slow write holds up no other.
+        futures::stream::iter(due)
+            .for_each_concurrent(TICK_CONCURRENCY, |name| async move {
+                if let Err(error) = self.group_event(&name, Event::Tick).await {
+                    tracing::debug!(group = %name, %error, "group tick failed");
+                }
+            })
+            .await;
         if self.inner.sequencer.membership().is_leader() {
             for name in expired {
                 let command = Command::DeleteGroup {

@@ -118,6 +118,9 @@ pub struct GroupFetch {
     /// (lost on the way), that answer's records are read again rather than committed.
     /// Without it, each call counts the previous answer as received.
     pub ack: Option<u64>,
+    /// The member epoch whose assignment the member has applied: partitions given at a
+    /// later epoch are not read until it has (it would not know where their records go).
+    pub member_epoch: Option<u64>,
 }
 
 /// What a member's records call read.

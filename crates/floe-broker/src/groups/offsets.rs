@@ -118,7 +118,7 @@ impl Broker {
         budget: &Arc<MemoryBudget>,
     ) -> Result<GroupRead, BrokerError> {
         let lock = self.groups().group(group);
-        let (epoch, readable) = {
+        let (epoch, readable, started) = {
             let mut soft = lock.lock().await;
             let Some(durable) = self
                 .inner
@@ -136,6 +136,7 @@ impl Broker {
                 return Err(soft.missing_member(group, member));
             };
             let epoch = durable_member.epoch;
+            let started = (soft_member.incarnation, soft_member.answers);
             if let (Some(ack), Some((last, before))) = (fetch.ack, soft_member.last_answer.take())
                 && ack != last
             {
@@ -152,10 +153,14 @@ impl Broker {
                     let Some(name) = state.topic_by_id(*topic).map(|t| t.name.clone()) else {
                         continue;
                     };
-                    for partition in partitions.keys() {
+                    for (partition, since) in partitions {
                         let key = (*topic, *partition);
+                        // Only partitions the member was told it owns, and (when it says
+                        // which epoch it has applied) got by then: records of a partition
+                        // it does not hold yet would be dropped by it and skipped.
                         if soft_member.revoking.contains_key(&key)
                             || !soft_member.announced.contains(&key)
+                            || fetch.member_epoch.is_some_and(|applied| *since > applied)
                         {
                             continue;
                         }
@@ -202,7 +207,13 @@ impl Broker {
                     self.submit_commit(group, Some(fence), offsets).await?;
                 }
             }
-            (epoch, readable)
+            // Start at a different partition each call, so a partition with a backlog
+            // cannot starve the ones after it.
+            if !readable.is_empty() {
+                let turn = (soft_member.answers as usize) % readable.len();
+                readable.rotate_left(turn);
+            }
+            (epoch, readable, started)
         };
 
         let deadline = Instant::now() + fetch.wait;
@@ -272,6 +283,16 @@ impl Broker {
         let Some(soft_member) = soft.members.get_mut(member) else {
             return Err(soft.missing_member(group, member));
         };
+        if (soft_member.incarnation, soft_member.answers) != started {
+            // Another call answered meanwhile (this one outlived its client's patience,
+            // or the member rejoined): its positions win, and this read is discarded.
+            return Ok(GroupRead {
+                records: Vec::new(),
+                member_epoch: epoch,
+                answer: soft_member.last_answer.as_ref().map_or(0, |(id, _)| *id),
+                reservations: Vec::new(),
+            });
+        }
         let still: BTreeSet<(TopicId, u32)> = readable
             .iter()
             .map(|(key, _, _)| *key)
@@ -287,17 +308,19 @@ impl Broker {
             ids.get(&(record.topic.clone(), record.partition))
                 .is_some_and(|key| still.contains(key))
         });
+        // What an unacknowledged answer rolls back to: the positions this call read from.
         let mut before = HashMap::new();
-        for (key, offset) in next {
-            if still.contains(&key)
-                && let Some(previous) = soft_member.positions.insert(key, offset)
-                && previous != offset
-            {
-                before.insert(key, previous);
+        for (key, _, position) in &readable {
+            let Some(offset) = next.get(key) else {
+                continue;
+            };
+            if still.contains(key) && offset != position {
+                soft_member.positions.insert(*key, *offset);
+                before.insert(*key, *position);
             }
         }
         soft_member.answers += 1;
-        let answer = soft_member.answers;
+        let answer = self.groups().next_answer_id();
         soft_member.last_answer = Some((answer, before));
         Ok(GroupRead {
             records: out,

@@ -129,10 +129,18 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
             headers.insert(name, value.clone());
         }
     }
+    // The answer is held whole before it is passed on: its declared length is reserved
+    // from the request budget first.
+    let declared = answer
+        .content_length()
+        .and_then(|length| usize::try_from(length).ok())
+        .unwrap_or(0);
+    let mut held = state.budget.try_reserve(declared)?;
     let bytes = answer
         .bytes()
         .await
         .map_err(|error| unreachable(error.to_string()))?;
+    held.try_grow(bytes.len().saturating_sub(declared))?;
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -302,6 +310,8 @@ pub struct RecordsQuery {
     commit: Option<String>,
     /// The `ack` of the last answer received.
     ack: Option<u64>,
+    /// The member epoch whose assignment the member has applied.
+    member_epoch: Option<u64>,
 }
 
 pub async fn records(
@@ -349,6 +359,7 @@ pub async fn records(
         wait,
         commit_previous,
         ack: query.ack,
+        member_epoch: query.member_epoch,
     };
     let read = state
         .broker
