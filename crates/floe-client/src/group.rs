@@ -306,18 +306,27 @@ impl GroupConsumer {
     /// Commits the position of every partition read since its last commit: everything
     /// the polls so far returned.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
-        // Every held partition, moved or not: the server's auto-commit skips partitions it
-        // is asking back, so `committed` can be ahead of the group's offsets.
         let offsets: Vec<OffsetToCommit> = self
             .positions
             .iter()
-            .map(|(partition, position)| OffsetToCommit {
-                topic: partition.topic.clone(),
-                partition: partition.partition,
-                offset: *position,
-                metadata: None,
-            })
+            .filter(|(partition, position)| self.committed.get(*partition) != Some(*position))
+            .map(|(partition, position)| offset_to_commit(partition, *position))
             .collect();
+        self.commit_offsets(offsets).await
+    }
+
+    /// Commits every held partition, moved or not (leaving): the server's auto-commit
+    /// skips partitions it is asking back, so `committed` can be ahead of the group's.
+    async fn commit_all(&mut self) -> Result<(), ClientError> {
+        let offsets: Vec<OffsetToCommit> = self
+            .positions
+            .iter()
+            .map(|(partition, position)| offset_to_commit(partition, *position))
+            .collect();
+        self.commit_offsets(offsets).await
+    }
+
+    async fn commit_offsets(&mut self, offsets: Vec<OffsetToCommit>) -> Result<(), ClientError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -344,7 +353,7 @@ impl GroupConsumer {
         self.heartbeats.abort();
         let fenced = self.shared.state().fenced;
         let committed = if self.options.auto_commit && !fenced {
-            self.commit().await
+            self.commit_all().await
         } else {
             Ok(())
         };
@@ -400,12 +409,7 @@ impl GroupConsumer {
             .iter()
             .filter_map(|partition| {
                 let position = *self.positions.get(partition)?;
-                Some(OffsetToCommit {
-                    topic: partition.topic.clone(),
-                    partition: partition.partition,
-                    offset: position,
-                    metadata: None,
-                })
+                Some(offset_to_commit(partition, position))
             })
             .collect();
         if !offsets.is_empty() {
@@ -770,3 +774,12 @@ where
 
 #[cfg(test)]
 mod tests;
+
+fn offset_to_commit(partition: &TopicPartition, offset: u64) -> OffsetToCommit {
+    OffsetToCommit {
+        topic: partition.topic.clone(),
+        partition: partition.partition,
+        offset,
+        metadata: None,
+    }
+}

@@ -293,8 +293,8 @@ async fn a_revoked_partition_is_committed_and_acknowledged_before_the_next_read(
     let last = stand_in.log_of(&["commit", "leave"]);
     assert_eq!(
         last[last.len() - 2..],
-        ["commit m1 t/1=1", "leave m1"],
-        "leaving commits what moved"
+        ["commit m1 t/1=1,t/2=3", "leave m1"],
+        "leaving commits every held partition"
     );
 }
 
@@ -329,8 +329,9 @@ async fn a_fenced_member_rejoins_under_its_id_and_restarts_from_the_join() {
     consumer.leave().await.expect("leave");
     assert_eq!(
         stand_in.log_of(&["join", "commit", "leave"]),
-        ["join g new", "join g m1", "leave m1"],
-        "positions restart from the join: nothing of the lost session is committed"
+        ["join g new", "join g m1", "commit m1 t/0=2", "leave m1"],
+        "positions restart from the join: leaving commits the join's offset, nothing of \
+         the lost session"
     );
 }
 
@@ -357,9 +358,11 @@ async fn automatic_commits_ride_on_the_records_call() {
         [
             "records m1 commit=auto",
             "records m1 commit=auto",
+            "commit m1 t/0=1",
             "leave m1"
         ],
-        "the second call committed the first's record; nothing was left to commit"
+        "the second call committed the first's record; leaving commits the held position \
+         again"
     );
 }
 
