@@ -390,3 +390,100 @@ async fn a_paused_consumer_is_removed_and_rejoins_when_it_resumes() {
     }
     balanced(&client, "pausers", 2, &[6, 6], Duration::from_secs(30)).await;
 }
+
+/// Runs `floe` with `args` and returns its stdout; panics on failure.
+fn floe(args: &[&str]) -> String {
+    let output = Command::new(floe_binary())
+        .args(args)
+        .env_remove("FLOE_SERVER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run floe");
+    assert!(
+        output.status.success(),
+        "floe {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_commands_list_describe_reset_and_delete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    create_topic(&client, TOPIC, PARTITIONS).await;
+    produce(&reqwest::Client::new(), &server.url, 10).await;
+    // A consumer reads three records and leaves, committing them.
+    let consumed = floe(&[
+        "consume",
+        TOPIC,
+        "-g",
+        "ops",
+        "-o",
+        "earliest",
+        "-n",
+        "3",
+        "-F",
+        "%p %o",
+        "-s",
+        &server.url,
+    ]);
+    assert_eq!(consumed.lines().count(), 3, "{consumed}");
+    let listed = floe(&["groups", "list", "-s", &server.url]);
+    assert!(listed.starts_with("ops\tempty\t0 members"), "{listed}");
+    let described = floe(&["groups", "describe", "ops", "-s", &server.url]);
+    assert!(described.contains("state = empty"), "{described}");
+    let lag: u64 = client
+        .group_offsets("ops")
+        .await
+        .expect("offsets")
+        .offsets
+        .iter()
+        .map(|p| p.lag)
+        .sum();
+    assert_eq!(lag, 7, "three of ten committed");
+    floe(&[
+        "groups",
+        "reset-offsets",
+        "ops",
+        "--topic",
+        TOPIC,
+        "--to",
+        "latest",
+        "-s",
+        &server.url,
+    ]);
+    let offsets = client.group_offsets("ops").await.expect("offsets");
+    assert!(offsets.offsets.iter().all(|p| p.lag == 0), "{offsets:?}");
+    floe(&[
+        "groups",
+        "reset-offsets",
+        "ops",
+        "--topic",
+        TOPIC,
+        "--to",
+        "earliest",
+        "-s",
+        &server.url,
+    ]);
+    let offsets = client.group_offsets("ops").await.expect("offsets");
+    assert_eq!(offsets.offsets.iter().map(|p| p.lag).sum::<u64>(), 10);
+    // A restarted consumer resumes from the committed offsets: all ten again.
+    let again = floe(&[
+        "consume",
+        TOPIC,
+        "-g",
+        "ops",
+        "-n",
+        "10",
+        "-F",
+        "%p %o",
+        "-s",
+        &server.url,
+    ]);
+    assert_eq!(again.lines().count(), 10, "{again}");
+    floe(&["groups", "delete", "ops", "-s", &server.url]);
+    let listed = floe(&["groups", "list", "-s", &server.url]);
+    assert!(listed.is_empty(), "{listed}");
+}
