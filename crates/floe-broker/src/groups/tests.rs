@@ -401,3 +401,52 @@ async fn resets_need_an_empty_group_and_deleting_a_topic_drops_its_offsets() {
     let gone = broker.delete_group("g").await;
     assert_eq!(gone.map_err(|e| e.code()), Err("unknown_group"));
 }
+
+#[tokio::test]
+async fn an_empty_group_expires_after_the_offsets_retention_and_a_busy_one_does_not() {
+    let sequencer = crate::tests::memory_sequencer().await;
+    let (store, prefix) = floe_storage::open_store(&floe_storage::StoreUrl::Memory).expect("store");
+    let store = floe_storage::SegmentStore::new(store, prefix);
+    let broker = Broker::builder(sequencer, store.clone(), crate::tests::cache(store).await)
+        .groups(GroupOptions {
+            offsets_retention: Duration::from_millis(300),
+            ..GroupOptions::default()
+        })
+        .build();
+    topic(&broker, 1).await;
+    let commit = vec![OffsetToCommit {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        metadata: String::new(),
+    }];
+    broker
+        .commit_offsets("idle", None, commit.clone())
+        .await
+        .expect("simple commit");
+    broker
+        .commit_offsets("busy", None, commit)
+        .await
+        .expect("simple commit");
+    let member = broker
+        .join_group("busy", join(&["t"], 30_000))
+        .await
+        .expect("join");
+    // The leader's tick deletes the idle group once its retention passed; the group with
+    // a member stays however old its last change.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while broker.group_offsets("idle").is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle group never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let names: Vec<String> = broker.list_groups().into_iter().map(|g| g.name).collect();
+    assert_eq!(names, vec!["busy".to_owned()]);
+    broker
+        .leave_group("busy", &member.member_id)
+        .await
+        .expect("leave");
+}
