@@ -334,6 +334,9 @@ impl Broker {
                 epoch,
                 owned,
             } => {
+                if !exists {
+                    return Err(BrokerError::UnknownGroup(name.to_owned()));
+                }
                 let Some(durable_member) = members.get_mut(member) else {
                     return Err(soft.missing_member(name, member));
                 };
@@ -377,6 +380,9 @@ impl Broker {
                 subject = Some(member.clone());
             }
             Event::Leave { member } => {
+                if !exists {
+                    return Err(BrokerError::UnknownGroup(name.to_owned()));
+                }
                 if members.remove(member).is_none() {
                     return Err(soft.missing_member(name, member));
                 }
