@@ -436,13 +436,7 @@ impl FloeClient {
         request: &CommitRequest,
     ) -> Result<CommitResponse, ClientError> {
         let path = group_path(group, &["offsets"])?;
-        json(
-            self.request(Method::POST, &path)
-                .json(request)
-                .send()
-                .await?,
-        )
-        .await
+        self.post_json(&path, request).await
     }
 
     /// Moves a topic's committed offsets in a group without members.
@@ -452,13 +446,7 @@ impl FloeClient {
         request: &ResetOffsetsRequest,
     ) -> Result<GroupOffsetsResponse, ClientError> {
         let path = group_path(group, &["offsets", "reset"])?;
-        json(
-            self.request(Method::POST, &path)
-                .json(request)
-                .send()
-                .await?,
-        )
-        .await
+        self.post_json(&path, request).await
     }
 
     /// Joins a group, or rejoins it under `request.member_id`. [`FloeClient::group_consumer`]
@@ -469,13 +457,7 @@ impl FloeClient {
         request: &JoinRequest,
     ) -> Result<JoinResponse, ClientError> {
         let path = group_path(group, &["members"])?;
-        json(
-            self.request(Method::POST, &path)
-                .json(request)
-                .send()
-                .await?,
-        )
-        .await
+        self.post_json(&path, request).await
     }
 
     pub async fn heartbeat(
@@ -485,13 +467,7 @@ impl FloeClient {
         request: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ClientError> {
         let path = group_path(group, &["members", member_id, "heartbeat"])?;
-        json(
-            self.request(Method::POST, &path)
-                .json(request)
-                .send()
-                .await?,
-        )
-        .await
+        self.post_json(&path, request).await
     }
 
     /// Leaves a group now, rather than when the session expires.
@@ -547,6 +523,17 @@ impl FloeClient {
             .await?;
         let status = response.status();
         Ok((status, response.bytes().await?))
+    }
+}
+
+impl FloeClient {
+    /// POSTs `body` as JSON to `path` and decodes the JSON answer.
+    async fn post_json<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        json(self.request(Method::POST, path).json(body).send().await?).await
     }
 }
 

@@ -14,9 +14,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use floe_api::{
     AssignedPartition, CommitRequest, CommitResponse, Encoding, GroupDescription,
-    GroupOffsetsResponse, GroupRecordJson, GroupRecordsResponse, GroupSummary, HeaderJson,
-    HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, MemberDescription,
-    PartitionOffsets, ResetOffsetsRequest, TopicPartition,
+    GroupOffsetsResponse, GroupRecordJson, GroupRecordsResponse, GroupSummary, HeartbeatRequest,
+    HeartbeatResponse, JoinRequest, JoinResponse, MemberDescription, PartitionOffsets,
+    ResetOffsetsRequest, TopicPartition,
 };
 use floe_broker::{GroupFetch, GroupPartition, JoinSpec, MemberView, OffsetToCommit, ResetTarget};
 use floe_core::{validate_group_name, validate_member_id};
@@ -387,16 +387,7 @@ pub async fn records(
         .map(|read| {
             let offset = read.record.offset;
             let record = read.record.record;
-            let headers = record
-                .headers
-                .iter()
-                .map(|header| {
-                    Ok(HeaderJson {
-                        name: header.name.clone(),
-                        value: to_json(header.value.as_ref(), encoding, offset, "header")?,
-                    })
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
+            let headers = super::records::headers_json(&record, encoding, offset)?;
             Ok(GroupRecordJson {
                 topic: read.topic,
                 partition: read.partition,

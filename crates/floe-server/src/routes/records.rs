@@ -406,16 +406,7 @@ pub(super) fn json_fetch(
         .map(|fetched| {
             let offset = fetched.offset;
             let record = fetched.record;
-            let headers = record
-                .headers
-                .iter()
-                .map(|header| {
-                    Ok(HeaderJson {
-                        name: header.name.clone(),
-                        value: to_json(header.value.as_ref(), encoding, offset, "header")?,
-                    })
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
+            let headers = headers_json(&record, encoding, offset)?;
             Ok(FetchedRecordJson {
                 offset,
                 timestamp: record.timestamp_ms,
@@ -432,6 +423,24 @@ pub(super) fn json_fetch(
         log_start_offset: result.log_start_offset,
         owner,
     })
+}
+
+/// A record's headers as JSON, each value in `encoding`.
+pub(super) fn headers_json(
+    record: &floe_core::Record,
+    encoding: Encoding,
+    offset: u64,
+) -> ApiResult<Vec<HeaderJson>> {
+    record
+        .headers
+        .iter()
+        .map(|header| {
+            Ok(HeaderJson {
+                name: header.name.clone(),
+                value: to_json(header.value.as_ref(), encoding, offset, "header")?,
+            })
+        })
+        .collect()
 }
 
 fn binary_fetch(result: FetchResult) -> BinaryFetch {
