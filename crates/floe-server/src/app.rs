@@ -39,7 +39,9 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", server.listen))?;
         let local_addr = listener.local_addr()?;
-        let advertise = server.advertised(local_addr);
+        // Embedded on 0.0.0.0 without `advertise` (a container's default): no address is
+        // handed out, and answers name no partition owner to go to.
+        let advertise = server.advertised(local_addr).unwrap_or_default();
 
         let store_url = StoreUrl::parse(&config.store_url())?;
         let (store, prefix) = open_store_with(&store_url, &config.store.s3())?;
@@ -54,10 +56,11 @@ impl Server {
         let cache = ReadCache::open(&cache_options, segments.clone())
             .await
             .context("opening the read cache")?;
+        let advertised = !advertise.is_empty();
         let identity = Identity::new(config.broker.id.clone(), advertise);
         let sequencer = match config.cluster.etcd_endpoints() {
             Some(endpoints) => {
-                if server.advertise.is_none() && local_addr.ip().is_unspecified() {
+                if !advertised {
                     anyhow::bail!(
                         "listening on {local_addr} in a cluster needs server.advertise \
                          (--advertise): other brokers must be told an address they can reach"

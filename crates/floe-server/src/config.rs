@@ -150,12 +150,17 @@ impl ServerOptions {
     }
 
     /// The URL other brokers and clients reach this one at: `advertise` (a scheme is
-    /// added when missing), or the address actually bound.
-    pub fn advertised(&self, bound: SocketAddr) -> String {
+    /// added when missing), or the address actually bound. `None` when neither names an
+    /// address anyone could connect to (bound to `0.0.0.0` or `::` with no `advertise`):
+    /// floe never hands out an unspecified address.
+    pub fn advertised(&self, bound: SocketAddr) -> Option<String> {
         match &self.advertise {
-            Some(address) if address.contains("://") => address.trim_end_matches('/').to_owned(),
-            Some(address) => format!("http://{address}"),
-            None => format!("http://{bound}"),
+            Some(address) if address.contains("://") => {
+                Some(address.trim_end_matches('/').to_owned())
+            }
+            Some(address) => Some(format!("http://{address}")),
+            None if bound.ip().is_unspecified() => None,
+            None => Some(format!("http://{bound}")),
         }
     }
 }

@@ -268,3 +268,22 @@ fn render(value: &Value) -> String {
         other => format!("`{other}`"),
     }
 }
+
+#[test]
+fn an_unspecified_address_is_never_advertised() {
+    let bound: SocketAddr = "0.0.0.0:8080".parse().expect("address");
+    let mut server = ServerOptions::default();
+    assert_eq!(server.advertised(bound), None);
+    let v6: SocketAddr = "[::]:8080".parse().expect("address");
+    assert_eq!(server.advertised(v6), None);
+    let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("address");
+    assert_eq!(
+        server.advertised(loopback).as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    server.advertise = Some("10.1.2.3:8080".into());
+    assert_eq!(
+        server.advertised(bound).as_deref(),
+        Some("http://10.1.2.3:8080")
+    );
+}

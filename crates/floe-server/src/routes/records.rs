@@ -373,6 +373,7 @@ pub(super) fn owner_ref(state: &AppState, owner: Option<&str>) -> Option<OwnerRe
         .sequencer()
         .membership()
         .owner_member(owner)
+        .filter(|member| !member.advertise.is_empty())
         .map(|member| OwnerRef {
             broker: member.broker,
             address: member.advertise,
