@@ -52,3 +52,15 @@ ensure_moto() {
   fi
   export FLOE_MOTO_BIN="$venv/bin/moto_server"
 }
+
+# The Helm library (Helm itself, run offline) and the Kubernetes schemas, for the chart
+# checks; in the same virtualenv as moto.
+ensure_chart_tools() {
+  ensure_moto
+  local venv="$HOME/.cache/floe/venv"
+  if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml' >/dev/null 2>&1; then
+    echo "bootstrap: installing helm-python-sdk and kubernetes-validate into $venv" >&2
+    "$venv/bin/pip" install -q "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "pyyaml>=6"
+  fi
+  export FLOE_PYTHON="$venv/bin/python"
+}

@@ -15,6 +15,10 @@ if ! command -v curl >/dev/null 2>&1; then
   apt_install curl
 fi
 ensure_moto
+# The chart checks (Helm itself, offline, and the Kubernetes 1.31 schemas); the process
+# test that runs the chart's rendered broker finds this python through FLOE_PYTHON.
+ensure_chart_tools
+"$FLOE_PYTHON" scripts/chart_check.py
 
 # The process tests drive the floe binary; the crash-between-upload-and-commit test needs
 # its test-only failpoints, which release builds never have.

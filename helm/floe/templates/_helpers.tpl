@@ -1,0 +1,315 @@
+{{/*
+Names, labels, the broker image, the rendered floe.toml, and the checks of values the
+schema cannot express. Every template includes "floe.validate" through "floe.config", so a
+bad combination fails `helm install` with a message naming the value.
+*/}}
+
+{{- define "floe.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The prefix of every resource name. Kept to 40 characters so suffixes such as
+"-minio-init-<revision>" and the StatefulSet's pod names stay within 63.
+*/}}
+{{- define "floe.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "floe.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every resource; the component label is added per resource. */}}
+{{- define "floe.labels" -}}
+helm.sh/chart: {{ include "floe.chart" . }}
+app.kubernetes.io/name: {{ include "floe.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: floe
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "root" $ "component" "broker"). */}}
+{{- define "floe.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "floe.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The label that admits a pod to the brokers when networkPolicy.enabled. */}}
+{{- define "floe.clientLabel" -}}
+{{ include "floe.fullname" . }}-client
+{{- end -}}
+
+{{- define "floe.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "floe.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "floe.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The client Service's URL, as brokers' clients in the cluster reach it. */}}
+{{- define "floe.serviceUrl" -}}
+http://{{ include "floe.fullname" . }}:{{ .Values.service.port }}
+{{- end -}}
+
+{{- define "floe.minioEndpoint" -}}
+http://{{ include "floe.fullname" . }}-minio:9000
+{{- end -}}
+
+{{/* store.s3Endpoint, or the bundled MinIO when minio.dev is on and none is given. */}}
+{{- define "floe.s3Endpoint" -}}
+{{- if .Values.store.s3Endpoint -}}
+{{- .Values.store.s3Endpoint -}}
+{{- else if .Values.minio.dev.enabled -}}
+{{- include "floe.minioEndpoint" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with S3 credentials the brokers use, if any. */}}
+{{- define "floe.credentialsSecret" -}}
+{{- if .Values.store.credentials.existingSecret -}}
+{{- .Values.store.credentials.existingSecret -}}
+{{- else if .Values.minio.dev.enabled -}}
+{{- include "floe.fullname" . }}-minio
+{{- end -}}
+{{- end -}}
+
+{{/* AWS_* variables from the credentials Secret (a YAML list, possibly empty). */}}
+{{- define "floe.credentialsEnv" -}}
+{{- $secret := include "floe.credentialsSecret" . -}}
+{{- if $secret }}
+{{- $creds := .Values.store.credentials }}
+{{- $idKey := $creds.accessKeyIdKey }}
+{{- $secretKey := $creds.secretAccessKeyKey }}
+{{- if and .Values.minio.dev.enabled (not $creds.existingSecret) }}
+{{- $idKey = "rootUser" }}
+{{- $secretKey = "rootPassword" }}
+{{- end }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $idKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $secretKey }}
+{{- if and $creds.existingSecret $creds.sessionTokenKey }}
+- name: AWS_SESSION_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $creds.sessionTokenKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A Kubernetes quantity without fractions ("4Gi", "500M", "1048576") in bytes.
+*/}}
+{{- define "floe.quantityBytes" -}}
+{{- $quantity := toString .quantity -}}
+{{- $digits := regexFind "^[0-9]+" $quantity -}}
+{{- $suffix := trimPrefix $digits $quantity -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- if or (not $digits) (not (hasKey $units $suffix)) -}}
+{{- fail (printf "%s: %q is not a whole quantity such as 4Gi, 500Mi or 1073741824" .value $quantity) -}}
+{{- end -}}
+{{- mul (atoi $digits) (get $units $suffix) -}}
+{{- end -}}
+
+{{/* [cache] disk_bytes: usedPercent of the volume, rounded down to MiB. */}}
+{{- define "floe.cacheDiskBytes" -}}
+{{- if .Values.cache.disk.enabled -}}
+{{- $size := include "floe.quantityBytes" (dict "quantity" .Values.cache.disk.size "value" "cache.disk.size") | atoi -}}
+{{- $bytes := div (mul $size (int .Values.cache.disk.usedPercent)) 100 -}}
+{{- $mebibytes := div $bytes 1048576 -}}
+{{- if lt $mebibytes 1 -}}
+{{- fail (printf "cache.disk.size: %s leaves less than 1 MiB for the cache at usedPercent %v" .Values.cache.disk.size .Values.cache.disk.usedPercent) -}}
+{{- end -}}
+{{- mul $mebibytes 1048576 -}}
+{{- else -}}
+0
+{{- end -}}
+{{- end -}}
+
+{{- define "floe.dataDir" -}}/var/lib/floe{{- end -}}
+{{- define "floe.cacheDir" -}}/var/cache/floe{{- end -}}
+{{- define "floe.configDir" -}}/etc/floe{{- end -}}
+
+{{/*
+Checks of combinations of values. The schema refuses most bad values already; these also
+hold when a user skips schema validation.
+*/}}
+{{- define "floe.validate" -}}
+{{- $etcd := .Values.etcd -}}
+{{- if and (not $etcd.endpoints) (not $etcd.dev.enabled) -}}
+{{- fail "etcd.endpoints: set the external etcd's client URLs, or etcd.dev.enabled=true for a development etcd" -}}
+{{- end -}}
+{{- if and $etcd.endpoints $etcd.dev.enabled -}}
+{{- fail "etcd.endpoints and etcd.dev.enabled are exclusive: set etcd.dev.enabled=false to use the external etcd" -}}
+{{- end -}}
+{{- if not (regexMatch "^s3://[^/]+" (toString .Values.store.url)) -}}
+{{- fail (printf "store.url: %q must be s3://BUCKET or s3://BUCKET/PREFIX (every broker of the release shares it)" (toString .Values.store.url)) -}}
+{{- end -}}
+{{- if and .Values.minio.dev.enabled .Values.store.credentials.existingSecret -}}
+{{- fail "store.credentials.existingSecret: the bundled MinIO (minio.dev.enabled) brings its own credentials; leave it empty" -}}
+{{- end -}}
+{{- $preStop := int .Values.preStopSleepSeconds -}}
+{{- if and (gt $preStop 0) (ge $preStop (int .Values.terminationGracePeriodSeconds)) -}}
+{{- fail (printf "preStopSleepSeconds: %d leaves floe no time to shut down: keep it well below terminationGracePeriodSeconds (%d)" $preStop (int .Values.terminationGracePeriodSeconds)) -}}
+{{- end -}}
+{{- $owned := dict
+  "server.listen" "the chart sets it (FLOE_SERVER__LISTEN=0.0.0.0:8080)"
+  "server.advertise" "the chart sets it to each pod's IP (FLOE_SERVER__ADVERTISE)"
+  "server.log_format" "use the value logFormat"
+  "server.data_dir" "the chart mounts a volume there; size it with dataDir.sizeLimit"
+  "broker.id" "the chart sets it to each pod's name (FLOE_BROKER__ID)"
+  "store.url" "use the value store.url"
+  "store.s3_endpoint" "use the value store.s3Endpoint"
+  "store.s3_region" "use the value store.s3Region"
+  "store.s3_path_style" "use the value store.s3PathStyle"
+  "cache.dir" "the chart mounts the disk tier there; see cache.disk"
+  "cache.disk_bytes" "the chart derives it from cache.disk.size and cache.disk.usedPercent"
+  "cluster.etcd" "use the value etcd.endpoints (or etcd.dev.enabled)"
+-}}
+{{- range $section, $settings := .Values.config -}}
+{{- if not (kindIs "map" $settings) -}}
+{{- fail (printf "config.%s: must be a map of settings of the [%s] section" $section $section) -}}
+{{- end -}}
+{{- range $key, $_ := $settings -}}
+{{- $path := printf "%s.%s" $section $key -}}
+{{- if hasKey $owned $path -}}
+{{- fail (printf "config.%s: %s" $path (get $owned $path)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $host := .Values.ingress.hosts -}}
+{{- range $entry := $host.paths -}}
+{{- if or (eq $entry.path "/") (hasPrefix "/internal" $entry.path) -}}
+{{- fail (printf "ingress.hosts[].paths: %q would publish /internal/ (broker-to-broker routes without authentication); route /v1 instead" $entry.path) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+One TOML value. Helm reads YAML numbers as floats, and floe refuses 1.0e+06 where it
+expects an integer: whole numbers are printed as integers, and floe has no fractional
+settings.
+*/}}
+{{- define "floe.tomlValue" -}}
+{{- $value := .value -}}
+{{- if kindIs "string" $value -}}
+{{- toJson $value -}}
+{{- else if kindIs "bool" $value -}}
+{{- ternary "true" "false" $value -}}
+{{- else if or (kindIs "float64" $value) (kindIs "float32" $value) -}}
+{{- if ne (float64 (int64 $value)) (float64 $value) -}}
+{{- fail (printf "config.%s: %v is not a whole number" .path $value) -}}
+{{- end -}}
+{{- printf "%d" (int64 $value) -}}
+{{- else if or (kindIs "int" $value) (kindIs "int64" $value) (kindIs "uint64" $value) -}}
+{{- printf "%d" $value -}}
+{{- else -}}
+{{- fail (printf "config.%s: %v is not a string, number or boolean" .path $value) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The settings the chart derives from values, by section. */}}
+{{- define "floe.derivedConfig" -}}
+{{- $store := dict "url" .Values.store.url -}}
+{{- $endpoint := include "floe.s3Endpoint" . -}}
+{{- if $endpoint -}}
+{{- $_ := set $store "s3_endpoint" $endpoint -}}
+{{- end -}}
+{{- if .Values.store.s3Region -}}
+{{- $_ := set $store "s3_region" .Values.store.s3Region -}}
+{{- end -}}
+{{- if not (kindIs "invalid" .Values.store.s3PathStyle) -}}
+{{- $_ := set $store "s3_path_style" .Values.store.s3PathStyle -}}
+{{- end -}}
+{{- $cache := dict "disk_bytes" (include "floe.cacheDiskBytes" . | atoi) -}}
+{{- if .Values.cache.disk.enabled -}}
+{{- $_ := set $cache "dir" (include "floe.cacheDir" .) -}}
+{{- end -}}
+{{- $etcd := .Values.etcd.endpoints | join "," -}}
+{{- if .Values.etcd.dev.enabled -}}
+{{- $etcd = printf "http://%s-etcd:2379" (include "floe.fullname" .) -}}
+{{- end -}}
+{{- $derived := dict
+  "server" (dict "data_dir" (include "floe.dataDir" .))
+  "store" $store
+  "cache" $cache
+  "cluster" (dict "etcd" $etcd "name" (include "floe.fullname" .))
+-}}
+{{- toJson $derived -}}
+{{- end -}}
+
+{{/*
+floe.toml: the derived settings, then config's (which may not repeat a derived one, see
+floe.validate; cluster.name is the exception), sections in docs/configuration.md's order,
+keys sorted.
+*/}}
+{{- define "floe.config" -}}
+{{- include "floe.validate" . -}}
+{{- $merged := include "floe.derivedConfig" . | fromJson -}}
+{{- range $section, $settings := .Values.config -}}
+{{- $_ := set $merged $section (merge (deepCopy $settings) (get $merged $section | default (dict))) -}}
+{{- end -}}
+{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" -}}
+{{- range $section, $_ := $merged -}}
+{{- if not (has $section $sections) -}}
+{{- fail (printf "config.%s: floe has no [%s] section (%s)" $section $section (join ", " $sections)) -}}
+{{- end -}}
+{{- end -}}
+{{- $blocks := list -}}
+{{- range $section := $sections -}}
+{{- $settings := get $merged $section -}}
+{{- if $settings -}}
+{{- $lines := list (printf "[%s]" $section) -}}
+{{- range $key := keys $settings | sortAlpha -}}
+{{- $value := include "floe.tomlValue" (dict "value" (get $settings $key) "path" (printf "%s.%s" $section $key)) -}}
+{{- $lines = append $lines (printf "%s = %s" $key $value) -}}
+{{- end -}}
+{{- $blocks = append $blocks (join "\n" $lines) -}}
+{{- end -}}
+{{- end -}}
+{{- join "\n\n" $blocks -}}
+{{- end -}}
+
+{{/* The securityContexts every pod and container of the chart share. */}}
+{{- define "floe.podSecurityContext" -}}
+{{- with .Values.podSecurityContext -}}
+securityContext:
+{{ toYaml . | indent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{- define "floe.containerSecurityContext" -}}
+{{- with .Values.securityContext -}}
+securityContext:
+{{ toYaml . | indent 2 }}
+{{- end -}}
+{{- end -}}
