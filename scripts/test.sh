@@ -23,6 +23,9 @@ ensure_chart_tools
 # The process tests drive the floe binary; the crash-between-upload-and-commit test needs
 # its test-only failpoints, which release builds never have.
 cargo build --bin floe --bin floe-bench --features floe-cli/failpoints
+# The container image: built offline with podman around that binary (stripped), run
+# read-only as uid 10001, produced to and fetched from, stopped with SIGTERM.
+FLOE_BIN="$CARGO_TARGET_DIR/debug/floe" scripts/image_check.sh
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
