@@ -19,6 +19,12 @@ ensure_moto
 # test that runs the chart's rendered broker finds this python through FLOE_PYTHON.
 ensure_chart_tools
 "$FLOE_PYTHON" scripts/chart_check.py
+# The HTTP API's description is valid OpenAPI 3.1 (its routes are checked against the
+# router by a unit test).
+"$FLOE_PYTHON" -c 'from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+validate(read_from_filename("crates/floe-server/openapi.json")[0])
+print("openapi.json: valid OpenAPI 3.1")'
 
 # The process tests drive the floe binary; the crash-between-upload-and-commit test needs
 # its test-only failpoints, which release builds never have.
