@@ -33,6 +33,7 @@ const KEPT: &[&str] = &[
     "floe_store_get_requests_total{cause=\"prefetch\"}",
     "floe_store_get_requests_total{cause=\"background\"}",
     "floe_store_get_bytes_total",
+    "floe_store_put_requests_total",
     "floe_fetch_bytes_total{source=\"cache\"}",
     "floe_fetch_bytes_total{source=\"store\"}",
     "floe_cache_blocks_written_total",
@@ -116,6 +117,11 @@ async fn metrics_parse_and_keep_every_name() {
     )
     .await;
     assert_eq!(current, Some(15.0));
+    let puts = floe_tests::metric_at(&server.url, "floe_store_put_requests_total").await;
+    assert!(
+        puts.is_some_and(|puts| puts >= 1.0),
+        "segment PUTs counted: {puts:?}"
+    );
     let lag = floe_tests::metric_at(
         &server.url,
         "kafka_consumergroup_lag{consumergroup=\"audit\",topic=\"orders\",partition=\"1\"}",

@@ -84,6 +84,7 @@ impl Broker {
         );
         self.inner.job_counters.register(registry);
         self.inner.cache.register_metrics(registry);
+        self.inner.store.register_metrics(registry);
         registry.register_collector(Box::new(StateGauges {
             sequencer: self.inner.sequencer.clone(),
             pipeline: self.inner.pipeline.buffered_gauge(),

@@ -114,6 +114,8 @@ pub struct SegmentStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     attempt_timeout: Duration,
+    /// PUT requests made for segment objects, shared by every clone of this store.
+    puts: prometheus_client::metrics::counter::Counter,
 }
 
 /// Attempts of one upload. The store client retries a request's transient HTTP failures
@@ -130,7 +132,18 @@ impl SegmentStore {
             store,
             prefix,
             attempt_timeout: Duration::from_secs(30),
+            puts: prometheus_client::metrics::counter::Counter::default(),
         }
+    }
+
+    /// Registers `floe_store_put_requests_total`: the PUTs of segment objects (flushes
+    /// and compaction outputs), each attempt counted.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "floe_store_put_requests",
+            "PUT requests for segment objects (flushes and compaction outputs), each attempt",
+            self.puts.clone(),
+        );
     }
 
     /// The same store with every upload attempt bounded by `timeout`.
@@ -183,6 +196,7 @@ impl SegmentStore {
     pub async fn put_segment(&self, id: SegmentId, bytes: Bytes) -> Result<(), StorageError> {
         let location = keys::segment(&self.prefix, id);
         let options = PutOptions::from(PutMode::Create);
+        self.puts.inc();
         match self
             .store
             .put_opts(&location, PutPayload::from(bytes), options)
