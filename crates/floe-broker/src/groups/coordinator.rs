@@ -47,6 +47,10 @@ pub(crate) struct Coordinator {
     /// Ids of records answers and of member incarnations: unique on this broker, and
     /// started from the clock so a restarted coordinator does not reuse recent ones.
     ids: std::sync::atomic::AtomicU64,
+    /// When each member's latest heartbeat arrived, noted before it waits for its group's
+    /// lock, so a heartbeat queued behind a slow sequencer write does not let its member
+    /// expire.
+    arrivals: parking_lot::Mutex<HashMap<(String, String), Instant>>,
 }
 
 /// A histogram with a default (prometheus-client's has none).
@@ -129,7 +133,30 @@ impl Coordinator {
             rebalances: Counter::default(),
             commit_latency: Histogram2::default(),
             ids: std::sync::atomic::AtomicU64::new(u64::try_from(now_ms).unwrap_or(0) << 20),
+            arrivals: parking_lot::Mutex::default(),
         }
+    }
+
+    /// Notes that a heartbeat of `member` arrived now.
+    pub(crate) fn arrive(&self, group: &str, member: &str) {
+        self.arrivals
+            .lock()
+            .insert((group.to_owned(), member.to_owned()), Instant::now());
+    }
+
+    fn arrived(&self, group: &str, member: &str) -> Option<Instant> {
+        self.arrivals
+            .lock()
+            .get(&(group.to_owned(), member.to_owned()))
+            .copied()
+    }
+
+    /// Forgets arrivals older than `horizon` (no session is that long).
+    fn prune_arrivals(&self, horizon: Duration) {
+        let now = Instant::now();
+        self.arrivals
+            .lock()
+            .retain(|_, at| now.saturating_duration_since(*at) < horizon);
     }
 
     /// A fresh id for a records answer or a member incarnation.
@@ -397,7 +424,14 @@ impl Broker {
             .members
             .iter()
             .filter(|(id, member)| {
+                // A heartbeat that arrived and is waiting for this lock (behind a slow
+                // write) keeps its member: the session counts from its arrival.
+                let waiting = self
+                    .groups()
+                    .arrived(name, id)
+                    .is_some_and(|at| at + self.session_of(&durable, id) > now);
                 subject.as_deref() != Some(id.as_str())
+                    && !waiting
                     && (member.deadline <= now
                         || member.revoking.values().any(|deadline| *deadline <= now))
             })
@@ -434,6 +468,16 @@ impl Broker {
             return Ok(None);
         };
         Ok(Some(self.member_view(name, soft, &members, &id)))
+    }
+
+    /// A member's session timeout, from the log.
+    fn session_of(&self, durable: &GroupState, member: &str) -> Duration {
+        durable
+            .members
+            .get(member)
+            .map_or(Duration::ZERO, |member| {
+                Duration::from_millis(member.session_timeout_ms)
+            })
     }
 
     /// Steps every member towards the target assignment: partitions a member must give
@@ -596,6 +640,8 @@ impl Broker {
     pub(crate) async fn tick_groups(&self) {
         let now_ms = self.inner.clock.now_ms();
         let retention = self.group_options().offsets_retention.as_millis() as i64;
+        self.groups()
+            .prune_arrivals(self.group_options().max_session_timeout);
         let (with_members, expired): (Vec<String>, Vec<String>) =
             self.inner.sequencer.read(|state| {
                 let with_members = state

@@ -82,6 +82,7 @@ impl Broker {
         epoch: u64,
         owned: &[(String, u32)],
     ) -> Result<MemberView, BrokerError> {
+        self.groups().arrive(group, member);
         let owned = self.inner.sequencer.read(|state| {
             owned
                 .iter()

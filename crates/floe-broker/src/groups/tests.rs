@@ -450,3 +450,44 @@ async fn an_empty_group_expires_after_the_offsets_retention_and_a_busy_one_does_
         .await
         .expect("leave");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_queued_behind_a_slow_step_keeps_its_member() {
+    let broker = broker().await;
+    topic(&broker, 2).await;
+    let a = broker
+        .join_group("g", join(&["t"], 3_000))
+        .await
+        .expect("a");
+    let b = broker
+        .join_group("g", join(&["t"], 3_000))
+        .await
+        .expect("b");
+    // The group's lock is held (as by a slow sequencer write) while both heartbeats
+    // arrive and past both members' sessions.
+    let lock = broker.groups().group("g");
+    let held = lock.lock().await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let beat = |view: &MemberView| {
+        let broker = broker.clone();
+        let (id, epoch, owned) = (view.member_id.clone(), view.member_epoch, owned(view));
+        tokio::spawn(async move { broker.heartbeat("g", &id, epoch, &owned).await })
+    };
+    let first = beat(&a);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let second = beat(&b);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    drop(held);
+    // a's step runs first and finds b past its deadline, but b's heartbeat is waiting.
+    first.await.expect("task").expect("a stays");
+    second.await.expect("task").expect("b stays");
+    assert_eq!(
+        broker
+            .describe_group("g")
+            .await
+            .expect("group")
+            .members
+            .len(),
+        2
+    );
+}
