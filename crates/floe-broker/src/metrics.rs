@@ -21,7 +21,7 @@ type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> 
 
 /// Buckets from 0.5 ms to ~16 s, doubling: a local flush lands in the first few, an S3
 /// PUT in the middle, a stall at the top.
-fn latency_histogram() -> Histogram {
+pub(crate) fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
@@ -97,7 +97,7 @@ impl Broker {
         registry.register(
             "floe_group_commit_latency_seconds",
             "Offset commits from submission to the sequencer's answer",
-            self.groups().commit_latency.0.clone(),
+            self.groups().commit_latency.clone(),
         );
         registry.register_collector(Box::new(GroupGauges {
             broker: self.clone(),
@@ -119,12 +119,10 @@ impl Collector for GroupGauges {
             .inner
             .sequencer
             .read(|state| state.groups().map(|(name, _)| name.clone()).collect());
+        let placement = self.broker.placement();
         let mut members = Vec::new();
         let mut partitions = Vec::new();
-        for name in names
-            .into_iter()
-            .filter(|name| self.broker.coordinates(name))
-        {
+        for name in names.into_iter().filter(|name| placement.is_here(name)) {
             let Ok(offsets) = self.broker.group_offsets(&name) else {
                 continue;
             };

@@ -43,7 +43,7 @@ const CONVERGING_HEARTBEAT: Duration = Duration::from_millis(250);
 pub(crate) struct Coordinator {
     groups: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<SoftGroup>>>>,
     pub(crate) rebalances: Counter,
-    pub(crate) commit_latency: Histogram2,
+    pub(crate) commit_latency: Histogram,
     /// Ids of records answers and of member incarnations: unique on this broker, and
     /// started from the clock so a restarted coordinator does not reuse recent ones.
     ids: std::sync::atomic::AtomicU64,
@@ -51,18 +51,6 @@ pub(crate) struct Coordinator {
     /// lock, so a heartbeat queued behind a slow sequencer write does not let its member
     /// expire.
     arrivals: parking_lot::Mutex<HashMap<(String, String), Instant>>,
-}
-
-/// A histogram with a default (prometheus-client's has none).
-#[derive(Debug, Clone)]
-pub(crate) struct Histogram2(pub(crate) Histogram);
-
-impl Default for Histogram2 {
-    fn default() -> Self {
-        Self(Histogram::new(
-            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16),
-        ))
-    }
 }
 
 /// One group's soft state.
@@ -131,7 +119,7 @@ impl Coordinator {
         Self {
             groups: parking_lot::Mutex::default(),
             rebalances: Counter::default(),
-            commit_latency: Histogram2::default(),
+            commit_latency: crate::metrics::latency_histogram(),
             ids: std::sync::atomic::AtomicU64::new(u64::try_from(now_ms).unwrap_or(0) << 20),
             arrivals: parking_lot::Mutex::default(),
         }
@@ -661,10 +649,11 @@ impl Broker {
             });
         let mut names: BTreeSet<String> = with_members.into_iter().collect();
         names.extend(self.groups().names());
+        let placement = self.placement();
         let due: Vec<String> = names
             .into_iter()
             .filter(|name| {
-                if self.coordinates(name) {
+                if placement.is_here(name) {
                     return self.tick_due(name);
                 }
                 self.groups().forget(name);

@@ -191,34 +191,49 @@ pub struct GroupDescription {
     pub offsets: Vec<GroupPartition>,
 }
 
-/// Rendezvous hashing: the live broker whose hash with the group's name is highest. Every
-/// broker with the same view picks the same one, and a broker leaving moves only its own
-/// groups.
-fn rendezvous(group: &str, members: &[Member]) -> Option<Member> {
-    members
-        .iter()
-        .max_by_key(|member| {
+/// The live brokers as one view, read once to place many groups (a tick, a scrape).
+#[derive(Debug)]
+pub(crate) struct Placement {
+    members: Vec<Member>,
+    here: String,
+}
+
+impl Placement {
+    /// Rendezvous hashing: the live broker whose hash with the group's name is highest.
+    /// Every broker with the same view picks the same one, and a broker leaving moves only
+    /// its own groups. (An embedded broker is the only member, so it coordinates all.)
+    pub(crate) fn coordinator(&self, group: &str) -> Option<&Member> {
+        self.members.iter().max_by_key(|member| {
             let mut hasher = std::hash::DefaultHasher::new();
             std::hash::Hash::hash(&(group, &member.broker), &mut hasher);
-            (std::hash::Hasher::finish(&hasher), member.broker.clone())
+            (std::hash::Hasher::finish(&hasher), member.broker.as_str())
         })
-        .cloned()
+    }
+
+    /// Whether this broker coordinates `group`.
+    pub(crate) fn is_here(&self, group: &str) -> bool {
+        self.coordinator(group)
+            .is_some_and(|member| member.broker == self.here)
+    }
 }
 
 impl Broker {
+    pub(crate) fn placement(&self) -> Placement {
+        let membership = self.inner.sequencer.membership();
+        Placement {
+            members: membership.members(),
+            here: membership.broker().to_owned(),
+        }
+    }
+
     /// The broker coordinating `group`: where its member calls go.
     pub fn group_coordinator(&self, group: &str) -> Option<Member> {
-        let membership = self.inner.sequencer.membership();
-        match membership.mode() {
-            floe_sequencer::Mode::Embedded => membership.members().into_iter().next(),
-            floe_sequencer::Mode::Etcd => rendezvous(group, &membership.members()),
-        }
+        self.placement().coordinator(group).cloned()
     }
 
     /// Whether this broker coordinates `group`.
     pub fn coordinates(&self, group: &str) -> bool {
-        self.group_coordinator(group)
-            .is_some_and(|member| member.broker == self.inner.sequencer.membership().broker())
+        self.placement().is_here(group)
     }
 
     pub(crate) fn groups(&self) -> &Coordinator {

@@ -222,7 +222,8 @@ impl Broker {
             .iter()
             .map(|((topic, partition), _, _)| self.inner.wakeups.subscribe(*topic, *partition))
             .collect();
-        let mut out: Vec<GroupRecord> = Vec::new();
+        // Each record with its partition's key, to drop those of partitions lost meanwhile.
+        let mut out: Vec<((TopicId, u32), GroupRecord)> = Vec::new();
         let mut reservations = Vec::new();
         let mut next: BTreeMap<(TopicId, u32), u64> = BTreeMap::new();
         loop {
@@ -257,11 +258,14 @@ impl Broker {
                 for record in result.records {
                     bytes += record.record.value.as_ref().map_or(0, |v| v.len())
                         + record.record.key.as_ref().map_or(0, |k| k.len());
-                    out.push(GroupRecord {
-                        topic: topic.clone(),
-                        partition: key.1,
-                        record,
-                    });
+                    out.push((
+                        *key,
+                        GroupRecord {
+                            topic: topic.clone(),
+                            partition: key.1,
+                            record,
+                        },
+                    ));
                 }
             }
             if !out.is_empty() || waiters.is_empty() || Instant::now() >= deadline {
@@ -301,14 +305,11 @@ impl Broker {
                 soft_member.positions.contains_key(key) && !soft_member.revoking.contains_key(key)
             })
             .collect();
-        let ids: BTreeMap<(String, u32), (TopicId, u32)> = readable
-            .iter()
-            .map(|(key, topic, _)| ((topic.clone(), key.1), *key))
+        let records: Vec<GroupRecord> = out
+            .into_iter()
+            .filter(|(key, _)| still.contains(key))
+            .map(|(_, record)| record)
             .collect();
-        out.retain(|record| {
-            ids.get(&(record.topic.clone(), record.partition))
-                .is_some_and(|key| still.contains(key))
-        });
         // What an unacknowledged answer rolls back to: the positions this call read from.
         let mut before = HashMap::new();
         for (key, _, position) in &readable {
@@ -324,7 +325,7 @@ impl Broker {
         let answer = self.groups().next_answer_id();
         soft_member.last_answer = Some((answer, before));
         Ok(GroupRead {
-            records: out,
+            records,
             member_epoch: epoch,
             answer,
             reservations,
@@ -405,7 +406,7 @@ impl Broker {
             at_ms: self.inner.clock.now_ms(),
         };
         let outcome = self.inner.sequencer.submit(command).await;
-        crate::metrics::observe(&self.groups().commit_latency.0, started.elapsed());
+        crate::metrics::observe(&self.groups().commit_latency, started.elapsed());
         match outcome? {
             Outcome::OffsetsCommitted(count) => Ok(count),
             other => Err(BrokerError::Corrupt(format!(

@@ -46,11 +46,6 @@ impl GroupState {
     pub fn committed(&self, topic: TopicId, partition: u32) -> Option<&CommittedOffset> {
         self.offsets.get(&topic)?.get(&partition)
     }
-
-    /// Whether the group has no member and no committed offset: nothing to keep.
-    pub fn is_vacant(&self) -> bool {
-        self.members.is_empty() && self.offsets.is_empty()
-    }
 }
 
 /// Where a member with no committed offset starts.

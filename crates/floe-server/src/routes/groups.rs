@@ -130,17 +130,25 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
         }
     }
     // The answer is held whole before it is passed on: its declared length is reserved
-    // from the request budget first.
+    // from the request budget first, and what arrives beyond it as it arrives.
     let declared = answer
         .content_length()
         .and_then(|length| usize::try_from(length).ok())
         .unwrap_or(0);
     let mut held = state.budget.try_reserve(declared)?;
-    let bytes = answer
-        .bytes()
+    let mut bytes = bytes::BytesMut::with_capacity(declared);
+    let mut answer = answer;
+    while let Some(chunk) = answer
+        .chunk()
         .await
-        .map_err(|error| unreachable(error.to_string()))?;
-    held.try_grow(bytes.len().saturating_sub(declared))?;
+        .map_err(|error| unreachable(error.to_string()))?
+    {
+        if bytes.len() + chunk.len() > declared {
+            held.try_grow(bytes.len() + chunk.len() - declared.max(bytes.len()))?;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let bytes = bytes.freeze();
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
