@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Compression;
+use crate::export::{JsonSchema, ValueFormat};
 
 /// What happens to old data: delete it by time and size, or keep the newest record per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +70,55 @@ pub struct TopicConfig {
         default = "default_timestamp_after_max_ms"
     )]
     pub timestamp_after_max_ms: i64,
+    /// Export the topic to Parquet continuously.
+    #[serde(rename = "export.parquet.enabled", default)]
+    pub export_enabled: bool,
+    /// Where the Parquet files go: `file://DIR` or `s3://BUCKET/PREFIX`; the cluster's
+    /// store under `export/` when unset.
+    #[serde(
+        rename = "export.parquet.path",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub export_path: Option<String>,
+    /// How values are written: `binary`, `string` or `json`.
+    #[serde(rename = "export.parquet.value.format", default)]
+    pub export_value_format: ValueFormat,
+    /// With `json`: the typed columns; inferred from the data and widened when unset.
+    #[serde(
+        rename = "export.parquet.value.schema",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub export_value_schema: Option<JsonSchema>,
+    /// A Parquet file is closed once the records in it reach this many bytes.
+    #[serde(
+        rename = "export.parquet.target.file.bytes",
+        default = "default_export_target_file_bytes"
+    )]
+    pub export_target_file_bytes: u64,
+    /// The longest a record waits to be exported, in milliseconds: a smaller file is
+    /// written rather than wait longer.
+    #[serde(
+        rename = "export.parquet.max.delay.ms",
+        default = "default_export_max_delay_ms"
+    )]
+    pub export_max_delay_ms: i64,
+}
+
+/// The default `export.parquet.target.file.bytes`: 64 MiB of records.
+pub const DEFAULT_EXPORT_TARGET_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest `export.parquet.target.file.bytes`: an exporter holds one file's records.
+pub const MAX_EXPORT_TARGET_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// The default `export.parquet.max.delay.ms`: one minute.
+pub const DEFAULT_EXPORT_MAX_DELAY_MS: i64 = 60_000;
+
+fn default_export_target_file_bytes() -> u64 {
+    DEFAULT_EXPORT_TARGET_FILE_BYTES
+}
+
+fn default_export_max_delay_ms() -> i64 {
+    DEFAULT_EXPORT_MAX_DELAY_MS
 }
 
 /// Seven days, Kafka's default retention.
@@ -118,6 +168,12 @@ impl Default for TopicConfig {
             compression: Compression::None,
             timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
             timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
+            export_enabled: false,
+            export_path: None,
+            export_value_format: ValueFormat::Binary,
+            export_value_schema: None,
+            export_target_file_bytes: DEFAULT_EXPORT_TARGET_FILE_BYTES,
+            export_max_delay_ms: DEFAULT_EXPORT_MAX_DELAY_MS,
         }
     }
 }
@@ -131,7 +187,7 @@ pub enum ConfigError {
     BadValue {
         key: String,
         value: String,
-        reason: &'static str,
+        reason: String,
     },
 }
 
@@ -169,10 +225,10 @@ impl TopicConfig {
     }
 
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let bad = |reason| ConfigError::BadValue {
+        let bad = |reason: &str| ConfigError::BadValue {
             key: key.to_owned(),
             value: value.to_owned(),
-            reason,
+            reason: reason.to_owned(),
         };
         match key {
             "retention.ms" => {
@@ -245,10 +301,121 @@ impl TopicConfig {
                     _ => return Err(bad("expected none, zstd or lz4")),
                 };
             }
+            "export.parquet.enabled" => {
+                self.export_enabled = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("expected true or false")),
+                };
+            }
+            "export.parquet.path" => {
+                check_export_url(value).map_err(|reason| bad(&reason))?;
+                self.export_path = Some(value.to_owned());
+            }
+            "export.parquet.value.format" => {
+                self.export_value_format = ValueFormat::parse(value)
+                    .ok_or_else(|| bad("expected binary, string or json"))?;
+            }
+            "export.parquet.value.schema" => {
+                self.export_value_schema =
+                    Some(JsonSchema::parse(value).map_err(|reason| bad(&reason))?);
+            }
+            "export.parquet.target.file.bytes" => {
+                let parsed: u64 = value
+                    .parse()
+                    .map_err(|_| bad("expected a positive integer"))?;
+                if !(1024..=MAX_EXPORT_TARGET_FILE_BYTES).contains(&parsed) {
+                    return Err(bad("expected 1024 to 536870912"));
+                }
+                self.export_target_file_bytes = parsed;
+            }
+            "export.parquet.max.delay.ms" => {
+                let parsed: i64 = value
+                    .parse()
+                    .map_err(|_| bad("expected a positive integer"))?;
+                if parsed < 100 {
+                    return Err(bad("expected at least 100"));
+                }
+                self.export_max_delay_ms = parsed;
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_owned())),
         }
         Ok(())
     }
+
+    /// Sets one key back to its default (Kafka's `DELETE` of an incremental alter).
+    pub fn reset(&mut self, key: &str) -> Result<(), ConfigError> {
+        let defaults = Self::default();
+        match key {
+            "retention.ms" => self.retention_ms = defaults.retention_ms,
+            "retention.bytes" => self.retention_bytes = defaults.retention_bytes,
+            "cleanup.policy" => self.cleanup_policy = defaults.cleanup_policy,
+            "delete.retention.ms" => self.delete_retention_ms = defaults.delete_retention_ms,
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = defaults.min_cleanable_dirty_ratio;
+            }
+            "max.message.bytes" => self.max_message_bytes = defaults.max_message_bytes,
+            "message.timestamp.type" => {
+                self.message_timestamp_type = defaults.message_timestamp_type;
+            }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = defaults.timestamp_before_max_ms;
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = defaults.timestamp_after_max_ms;
+            }
+            "compression.type" => self.compression = defaults.compression,
+            "export.parquet.enabled" => self.export_enabled = defaults.export_enabled,
+            "export.parquet.path" => self.export_path = None,
+            "export.parquet.value.format" => {
+                self.export_value_format = defaults.export_value_format;
+            }
+            "export.parquet.value.schema" => self.export_value_schema = None,
+            "export.parquet.target.file.bytes" => {
+                self.export_target_file_bytes = defaults.export_target_file_bytes;
+            }
+            "export.parquet.max.delay.ms" => {
+                self.export_max_delay_ms = defaults.export_max_delay_ms;
+            }
+            _ => return Err(ConfigError::UnknownKey(key.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// Applies an incremental change: each key of `set` to its value, then each key of
+    /// `reset` back to its default. All or nothing.
+    pub fn altered(
+        &self,
+        set: &BTreeMap<String, String>,
+        reset: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut altered = self.clone();
+        for (key, value) in set {
+            altered.set(key, value)?;
+        }
+        for key in reset {
+            altered.reset(key)?;
+        }
+        Ok(altered)
+    }
+}
+
+/// Checks an export destination: `file://DIR` or `s3://BUCKET[/PREFIX]`.
+fn check_export_url(url: &str) -> Result<(), String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err("a file:// destination needs a directory".to_owned());
+        }
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or_default();
+        if bucket.len() < 3 {
+            return Err("bucket names have at least 3 characters".to_owned());
+        }
+        return Ok(());
+    }
+    Err("expected file://DIR or s3://BUCKET/PREFIX".to_owned())
 }
 
 fn parse_limit(value: &str) -> Option<i64> {
@@ -301,7 +468,47 @@ mod tests {
             config.set("max.message.bytes", "0"),
             Err(ConfigError::BadValue { .. })
         ));
+        for (key, value) in [
+            ("export.parquet.value.format", "avro"),
+            ("export.parquet.path", "ftp://x"),
+            ("export.parquet.path", "s3://ab"),
+            ("export.parquet.value.schema", "{not json"),
+            ("export.parquet.target.file.bytes", "10"),
+            ("export.parquet.max.delay.ms", "0"),
+            ("export.parquet.enabled", "yes"),
+        ] {
+            assert!(
+                matches!(config.set(key, value), Err(ConfigError::BadValue { .. })),
+                "{key} = {value}"
+            );
+        }
         assert_eq!(config, TopicConfig::default());
+    }
+
+    #[test]
+    fn alters_and_resets_keys_all_or_nothing() {
+        let config = TopicConfig::default();
+        let set = BTreeMap::from([
+            ("export.parquet.enabled".to_owned(), "true".to_owned()),
+            ("export.parquet.value.format".to_owned(), "json".to_owned()),
+        ]);
+        let altered = config.altered(&set, &[]).expect("valid change");
+        assert!(altered.export_enabled);
+        assert_eq!(altered.export_value_format, ValueFormat::Json);
+        let back = altered
+            .altered(&BTreeMap::new(), &["export.parquet.enabled".to_owned()])
+            .expect("reset");
+        assert!(!back.export_enabled);
+        assert_eq!(back.export_value_format, ValueFormat::Json);
+        let bad = BTreeMap::from([
+            ("export.parquet.enabled".to_owned(), "true".to_owned()),
+            ("retention.ms".to_owned(), "never".to_owned()),
+        ]);
+        assert!(config.altered(&bad, &[]).is_err());
+        assert!(config.altered(&BTreeMap::new(), &["nope".to_owned()]).is_err());
+        let json = serde_json::to_value(&altered).expect("serializes");
+        let again: TopicConfig = serde_json::from_value(json).expect("reads back");
+        assert_eq!(again, altered);
     }
 
     #[test]

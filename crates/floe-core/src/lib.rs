@@ -10,6 +10,7 @@ pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod ids;
 pub mod partitioner;
 pub mod record;
@@ -21,6 +22,7 @@ pub use budget::{BudgetSpent, MemoryBudget, Reservation};
 pub use clock::{Clock, SystemClock};
 pub use config::{CleanupPolicy, ConfigError, TimestampType, TopicConfig};
 pub use error::ErrorKind;
+pub use export::{JsonSchema, JsonType, ValueFormat};
 pub use ids::{
     IdentifierError, NameError, SegmentId, TopicId, validate_group_name, validate_member_id,
     validate_topic_name,

@@ -1,0 +1,157 @@
+//! The vocabulary of Parquet export that topic configuration speaks: how values are
+//! written (`export.parquet.value.format`) and the typed columns of JSON values
+//! (`export.parquet.value.schema`). The writer itself is in `floe-export`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How a record's value is written to Parquet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueFormat {
+    /// The value's bytes in a `value BINARY` column.
+    #[default]
+    Binary,
+    /// The value as UTF-8 text in a `value STRING` column (values that are not UTF-8 go to
+    /// `_raw`).
+    String,
+    /// The value's top-level JSON fields as typed columns (values that do not fit go to
+    /// `_raw`).
+    Json,
+}
+
+impl ValueFormat {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "binary" => Some(Self::Binary),
+            "string" => Some(Self::String),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Binary => "binary",
+            Self::String => "string",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for ValueFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The type of one column made from a top-level JSON field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonType {
+    /// `BOOLEAN`.
+    Boolean,
+    /// `INT64`: JSON integers that fit in 64 bits.
+    Long,
+    /// `DOUBLE`: any JSON number.
+    Double,
+    /// `STRING`.
+    String,
+    /// `STRING` holding the JSON text of an object or an array.
+    Json,
+}
+
+impl JsonType {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "boolean" | "bool" => Some(Self::Boolean),
+            "long" | "int64" | "bigint" => Some(Self::Long),
+            "double" | "float64" => Some(Self::Double),
+            "string" => Some(Self::String),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+
+    /// The narrowest type that holds both, when one exists: a long column widens to a
+    /// double; any other pair of different types does not widen.
+    pub fn widen(self, other: Self) -> Option<Self> {
+        match (self, other) {
+            (a, b) if a == b => Some(a),
+            (Self::Long, Self::Double) | (Self::Double, Self::Long) => Some(Self::Double),
+            _ => None,
+        }
+    }
+}
+
+/// The most typed columns a JSON export makes; fields beyond send their records to `_raw`.
+pub const MAX_JSON_COLUMNS: usize = 1000;
+
+/// Top-level JSON fields and their column types, by field name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JsonSchema {
+    pub fields: BTreeMap<String, JsonType>,
+}
+
+impl JsonSchema {
+    /// Parses `{"field": "type", …}` with types `boolean`, `long`, `double`, `string` and
+    /// `json`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let object: BTreeMap<String, String> = serde_json::from_str(text).map_err(|error| {
+            format!("expected a JSON object of field name to type: {error}")
+        })?;
+        if object.is_empty() {
+            return Err("the schema names no field".to_owned());
+        }
+        if object.len() > MAX_JSON_COLUMNS {
+            return Err(format!(
+                "the schema names {} fields; the limit is {MAX_JSON_COLUMNS}",
+                object.len()
+            ));
+        }
+        let mut fields = BTreeMap::new();
+        for (name, kind) in object {
+            if name.is_empty() {
+                return Err("a field name is empty".to_owned());
+            }
+            let kind = JsonType::parse(&kind).ok_or_else(|| {
+                format!(
+                    "field {name:?} has type {kind:?}; expected boolean, long, double, \
+                     string or json"
+                )
+            })?;
+            fields.insert(name, kind);
+        }
+        Ok(Self { fields })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_schemas_and_refuses_bad_ones() {
+        let schema = JsonSchema::parse(r#"{"customer":"string","total":"double"}"#)
+            .expect("valid schema");
+        assert_eq!(schema.fields["total"], JsonType::Double);
+        assert!(JsonSchema::parse("{").is_err());
+        assert!(JsonSchema::parse("{}").is_err());
+        assert!(JsonSchema::parse(r#"{"a":"decimal"}"#).is_err());
+        assert!(JsonSchema::parse(r#"{"a":1}"#).is_err());
+        assert!(JsonSchema::parse(r#"{"":"long"}"#).is_err());
+    }
+
+    #[test]
+    fn only_numbers_widen() {
+        assert_eq!(
+            JsonType::Long.widen(JsonType::Double),
+            Some(JsonType::Double)
+        );
+        assert_eq!(JsonType::Long.widen(JsonType::String), None);
+        assert_eq!(JsonType::Json.widen(JsonType::Json), Some(JsonType::Json));
+    }
+}
