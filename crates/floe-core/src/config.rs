@@ -505,7 +505,11 @@ mod tests {
             ("retention.ms".to_owned(), "never".to_owned()),
         ]);
         assert!(config.altered(&bad, &[]).is_err());
-        assert!(config.altered(&BTreeMap::new(), &["nope".to_owned()]).is_err());
+        assert!(
+            config
+                .altered(&BTreeMap::new(), &["nope".to_owned()])
+                .is_err()
+        );
         let json = serde_json::to_value(&altered).expect("serializes");
         let again: TopicConfig = serde_json::from_value(json).expect("reads back");
         assert_eq!(again, altered);

@@ -100,9 +100,8 @@ impl JsonSchema {
     /// Parses `{"field": "type", …}` with types `boolean`, `long`, `double`, `string` and
     /// `json`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let object: BTreeMap<String, String> = serde_json::from_str(text).map_err(|error| {
-            format!("expected a JSON object of field name to type: {error}")
-        })?;
+        let object: BTreeMap<String, String> = serde_json::from_str(text)
+            .map_err(|error| format!("expected a JSON object of field name to type: {error}"))?;
         if object.is_empty() {
             return Err("the schema names no field".to_owned());
         }
@@ -127,6 +126,23 @@ impl JsonSchema {
         }
         Ok(Self { fields })
     }
+
+    /// Both schemas' fields, each with the type that holds both sides where they differ
+    /// (`self`'s type where no type does), up to [`MAX_JSON_COLUMNS`] fields.
+    pub fn merged(&self, other: &Self) -> Self {
+        let mut fields = self.fields.clone();
+        for (name, kind) in &other.fields {
+            let room = fields.len() < MAX_JSON_COLUMNS;
+            match fields.get_mut(name) {
+                Some(current) => *current = current.widen(*kind).unwrap_or(*current),
+                None if room => {
+                    fields.insert(name.clone(), *kind);
+                }
+                None => {}
+            }
+        }
+        Self { fields }
+    }
 }
 
 #[cfg(test)]
@@ -135,8 +151,8 @@ mod tests {
 
     #[test]
     fn parses_schemas_and_refuses_bad_ones() {
-        let schema = JsonSchema::parse(r#"{"customer":"string","total":"double"}"#)
-            .expect("valid schema");
+        let schema =
+            JsonSchema::parse(r#"{"customer":"string","total":"double"}"#).expect("valid schema");
         assert_eq!(schema.fields["total"], JsonType::Double);
         assert!(JsonSchema::parse("{").is_err());
         assert!(JsonSchema::parse("{}").is_err());

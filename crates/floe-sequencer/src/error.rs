@@ -80,6 +80,11 @@ pub enum ApplyError {
         offset: u64,
         log_start_offset: u64,
     },
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// An export step found the cursor elsewhere (another broker exported meanwhile).
+    #[error("export cursor moved: {0}")]
+    ExportMoved(String),
 }
 
 impl ApplyError {
@@ -103,6 +108,8 @@ impl ApplyError {
             Self::BadGroupWrite(_) => ErrorKind::Invalid,
             Self::OffsetBeyondEnd { .. } => ErrorKind::Unprocessable,
             Self::OffsetBeforeStart { .. } => ErrorKind::OutOfRange,
+            Self::InvalidConfig(_) => ErrorKind::Invalid,
+            Self::ExportMoved(_) => ErrorKind::Conflict,
         }
     }
 
@@ -128,6 +135,8 @@ impl ApplyError {
             Self::GroupChanged { .. } => "group_changed",
             Self::OffsetBeyondEnd { .. } => "offset_beyond_end",
             Self::OffsetBeforeStart { .. } => "offset_out_of_range",
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::ExportMoved(_) => "export_cursor_moved",
         }
     }
 }

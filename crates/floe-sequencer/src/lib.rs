@@ -44,9 +44,10 @@ pub use replica::ApplyObserver;
 pub use sequencer::{Sequencer, SequencerOptions};
 pub use settings::ClusterSettings;
 pub use state::{
-    BatchLocation, CLEANED_LEVEL, ClusterState, Command, CommittedOffset, FLUSH_LEVEL, GroupMember,
-    GroupState, MAX_OFFSET_METADATA, MAX_PARTITIONS, MemberFence, OffsetCommit, OffsetReset,
-    Outcome, OwnerChange, PartitionMap, PartitionState, Replacement, SegmentInfo, TopicState, Trim,
+    BatchLocation, CLEANED_LEVEL, ClusterState, Command, CommittedOffset, ExportCursor,
+    ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_OFFSET_METADATA,
+    MAX_PARTITIONS, MemberFence, OffsetCommit, OffsetReset, Outcome, OwnerChange, PartitionMap,
+    PartitionState, Replacement, SegmentInfo, TopicState, Trim,
 };
 
 /// Joins the cluster on etcd as `identity`: connects, loads the replica, registers this

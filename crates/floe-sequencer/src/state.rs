@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use floe_core::segment::BatchEntry;
-use floe_core::{SegmentId, TopicConfig, TopicId};
+use floe_core::{JsonSchema, SegmentId, TopicConfig, TopicId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApplyError;
 
+mod export;
 mod groups;
+
+pub use export::{ExportCursor, ExportRange, ExportWritten};
 
 pub use groups::{
     CommittedOffset, GroupMember, GroupState, MAX_OFFSET_METADATA, MemberFence, OffsetCommit,
@@ -111,6 +114,33 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idle_before_ms: Option<i64>,
     },
+    /// Changes a topic's configuration: each key of `set` to its value, then each key of
+    /// `reset` back to its default; all or nothing.
+    AlterTopicConfig {
+        name: String,
+        #[serde(default)]
+        set: BTreeMap<String, String>,
+        #[serde(default)]
+        reset: Vec<String>,
+    },
+    /// Records the offsets of a Parquet file about to be written (see [`ExportCursor`]),
+    /// with the JSON columns it uses, which widen the topic's.
+    BeginExport {
+        topic_id: TopicId,
+        partition: u32,
+        range: ExportRange,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<JsonSchema>,
+        at_ms: i64,
+    },
+    /// Moves a partition's export cursor past a written file (or a range without records).
+    CommitExport {
+        topic_id: TopicId,
+        partition: u32,
+        range: ExportRange,
+        written: ExportWritten,
+        at_ms: i64,
+    },
 }
 
 /// Retention's move of one partition's log start offset.
@@ -191,6 +221,24 @@ impl Command {
                         .sum::<usize>()
             }
             Self::DeleteGroup { group, .. } => 96 + group.len(),
+            Self::AlterTopicConfig { name, set, reset } => {
+                96 + name.len()
+                    + set
+                        .iter()
+                        .map(|(k, v)| 8 + k.len() + v.len() * 6)
+                        .sum::<usize>()
+                    + reset.iter().map(|k| 4 + k.len()).sum::<usize>()
+            }
+            Self::BeginExport { schema, .. } => {
+                256 + schema.as_ref().map_or(0, |schema| {
+                    schema
+                        .fields
+                        .keys()
+                        .map(|name| 16 + name.len() * 6)
+                        .sum::<usize>()
+                })
+            }
+            Self::CommitExport { .. } => 256,
             Self::CreateTopic { .. }
             | Self::DeleteTopic { .. }
             | Self::AddPartitions { .. }
@@ -227,6 +275,10 @@ pub enum Outcome {
     /// How many offsets were committed.
     OffsetsCommitted(usize),
     GroupDeleted,
+    ConfigAltered,
+    ExportBegun,
+    /// The partition's new export cursor.
+    ExportCommitted(u64),
 }
 
 /// Where a committed batch lives.
@@ -256,6 +308,9 @@ pub struct PartitionState {
     /// Bumped each time the owner changes.
     #[serde(default)]
     pub owner_epoch: u64,
+    /// Where the partition's Parquet export stands; `None` until it first runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportCursor>,
 }
 
 impl PartitionState {
@@ -293,6 +348,10 @@ pub struct TopicState {
     pub config: TopicConfig,
     pub created_ms: i64,
     pub partitions: Vec<PartitionState>,
+    /// The JSON columns of the topic's export, as inferred and widened so far (when the
+    /// config gives no schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_schema: Option<JsonSchema>,
 }
 
 impl TopicState {
@@ -451,6 +510,27 @@ impl ClusterState {
             } => self
                 .delete_group(group, *idle_before_ms)
                 .map(|()| Outcome::GroupDeleted),
+            Command::AlterTopicConfig { name, set, reset } => self
+                .alter_topic_config(name, set, reset)
+                .map(|()| Outcome::ConfigAltered),
+            Command::BeginExport {
+                topic_id,
+                partition,
+                range,
+                schema,
+                at_ms,
+            } => self
+                .begin_export(*topic_id, *partition, *range, schema.as_ref(), *at_ms)
+                .map(|()| Outcome::ExportBegun),
+            Command::CommitExport {
+                topic_id,
+                partition,
+                range,
+                written,
+                at_ms,
+            } => self
+                .commit_export(*topic_id, *partition, *range, *written, *at_ms)
+                .map(Outcome::ExportCommitted),
         }
     }
 
@@ -490,14 +570,18 @@ impl ClusterState {
             let Some(name) = self.names_by_id.get(&trim.topic_id) else {
                 continue;
             };
-            let Some(partition) = self
-                .topics
-                .get_mut(name)
-                .and_then(|topic| topic.partitions.get_mut(trim.partition as usize))
-            else {
+            let Some(topic) = self.topics.get_mut(name) else {
                 continue;
             };
-            let start = trim.log_start_offset.min(partition.high_watermark);
+            let export_enabled = topic.config.export_enabled;
+            let Some(partition) = topic.partitions.get_mut(trim.partition as usize) else {
+                continue;
+            };
+            let mut start = trim.log_start_offset.min(partition.high_watermark);
+            if export_enabled {
+                // Retention never deletes what an enabled export has not written.
+                start = start.min(partition.export_next());
+            }
             if start <= partition.log_start_offset {
                 continue;
             }
@@ -541,6 +625,8 @@ impl ClusterState {
             .get_mut(name)
             .expect("names_by_id mirrors topics");
         let partitions = topic.partition_count();
+        let export_holds_keys = topic.config.export_enabled
+            && topic.config.cleanup_policy == floe_core::CleanupPolicy::Compact;
         let partition = topic.partitions.get_mut(partition_index as usize).ok_or(
             ApplyError::UnknownPartition {
                 partition: partition_index,
@@ -569,6 +655,11 @@ impl ClusterState {
         }
         let to =
             PartitionState::batch_end(current[current.len() - 1].0, &current[current.len() - 1].1);
+        if export_holds_keys && to > partition.export_next() {
+            return Err(ApplyError::StaleReplacement(format!(
+                "batches {from}..{to} are not exported yet; keyed compaction waits for the export"
+            )));
+        }
         let mut next = *from;
         for batch in batches {
             if batch.base_offset != next || batch.offset_count == 0 {
@@ -665,6 +756,7 @@ impl ClusterState {
             config: config.clone(),
             created_ms,
             partitions: vec![PartitionState::default(); partitions as usize],
+            export_schema: None,
         };
         self.topics.insert(name.to_owned(), topic);
         self.names_by_id.insert(id, name.to_owned());
