@@ -133,6 +133,14 @@ pub enum Command {
         schema: Option<JsonSchema>,
         at_ms: i64,
     },
+    /// Notes why a partition's export last failed (cleared by its next commit); the
+    /// cursor does not move.
+    ExportFailed {
+        topic_id: TopicId,
+        partition: u32,
+        error: String,
+        at_ms: i64,
+    },
     /// Moves a partition's export cursor past a written file (or a range without records).
     CommitExport {
         topic_id: TopicId,
@@ -239,6 +247,7 @@ impl Command {
                 })
             }
             Self::CommitExport { .. } => 256,
+            Self::ExportFailed { error, .. } => 128 + error.len() * 6,
             Self::CreateTopic { .. }
             | Self::DeleteTopic { .. }
             | Self::AddPartitions { .. }
@@ -277,6 +286,7 @@ pub enum Outcome {
     GroupDeleted,
     ConfigAltered,
     ExportBegun,
+    ExportErrorNoted,
     /// The partition's new export cursor.
     ExportCommitted(u64),
 }
@@ -531,6 +541,14 @@ impl ClusterState {
             } => self
                 .commit_export(*topic_id, *partition, *range, *written, *at_ms)
                 .map(Outcome::ExportCommitted),
+            Command::ExportFailed {
+                topic_id,
+                partition,
+                error,
+                at_ms,
+            } => self
+                .export_failed(*topic_id, *partition, error, *at_ms)
+                .map(|()| Outcome::ExportErrorNoted),
         }
     }
 

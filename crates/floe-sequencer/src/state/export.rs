@@ -30,7 +30,13 @@ pub struct ExportCursor {
     pub records: u64,
     /// When the cursor last moved (ms, the proposer's clock).
     pub updated_ms: i64,
+    /// Why the last attempt failed, and when (ms); cleared when the cursor moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<(i64, String)>,
 }
+
+/// The longest export error kept in the state.
+pub const MAX_EXPORT_ERROR: usize = 512;
 
 /// Offsets `from..end` of one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +164,31 @@ impl ClusterState {
         cursor.bytes += written.bytes;
         cursor.records += written.records;
         cursor.updated_ms = at_ms;
+        cursor.last_error = None;
         Ok(range.end)
+    }
+
+    pub(super) fn export_failed(
+        &mut self,
+        topic_id: TopicId,
+        partition: u32,
+        error: &str,
+        at_ms: i64,
+    ) -> Result<(), ApplyError> {
+        let (_, state) = self.export_partition(topic_id, partition)?;
+        let next = state.export_next();
+        let cursor = state.export.get_or_insert_with(ExportCursor::default);
+        cursor.next_offset = next;
+        let mut error = error.to_owned();
+        if error.len() > MAX_EXPORT_ERROR {
+            let mut cut = MAX_EXPORT_ERROR;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+        }
+        cursor.last_error = Some((at_ms, error));
+        Ok(())
     }
 
     pub(super) fn alter_topic_config(

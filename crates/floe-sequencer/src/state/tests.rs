@@ -668,6 +668,12 @@ fn every_command_round_trips_through_the_log_json() {
             schema: Some(floe_core::JsonSchema::parse(r#"{"total":"double"}"#).expect("schema")),
             at_ms: 13,
         },
+        Command::ExportFailed {
+            topic_id: topic,
+            partition: 1,
+            error: "store down".into(),
+            at_ms: 14,
+        },
         Command::CommitExport {
             topic_id: topic,
             partition: 1,
@@ -696,6 +702,7 @@ fn every_command_round_trips_through_the_log_json() {
             | Command::DeleteGroup { .. }
             | Command::AlterTopicConfig { .. }
             | Command::BeginExport { .. }
+            | Command::ExportFailed { .. }
             | Command::CommitExport { .. } => {}
         }
         let json = serde_json::to_vec(command).expect("encode");
