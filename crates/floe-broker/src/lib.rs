@@ -6,6 +6,7 @@
 //! onto responses.
 
 mod error;
+mod export;
 mod fetch;
 mod groups;
 mod jobs;
@@ -27,6 +28,7 @@ use floe_storage::{ReadCache, SegmentStore};
 use serde::{Deserialize, Serialize};
 
 pub use error::BrokerError;
+pub use export::{ExportErrorNote, ExportStatus, PartitionExport};
 pub use fetch::{FetchRequest, FetchResult, FetchedRecord, OffsetLookup, OffsetSpec};
 pub use groups::{
     AssignedPartition, GroupDescription, GroupFetch, GroupOptions, GroupPartition, GroupPhase,
@@ -149,7 +151,11 @@ struct BrokerInner {
     /// Partitions whose compaction is stopped after repeated identical failures.
     parked: jobs::compaction::Parked,
     background_pacer: jobs::Pacer,
+    /// Continuous Parquet export: destinations and counters.
+    exporter: export::Exporter,
     jobs: parking_lot::Mutex<Option<BackgroundJobs>>,
+    /// Exports the partitions this broker runs jobs for.
+    export_task: parking_lot::Mutex<Option<BackgroundJobs>>,
     /// Expires group members and empty groups' offsets.
     group_ticker: parking_lot::Mutex<Option<BackgroundJobs>>,
 }
@@ -173,9 +179,16 @@ pub struct BrokerBuilder {
     cache: ReadCache,
     clock: Arc<dyn Clock>,
     failpoints: Failpoints,
+    export_s3: floe_storage::S3Options,
 }
 
 impl BrokerBuilder {
+    /// S3 settings for export destinations given as `s3://` URLs.
+    pub fn export_s3(mut self, s3: floe_storage::S3Options) -> Self {
+        self.export_s3 = s3;
+        self
+    }
+
     pub fn options(mut self, options: BrokerOptions) -> Self {
         self.options = options;
         self
@@ -229,6 +242,7 @@ impl BrokerBuilder {
             cache,
             clock,
             failpoints,
+            export_s3,
         } = self;
         let latency = metrics::LatencyMetrics::default();
         let pipeline = Pipeline::start(
@@ -248,6 +262,8 @@ impl BrokerBuilder {
         let broker = Broker {
             inner: Arc::new(BrokerInner {
                 background_pacer: jobs::Pacer::new(job_options.bytes_per_second),
+                exporter: export::Exporter::new(export_s3),
+                export_task: parking_lot::Mutex::new(None),
                 options,
                 job_options,
                 group_options,
@@ -276,6 +292,10 @@ impl BrokerBuilder {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(jobs::run(broker.clone(), stopped));
             *broker.inner.jobs.lock() = Some(BackgroundJobs { stop, task });
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let interval = broker.inner.job_options.export_interval;
+            let task = tokio::spawn(export::run(broker.clone(), interval, stopped));
+            *broker.inner.export_task.lock() = Some(BackgroundJobs { stop, task });
         }
         broker
     }
@@ -302,6 +322,7 @@ impl Broker {
             cache,
             clock: Arc::new(floe_core::SystemClock),
             failpoints: Failpoints::default(),
+            export_s3: floe_storage::S3Options::default(),
         }
     }
 
@@ -326,8 +347,9 @@ impl Broker {
             ticker.stop.send_replace(true);
             let _ = ticker.task.await;
         }
+        let export = self.inner.export_task.lock().take();
         let jobs = self.inner.jobs.lock().take();
-        if let Some(jobs) = jobs {
+        for jobs in [export, jobs].into_iter().flatten() {
             jobs.stop.send_replace(true);
             let mut task = jobs.task;
             // A job stopped mid-way leaves at worst an object the orphan sweep deletes.

@@ -102,6 +102,10 @@ impl Broker {
         registry.register_collector(Box::new(GroupGauges {
             broker: self.clone(),
         }));
+        self.inner.exporter.register(registry);
+        registry.register_collector(Box::new(crate::export::ExportGauges {
+            broker: self.clone(),
+        }));
     }
 }
 

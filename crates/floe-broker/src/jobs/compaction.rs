@@ -141,9 +141,17 @@ pub(crate) fn plan(
     options: &JobOptions,
     parked: &[PlanKind],
 ) -> Option<Plan> {
+    // On a compacted topic, compaction drops records: it stays below an enabled export's
+    // cursor, so the export sees every record first.
+    let export_floor = (config.cleanup_policy == CleanupPolicy::Compact)
+        .then(|| config.export_enabled.then(|| partition.export_next()))
+        .flatten();
     let batches: Vec<(u64, BatchLocation)> = partition
         .batches
         .iter()
+        .take_while(|(base, location)| {
+            export_floor.is_none_or(|floor| PartitionState::batch_end(**base, location) <= floor)
+        })
         .map(|(base, location)| (*base, *location))
         .collect();
     let ripe_before = now_ms - options.compaction_min_age.as_millis() as i64;
@@ -566,7 +574,7 @@ impl Broker {
         }
     }
 
-    async fn pace(&self, bytes: u64) {
+    pub(crate) async fn pace(&self, bytes: u64) {
         let waited = self.inner.background_pacer.take(bytes).await;
         self.inner
             .job_counters

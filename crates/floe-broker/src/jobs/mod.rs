@@ -63,6 +63,10 @@ pub struct JobOptions {
     pub compaction_batch_bytes: usize,
     /// How many neighbouring compacted objects of one level are merged into one.
     pub compaction_fan_in: usize,
+    /// How often owners look for records to export to Parquet (topics with
+    /// `export.parquet.enabled`).
+    #[serde(with = "humantime_serde")]
+    pub export_interval: Duration,
     /// Bytes per second background jobs may read plus write.
     pub bytes_per_second: u64,
     /// Object deletions per second.
@@ -82,6 +86,7 @@ impl Default for JobOptions {
             compaction_memory_bytes: 128 * 1024 * 1024,
             compaction_batch_bytes: 1024 * 1024,
             compaction_fan_in: 4,
+            export_interval: Duration::from_secs(1),
             bytes_per_second: 64 * 1024 * 1024,
             deletes_per_second: 200,
         }
@@ -94,6 +99,7 @@ impl JobOptions {
         settings::positive("retention_interval", self.retention_interval)?;
         settings::positive("lifecycle_interval", self.lifecycle_interval)?;
         settings::positive("compaction_interval", self.compaction_interval)?;
+        settings::positive("export_interval", self.export_interval)?;
         settings::at_least("compaction_target_bytes", self.compaction_target_bytes, 1)?;
         settings::at_least("compaction_memory_bytes", self.compaction_memory_bytes, 1)?;
         settings::at_least("compaction_batch_bytes", self.compaction_batch_bytes, 1)?;

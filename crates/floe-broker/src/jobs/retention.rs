@@ -41,6 +41,10 @@ pub(crate) fn retained_start(
             start = start.max(PartitionState::batch_end(*base, location));
         }
     }
+    // An enabled export holds retention back at its cursor (the state clamps again).
+    if let Some(floor) = topic.export_floor(partition) {
+        start = start.min(floor);
+    }
     (start > partition.log_start_offset).then_some(start)
 }
 
@@ -117,6 +121,7 @@ mod tests {
             config,
             created_ms: 0,
             partitions: Vec::new(),
+            export_schema: None,
         }
     }
 
