@@ -63,5 +63,12 @@ ensure_chart_tools() {
     "$venv/bin/pip" install -q "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "pyyaml>=6" \
       "openapi-spec-validator==0.9.0"
   fi
+  # DuckDB with its httpfs extension from PyPI (no download at run time: it reads s3:// on
+  # moto), pyarrow and pytz (DuckDB's timestamps with a zone): the export checks.
+  if ! "$venv/bin/python" -c 'import duckdb, duckdb_extension_httpfs, pyarrow, pytz' >/dev/null 2>&1; then
+    echo "bootstrap: installing duckdb, its httpfs extension and pyarrow into $venv" >&2
+    "$venv/bin/pip" install -q "duckdb==1.5.5" "duckdb-extension-httpfs==1.5.5" \
+      "pyarrow==26.0.1" "pytz"
+  fi
   export FLOE_PYTHON="$venv/bin/python"
 }

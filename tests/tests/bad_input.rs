@@ -37,16 +37,18 @@ fn case(
     }
 }
 
-async fn snapshot(client: &FloeClient) -> Vec<(String, Vec<u64>)> {
+/// Each topic's name, configuration, and log start and high watermark per partition.
+async fn snapshot(client: &FloeClient) -> Vec<(String, String, Vec<(u64, u64)>)> {
     let mut state = Vec::new();
     for topic in client.list_topics().await.expect("list").topics {
         let described = client.describe_topic(&topic.name).await.expect("describe");
         state.push((
             topic.name,
+            described.config.to_string(),
             described
                 .partitions
                 .iter()
-                .map(|p| p.high_watermark)
+                .map(|p| (p.log_start_offset, p.high_watermark))
                 .collect(),
         ));
     }
@@ -238,6 +240,78 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             "",
             400,
             "invalid_query",
+        ),
+        case(
+            "alter: unknown value format",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{\"set\": {\"export.parquet.enabled\": true, \"export.parquet.value.format\": \"avro\"}}",
+            400,
+            "invalid_config",
+        ),
+        case(
+            "alter: schema that does not parse",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{\"set\": {\"export.parquet.value.schema\": \"{not json\"}}",
+            400,
+            "invalid_config",
+        ),
+        case(
+            "alter: schema with an unknown type",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{\"set\": {\"export.parquet.value.schema\": {\"total\": \"decimal\"}}}",
+            400,
+            "invalid_config",
+        ),
+        case(
+            "alter: destination that is not a URL",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{\"set\": {\"export.parquet.path\": \"ftp://host/x\"}}",
+            400,
+            "invalid_config",
+        ),
+        case(
+            "alter: unknown key",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{\"reset\": [\"retention.minutes\"]}",
+            400,
+            "invalid_config",
+        ),
+        case(
+            "alter: nothing to change",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{}",
+            400,
+            "invalid_request",
+        ),
+        case(
+            "alter: unknown field",
+            Method::PATCH,
+            "/v1/topics/t/config",
+            "{\"sett\": {}}",
+            422,
+            "invalid_request",
+        ),
+        case(
+            "alter: unknown topic",
+            Method::PATCH,
+            "/v1/topics/nope/config",
+            "{\"set\": {\"retention.ms\": 1000}}",
+            404,
+            "unknown_topic",
+        ),
+        case(
+            "export status of an unknown topic",
+            Method::GET,
+            "/v1/topics/nope/export",
+            "",
+            404,
+            "unknown_topic",
         ),
         case(
             "topic name ..",

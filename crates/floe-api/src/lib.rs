@@ -6,9 +6,11 @@
 
 pub mod binary;
 mod encoding;
+mod export;
 mod groups;
 mod json;
 
 pub use encoding::Encoding;
+pub use export::*;
 pub use groups::*;
 pub use json::*;

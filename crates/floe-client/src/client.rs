@@ -1,6 +1,6 @@
 //! [`FloeClient`]: one method per `/v1` operation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,10 +12,10 @@ pub use crate::sse::EventStream;
 use floe_api::Encoding;
 use floe_api::binary::{self, BinaryFetch, BinaryRecord};
 use floe_api::{
-    AddPartitionsRequest, ClusterInfo, CommitRequest, CommitResponse, CreateTopicRequest,
-    ErrorBody, FetchResponse, GroupDescription, GroupList, GroupOffsetsResponse,
-    GroupRecordsResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
-    OWNER_HEADER, OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse,
+    AddPartitionsRequest, AlterConfigRequest, ClusterInfo, CommitRequest, CommitResponse,
+    CreateTopicRequest, ErrorBody, ExportStatus, FetchResponse, GroupDescription, GroupList,
+    GroupOffsetsResponse, GroupRecordsResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest,
+    JoinResponse, OWNER_HEADER, OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse,
     ResetOffsetsRequest, TopicDescription, TopicList,
 };
 
@@ -276,6 +276,30 @@ impl FloeClient {
                 .await?,
         )
         .await
+    }
+
+    /// Changes a topic's config incrementally: keys in `set` take their values, keys in
+    /// `reset` go back to their defaults, all or nothing. Answers the topic as changed.
+    pub async fn alter_topic_config(
+        &self,
+        topic: &str,
+        set: BTreeMap<String, serde_json::Value>,
+        reset: Vec<String>,
+    ) -> Result<TopicDescription, ClientError> {
+        let path = format!("/v1/topics/{topic}/config");
+        json(
+            self.request(Method::PATCH, &path)
+                .json(&AlterConfigRequest { set, reset })
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// The topic's Parquet export: its settings and each partition's progress.
+    pub async fn export_status(&self, topic: &str) -> Result<ExportStatus, ClientError> {
+        let path = format!("/v1/topics/{topic}/export");
+        json(self.request(Method::GET, &path).send().await?).await
     }
 
     /// Produces JSON records, each with its own partition or none.

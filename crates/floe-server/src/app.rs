@@ -104,6 +104,7 @@ impl Server {
             .options(broker_options)
             .jobs(config.jobs.clone())
             .groups(config.groups.clone())
+            .export_s3(config.store.s3())
             .clock(Arc::new(SystemClock));
         #[cfg(feature = "failpoints")]
         let builder = builder.failpoints(failpoints_from_env());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use floe_broker::Broker;
 use floe_core::validate_topic_name;
 use serde::de::DeserializeOwned;
@@ -84,6 +84,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}/partitions",
             post(topics::add_partitions),
         )
+        .route("/v1/topics/{topic}/config", patch(topics::alter_config))
+        .route("/v1/topics/{topic}/export", get(topics::export_status))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route(
             "/v1/topics/{topic}/partitions/{partition}/records",
