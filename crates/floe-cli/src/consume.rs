@@ -250,7 +250,7 @@ impl PartitionReader {
 /// How long to wait before retrying after `error`, or `None` when retrying cannot help.
 /// Connection failures and timeouts, and 429, 502, 503 and 504 answers, are worth a retry;
 /// a 500 (a corrupt batch, say) or a malformed URL would fail the same way again.
-fn retry_pause(error: &ClientError, backoff: Duration) -> Option<Duration> {
+pub(crate) fn retry_pause(error: &ClientError, backoff: Duration) -> Option<Duration> {
     match error {
         ClientError::Http(error) if error.is_connect() || error.is_timeout() => Some(backoff),
         ClientError::Api {

@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod consume;
 mod consume_group;
+mod export;
 mod groups;
 mod produce;
 mod topics;
@@ -70,6 +71,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Export a range of a topic to Parquet files once (`floe export TOPIC --out URL`), or
+    /// show the continuous export's progress (`floe export status TOPIC`).
+    Export(export::ExportCommand),
     /// Operator tasks.
     Admin {
         #[command(subcommand)]
@@ -107,9 +111,24 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Consume(args) => return consume::run(&cli.server.server, args).await,
         Command::Groups { command } => groups::run(&client(), command).await?,
         Command::Bench { args } => return bench::run(args),
+        Command::Export(command) => export::run(&client(), command).await?,
         Command::Admin { command } => admin::run(command).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes command output to stdout; a reader that went away (`| head`) ends it quietly
+/// rather than as an error.
+pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +184,135 @@ mod tests {
         .expect("parses");
         assert_eq!(cli.server.server, "http://127.0.0.1:9");
         assert!(matches!(cli.command, Command::Groups { .. }));
+    }
+
+    #[test]
+    fn a_one_shot_export_parses_its_range_and_destination() {
+        let cli = Cli::try_parse_from([
+            "floe",
+            "export",
+            "orders",
+            "--from",
+            "2026-12-02T10:00:00Z",
+            "--to",
+            "1500",
+            "--out",
+            "s3://bucket/exports",
+            "-p",
+            "2",
+            "--value-format",
+            "json",
+            "--schema",
+            r#"{"total":"double"}"#,
+            "--target-file-bytes",
+            "1048576",
+        ])
+        .expect("parses");
+        let Command::Export(export) = cli.command else {
+            panic!("not an export: {:?}", cli.command);
+        };
+        assert!(export.command.is_none());
+        let once = export.once;
+        assert_eq!(once.topic.as_deref(), Some("orders"));
+        assert_eq!(once.out.as_deref(), Some("s3://bucket/exports"));
+        assert_eq!(once.partition, Some(2));
+        assert_eq!(once.target_file_bytes, Some(1_048_576));
+        assert_eq!(format!("{:?}", once.from), "Time(1796205600000)");
+        assert_eq!(format!("{:?}", once.to), "Offset(1500)");
+        assert_eq!(once.value_format, Some(floe_core::ValueFormat::Json));
+        assert!(once.schema.is_some());
+
+        let defaults = Cli::try_parse_from(["floe", "export", "t", "--out", "file://x"])
+            .expect("parses with the default range");
+        let Command::Export(export) = defaults.command else {
+            panic!("not an export");
+        };
+        assert_eq!(format!("{:?}", export.once.from), "Earliest");
+        assert_eq!(format!("{:?}", export.once.to), "Latest");
+    }
+
+    #[test]
+    fn export_status_is_a_subcommand_beside_the_one_shot_export() {
+        let cli =
+            Cli::try_parse_from(["floe", "export", "status", "orders", "--json"]).expect("parses");
+        let Command::Export(export) = cli.command else {
+            panic!("not an export: {:?}", cli.command);
+        };
+        let Some(super::export::ExportSubcommand::Status { topic, json }) = export.command else {
+            panic!("not a status: {:?}", export.command);
+        };
+        assert_eq!(topic, "orders");
+        assert!(json);
+    }
+
+    #[test]
+    fn a_one_shot_export_refuses_what_it_cannot_do() {
+        for args in [
+            &["floe", "export", "orders"][..],
+            &["floe", "export", "--out", "file://x"],
+            &[
+                "floe", "export", "orders", "--out", "file://x", "--from", "soon",
+            ],
+            &[
+                "floe", "export", "orders", "--out", "file://x", "--to", "earliest",
+            ],
+            &[
+                "floe",
+                "export",
+                "orders",
+                "--out",
+                "file://x",
+                "--value-format",
+                "avro",
+            ],
+            &[
+                "floe", "export", "orders", "--out", "file://x", "--schema", "{}",
+            ],
+            &[
+                "floe",
+                "export",
+                "orders",
+                "--out",
+                "file://x",
+                "--target-file-bytes",
+                "0",
+            ],
+            &["floe", "export", "status", "orders", "--out", "file://x"],
+            &["floe", "export", "status"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} parsed");
+        }
+    }
+
+    #[test]
+    fn topics_alter_takes_sets_and_resets() {
+        let cli = Cli::try_parse_from([
+            "floe",
+            "topics",
+            "alter",
+            "orders",
+            "--set",
+            "export.parquet.enabled=true",
+            "--set",
+            "export.parquet.value.format=json",
+            "--reset",
+            "retention.ms",
+        ])
+        .expect("parses");
+        let Command::Topics {
+            command: super::topics::TopicsCommand::Alter { name, set, reset },
+        } = cli.command
+        else {
+            panic!("not an alter: {:?}", cli.command);
+        };
+        assert_eq!(name, "orders");
+        assert_eq!(set.len(), 2);
+        assert_eq!(set[0], ("export.parquet.enabled".into(), "true".into()));
+        assert_eq!(reset, ["retention.ms"]);
+
+        let error = Cli::try_parse_from(["floe", "topics", "alter", "t", "--set", "retention.ms"])
+            .expect_err("no '='");
+        assert!(error.to_string().contains("KEY=VALUE"), "{error}");
+        assert!(Cli::try_parse_from(["floe", "topics", "alter", "t"]).is_err());
     }
 }
