@@ -284,3 +284,192 @@ async fn a_cluster_exports_every_acknowledged_record_once_through_a_kill() {
         &cluster.s3.endpoint,
     ]);
 }
+
+/// Runs the `floe` CLI against `url`, returning its stdout; fails the test on a failure.
+fn floe_cli(url: &str, args: &[&str]) -> String {
+    let output = Command::new(floe_tests::floe_binary())
+        .args(args)
+        .args(["--server", url])
+        .output()
+        .expect("run floe");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "floe {args:?} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_values_become_typed_columns_and_a_one_shot_export_matches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = jobs_config(dir.path());
+    let server = floe_tests::FloeProcess::start(dir.path(), &["--config", &config]);
+    let client = server.client();
+    let lake = dir.path().join("lake");
+    let lake_url = format!("file://{}", lake.display());
+    let config: BTreeMap<String, Value> = [
+        ("export.parquet.enabled", json!(true)),
+        ("export.parquet.value.format", json!("json")),
+        ("export.parquet.path", json!(lake_url)),
+        ("export.parquet.max.delay.ms", json!(300)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    client
+        .create_topic(&CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: 2,
+            config,
+        })
+        .await
+        .expect("create");
+    // Orders with an integer or fractional total; values that are not JSON objects, and
+    // objects whose customer is not a string, keep their whole value in `_raw`.
+    let mut groups: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    let mut raw = 0;
+    let mut records = Vec::new();
+    for i in 0..3000u64 {
+        let value = match i % 100 {
+            97 => {
+                raw += 1;
+                "not json".to_owned()
+            }
+            98 => {
+                raw += 1;
+                json!({"customer": 7, "total": 1}).to_string()
+            }
+            _ => {
+                let customer = format!("c{}", i % 5);
+                let total = if i % 2 == 0 {
+                    json!(i)
+                } else {
+                    json!(i as f64 + 0.25)
+                };
+                let entry = groups.entry(customer.clone()).or_default();
+                entry.0 += total.as_f64().expect("number");
+                entry.1 += 1;
+                json!({"customer": customer, "total": total, "items": [{"sku": i}], "paid": i % 3 == 0})
+                    .to_string()
+            }
+        };
+        records.push(ProduceRecordJson {
+            key: Some(json!(format!("k{i}"))),
+            value: Some(json!(value)),
+            ..ProduceRecordJson::default()
+        });
+    }
+    for chunk in records.chunks(500) {
+        client
+            .produce(TOPIC, chunk.to_vec(), Encoding::Text)
+            .await
+            .expect("produce");
+    }
+    wait_exported(&client, Duration::from_secs(60)).await;
+    let expected = json!({
+        "groups": groups
+            .iter()
+            .map(|(customer, (sum, count))| (customer.clone(), json!([sum / *count as f64, count])))
+            .collect::<serde_json::Map<_, _>>(),
+        "raw": raw,
+    });
+    let expected_path = dir.path().join("expected.json");
+    std::fs::write(&expected_path, expected.to_string()).expect("expected");
+    let expected_arg = expected_path.display().to_string();
+    export_check(&[
+        "json",
+        "--root",
+        &lake.display().to_string(),
+        "--topic",
+        TOPIC,
+        "--expected",
+        &expected_arg,
+    ]);
+    let status = client.export_status(TOPIC).await.expect("status");
+    let schema = status.schema.expect("inferred schema");
+    assert_eq!(
+        schema.get("total").map(String::as_str),
+        Some("double"),
+        "{schema:?}"
+    );
+    assert_eq!(
+        schema.get("items").map(String::as_str),
+        Some("json"),
+        "{schema:?}"
+    );
+
+    // The one-shot export of the same range, through the CLI, reads the same.
+    let once = dir.path().join("once");
+    let once_url = format!("file://{}", once.display());
+    let summary = floe_cli(
+        client.base_url(),
+        &[
+            "export", TOPIC, "--from", "earliest", "--to", "latest", "--out", &once_url,
+        ],
+    );
+    assert!(summary.contains("3000 records"), "{summary}");
+    export_check(&[
+        "json",
+        "--root",
+        &once.display().to_string(),
+        "--topic",
+        TOPIC,
+        "--expected",
+        &expected_arg,
+    ]);
+
+    // An unwritable destination: the error is reported and the cursor stays put; pointed
+    // back, the export resumes from the cursor.
+    client
+        .alter_topic_config(
+            TOPIC,
+            [(
+                "export.parquet.path".to_owned(),
+                json!("file:///proc/floe-cannot-write"),
+            )]
+            .into(),
+            Vec::new(),
+        )
+        .await
+        .expect("alter");
+    let before = client.export_status(TOPIC).await.expect("status");
+    client
+        .produce(
+            TOPIC,
+            vec![ProduceRecordJson {
+                value: Some(json!("{\"customer\":\"late\",\"total\":1}")),
+                partition: Some(0),
+                ..ProduceRecordJson::default()
+            }],
+            Encoding::Text,
+        )
+        .await
+        .expect("produce");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stuck = loop {
+        let status = client.export_status(TOPIC).await.expect("status");
+        if status.partitions[0].last_error.is_some() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no export error reported: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stuck.partitions[0].cursor, before.partitions[0].cursor);
+    assert_eq!(stuck.partitions[0].lag_records, 1);
+    let table = floe_cli(client.base_url(), &["export", "status", TOPIC]);
+    assert!(table.contains("floe-cannot-write"), "{table}");
+    client
+        .alter_topic_config(TOPIC, BTreeMap::new(), vec!["export.parquet.path".into()])
+        .await
+        .expect("alter");
+    let partitions = wait_exported(&client, Duration::from_secs(30)).await;
+    assert!(
+        partitions.iter().all(|p| p.last_error.is_none()),
+        "{partitions:?}"
+    );
+}
