@@ -88,6 +88,9 @@ impl JsonType {
 
 /// The most typed columns a JSON export makes; fields beyond send their records to `_raw`.
 pub const MAX_JSON_COLUMNS: usize = 1000;
+/// The longest field name that becomes a column (bytes): the schema travels in sequencer
+/// commands, which stay far below the log's entry limit with 1000 such names.
+pub const MAX_JSON_FIELD_NAME: usize = 128;
 
 /// Top-level JSON fields and their column types, by field name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,8 +116,10 @@ impl JsonSchema {
         }
         let mut fields = BTreeMap::new();
         for (name, kind) in object {
-            if name.is_empty() {
-                return Err("a field name is empty".to_owned());
+            if name.is_empty() || name.len() > MAX_JSON_FIELD_NAME {
+                return Err(format!(
+                    "field names have 1 to {MAX_JSON_FIELD_NAME} bytes; {name:?} does not"
+                ));
             }
             let kind = JsonType::parse(&kind).ok_or_else(|| {
                 format!(

@@ -284,10 +284,17 @@ fn string_value_columns(records: &[(u64, Record)]) -> (ArrayRef, RawColumn) {
 
 /// Builds the typed columns (in schema order) and `_raw` of a JSON-format batch.
 fn json_columns(schema: &JsonSchema, records: &[(u64, Record)]) -> (Vec<ArrayRef>, RawColumn) {
+    // Builders are sized up front only for narrow schemas: a thousand mostly-null columns
+    // must not cost a thousand full-length buffers before any value arrives.
+    let capacity = if schema.fields.len() <= 64 {
+        records.len()
+    } else {
+        0
+    };
     let mut typed: Vec<TypedBuilder> = schema
         .fields
         .values()
-        .map(|&kind| TypedBuilder::new(kind, records.len()))
+        .map(|&kind| TypedBuilder::new(kind, capacity))
         .collect();
     let mut raw = RawBuilder::new(records.len());
     for (_, record) in records {

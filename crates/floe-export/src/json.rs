@@ -2,17 +2,33 @@
 //! fits a schema, and how a schema widens with a file's records.
 
 use floe_core::Record;
-use floe_core::export::{JsonSchema, JsonType, MAX_JSON_COLUMNS};
+use floe_core::export::{JsonSchema, JsonType, MAX_JSON_COLUMNS, MAX_JSON_FIELD_NAME};
 use serde_json::{Map, Value};
 
 use crate::writer::JsonColumns;
 
-/// Names of the columns every file has (or `_raw`); a JSON field so named never becomes a
+/// Names of the columns every file has (or `_raw`) and of the Hive path columns readers
+/// add (`topic`, `date`, `hour`); a JSON field so named, in any case, never becomes a
 /// column, and a record carrying one does not fit.
-const FIXED_COLUMNS: [&str; 6] = ["partition", "offset", "timestamp", "key", "headers", "_raw"];
+const FIXED_COLUMNS: [&str; 9] = [
+    "partition",
+    "offset",
+    "timestamp",
+    "key",
+    "headers",
+    "_raw",
+    "topic",
+    "date",
+    "hour",
+];
 
+/// Whether a field may not be a column: it is named like a fixed column (readers match
+/// names without case), or its name is longer than [`MAX_JSON_FIELD_NAME`].
 pub(crate) fn is_fixed_column(name: &str) -> bool {
-    FIXED_COLUMNS.contains(&name)
+    name.len() > MAX_JSON_FIELD_NAME
+        || FIXED_COLUMNS
+            .iter()
+            .any(|fixed| fixed.eq_ignore_ascii_case(name))
 }
 
 /// Returns the column type a JSON value asks for, or `None` for JSON null (which fits any
@@ -31,12 +47,21 @@ pub(crate) fn observed_type(value: &Value) -> Option<JsonType> {
 /// Returns whether a field's value can be written to a column of the given type: null fits
 /// anything, an integer also fits a double column.
 pub(crate) fn value_fits(value: &Value, column: JsonType) -> bool {
+    if is_unrepresentable(value) {
+        return false;
+    }
     match observed_type(value) {
         None => true,
         Some(observed) => {
             observed == column || (observed == JsonType::Long && column == JsonType::Double)
         }
     }
+}
+
+/// An integer beyond `i64` would lose digits in a double column: its record keeps its
+/// value in `_raw` instead.
+fn is_unrepresentable(value: &Value) -> bool {
+    matches!(value, Value::Number(number) if !number.is_i64() && !number.is_f64())
 }
 
 /// Parses a value as a JSON object; anything else (not JSON, a scalar, an array) is `None`.
@@ -91,20 +116,24 @@ fn widen_with_object(schema: &mut JsonSchema, object: &Map<String, Value>) {
         if is_fixed_column(name) {
             continue;
         }
-        let Some(observed) = observed_type(value) else {
+        let Some(observed) = observed_type(value).filter(|_| !is_unrepresentable(value)) else {
             continue;
         };
         let column_count = schema.fields.len();
-        match schema.fields.get_mut(name) {
-            Some(column) => {
-                if let Some(widened) = column.widen(observed) {
-                    *column = widened;
-                }
+        // Readers match column names without case: `Total` next to `total` would be a
+        // duplicate column to them, so it stays out (and its records go to `_raw`).
+        if let Some(column) = schema.fields.get_mut(name) {
+            if let Some(widened) = column.widen(observed) {
+                *column = widened;
             }
-            None if column_count < MAX_JSON_COLUMNS => {
-                schema.fields.insert(name.clone(), observed);
-            }
-            None => {}
+            continue;
+        }
+        let clashes = schema
+            .fields
+            .keys()
+            .any(|known| known.eq_ignore_ascii_case(name));
+        if column_count < MAX_JSON_COLUMNS && !clashes {
+            schema.fields.insert(name.clone(), observed);
         }
     }
 }
@@ -161,5 +190,29 @@ mod tests {
         let mut small = JsonSchema::default();
         widen_with_object(&mut small, &object(r#"{"key":"k","_raw":1,"n":null}"#));
         assert!(small.fields.is_empty());
+    }
+
+    #[test]
+    fn names_readers_would_confuse_and_lossy_numbers_stay_out() {
+        let mut schema = JsonSchema::default();
+        let long_name = "n".repeat(MAX_JSON_FIELD_NAME + 1);
+        let text = format!(
+            r#"{{"total":1,"Total":2,"Date":"d","HOUR":1,"topic":"t","{long_name}":1,"big":18446744073709551615}}"#
+        );
+        widen_with_object(&mut schema, &object(&text));
+        // Fields come in name order: `Total` is first, and `total` would clash with it.
+        assert_eq!(
+            schema.fields.keys().collect::<Vec<_>>(),
+            ["Total"],
+            "one of Total and total becomes a column, nothing else"
+        );
+        assert!(!object_fits(&object(r#"{"Total":1,"total":2}"#), &schema));
+        assert!(!object_fits(&object(r#"{"Total":1,"date":"x"}"#), &schema));
+        assert!(!object_fits(
+            &object(r#"{"Total":18446744073709551615}"#),
+            &schema
+        ));
+        assert!(!value_fits(&Value::from(u64::MAX), JsonType::Double));
+        assert!(object_fits(&object(r#"{"Total":12}"#), &schema));
     }
 }

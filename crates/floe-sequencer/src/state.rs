@@ -596,9 +596,10 @@ impl ClusterState {
                 continue;
             };
             let mut start = trim.log_start_offset.min(partition.high_watermark);
-            if export_enabled {
-                // Retention never deletes what an enabled export has not written.
-                start = start.min(partition.export_next());
+            // Retention never deletes what an enabled export has not written, nor a
+            // begun file's records.
+            if let Some(hold) = partition.export_hold(export_enabled) {
+                start = start.min(hold);
             }
             if start <= partition.log_start_offset {
                 continue;
@@ -643,8 +644,10 @@ impl ClusterState {
             .get_mut(name)
             .expect("names_by_id mirrors topics");
         let partitions = topic.partition_count();
-        let export_holds_keys = topic.config.export_enabled
-            && topic.config.cleanup_policy == floe_core::CleanupPolicy::Compact;
+        let (export_enabled, keyed) = (
+            topic.config.export_enabled,
+            topic.config.cleanup_policy == floe_core::CleanupPolicy::Compact,
+        );
         let partition = topic.partitions.get_mut(partition_index as usize).ok_or(
             ApplyError::UnknownPartition {
                 partition: partition_index,
@@ -673,7 +676,11 @@ impl ClusterState {
         }
         let to =
             PartitionState::batch_end(current[current.len() - 1].0, &current[current.len() - 1].1);
-        if export_holds_keys && to > partition.export_next() {
+        if keyed
+            && partition
+                .export_hold(export_enabled)
+                .is_some_and(|hold| to > hold)
+        {
             return Err(ApplyError::StaleReplacement(format!(
                 "batches {from}..{to} are not exported yet; keyed compaction waits for the export"
             )));

@@ -275,11 +275,7 @@ impl Broker {
     async fn export_partitions(&self, stop: &watch::Receiver<bool>) {
         let work: Vec<(TopicId, u32)> = self.inner.sequencer.read(|state| {
             self.job_partitions(state)
-                .filter(|(topic, _, partition)| {
-                    topic.config.export_enabled
-                        && (partition.export_pending().is_some()
-                            || partition.export_next() < partition.high_watermark)
-                })
+                .filter(|(topic, _, partition)| topic.export_due(partition))
                 .map(|(topic, index, _)| (topic.id, index))
                 .collect()
         });
@@ -332,10 +328,14 @@ impl Broker {
         self.inner.sequencer.read(|state| {
             let topic = state.topic_by_id(topic_id)?;
             let state_partition = topic.partitions.get(partition as usize)?;
-            if !topic.config.export_enabled || !self.runs_jobs_for(state_partition) {
+            let pending = state_partition.export_pending();
+            // A begun file is finished even after export was disabled: retention and
+            // compaction wait for it.
+            if !(topic.config.export_enabled || pending.is_some())
+                || !self.runs_jobs_for(state_partition)
+            {
                 return None;
             }
-            let pending = state_partition.export_pending();
             let (from, limit) = match pending {
                 Some(range) => (range.from, range.end),
                 None => (
@@ -349,7 +349,12 @@ impl Broker {
             let batches = state_partition
                 .batches_from(from)
                 .take_while(|(base, _)| *base < limit)
-                .take(MAX_BATCHES_PER_FILE)
+                // A begun range is read whole (it was cut within this bound).
+                .take(if pending.is_some() {
+                    usize::MAX
+                } else {
+                    MAX_BATCHES_PER_FILE
+                })
                 .map(|(base, location)| (base, *location))
                 .collect();
             Some(Planned {
@@ -371,6 +376,9 @@ impl Broker {
         };
         let config = &plan.config;
         let now = self.inner.clock.now_ms();
+        if !plan.pending && self.tail_can_wait(&plan, now) {
+            return Ok(Step::Waiting);
+        }
         // Records of one file: cut at the size target and at each change of UTC hour,
         // unless a begun range is being written again, which must be exactly that range.
         let target = usize::try_from(config.export_target_file_bytes).unwrap_or(usize::MAX);
@@ -409,6 +417,7 @@ impl Broker {
                 }
             }
         }
+        self.pace(read).await;
         let covered_end = plan
             .batches
             .last()
@@ -452,7 +461,6 @@ impl Broker {
             };
             return self.submit_export(command).await;
         }
-        self.pace(read).await;
         let json = match (&config.export_value_schema, config.export_value_format) {
             (Some(schema), ValueFormat::Json) => JsonColumns::Given(schema.clone()),
             _ => JsonColumns::Inferred(plan.schema.clone()),
@@ -535,6 +543,33 @@ impl Broker {
             );
         }
         Ok(step)
+    }
+
+    /// Whether the index alone shows the partition's unexported records are a tail that
+    /// may wait for `max.delay.ms`: all of it read, under the target size by stored bytes,
+    /// in one hour by the batches' timestamps, and younger than the delay. Saves reading
+    /// the tail on every pass; when it guesses wrong (compressed batches, out-of-order
+    /// timestamps), the file is cut correctly once the delay has passed.
+    fn tail_can_wait(&self, plan: &Planned, now: i64) -> bool {
+        let Some((_, first)) = plan.batches.first() else {
+            return false;
+        };
+        let (last_base, last) = plan.batches[plan.batches.len() - 1];
+        if PartitionState::batch_end(last_base, &last) < plan.limit
+            || now - first.segment.created_ms() >= plan.config.export_max_delay_ms
+        {
+            return false;
+        }
+        let hour = hour_of(first.first_timestamp);
+        let stored: u64 = plan
+            .batches
+            .iter()
+            .map(|(_, location)| u64::from(location.length))
+            .sum();
+        stored < plan.config.export_target_file_bytes
+            && plan.batches.iter().all(|(_, location)| {
+                hour_of(location.first_timestamp) == hour && hour_of(location.max_timestamp) == hour
+            })
     }
 
     /// Submits an export step: refused means another broker moved the cursor (this one is

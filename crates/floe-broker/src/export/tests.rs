@@ -321,3 +321,37 @@ async fn retention_waits_for_the_export() {
         "{topic:?}"
     );
 }
+
+#[tokio::test]
+async fn a_begun_file_is_finished_after_export_is_disabled() {
+    let (broker, store) = broker().await;
+    broker
+        .create_topic("t", 2, export_config(&[]))
+        .await
+        .expect("create");
+    produce_hours(&broker, "t").await;
+    let topic_id = broker.describe_topic("t").expect("topic").id;
+    broker
+        .sequencer()
+        .submit(Command::BeginExport {
+            topic_id,
+            partition: 0,
+            range: ExportRange { from: 0, end: 5 },
+            schema: None,
+            at_ms: 0,
+        })
+        .await
+        .expect("begin");
+    broker
+        .alter_topic_config("t", BTreeMap::new(), vec!["export.parquet.enabled".into()])
+        .await
+        .expect("disable");
+    export_all(&broker).await;
+    let rows = exported(&store).await;
+    let offsets: BTreeSet<(u32, u64)> = rows.iter().map(|(_, row)| (row.0, row.1)).collect();
+    assert_eq!(offsets, (0..5).map(|offset| (0, offset)).collect());
+    let status = broker.export_status("t").expect("status");
+    assert_eq!(status.partitions[0].cursor, 5);
+    assert_eq!(status.partitions[0].pending, None);
+    assert_eq!(status.partitions[1].cursor, 0, "disabled: nothing new");
+}

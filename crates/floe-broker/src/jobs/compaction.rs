@@ -144,7 +144,7 @@ pub(crate) fn plan(
     // On a compacted topic, compaction drops records: it stays below an enabled export's
     // cursor, so the export sees every record first.
     let export_floor = (config.cleanup_policy == CleanupPolicy::Compact)
-        .then(|| config.export_enabled.then(|| partition.export_next()))
+        .then(|| partition.export_hold(config.export_enabled))
         .flatten();
     let batches: Vec<(u64, BatchLocation)> = partition
         .batches

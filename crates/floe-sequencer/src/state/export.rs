@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use floe_core::{CleanupPolicy, JsonSchema, TopicId};
+use floe_core::{JsonSchema, TopicId};
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterState, PartitionState, TopicState};
@@ -59,22 +59,31 @@ impl PartitionState {
     pub fn export_pending(&self) -> Option<ExportRange> {
         self.export.as_ref().and_then(|cursor| cursor.pending)
     }
+
+    /// The lowest offset retention and keyed compaction may not pass: the cursor while
+    /// export is enabled, and a begun file's start even when it is not (the file is
+    /// finished before anything under it goes).
+    pub fn export_hold(&self, export_enabled: bool) -> Option<u64> {
+        if export_enabled {
+            Some(self.export_next())
+        } else {
+            self.export_pending().map(|range| range.from)
+        }
+    }
 }
 
 impl TopicState {
-    /// The lowest offset of a partition that retention and keyed compaction may not pass:
-    /// the export cursor while export is enabled.
+    /// The lowest offset of a partition that retention and keyed compaction may not pass
+    /// (see [`PartitionState::export_hold`]).
     pub fn export_floor(&self, partition: &PartitionState) -> Option<u64> {
-        self.config.export_enabled.then(|| partition.export_next())
+        partition.export_hold(self.config.export_enabled)
     }
 
-    /// Whether compaction may rewrite records up to `end` (keyed compaction drops records,
-    /// which an enabled export must see first).
-    pub fn may_compact_to(&self, partition: &PartitionState, end: u64) -> bool {
-        self.config.cleanup_policy != CleanupPolicy::Compact
-            || self
-                .export_floor(partition)
-                .is_none_or(|floor| end <= floor)
+    /// Whether the partition has export work: enabled with records past the cursor, or a
+    /// begun file to finish (even with export since disabled).
+    pub fn export_due(&self, partition: &PartitionState) -> bool {
+        partition.export_pending().is_some()
+            || (self.config.export_enabled && partition.export_next() < partition.high_watermark)
     }
 }
 
@@ -83,7 +92,7 @@ impl ClusterState {
         &mut self,
         topic_id: TopicId,
         partition: u32,
-    ) -> Result<(&mut Option<JsonSchema>, &mut PartitionState), ApplyError> {
+    ) -> Result<(bool, &mut Option<JsonSchema>, &mut PartitionState), ApplyError> {
         let name = self
             .names_by_id
             .get(&topic_id)
@@ -101,7 +110,7 @@ impl ClusterState {
                     partition,
                     partitions,
                 })?;
-        Ok((&mut topic.export_schema, state))
+        Ok((topic.config.export_enabled, &mut topic.export_schema, state))
     }
 
     /// Records the range of a file about to be written. Applies only at the cursor, and
@@ -114,8 +123,27 @@ impl ClusterState {
         schema: Option<&JsonSchema>,
         at_ms: i64,
     ) -> Result<(), ApplyError> {
-        let (topic_schema, state) = self.export_partition(topic_id, partition)?;
+        let (enabled, topic_schema, state) = self.export_partition(topic_id, partition)?;
+        if !enabled {
+            return Err(ApplyError::ExportMoved(format!(
+                "export of partition {partition} is disabled"
+            )));
+        }
         check_range(partition, state, range)?;
+        if let (Some(file), Some(topic)) = (schema, topic_schema.as_ref())
+            && let Some((name, kind)) = file.fields.iter().find(|(name, kind)| {
+                topic.fields.get(*name).is_some_and(|current| {
+                    current != *kind && current.widen(**kind) != Some(**kind)
+                })
+            })
+        {
+            // Another partition's file typed the column first: this file is rebuilt from
+            // the topic's schema.
+            return Err(ApplyError::ExportMoved(format!(
+                "column {name:?} is {:?} in the topic's export schema, not {kind:?}",
+                topic.fields[name]
+            )));
+        }
         if let Some(pending) = state.export_pending()
             && pending != range
         {
@@ -148,7 +176,7 @@ impl ClusterState {
         written: ExportWritten,
         at_ms: i64,
     ) -> Result<u64, ApplyError> {
-        let (_, state) = self.export_partition(topic_id, partition)?;
+        let (_, _, state) = self.export_partition(topic_id, partition)?;
         check_range(partition, state, range)?;
         let pending = state.export_pending();
         if pending != (written.files > 0).then_some(range) {
@@ -175,7 +203,7 @@ impl ClusterState {
         error: &str,
         at_ms: i64,
     ) -> Result<(), ApplyError> {
-        let (_, state) = self.export_partition(topic_id, partition)?;
+        let (_, _, state) = self.export_partition(topic_id, partition)?;
         let next = state.export_next();
         let cursor = state.export.get_or_insert_with(ExportCursor::default);
         cursor.next_offset = next;

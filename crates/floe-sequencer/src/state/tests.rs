@@ -904,3 +904,90 @@ fn bad_config_changes_are_refused_whole() {
         "unknown_topic"
     );
 }
+
+#[test]
+fn a_begun_file_holds_retention_after_export_is_disabled() {
+    let mut state = ClusterState::default();
+    let id = export_topic(&mut state, "delete");
+    state.apply(6, &begin_export(id, 0, 10)).expect("begin");
+    let off = Command::AlterTopicConfig {
+        name: "t".into(),
+        set: BTreeMap::new(),
+        reset: vec!["export.parquet.enabled".into()],
+    };
+    state.apply(7, &off).expect("disable");
+    // A zombie's late begin is refused while export is off.
+    assert!(state.apply(8, &begin_export(id, 0, 10)).is_err());
+    let trim = Command::TrimPartitions {
+        at_ms: 0,
+        trims: vec![Trim {
+            topic_id: id,
+            partition: 0,
+            log_start_offset: 30,
+        }],
+    };
+    state.apply(9, &trim).expect("trim");
+    let partition = |state: &ClusterState| state.topic("t").expect("topic").partitions[0].clone();
+    assert_eq!(
+        partition(&state).log_start_offset,
+        0,
+        "the begun file holds it"
+    );
+    assert!(
+        state
+            .topic("t")
+            .expect("topic")
+            .export_due(&partition(&state))
+    );
+    state
+        .apply(10, &commit_export(id, 0, 10, 1))
+        .expect("finish the file");
+    state.apply(11, &trim).expect("trim");
+    assert_eq!(partition(&state).log_start_offset, 30);
+    assert!(
+        !state
+            .topic("t")
+            .expect("topic")
+            .export_due(&partition(&state))
+    );
+}
+
+#[test]
+fn a_file_typed_against_the_topic_schema_is_refused() {
+    let mut state = ClusterState::default();
+    let id = export_topic(&mut state, "delete");
+    let schema = |text: &str| Some(floe_core::JsonSchema::parse(text).expect("schema"));
+    let begin = |from, end, file: Option<floe_core::JsonSchema>| Command::BeginExport {
+        topic_id: id,
+        partition: 0,
+        range: ExportRange { from, end },
+        schema: file,
+        at_ms: 1,
+    };
+    state
+        .apply(6, &begin(0, 10, schema(r#"{"x":"long","y":"string"}"#)))
+        .expect("first file types the columns");
+    state
+        .apply(7, &commit_export(id, 0, 10, 1))
+        .expect("commit");
+    // Another partition inferred x as a string meanwhile: refused, the file is rebuilt.
+    assert!(
+        state
+            .apply(8, &begin(10, 20, schema(r#"{"x":"string"}"#)))
+            .is_err()
+    );
+    // Widening long to double is what files do.
+    state
+        .apply(9, &begin(10, 20, schema(r#"{"x":"double","z":"boolean"}"#)))
+        .expect("widened");
+    let topic_schema = state
+        .topic("t")
+        .expect("topic")
+        .export_schema
+        .clone()
+        .expect("schema");
+    assert_eq!(
+        topic_schema,
+        schema(r#"{"x":"double","y":"string","z":"boolean"}"#).expect("s")
+    );
+}
