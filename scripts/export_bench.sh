@@ -32,7 +32,7 @@ source = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true
 for label, sql in [
     ("count(*)", f"SELECT count(*) FROM {source}"),
     ("avg(total) by customer", f"SELECT customer, avg(total) FROM {source} GROUP BY customer"),
-    ("every column", f"SELECT count(*), sum(length(key)), sum(len(headers)), max(note), "
+    ("every column", f"SELECT count(*), sum(octet_length(key)), sum(len(headers)), max(note), "
                      f"sum(order_id), max(items), sum(CAST(paid AS INT)), max(\"offset\") FROM {source}"),
 ]:
     best = None

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_core::{JsonSchema, Record, TopicConfig, TopicId, ValueFormat};
+use futures::StreamExt;
 use floe_export::{FileSpec, JsonColumns, file_key, hour_of, write_file};
 use floe_sequencer::{
     BatchLocation, Command, ExportRange, ExportWritten, PartitionState, SequencerError,
@@ -40,6 +41,8 @@ const FILES_PER_PASS: usize = 16;
 const MAX_BATCHES_PER_FILE: usize = 100_000;
 /// What one decoded record costs beyond its payload, for the memory bound.
 const RECORD_OVERHEAD: usize = 96;
+/// Batches read ahead of the one being cut into files.
+const READ_AHEAD: usize = 8;
 /// Bound on one PUT of a file.
 const PUT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -387,13 +390,20 @@ impl Broker {
         let mut read = 0u64;
         let mut cut = None;
         let mut hour = None;
-        'batches: for (base, location) in &plan.batches {
-            let batch = self
-                .inner
-                .reader
-                .read_batch(*base, *location, ReadCause::Background)
-                .await?;
-            read += u64::from(location.length);
+        // Batches are read a few ahead (a cut may leave the last few unused).
+        let mut reads = futures::stream::iter(plan.batches.iter().copied())
+            .map(|(base, location)| async move {
+                let batch = self
+                    .inner
+                    .reader
+                    .read_batch(base, location, ReadCause::Background)
+                    .await;
+                (location.length, batch)
+            })
+            .buffered(READ_AHEAD);
+        'batches: while let Some((length, batch)) = reads.next().await {
+            let batch = batch?;
+            read += u64::from(length);
             for (offset, record) in batch {
                 if offset < plan.from {
                     continue;
