@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_core::{JsonSchema, Record, TopicConfig, TopicId, ValueFormat};
-use futures::StreamExt;
 use floe_export::{FileSpec, JsonColumns, file_key, hour_of, write_file};
 use floe_sequencer::{
     BatchLocation, Command, ExportRange, ExportWritten, PartitionState, SequencerError,
 };
 use floe_storage::{ReadCause, S3Options, StoreUrl, open_store_with};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prometheus_client::collector::Collector;
