@@ -5,6 +5,7 @@
 //! This crate does no I/O and owns no threads: it turns values into bytes and back, and
 //! every decoder here returns an error on malformed input instead of panicking.
 
+pub mod acl;
 pub mod batch;
 pub mod budget;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod record;
 pub mod segment;
 pub mod settings;
 
+pub use acl::{Acl, Operation, Permission, ResourceKind, ResourcePattern};
 pub use batch::{Compression, DecodedBatch, decode_batch, encode_batch, encode_batch_at};
 pub use budget::{BudgetSpent, MemoryBudget, Reservation};
 pub use clock::{Clock, SystemClock};

@@ -82,6 +82,10 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     InvalidConfig(String),
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(String),
+    #[error("the cluster holds the most ACLs it may ({limit}); remove some first")]
+    TooManyAcls { limit: usize },
     /// An export step found the cursor elsewhere (another broker exported meanwhile).
     #[error("export cursor moved: {0}")]
     ExportMoved(String),
@@ -110,6 +114,8 @@ impl ApplyError {
             Self::OffsetBeforeStart { .. } => ErrorKind::OutOfRange,
             Self::InvalidConfig(_) => ErrorKind::Invalid,
             Self::ExportMoved(_) => ErrorKind::Conflict,
+            Self::InvalidAcl(_) => ErrorKind::Invalid,
+            Self::TooManyAcls { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -137,6 +143,8 @@ impl ApplyError {
             Self::OffsetBeforeStart { .. } => "offset_out_of_range",
             Self::InvalidConfig(_) => "invalid_config",
             Self::ExportMoved(_) => "export_cursor_moved",
+            Self::InvalidAcl(_) => "invalid_acl",
+            Self::TooManyAcls { .. } => "limit_reached",
         }
     }
 }

@@ -45,9 +45,9 @@ pub use sequencer::{Sequencer, SequencerOptions};
 pub use settings::ClusterSettings;
 pub use state::{
     BatchLocation, CLEANED_LEVEL, ClusterState, Command, CommittedOffset, ExportCursor,
-    ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_OFFSET_METADATA,
-    MAX_PARTITIONS, MemberFence, OffsetCommit, OffsetReset, Outcome, OwnerChange, PartitionMap,
-    PartitionState, Replacement, SegmentInfo, TopicState, Trim,
+    ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_ACLS,
+    MAX_OFFSET_METADATA, MAX_PARTITIONS, MemberFence, OffsetCommit, OffsetReset, Outcome,
+    OwnerChange, PartitionMap, PartitionState, Replacement, SegmentInfo, TopicState, Trim,
 };
 
 /// Joins the cluster on etcd as `identity`: connects, loads the replica, registers this

@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use floe_core::segment::BatchEntry;
-use floe_core::{JsonSchema, SegmentId, TopicConfig, TopicId};
+use floe_core::{Acl, JsonSchema, SegmentId, TopicConfig, TopicId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApplyError;
 
+mod acls;
 mod export;
 mod groups;
+
+pub use acls::MAX_ACLS;
 
 pub use export::{ExportCursor, ExportRange, ExportWritten};
 
@@ -141,6 +144,14 @@ pub enum Command {
         error: String,
         at_ms: i64,
     },
+    /// Adds access control lists (all or none).
+    CreateAcls {
+        acls: Vec<Acl>,
+    },
+    /// Removes access control lists (exact matches).
+    DeleteAcls {
+        acls: Vec<Acl>,
+    },
     /// Moves a partition's export cursor past a written file (or a range without records).
     CommitExport {
         topic_id: TopicId,
@@ -247,6 +258,12 @@ impl Command {
                 })
             }
             Self::CommitExport { .. } => 256,
+            Self::CreateAcls { acls } | Self::DeleteAcls { acls } => {
+                64 + acls
+                    .iter()
+                    .map(|acl| 96 + (acl.principal.len() + acl.resource.name.len()) * 6)
+                    .sum::<usize>()
+            }
             Self::ExportFailed { error, .. } => 128 + error.len() * 6,
             Self::CreateTopic { .. }
             | Self::DeleteTopic { .. }
@@ -289,6 +306,10 @@ pub enum Outcome {
     ExportErrorNoted,
     /// The partition's new export cursor.
     ExportCommitted(u64),
+    /// How many ACLs were new.
+    AclsCreated(usize),
+    /// How many ACLs were removed.
+    AclsDeleted(usize),
 }
 
 /// Where a committed batch lives.
@@ -390,6 +411,9 @@ pub struct ClusterState {
     /// Consumer groups by name.
     #[serde(default)]
     groups: BTreeMap<String, GroupState>,
+    /// Access control lists.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    acls: std::collections::BTreeSet<Acl>,
     #[serde(skip)]
     names_by_id: BTreeMap<TopicId, String>,
 }
@@ -541,6 +565,8 @@ impl ClusterState {
             } => self
                 .commit_export(*topic_id, *partition, *range, *written, *at_ms)
                 .map(Outcome::ExportCommitted),
+            Command::CreateAcls { acls } => self.create_acls(acls).map(Outcome::AclsCreated),
+            Command::DeleteAcls { acls } => Ok(Outcome::AclsDeleted(self.delete_acls(acls))),
             Command::ExportFailed {
                 topic_id,
                 partition,

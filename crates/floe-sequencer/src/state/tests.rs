@@ -674,6 +674,12 @@ fn every_command_round_trips_through_the_log_json() {
             error: "store down".into(),
             at_ms: 14,
         },
+        Command::CreateAcls {
+            acls: vec![sample_acl("alice")],
+        },
+        Command::DeleteAcls {
+            acls: vec![sample_acl("*")],
+        },
         Command::CommitExport {
             topic_id: topic,
             partition: 1,
@@ -703,6 +709,8 @@ fn every_command_round_trips_through_the_log_json() {
             | Command::AlterTopicConfig { .. }
             | Command::BeginExport { .. }
             | Command::ExportFailed { .. }
+            | Command::CreateAcls { .. }
+            | Command::DeleteAcls { .. }
             | Command::CommitExport { .. } => {}
         }
         let json = serde_json::to_vec(command).expect("encode");
@@ -990,4 +998,65 @@ fn a_file_typed_against_the_topic_schema_is_refused() {
         topic_schema,
         schema(r#"{"x":"double","y":"string","z":"boolean"}"#).expect("s")
     );
+}
+
+fn sample_acl(principal: &str) -> floe_core::Acl {
+    floe_core::Acl {
+        principal: principal.into(),
+        resource: "topic:orders.*".parse().expect("resource"),
+        operation: floe_core::Operation::Write,
+        permission: floe_core::Permission::Allow,
+    }
+}
+
+#[test]
+fn acls_are_added_all_or_none_and_survive_a_snapshot() {
+    let mut state = ClusterState::default();
+    let outcome = state
+        .apply(
+            1,
+            &Command::CreateAcls {
+                acls: vec![sample_acl("alice"), sample_acl("bob")],
+            },
+        )
+        .expect("create");
+    assert_eq!(outcome, Outcome::AclsCreated(2));
+    let again = state
+        .apply(
+            2,
+            &Command::CreateAcls {
+                acls: vec![sample_acl("alice")],
+            },
+        )
+        .expect("again");
+    assert_eq!(again, Outcome::AclsCreated(0));
+    let bad = state.apply(
+        3,
+        &Command::CreateAcls {
+            acls: vec![sample_acl("carol"), sample_acl("")],
+        },
+    );
+    assert_eq!(bad.expect_err("empty principal").code(), "invalid_acl");
+    assert_eq!(
+        state.acls().count(),
+        2,
+        "nothing of a refused command applies"
+    );
+    let json = serde_json::to_string(&state).expect("snapshot");
+    let mut back: ClusterState = serde_json::from_str(&json).expect("restore");
+    back.rebuild_derived();
+    assert_eq!(
+        back.acls().collect::<Vec<_>>(),
+        state.acls().collect::<Vec<_>>()
+    );
+    let removed = state
+        .apply(
+            4,
+            &Command::DeleteAcls {
+                acls: vec![sample_acl("alice"), sample_acl("zed")],
+            },
+        )
+        .expect("delete");
+    assert_eq!(removed, Outcome::AclsDeleted(1));
+    assert_eq!(state.acls().count(), 1);
 }
