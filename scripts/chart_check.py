@@ -50,7 +50,7 @@ DOCS = ROOT / "docs" / "configuration.md"
 KUBE_VERSION = "1.31"
 RELEASE = "floe"
 NAMESPACE = "streams"
-SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups"]
+SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups", "auth"]
 # Custom resources kubernetes-validate has no schema for: checked structurally instead.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 README_START = "<!-- values:start (scripts/chart_check.py --write-readme) -->"
@@ -157,10 +157,13 @@ def documented_settings() -> dict[str, dict[str, str]]:
 
 
 # Settings whose type the default column does not show.
-SETTING_TYPES = {"store.s3_path_style": "boolean", "cluster.etcd": "string"}
+SETTING_TYPES = {"store.s3_path_style": "boolean", "cluster.etcd": "string", "auth.tokens_file": "string"}
+SETTING_SCHEMAS = {"auth.super_users": {"type": "array", "items": {"type": "string", "minLength": 1}}}
 
 
 def setting_schema(path: str, default: str) -> dict[str, Any]:
+    if path in SETTING_SCHEMAS:
+        return SETTING_SCHEMAS[path]
     if path in SETTING_TYPES:
         return {"type": SETTING_TYPES[path]}
     shown = re.search(r"`([^`]*)`", default)

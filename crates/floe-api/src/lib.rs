@@ -4,12 +4,14 @@
 //!
 //! No I/O here: nothing in this crate opens a socket or a file.
 
+mod acls;
 pub mod binary;
 mod encoding;
 mod export;
 mod groups;
 mod json;
 
+pub use acls::*;
 pub use encoding::Encoding;
 pub use export::*;
 pub use groups::*;

@@ -35,6 +35,23 @@ impl Server {
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
         config.validate()?;
         let server = &config.server;
+        // Safe by default: without authentication, only this machine may connect unless
+        // the operator says otherwise.
+        if !config.auth.enabled() && !server.listen.ip().is_loopback() {
+            if !config.auth.allow_anonymous {
+                anyhow::bail!(
+                    "refusing to serve {} without authentication: set auth.tokens_file \
+                     (--auth-tokens FILE), listen on a loopback address, or pass \
+                     --allow-anonymous to let anyone who can reach this port in",
+                    server.listen
+                );
+            }
+            tracing::warn!(
+                listen = %server.listen,
+                "serving without authentication on a non-loopback address (--allow-anonymous): \
+                 anyone who can reach this port may read, write and delete every topic"
+            );
+        }
         let listener = TcpListener::bind(server.listen)
             .await
             .with_context(|| format!("binding {}", server.listen))?;
@@ -128,6 +145,8 @@ impl Server {
             max_request_bytes: server.max_request_bytes,
             body_read_timeout: server.body_read_timeout,
             waits,
+            auth: crate::auth::Auth::start(&config.auth, broker.sequencer().clone())
+                .context("loading the bearer tokens")?,
             forwarder: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .pool_idle_timeout(std::time::Duration::from_secs(5))

@@ -8,7 +8,7 @@ use clap::Args;
 
 /// Declares the flags and the key each sets, in one list.
 macro_rules! serve_flags {
-    ($( $(#[doc = $doc:expr])* $field:ident : $ty:ty => $key:literal, )*) => {
+    ($( $(#[doc = $doc:expr])* $([arg $($arg:tt)*])? $field:ident : $ty:ty => $key:literal, )*) => {
         /// Flags of `floe serve`; each overrides the config file and the environment.
         #[derive(Debug, Default, Args)]
         pub struct ServeArgs {
@@ -17,7 +17,7 @@ macro_rules! serve_flags {
             pub config: Option<PathBuf>,
             $(
                 $(#[doc = $doc])*
-                #[arg(long)]
+                #[arg(long $(, $($arg)*)?)]
                 pub $field: Option<$ty>,
             )*
         }
@@ -95,4 +95,13 @@ serve_flags! {
     compaction_interval: String => "jobs.compaction_interval",
     /// Age of a flushed object before compaction rewrites it, e.g. 10s.
     compaction_min_age: String => "jobs.compaction_min_age",
+    /// Bearer tokens file (principal:SHA256-HEX or principal:$argon2… a line): requests
+    /// must authenticate and ACLs apply.
+    auth_tokens: PathBuf => "auth.tokens_file",
+    /// Principals allowed everything, comma-separated.
+    [arg value_delimiter = ',']
+    super_users: Vec<String> => "auth.super_users",
+    /// Serve without authentication on a non-loopback address (logged as a warning).
+    [arg num_args = 0..=1, default_missing_value = "true"]
+    allow_anonymous: bool => "auth.allow_anonymous",
 }

@@ -32,11 +32,12 @@ pub struct ServeConfig {
     pub cluster: ClusterSettings,
     pub jobs: JobOptions,
     pub groups: GroupOptions,
+    pub auth: crate::auth::AuthOptions,
 }
 
 /// The sections, in the order of `docs/configuration.md`: environment variables are
 /// read only for these, so `FLOE_SERVER_URL`-style variables of other tools are ignored.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "server",
     "store",
     "broker",
@@ -45,6 +46,7 @@ pub const SECTIONS: [&str; 8] = [
     "cluster",
     "jobs",
     "groups",
+    "auth",
 ];
 
 /// The HTTP listener and the process: the `[server]` section.

@@ -4,6 +4,7 @@
 
 pub mod app;
 mod args;
+pub mod auth;
 pub mod cluster;
 mod codec;
 pub mod config;

@@ -158,6 +158,8 @@ A Kubernetes quantity without fractions ("4Gi", "500M", "1048576") in bytes.
 {{- define "floe.cacheDir" -}}/var/cache/floe{{- end -}}
 {{- define "floe.configDir" -}}/etc/floe{{- end -}}
 
+{{- define "floe.authDir" -}}/etc/floe-auth{{- end -}}
+
 {{/*
 Checks of combinations of values. The schema refuses most bad values already; these also
 hold when a user skips schema validation.
@@ -258,11 +260,18 @@ settings.
 {{- if .Values.etcd.dev.enabled -}}
 {{- $etcd = printf "http://%s-etcd:2379" (include "floe.fullname" .) -}}
 {{- end -}}
+{{- $auth := dict -}}
+{{- if .Values.auth.tokensSecret -}}
+{{- $_ := set $auth "tokens_file" (printf "%s/tokens" (include "floe.authDir" .)) -}}
+{{- else if .Values.auth.allowAnonymous -}}
+{{- $_ := set $auth "allow_anonymous" true -}}
+{{- end -}}
 {{- $derived := dict
   "server" (dict "data_dir" (include "floe.dataDir" .))
   "store" $store
   "cache" $cache
   "cluster" (dict "etcd" $etcd "name" (include "floe.fullname" .))
+  "auth" $auth
 -}}
 {{- toJson $derived -}}
 {{- end -}}
@@ -278,7 +287,7 @@ keys sorted.
 {{- range $section, $settings := .Values.config -}}
 {{- $_ := set $merged $section (merge (deepCopy $settings) (get $merged $section | default (dict))) -}}
 {{- end -}}
-{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" -}}
+{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" "auth" -}}
 {{- range $section, $_ := $merged -}}
 {{- if not (has $section $sections) -}}
 {{- fail (printf "config.%s: floe has no [%s] section (%s)" $section $section (join ", " $sections)) -}}

@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use floe_api::{
     AssignedPartition, CommitRequest, CommitResponse, Encoding, GroupDescription,
     GroupOffsetsResponse, GroupRecordJson, GroupRecordsResponse, GroupSummary, HeartbeatRequest,
@@ -19,7 +18,7 @@ use floe_api::{
     ResetOffsetsRequest, TopicPartition,
 };
 use floe_broker::{GroupFetch, GroupPartition, JoinSpec, MemberView, OffsetToCommit, ResetTarget};
-use floe_core::{validate_group_name, validate_member_id};
+use floe_core::{Operation, ResourceKind, validate_group_name, validate_member_id};
 use floe_sequencer::OffsetReset;
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,6 +26,7 @@ use serde_json::Value;
 use super::extract::{ApiPath, ApiQuery, RawBody};
 use super::waiting::ClientAddr;
 use super::{AppState, json_body};
+use crate::auth::Principal;
 use crate::codec::to_json;
 use crate::error::{ApiError, ApiResult};
 
@@ -104,7 +104,8 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
         )
         .timeout(FORWARD_TIMEOUT)
         .body(body);
-    for name in [header::CONTENT_TYPE, header::ACCEPT] {
+    // The coordinator authenticates and authorises the caller again.
+    for name in [header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION] {
         if let Some(value) = parts.headers.get(&name) {
             outgoing = outgoing.header(name, value);
         }
@@ -155,11 +156,22 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
     Ok(response)
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<floe_api::GroupList> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<floe_api::GroupList> {
     let groups = state
         .broker
         .list_groups()
         .into_iter()
+        .filter(|group| {
+            state.auth.may(
+                &principal,
+                Operation::Describe,
+                ResourceKind::Group,
+                &group.name,
+            )
+        })
         .map(|group| GroupSummary {
             group: group.name,
             state: group.state.as_str().to_owned(),
@@ -239,11 +251,18 @@ fn millis(duration: Duration) -> u64 {
 
 pub async fn join(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(group): ApiPath<String>,
     body: RawBody,
 ) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
     checked_group(&group)?;
     let request: JoinRequest = json_body(&body.bytes)?;
+    // A member reads the topics it subscribes to (Kafka checks READ on each topic).
+    for topic in &request.topics {
+        state
+            .auth
+            .check(&principal, Operation::Read, ResourceKind::Topic, topic)?;
+    }
     if let Some(member) = &request.member_id {
         checked_member(member)?;
     }

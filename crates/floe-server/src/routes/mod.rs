@@ -1,5 +1,6 @@
 //! The `/v1` HTTP surface. `openapi.json` beside this crate documents every route.
 
+mod acls;
 mod extract;
 mod groups;
 mod internal;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
     /// Carries group calls to their coordinator when it is another broker.
     pub forwarder: reqwest::Client,
+    /// Who is calling and what they may do.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// The routes. Bodies are read by [`extract::RawBody`], which enforces
@@ -97,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/cluster", get(meta::cluster))
         .route(
+            "/v1/acls",
+            get(acls::list).post(acls::create).delete(acls::delete),
+        )
+        .route(
             crate::cluster::FORWARD_PATH,
             post(internal::forwarded_commands),
         )
@@ -106,6 +113,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(meta::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .with_state(state)
 }
 

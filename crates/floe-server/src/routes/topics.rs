@@ -2,26 +2,35 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use floe_api::{
     AddPartitionsRequest, AlterConfigRequest, CreateTopicRequest, ExportError, ExportStatus,
     PartitionDescription, PartitionExport, TopicDescription, TopicList, TopicSummary,
 };
 use floe_broker::TopicDescription as BrokerTopic;
-use floe_core::TopicConfig;
+use floe_core::{Operation, ResourceKind, TopicConfig};
 use serde_json::Value;
 
 use super::extract::{ApiPath, RawBody};
 use super::{AppState, checked_topic, json_body};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 
-pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<TopicList> {
     let topics = state
         .broker
         .list_topics()
         .into_iter()
+        .filter(|(name, _)| {
+            state
+                .auth
+                .may(&principal, Operation::Describe, ResourceKind::Topic, name)
+        })
         .map(|(name, partitions)| TopicSummary { name, partitions })
         .collect();
     Json(TopicList { topics })
@@ -29,10 +38,23 @@ pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     RawBody { bytes: body, .. }: RawBody,
 ) -> ApiResult<(StatusCode, Json<TopicDescription>)> {
     let request: CreateTopicRequest = json_body(&body)?;
     checked_topic(&request.name)?;
+    // Kafka's rule: CREATE on the cluster, or on the topic.
+    if !state
+        .auth
+        .may(&principal, Operation::Create, ResourceKind::Cluster, "")
+    {
+        state.auth.check(
+            &principal,
+            Operation::Create,
+            ResourceKind::Topic,
+            &request.name,
+        )?;
+    }
     let config = topic_config(&request.config)?;
     let created = state
         .broker

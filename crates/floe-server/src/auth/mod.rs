@@ -1,0 +1,345 @@
+//! Who is calling, and may they: bearer-token authentication, Kafka-style ACLs, and the
+//! audit log (ADR 0009).
+//!
+//! Every request passes [`authenticate`] (a principal, or `401`) and [`authorize`] (the
+//! operation its route performs on the resource its path names, or `403`). Routes whose
+//! resource is in the body (creating a topic, joining a group) and the listings check in
+//! their handlers through [`Auth::check`] and [`Auth::may`].
+
+mod tokens;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use floe_core::{Operation, ResourceKind};
+use floe_sequencer::Sequencer;
+use serde::{Deserialize, Serialize};
+
+pub use tokens::{TokenTable, TokensFile, token_digest};
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// The principal of requests when authentication is off (Kafka's `User:ANONYMOUS`).
+pub const ANONYMOUS: &str = "ANONYMOUS";
+/// How often the tokens file is checked for changes.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// Authentication and authorisation: the `[auth]` section of `floe.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthOptions {
+    /// Bearer tokens, one `principal:HASH` a line (HASH: lowercase hex SHA-256 of the
+    /// token, or an argon2 PHC string); re-read when it changes. Set, every request needs
+    /// a token and ACLs decide what its principal may do.
+    pub tokens_file: Option<PathBuf>,
+    /// Principals allowed everything, whatever the ACLs say.
+    pub super_users: Vec<String>,
+    /// Serve without authentication on a non-loopback address.
+    pub allow_anonymous: bool,
+}
+
+impl AuthOptions {
+    /// Whether requests must authenticate (and ACLs apply).
+    pub fn enabled(&self) -> bool {
+        self.tokens_file.is_some()
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(pub Arc<str>);
+
+impl Principal {
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The server's authentication state.
+#[derive(Debug)]
+pub struct Auth {
+    tokens: Option<parking_lot::RwLock<TokenTable>>,
+    super_users: Vec<String>,
+    sequencer: Sequencer,
+}
+
+impl Auth {
+    /// Loads the tokens file (an error at start if it is missing or malformed) and starts
+    /// watching it for changes.
+    pub fn start(options: &AuthOptions, sequencer: Sequencer) -> anyhow::Result<Arc<Self>> {
+        let (file, table) = match &options.tokens_file {
+            Some(path) => {
+                let (file, table) = TokensFile::load(path).map_err(anyhow::Error::msg)?;
+                tracing::info!(tokens = table.len(), file = %path.display(), "bearer tokens loaded");
+                (Some(file), Some(table))
+            }
+            None => (None, None),
+        };
+        let auth = Arc::new(Self {
+            tokens: table.map(parking_lot::RwLock::new),
+            super_users: options.super_users.clone(),
+            sequencer,
+        });
+        if let Some(mut file) = file {
+            let weak = Arc::downgrade(&auth);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RELOAD_EVERY).await;
+                    let Some(auth) = weak.upgrade() else { return };
+                    match file.reload() {
+                        Ok(Some(table)) => {
+                            tracing::info!(tokens = table.len(), file = %file.path().display(), "bearer tokens reloaded");
+                            if let Some(tokens) = &auth.tokens {
+                                *tokens.write() = table;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "tokens file changed but does not parse; the previous tokens stay in force");
+                        }
+                    }
+                }
+            });
+        }
+        Ok(auth)
+    }
+
+    /// Whether requests must authenticate and pass ACLs.
+    pub fn enabled(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Whether `principal` may do `operation` on `kind`/`name`.
+    pub fn may(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        kind: ResourceKind,
+        name: &str,
+    ) -> bool {
+        !self.enabled()
+            || self.super_users.iter().any(|user| user == principal.name())
+            || self.sequencer.read(|state| {
+                floe_core::acl::authorize(state.acls(), principal.name(), operation, kind, name)
+            })
+    }
+
+    /// [`Auth::may`], as a `403` naming the operation and the resource, audited.
+    pub fn check(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        if self.may(principal, operation, kind, name) {
+            return Ok(());
+        }
+        let resource = resource_label(kind, name);
+        audit(principal.name(), operation.as_str(), &resource, "denied");
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "principal {:?} may not {operation} {resource}",
+                principal.name()
+            ),
+        ))
+    }
+}
+
+fn resource_label(kind: ResourceKind, name: &str) -> String {
+    match kind {
+        ResourceKind::Topic => format!("topic:{name}"),
+        ResourceKind::Group => format!("group:{name}"),
+        ResourceKind::Cluster => "cluster".to_owned(),
+    }
+}
+
+/// One audit line: who did what to which resource, and how it ended. Written for every
+/// administrative action and every refusal, on the `floe::audit` target.
+pub fn audit(principal: &str, operation: &str, resource: &str, outcome: &str) {
+    tracing::info!(target: "floe::audit", principal, operation, resource, outcome, "audit");
+}
+
+/// Routes anyone may call: health, readiness and the API description.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/v1/openapi.json")
+}
+
+/// Finds the caller: with authentication off, [`ANONYMOUS`]; with it on, the principal of
+/// the bearer token, or `401` with `WWW-Authenticate`.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if is_open(path) || path.starts_with("/internal/") {
+        // The internal route checks the cluster credential itself.
+        return next.run(request).await;
+    }
+    let auth = &state.auth;
+    let principal = match &auth.tokens {
+        None => Principal(ANONYMOUS.into()),
+        Some(tokens) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| {
+                    value
+                        .strip_prefix("Bearer ")
+                        .or_else(|| value.strip_prefix("bearer "))
+                })
+                .map(str::trim);
+            let Some(token) = presented else {
+                return unauthorized(
+                    "a bearer token is required (Authorization: Bearer …)",
+                    false,
+                );
+            };
+            let found = tokens.read().principal(token);
+            match found {
+                Some(principal) => Principal(principal.into()),
+                None => {
+                    audit(
+                        "-",
+                        "authenticate",
+                        request.uri().path(),
+                        "denied: unknown token",
+                    );
+                    return unauthorized("the bearer token is not valid", true);
+                }
+            }
+        }
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+fn unauthorized(message: &str, invalid: bool) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let challenge = if invalid {
+        "Bearer realm=\"floe\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"floe\""
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// What a route does, from its method and path: the operation and the resource the path
+/// names, or `None` when the handler checks (the resource is in the body, or the route
+/// lists what the caller may describe) or the route is open.
+pub fn route_operation(method: &Method, path: &str) -> Option<(Operation, ResourceKind, String)> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let topic = |operation| Some((operation, ResourceKind::Topic, segments[2].to_owned()));
+    let group = |operation| Some((operation, ResourceKind::Group, segments[2].to_owned()));
+    let cluster = |operation| Some((operation, ResourceKind::Cluster, String::new()));
+    match (method, segments.as_slice()) {
+        (_, ["metrics"]) => cluster(Operation::Describe),
+        (_, ["v1", "cluster"]) => cluster(Operation::Describe),
+        (&Method::GET, ["v1", "acls"]) => cluster(Operation::Describe),
+        (_, ["v1", "acls"]) => cluster(Operation::Alter),
+        (&Method::GET, ["v1", "topics", _]) => topic(Operation::Describe),
+        (&Method::DELETE, ["v1", "topics", _]) => topic(Operation::Delete),
+        (_, ["v1", "topics", _, "partitions"]) => topic(Operation::Alter),
+        (_, ["v1", "topics", _, "config"]) => topic(Operation::Alter),
+        (_, ["v1", "topics", _, "export"]) => topic(Operation::Describe),
+        (_, ["v1", "topics", _, "records"]) => topic(Operation::Write),
+        (&Method::GET, ["v1", "topics", _, "partitions", _, "records"]) => topic(Operation::Read),
+        (_, ["v1", "topics", _, "partitions", _, "records"]) => topic(Operation::Write),
+        (_, ["v1", "topics", _, "partitions", _, "offsets"]) => topic(Operation::Describe),
+        (&Method::GET, ["v1", "groups", _]) => group(Operation::Describe),
+        (&Method::DELETE, ["v1", "groups", _]) => group(Operation::Delete),
+        (&Method::GET, ["v1", "groups", _, "offsets"]) => group(Operation::Describe),
+        (_, ["v1", "groups", _, ..]) => group(Operation::Read),
+        _ => None,
+    }
+}
+
+/// Refuses a request whose principal may not do what its route does to the resource its
+/// path names (`403`, audited).
+/// Administrative actions (creating, deleting and altering topics and groups, resetting
+/// offsets; ACL changes are audited by their routes) get an audit line with their outcome.
+pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return next.run(request).await;
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let operation = route_operation(&method, &path);
+    if state.auth.enabled()
+        && let Some((operation, kind, name)) = &operation
+        && let Err(error) = state.auth.check(&principal, *operation, *kind, name)
+    {
+        return error.into_response();
+    }
+    let admin = match &operation {
+        _ if method == Method::POST && path == "/v1/topics" => Some("create".to_owned()),
+        _ if path.ends_with("/offsets/reset") => Some("reset_offsets".to_owned()),
+        Some((op @ (Operation::Create | Operation::Delete | Operation::Alter), kind, _))
+            if *kind != ResourceKind::Cluster =>
+        {
+            Some(op.to_string())
+        }
+        _ => None,
+    };
+    let response = next.run(request).await;
+    if let Some(action) = admin {
+        let outcome = if response.status().is_success() {
+            "ok".to_owned()
+        } else {
+            format!("failed: {}", response.status().as_u16())
+        };
+        audit(principal.name(), &action, &path, &outcome);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_name_their_operation_and_resource() {
+        let op = |method: Method, path: &str| route_operation(&method, path);
+        assert_eq!(
+            op(Method::POST, "/v1/topics/orders/records"),
+            Some((Operation::Write, ResourceKind::Topic, "orders".into()))
+        );
+        assert_eq!(
+            op(Method::GET, "/v1/topics/orders/partitions/3/records"),
+            Some((Operation::Read, ResourceKind::Topic, "orders".into()))
+        );
+        assert_eq!(
+            op(Method::POST, "/v1/groups/billing/members/m1/heartbeat"),
+            Some((Operation::Read, ResourceKind::Group, "billing".into()))
+        );
+        assert_eq!(
+            op(Method::DELETE, "/v1/acls"),
+            Some((Operation::Alter, ResourceKind::Cluster, String::new()))
+        );
+        assert_eq!(
+            op(Method::GET, "/v1/topics"),
+            None,
+            "filtered in the handler"
+        );
+        assert_eq!(
+            op(Method::POST, "/v1/topics"),
+            None,
+            "checked in the handler"
+        );
+    }
+}

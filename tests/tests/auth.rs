@@ -1,0 +1,370 @@
+//! Authentication and ACLs against a real `floe serve`: every route × {no credential, a
+//! wrong token, a principal without the ACL, a principal with it} answers 401 / 401 / 403 /
+//! 2xx, and after every refused request nothing changed (topics, configs, records, groups,
+//! ACLs). Tokens are re-read when their file changes; without authentication floe will not
+//! listen beyond loopback unless told to.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use floe_tests::FloeProcess;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn sha256_hex(token: &str) -> String {
+    // The tokens file holds SHA-256 digests; `sha256sum` computes them as users would.
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(token.as_bytes())
+        .expect("write");
+    let output = child.wait_with_output().expect("sha256sum output");
+    String::from_utf8(output.stdout).expect("utf8")[..64].to_owned()
+}
+
+fn write_tokens(path: &Path, tokens: &[(&str, &str)]) {
+    let text: String = tokens
+        .iter()
+        .map(|(principal, token)| format!("{principal}:{}\n", sha256_hex(token)))
+        .collect();
+    std::fs::write(path, text).expect("tokens file");
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value, Option<String>) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(10));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            challenge,
+        )
+    }
+
+    /// Everything a refused request must leave as it was, read with the admin token.
+    async fn state(&self) -> Value {
+        let admin = Some("admin-token");
+        let mut state = json!({});
+        let topics = self.call(admin, Method::GET, "/v1/topics", None).await.1;
+        for topic in topics["topics"].as_array().expect("topics") {
+            let name = topic["name"].as_str().expect("name");
+            let described = self
+                .call(admin, Method::GET, &format!("/v1/topics/{name}"), None)
+                .await
+                .1;
+            state[name] = described;
+        }
+        state["_groups"] = self.call(admin, Method::GET, "/v1/groups", None).await.1;
+        state["_acls"] = self.call(admin, Method::GET, "/v1/acls", None).await.1;
+        state["_billing_offsets"] = self
+            .call(admin, Method::GET, "/v1/groups/billing/offsets", None)
+            .await
+            .1;
+        state
+    }
+}
+
+#[tokio::test]
+async fn every_route_refuses_the_unauthenticated_and_the_unauthorised_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    write_tokens(
+        &tokens,
+        &[
+            ("admin", "admin-token"),
+            ("alice", "alice-token"),
+            ("bob", "bob-token"),
+        ],
+    );
+    let tokens_arg = tokens.display().to_string();
+    let server = FloeProcess::start(
+        dir.path(),
+        &["--auth-tokens", &tokens_arg, "--super-users", "admin"],
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+    };
+    let admin = Some("admin-token");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/topics",
+            json!({"name": "orders", "partitions": 2}),
+        ),
+        (
+            Method::POST,
+            "/v1/topics",
+            json!({"name": "secret", "partitions": 1}),
+        ),
+        (
+            Method::POST,
+            "/v1/topics/orders/records",
+            json!({"records": [{"value": "first"}]}),
+        ),
+        (
+            Method::POST,
+            "/v1/acls",
+            json!({"acls": [
+                {"principal": "alice", "resource": "topic:orders", "operation": "read", "permission": "allow"},
+                {"principal": "alice", "resource": "topic:orders", "operation": "write", "permission": "allow"},
+                {"principal": "alice", "resource": "group:billing", "operation": "read", "permission": "allow"},
+            ]}),
+        ),
+    ] {
+        let (status, body, _) = api.call(admin, method, path, Some(&body)).await;
+        assert!(status.is_success(), "admin set-up {path}: {status} {body}");
+    }
+    // Every route: method, path, body, and alice's expected status (she holds read and
+    // write on topic:orders and read on group:billing; bob holds nothing).
+    let join = json!({"topics": ["orders"]});
+    let acl = json!({"acls": [{"principal": "bob", "resource": "cluster", "operation": "alter", "permission": "allow"}]});
+    let cases: Vec<(Method, &str, Option<Value>, u16)> = vec![
+        (Method::GET, "/v1/topics/orders", None, 200),
+        (Method::DELETE, "/v1/topics/secret", None, 403),
+        (
+            Method::POST,
+            "/v1/topics",
+            Some(json!({"name": "orders2"})),
+            403,
+        ),
+        (
+            Method::POST,
+            "/v1/topics/orders/partitions",
+            Some(json!({"count": 4})),
+            403,
+        ),
+        (
+            Method::PATCH,
+            "/v1/topics/orders/config",
+            Some(json!({"set": {"retention.ms": 1000}})),
+            403,
+        ),
+        (Method::GET, "/v1/topics/orders/export", None, 200),
+        (Method::GET, "/v1/topics/secret/export", None, 403),
+        (
+            Method::GET,
+            "/v1/topics/orders/partitions/0/records?offset=0",
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/topics/secret/partitions/0/records?offset=0",
+            None,
+            403,
+        ),
+        (
+            Method::GET,
+            "/v1/topics/orders/partitions/0/offsets?at=latest",
+            None,
+            200,
+        ),
+        (Method::GET, "/v1/groups/billing", None, 404),
+        (Method::GET, "/v1/groups/other", None, 403),
+        (Method::DELETE, "/v1/groups/billing", None, 403),
+        (
+            Method::POST,
+            "/v1/groups/other/members",
+            Some(join.clone()),
+            403,
+        ),
+        (Method::GET, "/v1/cluster", None, 403),
+        (Method::GET, "/v1/acls", None, 403),
+        (Method::POST, "/v1/acls", Some(acl.clone()), 403),
+        (Method::DELETE, "/v1/acls", Some(acl.clone()), 403),
+        (Method::GET, "/metrics", None, 403),
+    ];
+    for (method, path, body, alice) in &cases {
+        for (who, token, expected) in [
+            ("no credential", None, 401),
+            ("a wrong token", Some("not-a-token"), 401),
+            ("bob, without ACLs", Some("bob-token"), 403),
+            ("alice", Some("alice-token"), *alice),
+        ] {
+            let before = api.state().await;
+            let (status, answer, challenge) =
+                api.call(token, method.clone(), path, body.as_ref()).await;
+            assert_eq!(
+                status.as_u16(),
+                expected,
+                "{method} {path} as {who}: {answer}"
+            );
+            if expected == 401 {
+                assert!(
+                    challenge.is_some_and(|c| c.starts_with("Bearer")),
+                    "{method} {path}: WWW-Authenticate"
+                );
+                assert_eq!(answer["error_code"], "unauthorized");
+            }
+            if expected == 403 {
+                assert_eq!(answer["error_code"], "forbidden", "{answer}");
+                let message = answer["message"].as_str().unwrap_or_default();
+                assert!(!message.contains("first"), "a 403 names no data: {message}");
+            }
+            if !status.is_success() {
+                assert_eq!(
+                    api.state().await,
+                    before,
+                    "{method} {path} as {who} changed something"
+                );
+            }
+        }
+    }
+    // Writes and group membership alice is allowed, and what she may list.
+    let (status, _, _) = api
+        .call(
+            Some("alice-token"),
+            Method::POST,
+            "/v1/topics/orders/records",
+            Some(&json!({"records": [{"value": "x"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, joined, _) = api
+        .call(
+            Some("alice-token"),
+            Method::POST,
+            "/v1/groups/billing/members",
+            Some(&join),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    let (status, _, _) = api
+        .call(
+            Some("bob-token"),
+            Method::POST,
+            "/v1/groups/billing/members",
+            Some(&join),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let listed = api
+        .call(Some("alice-token"), Method::GET, "/v1/topics", None)
+        .await
+        .1;
+    assert_eq!(
+        listed["topics"].as_array().map(Vec::len),
+        Some(1),
+        "alice sees orders only: {listed}"
+    );
+    let listed = api
+        .call(Some("bob-token"), Method::GET, "/v1/topics", None)
+        .await
+        .1;
+    assert_eq!(
+        listed["topics"].as_array().map(Vec::len),
+        Some(0),
+        "bob sees nothing: {listed}"
+    );
+    // Open routes stay open.
+    for path in ["/healthz", "/readyz", "/v1/openapi.json"] {
+        assert!(
+            api.call(None, Method::GET, path, None).await.0.is_success(),
+            "{path}"
+        );
+    }
+
+    // A token added to the file works within a few seconds, without a restart.
+    write_tokens(
+        &tokens,
+        &[
+            ("admin", "admin-token"),
+            ("alice", "alice-token"),
+            ("bob", "bob-token"),
+            ("carol", "carol-token"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) = api
+            .call(Some("carol-token"), Method::GET, "/v1/topics", None)
+            .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            Instant::now() < deadline,
+            "carol's token was never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn without_authentication_floe_stays_on_loopback_unless_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(floe_tests::floe_binary())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("FLOE_CONFIG")
+        .output()
+        .expect("floe serve");
+    assert!(
+        !output.status.success(),
+        "served 0.0.0.0 without authentication"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--allow-anonymous"), "{stderr}");
+    let mut child = Command::new(floe_tests::floe_binary())
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-anonymous",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("FLOE_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("floe serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut warned = false;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.expect("line");
+        warned |= line.contains("without authentication");
+        if line.contains("floe is serving") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "--allow-anonymous on 0.0.0.0 logs a warning");
+}
