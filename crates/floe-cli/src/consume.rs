@@ -95,7 +95,7 @@ impl Start {
 }
 
 /// Reads and prints; exits 1 when any partition failed.
-pub async fn run(server: &str, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(server: &crate::ServerArg, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     if let Some(group) = &args.group {
         return crate::consume_group::run(server, group, &args).await;
     }
@@ -105,7 +105,7 @@ pub async fn run(server: &str, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.timeout
     };
-    let client = FloeClient::with_timeout(server, timeout);
+    let client = server.client_with_timeout(timeout);
     let partitions = match args.partition {
         Some(partition) => vec![partition],
         None => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use floe_api::{FetchedRecordJson, GroupRecordJson, TopicPartition};
-use floe_client::{AutoOffsetReset, FloeClient, GroupConsumer, GroupOptions};
+use floe_client::{AutoOffsetReset, GroupConsumer, GroupOptions};
 use tokio::task::JoinHandle;
 
 use crate::consume::{ConsumeArgs, render};
@@ -19,7 +19,11 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Joins, prints until Ctrl-C, SIGTERM or `-n` records, commits and leaves; exits 1 when
 /// reading failed.
-pub async fn run(server: &str, group: &str, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    server: &crate::ServerArg,
+    group: &str,
+    args: &ConsumeArgs,
+) -> anyhow::Result<ExitCode> {
     if args.partition.is_some() {
         bail!("-p cannot be used with -g: the group assigns the partitions");
     }
@@ -37,7 +41,7 @@ pub async fn run(server: &str, group: &str, args: &ConsumeArgs) -> anyhow::Resul
         encoding: args.encoding,
         ..GroupOptions::new([args.topic.as_str()])
     };
-    let client = FloeClient::with_timeout(server, args.timeout + options.wait);
+    let client = server.client_with_timeout(args.timeout + options.wait);
     // Listening from the start: a signal while joining ends the run, not the process.
     let mut stop = tokio::spawn(floe_server::app::shutdown_signal());
     let mut consumer = tokio::select! {

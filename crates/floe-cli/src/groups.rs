@@ -164,7 +164,7 @@ fn offsets_table(offsets: &[PartitionOffsets], with_member: bool) -> String {
 }
 
 /// Left-aligned columns two spaces apart, indented like `floe topics describe`.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|title| title.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -2,6 +2,7 @@
 //! client of a running one. `floe bench` runs the separate `floe-bench` tool, so this
 //! binary never links the benchmark's peers, proxy or sink.
 
+mod acls;
 mod admin;
 mod bench;
 mod consume;
@@ -29,9 +30,10 @@ struct Cli {
     command: Command,
 }
 
-/// The server the client commands talk to; accepted before or after the subcommand.
-#[derive(Debug, Args)]
-struct ServerArg {
+/// The server the client commands talk to, and the token they show it; accepted before or
+/// after the subcommand.
+#[derive(Args)]
+pub(crate) struct ServerArg {
     /// Server URL.
     #[arg(
         long,
@@ -41,6 +43,53 @@ struct ServerArg {
         global = true
     )]
     server: String,
+    /// Bearer token sent with every request, for a server with authentication on.
+    #[arg(
+        long,
+        env = "FLOE_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_name = "TOKEN",
+        value_parser = parse_token
+    )]
+    token: Option<String>,
+}
+
+impl ServerArg {
+    /// A client of the server, with the token if one was given.
+    pub(crate) fn client(&self) -> FloeClient {
+        self.authorize(FloeClient::new(&self.server))
+    }
+
+    /// Like [`ServerArg::client`], every request bounded by `timeout`.
+    pub(crate) fn client_with_timeout(&self, timeout: std::time::Duration) -> FloeClient {
+        self.authorize(FloeClient::with_timeout(&self.server, timeout))
+    }
+
+    fn authorize(&self, client: FloeClient) -> FloeClient {
+        match &self.token {
+            Some(token) => client.with_token(token),
+            None => client,
+        }
+    }
+}
+
+/// Written by hand so the token never reaches a log or a panic message.
+impl std::fmt::Debug for ServerArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArg")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A token is what an HTTP header can carry: visible ASCII, no spaces.
+fn parse_token(text: &str) -> Result<String, String> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err("a token is one or more visible ASCII characters, without spaces".into());
+    }
+    Ok(text.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +123,11 @@ enum Command {
     /// Export a range of a topic to Parquet files once (`floe export TOPIC --out URL`), or
     /// show the continuous export's progress (`floe export status TOPIC`).
     Export(export::ExportCommand),
+    /// List, add and remove access control lists (needs a server with authorisation on).
+    Acls {
+        #[command(subcommand)]
+        command: acls::AclsCommand,
+    },
     /// Operator tasks.
     Admin {
         #[command(subcommand)]
@@ -103,15 +157,16 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let client = || FloeClient::new(&cli.server.server);
+    let client = || cli.server.client();
     match cli.command {
         Command::Serve(args) => floe_server::serve(*args).await?,
         Command::Topics { command } => topics::run(&client(), command).await?,
         Command::Produce(args) => produce::run(&client(), args).await?,
-        Command::Consume(args) => return consume::run(&cli.server.server, args).await,
+        Command::Consume(args) => return consume::run(&cli.server, args).await,
         Command::Groups { command } => groups::run(&client(), command).await?,
         Command::Bench { args } => return bench::run(args),
         Command::Export(command) => export::run(&client(), command).await?,
+        Command::Acls { command } => acls::run(&client(), command).await?,
         Command::Admin { command } => admin::run(command).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -314,5 +369,184 @@ mod tests {
             .expect_err("no '='");
         assert!(error.to_string().contains("KEY=VALUE"), "{error}");
         assert!(Cli::try_parse_from(["floe", "topics", "alter", "t"]).is_err());
+    }
+
+    #[test]
+    fn acls_add_takes_several_operations_and_allows_by_default() {
+        let cli = Cli::try_parse_from([
+            "floe",
+            "acls",
+            "add",
+            "--principal",
+            "alice",
+            "--operation",
+            "read,describe",
+            "--resource",
+            "topic:orders.*",
+        ])
+        .expect("parses");
+        let Command::Acls {
+            command: super::acls::AclsCommand::Add(args),
+        } = cli.command
+        else {
+            panic!("not an acls add: {:?}", cli.command);
+        };
+        let debug = format!("{args:?}");
+        assert!(debug.contains("[Read, Describe]"), "{debug}");
+        assert!(debug.contains("deny: false"), "{debug}");
+        assert!(debug.contains(r#"resource: "topic:orders.*""#), "{debug}");
+    }
+
+    #[test]
+    fn acls_remove_and_list_parse_their_options() {
+        let cli = Cli::try_parse_from([
+            "floe",
+            "acls",
+            "remove",
+            "--principal",
+            "*",
+            "--operation",
+            "write",
+            "--resource",
+            "cluster",
+            "--deny",
+        ])
+        .expect("parses");
+        let Command::Acls {
+            command: super::acls::AclsCommand::Remove(args),
+        } = cli.command
+        else {
+            panic!("not an acls remove: {:?}", cli.command);
+        };
+        assert!(format!("{args:?}").contains("deny: true"), "{args:?}");
+
+        let cli = Cli::try_parse_from([
+            "floe",
+            "acls",
+            "list",
+            "--principal",
+            "alice",
+            "--resource",
+            "group:g",
+            "--json",
+        ])
+        .expect("parses");
+        let Command::Acls {
+            command:
+                super::acls::AclsCommand::List {
+                    principal,
+                    resource,
+                    json,
+                },
+        } = cli.command
+        else {
+            panic!("not an acls list: {:?}", cli.command);
+        };
+        assert_eq!(principal.as_deref(), Some("alice"));
+        assert_eq!(resource.as_deref(), Some("group:g"));
+        assert!(json);
+        assert!(Cli::try_parse_from(["floe", "acls", "list"]).is_ok());
+    }
+
+    #[test]
+    fn acls_refuse_what_the_server_would() {
+        for args in [
+            &[
+                "floe",
+                "acls",
+                "add",
+                "--operation",
+                "read",
+                "--resource",
+                "cluster",
+            ][..],
+            &[
+                "floe",
+                "acls",
+                "add",
+                "--principal",
+                "a",
+                "--resource",
+                "cluster",
+            ],
+            &[
+                "floe",
+                "acls",
+                "add",
+                "--principal",
+                "a",
+                "--operation",
+                "read",
+            ],
+            &[
+                "floe",
+                "acls",
+                "add",
+                "--principal",
+                "a",
+                "--operation",
+                "read,eat",
+                "--resource",
+                "cluster",
+            ],
+            &[
+                "floe",
+                "acls",
+                "remove",
+                "--principal",
+                "a",
+                "--operation",
+                "read",
+                "--resource",
+                "table:orders",
+            ],
+            &["floe", "acls", "list", "--resource", "topic:a*b"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} parsed");
+        }
+    }
+
+    #[test]
+    fn the_token_is_global_and_never_printed() {
+        let cli =
+            Cli::try_parse_from(["floe", "topics", "list", "--token", "s3cr3t"]).expect("parses");
+        assert_eq!(cli.server.token.as_deref(), Some("s3cr3t"));
+        let cli =
+            Cli::try_parse_from(["floe", "--token", "s3cr3t", "acls", "list"]).expect("parses");
+        assert_eq!(cli.server.token.as_deref(), Some("s3cr3t"));
+        assert!(!format!("{cli:?}").contains("s3cr3t"), "{cli:?}");
+        assert!(!format!("{:?}", cli.server.client()).contains("s3cr3t"));
+        assert!(Cli::try_parse_from(["floe", "acls", "list", "--token", "a b"]).is_err());
+        assert!(Cli::try_parse_from(["floe", "acls", "list", "--token", ""]).is_err());
+    }
+
+    #[test]
+    fn the_token_comes_from_floe_token_and_its_value_stays_out_of_help() {
+        let token = Cli::command()
+            .get_arguments()
+            .find(|arg| arg.get_id() == "token")
+            .expect("a --token option")
+            .clone();
+        assert_eq!(token.get_env(), Some(std::ffi::OsStr::new("FLOE_TOKEN")));
+        assert!(token.is_hide_env_values_set());
+        assert!(token.is_global_set());
+
+        // Tests cannot set variables (no unsafe), so the option reads one cargo sets when
+        // it runs them: the lookup and the check are the real ones.
+        let Some(package) = std::env::var_os("CARGO_PKG_NAME") else {
+            return;
+        };
+        let mut command = Cli::command().mut_arg("token", |arg| arg.env("CARGO_PKG_NAME"));
+        let matches = command
+            .clone()
+            .try_get_matches_from(["floe", "acls", "list"])
+            .expect("parses");
+        let from_env = matches
+            .get_one::<String>("token")
+            .expect("from the variable");
+        assert_eq!(std::ffi::OsStr::new(from_env), package);
+        let help = command.render_long_help().to_string();
+        assert!(help.contains("CARGO_PKG_NAME"), "{help}");
+        assert!(!help.contains(from_env.as_str()), "{help}");
     }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -12,11 +13,12 @@ pub use crate::sse::EventStream;
 use floe_api::Encoding;
 use floe_api::binary::{self, BinaryFetch, BinaryRecord};
 use floe_api::{
-    AddPartitionsRequest, AlterConfigRequest, ClusterInfo, CommitRequest, CommitResponse,
-    CreateTopicRequest, ErrorBody, ExportStatus, FetchResponse, GroupDescription, GroupList,
-    GroupOffsetsResponse, GroupRecordsResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest,
-    JoinResponse, OWNER_HEADER, OffsetResponse, ProduceRecordJson, ProduceRequest, ProduceResponse,
-    ResetOffsetsRequest, TopicDescription, TopicList,
+    AclJson, AclList, AclsChanged, AclsRequest, AddPartitionsRequest, AlterConfigRequest,
+    ClusterInfo, CommitRequest, CommitResponse, CreateTopicRequest, ErrorBody, ExportStatus,
+    FetchResponse, GroupDescription, GroupList, GroupOffsetsResponse, GroupRecordsResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, OWNER_HEADER, OffsetResponse,
+    ProduceRecordJson, ProduceRequest, ProduceResponse, ResetOffsetsRequest, TopicDescription,
+    TopicList,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -110,12 +112,53 @@ pub struct GroupRecordsOptions {
 /// (header `floe-partition-owner`), and later fetches of that partition go there, where the
 /// tail is warm. If the owner cannot be reached, the client forgets it and goes back to
 /// the server it was given; any broker serves any fetch correctly.
+///
+/// With [`FloeClient::with_token`], every request, to the given server or to an owner,
+/// carries `Authorization: Bearer TOKEN`.
 #[derive(Debug, Clone)]
 pub struct FloeClient {
     base: String,
     http: reqwest::Client,
     owners: Arc<Mutex<HashMap<(String, u32), String>>>,
     prefer_owner: bool,
+    token: Option<BearerToken>,
+}
+
+/// The `Authorization` value of a bearer token. Its `Debug` never shows the token, and the
+/// header is marked sensitive so the HTTP stack does not log it either.
+#[derive(Clone)]
+struct BearerToken(Result<HeaderValue, UnusableToken>);
+
+/// A token no header can carry (a control character, say): requests that would carry it
+/// fail before they are sent, rather than go out unauthenticated.
+#[derive(Clone)]
+struct UnusableToken;
+
+impl BearerToken {
+    fn new(token: &str) -> Self {
+        let header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            })
+            .map_err(|_| UnusableToken);
+        Self(header)
+    }
+
+    fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.0 {
+            Ok(value) => request.header(AUTHORIZATION, value.clone()),
+            // reqwest keeps the refused value's error and returns it from `send`; a bare
+            // control character is refused without naming the token.
+            Err(UnusableToken) => request.header(AUTHORIZATION, "\n"),
+        }
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt("<redacted>", f)
+    }
 }
 
 impl FloeClient {
@@ -151,12 +194,19 @@ impl FloeClient {
             http,
             owners: Arc::default(),
             prefer_owner: true,
+            token: None,
         }
     }
 
     /// Sends every request to the given server, never to partition owners.
     pub fn without_owner_routing(mut self) -> Self {
         self.prefer_owner = false;
+        self
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(BearerToken::new(&token.into()));
         self
     }
 
@@ -168,8 +218,13 @@ impl FloeClient {
         self.request_at(&self.base, method, path)
     }
 
+    /// Every request the client sends is built here, so every one carries the token.
     fn request_at(&self, base: &str, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{base}{path}"))
+        let request = self.http.request(method, format!("{base}{path}"));
+        match &self.token {
+            Some(token) => token.authorize(request),
+            None => request,
+        }
     }
 
     /// The server a fetch of this partition goes to: its owner when known.
@@ -529,6 +584,26 @@ impl FloeClient {
             path.push_str("&commit=auto");
         }
         json(self.request(Method::GET, &path).send().await?).await
+    }
+
+    /// Every ACL of the cluster.
+    pub async fn list_acls(&self) -> Result<AclList, ClientError> {
+        json(self.request(Method::GET, "/v1/acls").send().await?).await
+    }
+
+    /// Adds ACLs; answers how many were new (`created`).
+    pub async fn create_acls(&self, acls: Vec<AclJson>) -> Result<AclsChanged, ClientError> {
+        self.post_json("/v1/acls", &AclsRequest { acls }).await
+    }
+
+    /// Removes ACLs; answers how many of them there were (`deleted`).
+    pub async fn delete_acls(&self, acls: Vec<AclJson>) -> Result<AclsChanged, ClientError> {
+        let response = self
+            .request(Method::DELETE, "/v1/acls")
+            .json(&AclsRequest { acls })
+            .send()
+            .await?;
+        json(response).await
     }
 
     /// Sends a raw request (for tests of malformed input).

@@ -2,7 +2,10 @@
 //! benchmarks. The wire types live in `floe-api`; they are re-exported here so a client
 //! needs one dependency. [`GroupConsumer`] is a member of a consumer group: it joins,
 //! heartbeats in the background and applies the server's assignment between polls.
+//! [`FloeClient::with_token`] authenticates every request with a bearer token.
 
+#[cfg(test)]
+mod auth_tests;
 mod client;
 mod group;
 mod sse;
