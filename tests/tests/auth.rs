@@ -368,3 +368,49 @@ fn without_authentication_floe_stays_on_loopback_unless_told() {
     let _ = child.wait();
     assert!(warned, "--allow-anonymous on 0.0.0.0 logs a warning");
 }
+
+/// The internal route (followers forwarding commands to the sequencer leader) needs the
+/// cluster's credential even with client authentication off, and the brokers have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_route_needs_the_cluster_credential() {
+    let cluster = floe_tests::cluster::FloeCluster::start(2, 1, &["--lease-ttl", "3s"]);
+    let leader = cluster.wait_settled(2, Duration::from_secs(60)).await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/internal/v1/sequencer/commands",
+        cluster.broker(leader).url
+    );
+    let create = json!([{ "command": {"type": "create_topic", "name": "smuggled", "partitions": 1,
+        "config": {}, "created_ms": 0}, "fence": null }]);
+    for secret in [None, Some("wrong-secret-wrong-secret")] {
+        let mut request = http.post(&url).json(&create);
+        if let Some(secret) = secret {
+            request = request.header("x-floe-cluster-secret", secret);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "secret {secret:?}"
+        );
+    }
+    // Nothing was created, and the brokers forward with the credential: a topic created
+    // and produced to through the follower works.
+    let follower = 1 - leader;
+    let client = cluster.client(follower);
+    let listed = client.list_topics().await.expect("list");
+    assert!(listed.topics.is_empty(), "{listed:?}");
+    floe_tests::create_topic(&client, "orders", 2).await;
+    let acks = client
+        .produce(
+            "orders",
+            vec![floe_client::api::ProduceRecordJson {
+                value: Some(json!("through the follower")),
+                ..Default::default()
+            }],
+            floe_client::Encoding::Text,
+        )
+        .await
+        .expect("produce through the follower");
+    assert_eq!(acks.offsets.len(), 1);
+}

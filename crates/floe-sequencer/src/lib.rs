@@ -33,6 +33,7 @@ use floe_core::Clock;
 
 pub use cluster::{
     ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, RemoteError, SnapshotStore,
+    cluster_secret,
 };
 pub use commit::{Committed, MAX_COMMAND_BYTES};
 pub use embedded::FileLog;

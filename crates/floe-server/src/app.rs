@@ -75,6 +75,7 @@ impl Server {
             .context("opening the read cache")?;
         let advertised = !advertise.is_empty();
         let identity = Identity::new(config.broker.id.clone(), advertise);
+        let mut internal_secret = None;
         let sequencer = match config.cluster.etcd_endpoints() {
             Some(endpoints) => {
                 if !advertised {
@@ -96,11 +97,26 @@ impl Server {
                     sequencer: config.sequencer.clone(),
                 };
                 let snapshots = SnapshotObjects::new(store.clone(), prefix.clone());
+                let secret: Arc<str> = match &config.auth.internal_secret_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .trim()
+                        .into(),
+                    None => floe_sequencer::cluster_secret(&options.endpoints, &options.cluster)
+                        .await
+                        .context("reading the cluster's internal credential from etcd")?
+                        .into(),
+                };
+                anyhow::ensure!(
+                    secret.len() >= 16,
+                    "the internal credential must have at least 16 characters"
+                );
+                internal_secret = Some(Arc::clone(&secret));
                 open_cluster(
                     identity,
                     options,
                     Arc::new(StoredSnapshots(snapshots)),
-                    Arc::new(HttpForwarder::new()),
+                    Arc::new(HttpForwarder::with_secret(secret)),
                     Arc::new(SystemClock),
                 )
                 .await
@@ -147,6 +163,7 @@ impl Server {
             waits,
             auth: crate::auth::Auth::start(&config.auth, broker.sequencer().clone())
                 .context("loading the bearer tokens")?,
+            internal_secret,
             forwarder: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .pool_idle_timeout(std::time::Duration::from_secs(5))

@@ -40,13 +40,32 @@ impl SnapshotStore for StoredSnapshots {
     }
 }
 
-/// Forwards commands to the leader's internal route.
-#[derive(Debug)]
+/// The header that carries the cluster's credential on internal routes.
+pub const CLUSTER_SECRET_HEADER: &str = "x-floe-cluster-secret";
+
+/// Forwards commands to the leader's internal route, with the cluster's credential.
 pub struct HttpForwarder {
     client: reqwest::Client,
+    secret: Option<std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for HttpForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpForwarder")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpForwarder {
+    /// A forwarder that presents `secret` to the leader.
+    pub fn with_secret(secret: std::sync::Arc<str>) -> Self {
+        Self {
+            secret: Some(secret),
+            ..Self::new()
+        }
+    }
+
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
@@ -56,7 +75,10 @@ impl HttpForwarder {
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Self { client }
+        Self {
+            client,
+            secret: None,
+        }
     }
 }
 
@@ -74,10 +96,11 @@ impl Forwarder for HttpForwarder {
         commands: Vec<ForwardedCommand>,
     ) -> Result<Vec<Result<Committed, RemoteError>>, String> {
         let url = format!("{}{FORWARD_PATH}", leader.advertise.trim_end_matches('/'));
-        let response = self
-            .client
-            .post(&url)
-            .json(&commands)
+        let mut request = self.client.post(&url).json(&commands);
+        if let Some(secret) = &self.secret {
+            request = request.header(CLUSTER_SECRET_HEADER, secret.as_ref());
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| format!("{url}: {e}"))?;

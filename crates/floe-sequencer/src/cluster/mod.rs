@@ -266,6 +266,34 @@ impl Keys {
     pub fn brokers_prefix(&self) -> String {
         format!("{}brokers/", self.root)
     }
+
+    pub fn internal_secret(&self) -> String {
+        format!("{}internal-secret", self.root)
+    }
+}
+
+/// The cluster's credential for its internal routes: created at random by the first broker
+/// that asks (an etcd transaction that writes only if the key is absent), read by every
+/// other. Every broker that can reach etcd shares it, so a cluster needs no extra flag.
+pub async fn cluster_secret(endpoints: &[String], cluster: &str) -> Result<String, LogError> {
+    use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+    let connect = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    let mut client = etcd("connect", Client::connect(endpoints, Some(connect))).await?;
+    let key = Keys::new(cluster).internal_secret();
+    // Two ULIDs carry 160 random bits.
+    let fresh = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
+    let create = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key.clone(), fresh, None)]);
+    etcd("create the cluster secret", client.txn(create)).await?;
+    let found = etcd("read the cluster secret", client.get(key.clone(), None)).await?;
+    found
+        .kvs()
+        .first()
+        .and_then(|kv| kv.value_str().ok())
+        .filter(|secret| !secret.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| LogError::Etcd(format!("{key} is empty after it was created")))
 }
 
 /// Bound on one etcd request: a call that takes longer is treated as failed.

@@ -42,6 +42,9 @@ pub struct AuthOptions {
     pub super_users: Vec<String>,
     /// Serve without authentication on a non-loopback address.
     pub allow_anonymous: bool,
+    /// The credential brokers present on each other's internal routes, from a file; unset:
+    /// a random one kept in etcd, created by the cluster's first broker.
+    pub internal_secret_file: Option<PathBuf>,
 }
 
 impl AuthOptions {

@@ -16,8 +16,10 @@ use super::extract::RawBody;
 /// answers 404 `not_clustered`: it has no followers.
 pub async fn forwarded_commands(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     RawBody { bytes: body, .. }: RawBody,
 ) -> Result<Json<Vec<Result<Committed, RemoteError>>>, ApiError> {
+    check_cluster_secret(&state, &headers)?;
     let commands: Vec<ForwardedCommand> = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))?;
     let results = state
@@ -35,4 +37,33 @@ pub async fn forwarded_commands(
         .map(|result| result.map_err(RemoteError::from))
         .collect();
     Ok(Json(results))
+}
+
+/// Internal routes need the cluster's credential, whether or not clients authenticate.
+fn check_cluster_secret(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(secret) = &state.internal_secret else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_clustered",
+            "this broker runs the embedded sequencer and has no internal routes",
+        ));
+    };
+    let presented = headers
+        .get(crate::cluster::CLUSTER_SECRET_HEADER)
+        .map(|value| value.as_bytes())
+        .unwrap_or_default();
+    if !constant_time_eq(presented, secret.as_bytes()) {
+        crate::auth::audit("-", "internal", "/internal", "denied: no cluster credential");
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "internal routes need the cluster's credential",
+        ));
+    }
+    Ok(())
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -45,6 +45,8 @@ pub struct AppState {
     pub forwarder: reqwest::Client,
     /// Who is calling and what they may do.
     pub auth: Arc<crate::auth::Auth>,
+    /// The cluster's credential for internal routes (`None` on the embedded sequencer).
+    pub internal_secret: Option<Arc<str>>,
 }
 
 /// The routes. Bodies are read by [`extract::RawBody`], which enforces
