@@ -50,7 +50,7 @@ DOCS = ROOT / "docs" / "configuration.md"
 KUBE_VERSION = "1.31"
 RELEASE = "floe"
 NAMESPACE = "streams"
-SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups", "auth"]
+SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups", "auth", "quotas"]
 # Custom resources kubernetes-validate has no schema for: checked structurally instead.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 README_START = "<!-- values:start (scripts/chart_check.py --write-readme) -->"
@@ -158,7 +158,10 @@ def documented_settings() -> dict[str, dict[str, str]]:
 
 # Settings whose type the default column does not show.
 SETTING_TYPES = {"store.s3_path_style": "boolean", "cluster.etcd": "string", "auth.tokens_file": "string"}
-SETTING_SCHEMAS = {"auth.super_users": {"type": "array", "items": {"type": "string", "minLength": 1}}}
+SETTING_SCHEMAS = {
+    "auth.super_users": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    "quotas.principals": {"type": "object", "additionalProperties": {"type": "object"}},
+}
 
 
 def setting_schema(path: str, default: str) -> dict[str, Any]:

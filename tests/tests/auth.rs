@@ -414,3 +414,94 @@ async fn the_internal_route_needs_the_cluster_credential() {
         .expect("produce through the follower");
     assert_eq!(acks.offsets.len(), 1);
 }
+
+/// A producer over its quota gets 429s with Retry-After and its accepted rate stays near
+/// the quota (printed, not asserted), while another principal's produce is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_over_its_produce_quota_gets_429s_and_others_do_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    write_tokens(&tokens, &[("alice", "alice-token"), ("bob", "bob-token")]);
+    let config = dir.path().join("floe.toml");
+    std::fs::write(
+        &config,
+        "[quotas.principals.alice]\nproduce_bytes_per_second = 200000\n",
+    )
+    .expect("config");
+    let server = FloeProcess::start(
+        dir.path(),
+        &[
+            "--auth-tokens",
+            &tokens.display().to_string(),
+            "--super-users",
+            "alice,bob",
+            "--config",
+            &config.display().to_string(),
+        ],
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+    };
+    let (status, _, _) = api
+        .call(
+            Some("bob-token"),
+            Method::POST,
+            "/v1/topics",
+            Some(&json!({"name": "t", "partitions": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let body = json!({"records": [{"value": "x".repeat(20_000)}]});
+    let started = Instant::now();
+    let (mut accepted, mut refused, mut bob_ok, mut steady) = (0u64, 0u64, 0u64, 0u64);
+    let mut retry_after_seen = false;
+    while started.elapsed() < Duration::from_secs(3) {
+        let response = api
+            .http
+            .post(format!("{}/v1/topics/t/records", api.url))
+            .bearer_auth("alice-token")
+            .json(&body)
+            .send()
+            .await
+            .expect("alice produce");
+        match response.status() {
+            StatusCode::OK => {
+                accepted += 1;
+                // After the first second's burst (the bucket starts full).
+                if started.elapsed() > Duration::from_secs(1) {
+                    steady += 1;
+                }
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                retry_after_seen |= response.headers().contains_key("retry-after");
+                let answer: Value = response.json().await.expect("body");
+                assert_eq!(answer["error_code"], "quota_exceeded");
+            }
+            other => panic!("alice: {other}"),
+        }
+        if (accepted + refused) % 10 == 0 {
+            let (status, answer, _) = api
+                .call(
+                    Some("bob-token"),
+                    Method::POST,
+                    "/v1/topics/t/records",
+                    Some(&body),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "bob is not limited: {answer}");
+            bob_ok += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "quota 200000 B/s: alice accepted {accepted} x ~20 kB = {:.0} B/s over {seconds:.1} s, \
+         {:.0} B/s after the first second's burst ({refused} refused); bob {bob_ok} accepted",
+        accepted as f64 * 20_000.0 / seconds,
+        steady as f64 * 20_000.0 / (seconds - 1.0)
+    );
+    assert!(refused > 0, "alice was never refused");
+    assert!(retry_after_seen, "429s carry Retry-After");
+    assert!(bob_ok > 0);
+}

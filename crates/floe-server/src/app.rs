@@ -164,6 +164,7 @@ impl Server {
             auth: crate::auth::Auth::start(&config.auth, broker.sequencer().clone())
                 .context("loading the bearer tokens")?,
             internal_secret,
+            quotas: Arc::new(crate::quotas::Quotas::new(config.quotas.clone())),
             forwarder: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .pool_idle_timeout(std::time::Duration::from_secs(5))

@@ -100,10 +100,7 @@ impl Forwarder for HttpForwarder {
         if let Some(secret) = &self.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret.as_ref());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();

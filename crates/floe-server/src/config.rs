@@ -33,11 +33,12 @@ pub struct ServeConfig {
     pub jobs: JobOptions,
     pub groups: GroupOptions,
     pub auth: crate::auth::AuthOptions,
+    pub quotas: crate::quotas::QuotaOptions,
 }
 
 /// The sections, in the order of `docs/configuration.md`: environment variables are
 /// read only for these, so `FLOE_SERVER_URL`-style variables of other tools are ignored.
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "server",
     "store",
     "broker",
@@ -47,6 +48,7 @@ pub const SECTIONS: [&str; 9] = [
     "jobs",
     "groups",
     "auth",
+    "quotas",
 ];
 
 /// The HTTP listener and the process: the `[server]` section.

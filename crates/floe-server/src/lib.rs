@@ -10,6 +10,7 @@ mod codec;
 pub mod config;
 mod error;
 mod listener;
+pub mod quotas;
 pub(crate) mod routes;
 mod telemetry;
 

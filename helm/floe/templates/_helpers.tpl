@@ -287,7 +287,7 @@ keys sorted.
 {{- range $section, $settings := .Values.config -}}
 {{- $_ := set $merged $section (merge (deepCopy $settings) (get $merged $section | default (dict))) -}}
 {{- end -}}
-{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" "auth" -}}
+{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" "auth" "quotas" -}}
 {{- range $section, $_ := $merged -}}
 {{- if not (has $section $sections) -}}
 {{- fail (printf "config.%s: floe has no [%s] section (%s)" $section $section (join ", " $sections)) -}}

@@ -53,7 +53,12 @@ fn check_cluster_secret(state: &AppState, headers: &axum::http::HeaderMap) -> Re
         .map(|value| value.as_bytes())
         .unwrap_or_default();
     if !constant_time_eq(presented, secret.as_bytes()) {
-        crate::auth::audit("-", "internal", "/internal", "denied: no cluster credential");
+        crate::auth::audit(
+            "-",
+            "internal",
+            "/internal",
+            "denied: no cluster credential",
+        );
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "unauthorized",

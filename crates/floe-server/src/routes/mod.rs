@@ -47,6 +47,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// The cluster's credential for internal routes (`None` on the embedded sequencer).
     pub internal_secret: Option<Arc<str>>,
+    /// Per-principal produce, fetch and request rates.
+    pub quotas: Arc<crate::quotas::Quotas>,
 }
 
 /// The routes. Bodies are read by [`extract::RawBody`], which enforces
@@ -115,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(meta::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::quotas::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authorize,
