@@ -111,7 +111,7 @@ impl Server {
                     secret.len() >= 16,
                     "the internal credential must have at least 16 characters"
                 );
-                internal_secret = Some(Arc::clone(&secret));
+                internal_secret = Some(crate::auth::Secret(Arc::clone(&secret)));
                 open_cluster(
                     identity,
                     options,

@@ -26,13 +26,21 @@ use crate::routes::AppState;
 /// Principals tracked at once; beyond, idle buckets are forgotten (they start full again).
 const MAX_BUCKETS: usize = 100_000;
 
-/// One principal's limits (cluster-wide); `0` is unlimited.
+/// One principal's limits (cluster-wide); `0` is unlimited, an absent one the default's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    pub produce_bytes_per_second: u64,
-    pub fetch_bytes_per_second: u64,
-    pub requests_per_second: u64,
+    pub produce_bytes_per_second: Option<u64>,
+    pub fetch_bytes_per_second: Option<u64>,
+    pub requests_per_second: Option<u64>,
+}
+
+/// A principal's limits in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Effective {
+    produce_bytes_per_second: u64,
+    fetch_bytes_per_second: u64,
+    requests_per_second: u64,
 }
 
 /// Quotas: the `[quotas]` section of `floe.toml`.
@@ -50,12 +58,19 @@ pub struct QuotaOptions {
 }
 
 impl QuotaOptions {
-    fn limits(&self, principal: &str) -> Limits {
-        self.principals.get(principal).copied().unwrap_or(Limits {
-            produce_bytes_per_second: self.produce_bytes_per_second,
-            fetch_bytes_per_second: self.fetch_bytes_per_second,
-            requests_per_second: self.requests_per_second,
-        })
+    fn limits(&self, principal: &str) -> Effective {
+        let named = self.principals.get(principal).copied().unwrap_or_default();
+        Effective {
+            produce_bytes_per_second: named
+                .produce_bytes_per_second
+                .unwrap_or(self.produce_bytes_per_second),
+            fetch_bytes_per_second: named
+                .fetch_bytes_per_second
+                .unwrap_or(self.fetch_bytes_per_second),
+            requests_per_second: named
+                .requests_per_second
+                .unwrap_or(self.requests_per_second),
+        }
     }
 
     fn any(&self) -> bool {
@@ -112,14 +127,16 @@ impl Quotas {
             buckets
                 .retain(|_, bucket| now.duration_since(bucket.updated) < Duration::from_secs(10));
         }
+        // A bucket holds a second of the rate (a request bucket at least one request).
+        let capacity = if strict { rate.max(cost) } else { rate };
         let bucket = buckets
             .entry((Arc::clone(principal), kind))
             .or_insert(Bucket {
-                tokens: rate,
+                tokens: capacity,
                 updated: now,
             });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
         bucket.updated = now;
         let needed = if strict { cost } else { 0.0 };
         if bucket.tokens < needed || (!strict && bucket.tokens < 0.0) {
@@ -131,9 +148,9 @@ impl Quotas {
     }
 
     /// Takes what an answer cost after the fact (the bucket may go into debt).
-    fn charge(&self, principal: &Arc<str>, kind: Kind, rate: f64, cost: f64) {
+    fn charge(&self, principal: &Arc<str>, kind: Kind, cost: f64) {
         if let Some(bucket) = self.buckets.lock().get_mut(&(Arc::clone(principal), kind)) {
-            bucket.tokens = (bucket.tokens - cost).max(-60.0 * rate);
+            bucket.tokens -= cost;
         }
     }
 }
@@ -191,12 +208,20 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     }
     let kind = route_kind(request.method(), request.uri().path());
     if kind == Some(Kind::Produce) && limits.produce_bytes_per_second > 0 {
-        let length = request
+        let Some(length) = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or_else(|| request.body().size_hint().lower());
+        else {
+            // A body of unknown length cannot be charged before it is read.
+            return ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "length_required",
+                "a produce quota applies to this principal: send Content-Length",
+            )
+            .into_response();
+        };
         if let Err(retry) = quotas.take(
             &principal,
             Kind::Produce,
@@ -221,12 +246,7 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     }
     let response = next.run(request).await;
     if fetch && let Some(length) = response.body().size_hint().exact() {
-        quotas.charge(
-            &principal,
-            Kind::Fetch,
-            share(limits.fetch_bytes_per_second),
-            length as f64,
-        );
+        quotas.charge(&principal, Kind::Fetch, length as f64);
     }
     response
 }
@@ -258,6 +278,9 @@ mod tests {
             .take(&bob, Kind::Produce, 1000.0, 10.0, false)
             .expect_err("in debt");
         assert!(retry >= Duration::from_secs(3), "{retry:?}");
+        // A rate below one request a second still lets one through.
+        let dave: Arc<str> = "dave".into();
+        assert!(quotas.take(&dave, Kind::Requests, 0.5, 1.0, true).is_ok());
         // Another principal is unaffected.
         let carol: Arc<str> = "carol".into();
         assert!(
@@ -271,10 +294,11 @@ mod tests {
     fn named_principals_have_their_own_limits() {
         let options = QuotaOptions {
             produce_bytes_per_second: 100,
+            fetch_bytes_per_second: 50,
             principals: [(
                 "etl".to_owned(),
                 Limits {
-                    produce_bytes_per_second: 0,
+                    produce_bytes_per_second: Some(0),
                     ..Limits::default()
                 },
             )]
@@ -283,6 +307,11 @@ mod tests {
         };
         assert_eq!(options.limits("anyone").produce_bytes_per_second, 100);
         assert_eq!(options.limits("etl").produce_bytes_per_second, 0);
+        assert_eq!(
+            options.limits("etl").fetch_bytes_per_second,
+            50,
+            "a named principal keeps the defaults it does not override"
+        );
         assert_eq!(
             route_kind(&Method::POST, "/v1/topics/t/records"),
             Some(Kind::Produce)

@@ -19,7 +19,11 @@ impl ClusterState {
         for acl in acls {
             acl.validate().map_err(ApplyError::InvalidAcl)?;
         }
-        let new = acls.iter().filter(|acl| !self.acls.contains(*acl)).count();
+        let distinct: std::collections::BTreeSet<&Acl> = acls.iter().collect();
+        let new = distinct
+            .iter()
+            .filter(|acl| !self.acls.contains(**acl))
+            .count();
         if self.acls.len() + new > MAX_ACLS {
             return Err(ApplyError::TooManyAcls { limit: MAX_ACLS });
         }

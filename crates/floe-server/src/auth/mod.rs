@@ -54,6 +54,24 @@ impl AuthOptions {
     }
 }
 
+/// A credential that never shows in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(pub Arc<str>);
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(pub Arc<str>);
@@ -208,7 +226,19 @@ pub async fn authenticate(
                     false,
                 );
             };
-            let found = tokens.read().principal(token);
+            let lookup = tokens.read().lookup(token);
+            let found = match lookup {
+                tokens::Lookup::Found(principal) => Some(principal),
+                tokens::Lookup::Unknown => None,
+                // Argon2 is slow on purpose: it runs on the blocking pool, a few at a time.
+                tokens::Lookup::Verify(verifier) => {
+                    let token = token.to_owned();
+                    tokio::task::spawn_blocking(move || verifier.verify(&token))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
             match found {
                 Some(principal) => Principal(principal.into()),
                 None => {
@@ -246,7 +276,24 @@ fn unauthorized(message: &str, invalid: bool) -> Response {
 /// names, or `None` when the handler checks (the resource is in the body, or the route
 /// lists what the caller may describe) or the route is open.
 pub fn route_operation(method: &Method, path: &str) -> Option<(Operation, ResourceKind, String)> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Names are checked as the handlers see them: percent-decoded (`%6Frders` is
+    // `orders`, `with%20space` is `with space`).
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    // Axum answers HEAD with the GET handler.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     let topic = |operation| Some((operation, ResourceKind::Topic, segments[2].to_owned()));
     let group = |operation| Some((operation, ResourceKind::Group, segments[2].to_owned()));
     let cluster = |operation| Some((operation, ResourceKind::Cluster, String::new()));
@@ -272,6 +319,16 @@ pub fn route_operation(method: &Method, path: &str) -> Option<(Operation, Resour
     }
 }
 
+/// Routes whose handler does the check: creating and listing topics, listing groups.
+fn checked_in_handler(method: &Method, path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    matches!(
+        (method, path),
+        (&Method::GET | &Method::HEAD | &Method::POST, "/v1/topics")
+            | (&Method::GET | &Method::HEAD, "/v1/groups")
+    )
+}
+
 /// Refuses a request whose principal may not do what its route does to the resource its
 /// path names (`403`, audited).
 /// Administrative actions (creating, deleting and altering topics and groups, resetting
@@ -283,11 +340,30 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let operation = route_operation(&method, &path);
-    if state.auth.enabled()
-        && let Some((operation, kind, name)) = &operation
-        && let Err(error) = state.auth.check(&principal, *operation, *kind, name)
-    {
-        return error.into_response();
+    if state.auth.enabled() {
+        match &operation {
+            Some((operation, kind, name)) => {
+                if let Err(error) = state.auth.check(&principal, *operation, *kind, name) {
+                    return error.into_response();
+                }
+            }
+            // Fail closed: a route not in the table is refused unless its handler checks.
+            None if !checked_in_handler(&method, &path) => {
+                audit(
+                    principal.name(),
+                    method.as_str(),
+                    &path,
+                    "denied: unknown route",
+                );
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this route is not open to authenticated principals",
+                )
+                .into_response();
+            }
+            None => {}
+        }
     }
     let admin = match &operation {
         _ if method == Method::POST && path == "/v1/topics" => Some("create".to_owned()),
@@ -344,5 +420,24 @@ mod tests {
             None,
             "checked in the handler"
         );
+    }
+
+    #[test]
+    fn names_are_decoded_head_is_get_and_unknown_routes_fail_closed() {
+        assert_eq!(
+            route_operation(&Method::GET, "/v1/topics/%6Frders/partitions/0/records"),
+            Some((Operation::Read, ResourceKind::Topic, "orders".into())),
+            "names are decoded as handlers decode them"
+        );
+        assert_eq!(
+            route_operation(&Method::HEAD, "/v1/topics/orders"),
+            Some((Operation::Describe, ResourceKind::Topic, "orders".into()))
+        );
+        assert_eq!(
+            route_operation(&Method::HEAD, "/v1/topics/orders/partitions/0/records"),
+            Some((Operation::Read, ResourceKind::Topic, "orders".into()))
+        );
+        assert!(checked_in_handler(&Method::GET, "/v1/topics"));
+        assert!(!checked_in_handler(&Method::GET, "/v1/unknown"));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
@@ -15,21 +16,88 @@ const MAX_LINE: usize = 4096;
 /// Argon2 verifications remembered (by the token's SHA-256), so a token is verified once.
 const MAX_VERIFIED: usize = 4096;
 
+/// Argon2 verifications running at once (each costs ~19 MiB and tens of ms).
+const MAX_VERIFYING: usize = 2;
+
 /// A parsed tokens file.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TokenTable {
     /// Principal by SHA-256 of the token.
     by_digest: HashMap<[u8; 32], String>,
     /// Principals whose token is an argon2 hash, with the hash.
-    argon2: Vec<(String, String)>,
-    /// Argon2 outcomes so far: principal (or none) by the token's SHA-256.
-    verified: parking_lot::Mutex<HashMap<[u8; 32], Option<String>>>,
+    argon2: Arc<Vec<(String, String)>>,
+    /// Argon2 successes so far: principal by the token's SHA-256 (failures are not
+    /// remembered, so they cannot push valid tokens out).
+    verified: Arc<parking_lot::Mutex<HashMap<[u8; 32], String>>>,
+    verifying: Arc<parking_lot::Mutex<usize>>,
+}
+
+impl std::fmt::Debug for TokenTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenTable")
+            .field("tokens", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a token lookup found without argon2, or the argon2 work left to do.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(String),
+    Unknown,
+    Verify(Verifier),
+}
+
+/// Argon2 verification of one token against the table's argon2 entries, to run off the
+/// async workers.
+pub struct Verifier {
+    digest: [u8; 32],
+    argon2: Arc<Vec<(String, String)>>,
+    verified: Arc<parking_lot::Mutex<HashMap<[u8; 32], String>>>,
+    verifying: Arc<parking_lot::Mutex<usize>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// The principal, if the token matches an argon2 entry; `None` also when too many
+    /// verifications already run (the client gets 401 and retries).
+    pub fn verify(self, token: &str) -> Option<String> {
+        {
+            let mut running = self.verifying.lock();
+            if *running >= MAX_VERIFYING {
+                return None;
+            }
+            *running += 1;
+        }
+        let found = self.argon2.iter().find_map(|(principal, hash)| {
+            let parsed = PasswordHash::new(hash).ok()?;
+            argon2::Argon2::default()
+                .verify_password(token.as_bytes(), &parsed)
+                .ok()
+                .map(|()| principal.clone())
+        });
+        *self.verifying.lock() -= 1;
+        if let Some(principal) = &found {
+            let mut verified = self.verified.lock();
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+            verified.insert(self.digest, principal.clone());
+        }
+        found
+    }
 }
 
 impl TokenTable {
     /// Parses the file's text; an error names the line, never a token.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut table = Self::default();
+        let mut argon2 = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             let line = line.trim();
@@ -53,17 +121,18 @@ impl TokenTable {
                         "line {number}: the argon2 PHC string has no salt or hash"
                     ));
                 }
-                table.argon2.push((principal.to_owned(), hash.to_owned()));
+                argon2.push((principal.to_owned(), hash.to_owned()));
             } else {
                 let digest = decode_digest(hash).ok_or_else(|| {
                     format!("line {number}: expected 64 lowercase hex digits (SHA-256) or $argon2…")
                 })?;
                 table.by_digest.insert(digest, principal.to_owned());
             }
-            if table.by_digest.len() + table.argon2.len() > MAX_TOKENS {
+            if table.by_digest.len() + argon2.len() > MAX_TOKENS {
                 return Err(format!("more than {MAX_TOKENS} tokens"));
             }
         }
+        table.argon2 = Arc::new(argon2);
         Ok(table)
     }
 
@@ -75,31 +144,33 @@ impl TokenTable {
         self.len() == 0
     }
 
-    /// The principal a token belongs to.
-    pub fn principal(&self, token: &str) -> Option<String> {
+    /// The principal a token belongs to, or the argon2 work that would tell.
+    pub fn lookup(&self, token: &str) -> Lookup {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(principal) = self.by_digest.get(&digest) {
-            return Some(principal.clone());
+            return Lookup::Found(principal.clone());
         }
         if self.argon2.is_empty() {
-            return None;
+            return Lookup::Unknown;
         }
         if let Some(known) = self.verified.lock().get(&digest) {
-            return known.clone();
+            return Lookup::Found(known.clone());
         }
-        let found = self.argon2.iter().find_map(|(principal, hash)| {
-            let parsed = PasswordHash::new(hash).ok()?;
-            argon2::Argon2::default()
-                .verify_password(token.as_bytes(), &parsed)
-                .ok()
-                .map(|()| principal.clone())
-        });
-        let mut verified = self.verified.lock();
-        if verified.len() >= MAX_VERIFIED {
-            verified.clear();
+        Lookup::Verify(Verifier {
+            digest,
+            argon2: Arc::clone(&self.argon2),
+            verified: Arc::clone(&self.verified),
+            verifying: Arc::clone(&self.verifying),
+        })
+    }
+
+    /// [`TokenTable::lookup`], verifying argon2 tokens in place (tests and tools).
+    pub fn principal(&self, token: &str) -> Option<String> {
+        match self.lookup(token) {
+            Lookup::Found(principal) => Some(principal),
+            Lookup::Unknown => None,
+            Lookup::Verify(verifier) => verifier.verify(token),
         }
-        verified.insert(digest, found.clone());
-        found
     }
 }
 
@@ -130,7 +201,8 @@ pub fn token_digest(token: &str) -> String {
 #[derive(Debug)]
 pub struct TokensFile {
     path: PathBuf,
-    modified: Option<SystemTime>,
+    /// Modification time and length when last read: a change of either re-reads it.
+    modified: Option<(SystemTime, u64)>,
 }
 
 impl TokensFile {
@@ -150,7 +222,7 @@ impl TokensFile {
     /// into something that does not parse (the old table stays in force).
     pub fn reload(&mut self) -> Result<Option<TokenTable>, String> {
         let modified = std::fs::metadata(&self.path)
-            .and_then(|meta| meta.modified())
+            .and_then(|meta| Ok((meta.modified()?, meta.len())))
             .ok();
         if modified == self.modified {
             return Ok(None);
@@ -165,7 +237,7 @@ impl TokensFile {
     }
 }
 
-fn read(path: &Path) -> Result<(Option<SystemTime>, TokenTable), String> {
+fn read(path: &Path) -> Result<(Option<(SystemTime, u64)>, TokenTable), String> {
     let meta = std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
     if meta.len() > (MAX_TOKENS * 128) as u64 {
         return Err(format!("{}: too large to be a tokens file", path.display()));
@@ -173,7 +245,7 @@ fn read(path: &Path) -> Result<(Option<SystemTime>, TokenTable), String> {
     let text =
         std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
     let table = TokenTable::parse(&text).map_err(|error| format!("{}: {error}", path.display()))?;
-    Ok((meta.modified().ok(), table))
+    Ok((meta.modified().ok().map(|time| (time, meta.len())), table))
 }
 
 #[cfg(test)]

@@ -58,7 +58,21 @@ pub async fn to_coordinator(
     let Some(group) = params.get("group") else {
         return next.run(request).await;
     };
-    if request.headers().contains_key(FORWARDED_HEADER) || state.broker.coordinates(group) {
+    // The marker counts only with the cluster's credential: a client cannot make a broker
+    // that is not the coordinator serve the group.
+    let forwarded = request.headers().contains_key(FORWARDED_HEADER)
+        && state.internal_secret.as_ref().is_none_or(|secret| {
+            request
+                .headers()
+                .get(crate::cluster::CLUSTER_SECRET_HEADER)
+                .is_some_and(|presented| {
+                    crate::routes::internal::constant_time_eq(
+                        presented.as_bytes(),
+                        secret.as_bytes(),
+                    )
+                })
+        });
+    if forwarded || state.broker.coordinates(group) {
         return next.run(request).await;
     }
     let Some(coordinator) = state.broker.group_coordinator(group) else {
@@ -101,6 +115,10 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
         .header(
             FORWARDED_HEADER,
             state.broker.sequencer().membership().broker(),
+        )
+        .header(
+            crate::cluster::CLUSTER_SECRET_HEADER,
+            state.internal_secret.as_deref().unwrap_or_default(),
         )
         .timeout(FORWARD_TIMEOUT)
         .body(body);
@@ -293,11 +311,13 @@ pub async fn join(
 
 pub async fn heartbeat(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath((group, member)): ApiPath<(String, String)>,
     body: RawBody,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     checked_group(&group)?;
     checked_member(&member)?;
+    check_member_topics(&state, &principal, &group, &member)?;
     let request: HeartbeatRequest = json_body(&body.bytes)?;
     let owned: Vec<(String, u32)> = request
         .owned
@@ -317,10 +337,12 @@ pub async fn heartbeat(
 
 pub async fn leave(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath((group, member)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     checked_group(&group)?;
     checked_member(&member)?;
+    check_member_topics(&state, &principal, &group, &member)?;
     state.broker.leave_group(&group, &member).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -341,14 +363,43 @@ pub struct RecordsQuery {
     member_epoch: Option<u64>,
 }
 
+/// Kafka checks READ on the topics of every fetch and commit, not only at the join: a
+/// member's calls need READ on each topic it subscribes to (so a principal that lost a
+/// topic's ACL, or that names another principal's member, reads nothing of it).
+fn check_member_topics(
+    state: &AppState,
+    principal: &Principal,
+    group: &str,
+    member: &str,
+) -> ApiResult<()> {
+    if !state.auth.enabled() {
+        return Ok(());
+    }
+    let topics = state.broker.sequencer().read(|cluster| {
+        cluster
+            .group(group)
+            .and_then(|state| state.members.get(member))
+            .map(|member| member.topics.clone())
+            .unwrap_or_default()
+    });
+    for topic in &topics {
+        state
+            .auth
+            .check(principal, Operation::Read, ResourceKind::Topic, topic)?;
+    }
+    Ok(())
+}
+
 pub async fn records(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath((group, member)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<RecordsQuery>,
     client: Option<Extension<ClientAddr>>,
 ) -> ApiResult<Json<GroupRecordsResponse>> {
     checked_group(&group)?;
     checked_member(&member)?;
+    check_member_topics(&state, &principal, &group, &member)?;
     let commit_previous = match query.commit.as_deref() {
         None => false,
         Some("auto") => true,
@@ -435,6 +486,7 @@ pub async fn records(
 
 pub async fn commit(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(group): ApiPath<String>,
     body: RawBody,
 ) -> ApiResult<Json<CommitResponse>> {
@@ -464,6 +516,12 @@ pub async fn commit(
         .into_iter()
         .map(|offset| {
             super::checked_topic(&offset.topic)?;
+            state.auth.check(
+                &principal,
+                Operation::Read,
+                ResourceKind::Topic,
+                &offset.topic,
+            )?;
             Ok(OffsetToCommit {
                 topic: offset.topic,
                 partition: offset.partition,
@@ -507,12 +565,19 @@ pub async fn offsets(
 
 pub async fn reset(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(group): ApiPath<String>,
     body: RawBody,
 ) -> ApiResult<Json<GroupOffsetsResponse>> {
     checked_group(&group)?;
     let request: ResetOffsetsRequest = json_body(&body.bytes)?;
     super::checked_topic(&request.topic)?;
+    state.auth.check(
+        &principal,
+        Operation::Read,
+        ResourceKind::Topic,
+        &request.topic,
+    )?;
     let target = reset_target(&request.to)?;
     let offsets = state
         .broker

@@ -16,10 +16,8 @@ use super::extract::RawBody;
 /// answers 404 `not_clustered`: it has no followers.
 pub async fn forwarded_commands(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
     RawBody { bytes: body, .. }: RawBody,
 ) -> Result<Json<Vec<Result<Committed, RemoteError>>>, ApiError> {
-    check_cluster_secret(&state, &headers)?;
     let commands: Vec<ForwardedCommand> = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))?;
     let results = state
@@ -39,7 +37,21 @@ pub async fn forwarded_commands(
     Ok(Json(results))
 }
 
-/// Internal routes need the cluster's credential, whether or not clients authenticate.
+/// Internal routes need the cluster's credential, whether or not clients authenticate;
+/// checked before the body is read, so an unauthenticated client cannot hold request
+/// memory.
+pub async fn require_cluster_secret(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match check_cluster_secret(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
 fn check_cluster_secret(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let Some(secret) = &state.internal_secret else {
         return Err(ApiError::new(
@@ -69,6 +81,6 @@ fn check_cluster_secret(state: &AppState, headers: &axum::http::HeaderMap) -> Re
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal a prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -3,7 +3,7 @@
 mod acls;
 mod extract;
 mod groups;
-mod internal;
+pub(crate) mod internal;
 mod meta;
 mod produce_body;
 mod records;
@@ -46,7 +46,7 @@ pub struct AppState {
     /// Who is calling and what they may do.
     pub auth: Arc<crate::auth::Auth>,
     /// The cluster's credential for internal routes (`None` on the embedded sequencer).
-    pub internal_secret: Option<Arc<str>>,
+    pub internal_secret: Option<crate::auth::Secret>,
     /// Per-principal produce, fetch and request rates.
     pub quotas: Arc<crate::quotas::Quotas>,
 }
@@ -109,7 +109,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             crate::cluster::FORWARD_PATH,
-            post(internal::forwarded_commands),
+            post(internal::forwarded_commands).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                internal::require_cluster_secret,
+            )),
         )
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/healthz", get(meta::healthz))
