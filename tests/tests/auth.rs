@@ -434,7 +434,7 @@ async fn a_principal_over_its_produce_quota_gets_429s_and_others_do_not() {
             "--auth-tokens",
             &tokens.display().to_string(),
             "--super-users",
-            "alice,bob",
+            "alice;bob",
             "--config",
             &config.display().to_string(),
         ],

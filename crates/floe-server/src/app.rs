@@ -28,6 +28,16 @@ pub struct Server {
     stopping: tokio::sync::watch::Sender<bool>,
     limits: Limits,
     connections: ConnectionMetrics,
+    tls: Option<Tls>,
+}
+
+/// The listener's TLS acceptor (rustls has no `Debug` for it).
+struct Tls(tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
 impl Server {
@@ -35,9 +45,19 @@ impl Server {
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
         config.validate()?;
         let server = &config.server;
+        let tls = match (&server.tls_cert_file, &server.tls_key_file) {
+            (Some(cert), Some(key)) => Some(Tls(crate::tls::acceptor(
+                cert,
+                key,
+                server.tls_client_ca_file.as_deref(),
+            )
+            .context("setting up TLS")?)),
+            _ => None,
+        };
+        let mutual_tls = server.tls_client_ca_file.is_some();
         // Safe by default: without authentication, only this machine may connect unless
         // the operator says otherwise.
-        if !config.auth.enabled() && !server.listen.ip().is_loopback() {
+        if !config.auth.enabled() && !mutual_tls && !server.listen.ip().is_loopback() {
             if !config.auth.allow_anonymous {
                 anyhow::bail!(
                     "refusing to serve {} without authentication: set auth.tokens_file \
@@ -161,7 +181,7 @@ impl Server {
             max_request_bytes: server.max_request_bytes,
             body_read_timeout: server.body_read_timeout,
             waits,
-            auth: crate::auth::Auth::start(&config.auth, broker.sequencer().clone())
+            auth: crate::auth::Auth::start(&config.auth, mutual_tls, broker.sequencer().clone())
                 .context("loading the bearer tokens")?,
             internal_secret,
             quotas: Arc::new(crate::quotas::Quotas::new(config.quotas.clone())),
@@ -182,6 +202,7 @@ impl Server {
                 header_read_timeout: server.header_read_timeout,
             },
             connections,
+            tls,
         })
     }
 
@@ -203,7 +224,15 @@ impl Server {
             shutdown.await;
             stopping.send_replace(true);
         };
-        crate::listener::serve(self.listener, app, self.limits, self.connections, shutdown).await;
+        crate::listener::serve(
+            self.listener,
+            app,
+            self.limits,
+            self.connections,
+            self.tls.map(|tls| tls.0),
+            shutdown,
+        )
+        .await;
         tracing::info!("http stopped; flushing buffered records");
         self.broker.shutdown().await;
         tracing::info!("floe stopped");

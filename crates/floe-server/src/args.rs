@@ -95,11 +95,17 @@ serve_flags! {
     compaction_interval: String => "jobs.compaction_interval",
     /// Age of a flushed object before compaction rewrites it, e.g. 10s.
     compaction_min_age: String => "jobs.compaction_min_age",
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    tls_cert: PathBuf => "server.tls_cert_file",
+    /// PEM private key of --tls-cert.
+    tls_key: PathBuf => "server.tls_key_file",
+    /// PEM CA of client certificates (mutual TLS; the subject is the principal).
+    tls_client_ca: PathBuf => "server.tls_client_ca_file",
     /// Bearer tokens file (principal:SHA256-HEX or principal:$argon2… a line): requests
     /// must authenticate and ACLs apply.
     auth_tokens: PathBuf => "auth.tokens_file",
-    /// Principals allowed everything, comma-separated.
-    [arg value_delimiter = ',']
+    /// Principals allowed everything, semicolon-separated (subjects hold commas).
+    [arg value_delimiter = ';']
     super_users: Vec<String> => "auth.super_users",
     /// Serve without authentication on a non-loopback address (logged as a warning).
     [arg num_args = 0..=1, default_missing_value = "true"]

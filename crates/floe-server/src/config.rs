@@ -87,6 +87,14 @@ pub struct ServerOptions {
     pub max_waiting_fetches: usize,
     /// Of those, how many one client address may hold.
     pub max_waiting_fetches_per_client: usize,
+    /// PEM certificate chain for TLS on the listener (with `tls_key_file`); re-read
+    /// within 2 s of a change.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to (mutual TLS); a
+    /// verified certificate's subject is the request's principal, and ACLs apply.
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -103,6 +111,9 @@ impl Default for ServerOptions {
             body_read_timeout: Duration::from_secs(30),
             max_waiting_fetches: 2048,
             max_waiting_fetches_per_client: 512,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -125,6 +136,18 @@ impl ServerOptions {
             self.max_request_bytes,
         )?;
         settings::at_least("max_connections", self.max_connections, 1)?;
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(InvalidSetting::new(
+                "tls_cert_file",
+                "tls_cert_file and tls_key_file go together".to_owned(),
+            ));
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(InvalidSetting::new(
+                "tls_client_ca_file",
+                "mutual TLS needs tls_cert_file and tls_key_file".to_owned(),
+            ));
+        }
         settings::positive("header_read_timeout", self.header_read_timeout)?;
         settings::positive("body_read_timeout", self.body_read_timeout)?;
         settings::at_least("max_waiting_fetches", self.max_waiting_fetches, 1)?;

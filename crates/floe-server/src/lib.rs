@@ -13,6 +13,7 @@ mod listener;
 pub mod quotas;
 pub(crate) mod routes;
 mod telemetry;
+pub mod tls;
 
 pub use app::Server;
 pub use args::ServeArgs;

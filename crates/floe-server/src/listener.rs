@@ -66,6 +66,7 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     metrics: ConnectionMetrics,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -95,6 +96,45 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        if let Some(acceptor) = &tls {
+            // The handshake runs in the connection's task, bounded like a request's
+            // headers; the client certificate's subject goes with every request.
+            let (acceptor, routes, builder) = (acceptor.clone(), app.clone(), builder.clone());
+            let watcher = graceful.watcher();
+            let open = metrics.open.clone();
+            let handshake = limits.header_read_timeout;
+            open.inc();
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let subject = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(crate::tls::subject)
+                            .map(crate::tls::ClientCert);
+                        let service =
+                            hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                                request.extensions_mut().insert(ClientAddr(peer));
+                                if let Some(subject) = &subject {
+                                    request.extensions_mut().insert(subject.clone());
+                                }
+                                routes.clone().oneshot(request)
+                            });
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        if let Err(error) = watcher.watch(connection).await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+                open.dec();
+                drop(permit);
+            });
+            continue;
+        }
         // Each request learns its client's address (for per-client limits) as it arrives.
         let routes = app.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {

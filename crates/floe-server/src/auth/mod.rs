@@ -86,6 +86,8 @@ impl Principal {
 #[derive(Debug)]
 pub struct Auth {
     tokens: Option<parking_lot::RwLock<TokenTable>>,
+    /// Client certificates are verified (mutual TLS): their subjects are principals.
+    mutual_tls: bool,
     super_users: Vec<String>,
     sequencer: Sequencer,
 }
@@ -93,7 +95,11 @@ pub struct Auth {
 impl Auth {
     /// Loads the tokens file (an error at start if it is missing or malformed) and starts
     /// watching it for changes.
-    pub fn start(options: &AuthOptions, sequencer: Sequencer) -> anyhow::Result<Arc<Self>> {
+    pub fn start(
+        options: &AuthOptions,
+        mutual_tls: bool,
+        sequencer: Sequencer,
+    ) -> anyhow::Result<Arc<Self>> {
         let (file, table) = match &options.tokens_file {
             Some(path) => {
                 let (file, table) = TokensFile::load(path).map_err(anyhow::Error::msg)?;
@@ -104,6 +110,7 @@ impl Auth {
         };
         let auth = Arc::new(Self {
             tokens: table.map(parking_lot::RwLock::new),
+            mutual_tls,
             super_users: options.super_users.clone(),
             sequencer,
         });
@@ -133,7 +140,7 @@ impl Auth {
 
     /// Whether requests must authenticate and pass ACLs.
     pub fn enabled(&self) -> bool {
-        self.tokens.is_some()
+        self.tokens.is_some() || self.mutual_tls
     }
 
     /// Whether `principal` may do `operation` on `kind`/`name`.
@@ -207,9 +214,24 @@ pub async fn authenticate(
         return next.run(request).await;
     }
     let auth = &state.auth;
-    let principal = match &auth.tokens {
-        None => Principal(ANONYMOUS.into()),
-        Some(tokens) => {
+    let has_token = request.headers().contains_key(header::AUTHORIZATION);
+    let certificate = request
+        .extensions()
+        .get::<crate::tls::ClientCert>()
+        .cloned();
+    let principal = match (&auth.tokens, certificate) {
+        // A verified client certificate names the principal unless a token is presented.
+        (_, Some(certificate)) if !has_token || auth.tokens.is_none() => {
+            Principal(certificate.0.into())
+        }
+        (None, _) if auth.mutual_tls => {
+            return unauthorized(
+                "a client certificate signed by the server's client CA is required",
+                false,
+            );
+        }
+        (None, _) => Principal(ANONYMOUS.into()),
+        (Some(tokens), _) => {
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)

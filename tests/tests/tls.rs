@@ -1,0 +1,245 @@
+//! TLS on the listener against a real `floe serve`: a client without the CA is refused;
+//! with it, produce and fetch work; a client certificate's subject is the principal
+//! (ACLs apply); a rotated certificate is served without a restart. Certificates are made
+//! in the test with rcgen.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use floe_tests::FloeProcess;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use reqwest::StatusCode;
+use serde_json::json;
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("ca");
+    Ca { cert, key }
+}
+
+/// A certificate for `names` (server SANs) or for a client subject `cn`, signed by `ca`.
+fn leaf(ca: &Ca, cn: &str, names: &[&str]) -> (String, String) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "acme");
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).expect("sign");
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write pem");
+}
+
+fn client(ca: Option<&str>, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).expect("ca"));
+    }
+    if let Some((cert, key)) = identity {
+        let pem = format!("{cert}{key}");
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
+/// The certificate the server presents to a new connection (DER).
+async fn presented(addr: &str, ca_pem: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("certificates")[0]
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn tls_refuses_unknown_servers_names_principals_by_subject_and_rotates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_ca = ca("floe test server CA");
+    let client_ca = ca("floe test client CA");
+    let (cert, key) = leaf(&server_ca, "floe", &["localhost", "127.0.0.1"]);
+    let (cert_path, key_path, client_ca_path) = (
+        dir.path().join("server.pem"),
+        dir.path().join("server.key"),
+        dir.path().join("clients.pem"),
+    );
+    write(&cert_path, &cert);
+    write(&key_path, &key);
+    write(&client_ca_path, &client_ca.cert.pem());
+    let server = FloeProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            &cert_path.display().to_string(),
+            "--tls-key",
+            &key_path.display().to_string(),
+            "--tls-client-ca",
+            &client_ca_path.display().to_string(),
+            "--super-users",
+            "CN=alice,O=acme",
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let url = format!(
+        "https://localhost:{}",
+        addr.rsplit_once(':').expect("port").1
+    );
+    let server_ca_pem = server_ca.cert.pem();
+    let (alice_cert, alice_key) = leaf(&client_ca, "alice", &[]);
+    let (bob_cert, bob_key) = leaf(&client_ca, "bob", &[]);
+    let rogue = ca("not the client CA");
+    let (mallory_cert, mallory_key) = leaf(&rogue, "alice", &[]);
+
+    // Without the server's CA the client refuses the server; plain HTTP gets nothing.
+    assert!(
+        client(None, None)
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    let plain = reqwest::get(format!("http://{addr}/healthz")).await;
+    assert!(
+        !plain.is_ok_and(|response| response.status().is_success()),
+        "plain HTTP on a TLS listener"
+    );
+    // With it: open routes answer; others need a certificate (or a token).
+    let anonymous = client(Some(&server_ca_pem), None);
+    assert_eq!(
+        anonymous
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        anonymous
+            .get(format!("{url}/v1/topics"))
+            .send()
+            .await
+            .expect("topics")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A certificate from another CA does not make its subject a principal.
+    let mallory = client(Some(&server_ca_pem), Some((&mallory_cert, &mallory_key)));
+    let refused = mallory.get(format!("{url}/v1/topics")).send().await;
+    assert!(
+        refused.is_err() || refused.is_ok_and(|r| r.status() == StatusCode::UNAUTHORIZED),
+        "a rogue client certificate"
+    );
+
+    // Alice (a super user by subject) creates, produces and fetches over TLS.
+    let alice = client(Some(&server_ca_pem), Some((&alice_cert, &alice_key)));
+    let created = alice
+        .post(format!("{url}/v1/topics"))
+        .json(&json!({"name": "secure", "partitions": 1}))
+        .send()
+        .await
+        .expect("create");
+    let status = created.status();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    let produced = alice
+        .post(format!("{url}/v1/topics/secure/records"))
+        .json(&json!({"records": [{"value": "over tls"}]}))
+        .send()
+        .await
+        .expect("produce");
+    assert_eq!(produced.status(), StatusCode::OK);
+    let fetched: serde_json::Value = alice
+        .get(format!(
+            "{url}/v1/topics/secure/partitions/0/records?offset=0"
+        ))
+        .send()
+        .await
+        .expect("fetch")
+        .json()
+        .await
+        .expect("fetch body");
+    assert_eq!(fetched["records"][0]["value"], "over tls", "{fetched}");
+    // Bob's certificate is valid but his subject has no ACL.
+    let bob = client(Some(&server_ca_pem), Some((&bob_cert, &bob_key)));
+    let denied = bob
+        .get(format!("{url}/v1/topics/secure"))
+        .send()
+        .await
+        .expect("bob");
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let message: serde_json::Value = denied.json().await.expect("403 body");
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CN=bob,O=acme"),
+        "{message}"
+    );
+
+    // A rotated certificate is served to new connections without a restart.
+    let before = presented(&addr, &server_ca_pem).await;
+    let (rotated_cert, rotated_key) = leaf(&server_ca, "floe rotated", &["localhost", "127.0.0.1"]);
+    write(&key_path, &rotated_key);
+    write(&cert_path, &rotated_cert);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = presented(&addr, &server_ca_pem).await;
+        if now != before {
+            let expected =
+                rustls::pki_types::pem::PemObject::pem_slice_iter(rotated_cert.as_bytes())
+                    .next()
+                    .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| {
+                        c.expect("pem").as_ref().to_vec()
+                    });
+            assert_eq!(Some(now), expected);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let again = alice
+        .get(format!("{url}/v1/topics/secure"))
+        .send()
+        .await
+        .expect("after rotation");
+    assert_eq!(again.status(), StatusCode::OK);
+}
