@@ -224,33 +224,51 @@ impl PartitionReader {
     where
         F: Future<Output = Result<T, ClientError>>,
     {
-        let mut backoff = Duration::from_millis(100);
-        let mut attempts = 0u32;
-        loop {
-            let error = match request().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            attempts += 1;
-            let Some(pause) = retry_pause(&error, backoff) else {
-                return Err(error);
-            };
-            if !self.follow && attempts > RETRIES_WITHOUT_FOLLOW {
-                return Err(error);
-            }
-            if attempts == 1 {
-                eprintln!("floe: partition {}: {error}; retrying", self.partition);
-            }
-            tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        let attempts = (!self.follow).then_some(RETRIES_WITHOUT_FOLLOW + 1);
+        retry(request, attempts, |error| {
+            eprintln!("floe: partition {}: {error}; retrying", self.partition);
+        })
+        .await
+    }
+}
+
+/// Runs `request` until it succeeds, fails in a way a retry cannot help (see
+/// [`retry_pause`]), or has been tried `attempts` times (`None`: no limit), with
+/// exponential backoff; `first_failure` hears of the first error that is retried.
+pub(crate) async fn retry<T, F>(
+    request: impl Fn() -> F,
+    attempts: Option<u32>,
+    first_failure: impl Fn(&ClientError),
+) -> Result<T, ClientError>
+where
+    F: Future<Output = Result<T, ClientError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    let mut tried = 0u32;
+    loop {
+        let error = match request().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        tried += 1;
+        let Some(pause) = retry_pause(&error, backoff) else {
+            return Err(error);
+        };
+        if attempts.is_some_and(|attempts| tried >= attempts) {
+            return Err(error);
         }
+        if tried == 1 {
+            first_failure(&error);
+        }
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
 /// How long to wait before retrying after `error`, or `None` when retrying cannot help.
 /// Connection failures and timeouts, and 429, 502, 503 and 504 answers, are worth a retry;
 /// a 500 (a corrupt batch, say) or a malformed URL would fail the same way again.
-pub(crate) fn retry_pause(error: &ClientError, backoff: Duration) -> Option<Duration> {
+fn retry_pause(error: &ClientError, backoff: Duration) -> Option<Duration> {
     match error {
         ClientError::Http(error) if error.is_connect() || error.is_timeout() => Some(backoff),
         ClientError::Api {

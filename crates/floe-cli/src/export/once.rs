@@ -2,7 +2,6 @@
 //! Parquet files, cut and named as the continuous export does, so a re-run (or the
 //! continuous export over the same records) rewrites the same objects.
 
-use std::future::Future;
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::sync::Arc;
@@ -31,7 +30,6 @@ const FETCH_MAX_RECORDS: usize = 10_000;
 const FETCHES_AHEAD: usize = 2;
 /// Attempts of one fetch that failed in a way worth retrying.
 const FETCH_ATTEMPTS: u32 = 6;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What to export and where, as given on the command line.
 #[derive(Debug, Clone)]
@@ -249,7 +247,12 @@ async fn fetch_range(
     };
     let mut offset = range.start;
     while offset < range.end {
-        let fetched = retrying(|| client.fetch_binary(&topic, partition, offset, &options)).await?;
+        let fetched = crate::consume::retry(
+            || client.fetch_binary(&topic, partition, offset, &options),
+            Some(FETCH_ATTEMPTS),
+            |_| {},
+        )
+        .await?;
         let records: Vec<(u64, Record)> = fetched
             .records
             .into_iter()
@@ -286,31 +289,6 @@ enum FetchError {
     Client(#[from] ClientError),
     #[error("the server returned nothing at offset {offset} (high watermark {high_watermark})")]
     NoProgress { offset: u64, high_watermark: u64 },
-}
-
-/// Runs `request` until it succeeds, fails in a way a retry cannot help, or has been tried
-/// [`FETCH_ATTEMPTS`] times.
-async fn retrying<T, F>(request: impl Fn() -> F) -> Result<T, ClientError>
-where
-    F: Future<Output = Result<T, ClientError>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    let mut attempts = 0u32;
-    loop {
-        let error = match request().await {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        attempts += 1;
-        let Some(pause) = crate::consume::retry_pause(&error, backoff) else {
-            return Err(error);
-        };
-        if attempts >= FETCH_ATTEMPTS {
-            return Err(error);
-        }
-        tokio::time::sleep(pause).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
 }
 
 pub(crate) fn to_record(binary: BinaryRecord) -> (u64, Record) {
