@@ -30,6 +30,31 @@ pub struct PartitionInfo {
 }
 
 impl Broker {
+    /// Changes a topic's configuration: `set` keys to values, `reset` keys to defaults.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: std::collections::BTreeMap<String, String>,
+        reset: Vec<String>,
+    ) -> Result<TopicDescription, BrokerError> {
+        let current = self
+            .inner
+            .sequencer
+            .read(|state| state.topic(name).map(|topic| topic.config.clone()))
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_owned()))?;
+        // Checked here for a clear answer; the state machine checks again on apply.
+        current.altered(&set, &reset)?;
+        self.inner
+            .sequencer
+            .submit(Command::AlterTopicConfig {
+                name: name.to_owned(),
+                set,
+                reset,
+            })
+            .await?;
+        self.describe_topic(name)
+    }
+
     pub async fn create_topic(
         &self,
         name: &str,

@@ -29,7 +29,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::Broker;
@@ -98,7 +97,7 @@ enum Step {
 }
 
 /// A partition's export as one broker's replica sees it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionExport {
     pub partition: u32,
     /// Every offset below this is exported.
@@ -109,26 +108,23 @@ pub struct PartitionExport {
     /// creation), in seconds.
     pub lag_seconds: f64,
     /// A file begun and not yet committed: `[from, end)`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<[u64; 2]>,
     pub files: u64,
     pub bytes: u64,
     pub records: u64,
     /// The broker exporting it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ExportErrorNote>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportErrorNote {
     pub at_ms: i64,
     pub message: String,
 }
 
 /// A topic's export: its settings and each partition's progress.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportStatus {
     pub topic: String,
     pub enabled: bool,
@@ -136,7 +132,6 @@ pub struct ExportStatus {
     pub path: String,
     pub value_format: ValueFormat,
     /// The JSON columns: the configured schema, or the one inferred so far.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<JsonSchema>,
     pub partitions: Vec<PartitionExport>,
 }
@@ -177,31 +172,6 @@ fn display_path(config: &TopicConfig) -> String {
 }
 
 impl Broker {
-    /// Changes a topic's configuration: `set` keys to values, `reset` keys to defaults.
-    pub async fn alter_topic_config(
-        &self,
-        name: &str,
-        set: std::collections::BTreeMap<String, String>,
-        reset: Vec<String>,
-    ) -> Result<crate::TopicDescription, BrokerError> {
-        let current = self
-            .inner
-            .sequencer
-            .read(|state| state.topic(name).map(|topic| topic.config.clone()))
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_owned()))?;
-        // Checked here for a clear answer; the state machine checks again on apply.
-        current.altered(&set, &reset)?;
-        self.inner
-            .sequencer
-            .submit(Command::AlterTopicConfig {
-                name: name.to_owned(),
-                set,
-                reset,
-            })
-            .await?;
-        self.describe_topic(name)
-    }
-
     /// The export settings and progress of a topic.
     pub fn export_status(&self, name: &str) -> Result<ExportStatus, BrokerError> {
         let now = self.inner.clock.now_ms();
