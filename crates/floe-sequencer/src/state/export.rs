@@ -93,24 +93,21 @@ impl ClusterState {
         topic_id: TopicId,
         partition: u32,
     ) -> Result<(bool, &mut Option<JsonSchema>, &mut PartitionState), ApplyError> {
-        let name = self
-            .names_by_id
-            .get(&topic_id)
-            .ok_or(ApplyError::UnknownTopicId(topic_id))?;
-        let topic = self
-            .topics
-            .get_mut(name)
-            .expect("names_by_id mirrors topics");
-        let partitions = topic.partition_count();
-        let state =
-            topic
-                .partitions
-                .get_mut(partition as usize)
-                .ok_or(ApplyError::UnknownPartition {
-                    partition,
-                    partitions,
-                })?;
-        Ok((topic.config.export_enabled, &mut topic.export_schema, state))
+        let topic = self.topic_mut_by_id(topic_id)?;
+        let enabled = topic.config.export_enabled;
+        let partition_count = topic.partition_count();
+        let TopicState {
+            partitions,
+            export_schema,
+            ..
+        } = topic;
+        let state = partitions
+            .get_mut(partition as usize)
+            .ok_or(ApplyError::UnknownPartition {
+                partition,
+                partitions: partition_count,
+            })?;
+        Ok((enabled, export_schema, state))
     }
 
     /// Records the range of a file about to be written. Applies only at the cursor, and

@@ -1,0 +1,259 @@
+//! The batch index: committing a segment's batches, retention's trims, compaction's
+//! swaps, and the live-bytes accounting of the objects they refer to.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use floe_core::segment::BatchEntry;
+use floe_core::{SegmentId, TopicId};
+
+use super::{
+    BatchLocation, ClusterState, FLUSH_LEVEL, Outcome, PartitionState, Replacement, SegmentInfo,
+    TopicState, Trim,
+};
+use crate::error::ApplyError;
+
+impl ClusterState {
+    /// A topic by id, for commands that name topics by id (a produce racing a deletion
+    /// finds it gone).
+    pub(super) fn topic_mut_by_id(&mut self, id: TopicId) -> Result<&mut TopicState, ApplyError> {
+        topic_by_id(&self.names_by_id, &mut self.topics, id)
+    }
+
+    /// Counts a new index entry against its object.
+    pub(super) fn add_live(&mut self, segment: SegmentId, length: u32, level: u8) {
+        let info = self.segments.entry(segment).or_insert(SegmentInfo {
+            live_bytes: 0,
+            live_batches: 0,
+            level,
+        });
+        info.live_bytes += u64::from(length);
+        info.live_batches += 1;
+    }
+
+    /// Takes an index entry off its object; an object with no entries left becomes garbage.
+    pub(super) fn release(
+        segments: &mut BTreeMap<SegmentId, SegmentInfo>,
+        garbage: &mut BTreeMap<SegmentId, i64>,
+        location: &BatchLocation,
+        at_ms: i64,
+    ) {
+        let Entry::Occupied(mut entry) = segments.entry(location.segment) else {
+            return;
+        };
+        let info = entry.get_mut();
+        info.live_bytes = info.live_bytes.saturating_sub(u64::from(location.length));
+        info.live_batches = info.live_batches.saturating_sub(1);
+        if info.live_batches == 0 {
+            entry.remove();
+            garbage.insert(location.segment, at_ms);
+        }
+    }
+
+    pub(super) fn trim_partitions(&mut self, at_ms: i64, trims: &[Trim]) -> Outcome {
+        let mut moved = 0;
+        for trim in trims {
+            let Some(name) = self.names_by_id.get(&trim.topic_id) else {
+                continue;
+            };
+            let Some(topic) = self.topics.get_mut(name) else {
+                continue;
+            };
+            let export_enabled = topic.config.export_enabled;
+            let Some(partition) = topic.partitions.get_mut(trim.partition as usize) else {
+                continue;
+            };
+            let mut start = trim.log_start_offset.min(partition.high_watermark);
+            // Retention never deletes what an enabled export has not written, nor a
+            // begun file's records.
+            if let Some(hold) = partition.export_hold(export_enabled) {
+                start = start.min(hold);
+            }
+            if start <= partition.log_start_offset {
+                continue;
+            }
+            partition.log_start_offset = start;
+            moved += 1;
+            while let Some(entry) = partition.batches.first_entry() {
+                if PartitionState::batch_end(*entry.key(), entry.get()) > start {
+                    break;
+                }
+                let location = entry.remove();
+                partition.size_bytes -= u64::from(location.length);
+                Self::release(&mut self.segments, &mut self.garbage, &location, at_ms);
+            }
+        }
+        Outcome::Trimmed(moved)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replace_batches(
+        &mut self,
+        at_ms: i64,
+        topic_id: TopicId,
+        partition_index: u32,
+        segment: SegmentId,
+        level: u8,
+        replaced: &[(u64, SegmentId)],
+        batches: &[Replacement],
+    ) -> Result<Outcome, ApplyError> {
+        self.check_horizon(segment)?;
+        if self.knows_object(segment) {
+            return Err(ApplyError::BadReplacement(format!(
+                "object {segment} is already indexed"
+            )));
+        }
+        // Field by field: the swap below also updates the object table.
+        let topic = topic_by_id(&self.names_by_id, &mut self.topics, topic_id)?;
+        let (export_enabled, keyed) = (
+            topic.config.export_enabled,
+            topic.config.cleanup_policy == floe_core::CleanupPolicy::Compact,
+        );
+        let partition = topic.partition_mut(partition_index)?;
+        let (Some((from, _)), Some((last, _))) = (replaced.first(), replaced.last()) else {
+            return Err(ApplyError::BadReplacement("nothing to replace".into()));
+        };
+        let current: Vec<(u64, BatchLocation)> = partition
+            .batches
+            .range(*from..=*last)
+            .map(|(base, location)| (*base, *location))
+            .collect();
+        let unchanged = current.len() == replaced.len()
+            && current
+                .iter()
+                .zip(replaced)
+                .all(|((base, location), (want_base, want_segment))| {
+                    base == want_base && location.segment == *want_segment
+                });
+        if !unchanged {
+            return Err(ApplyError::StaleReplacement(format!(
+                "batches {from}..={last} changed since the compaction read them"
+            )));
+        }
+        let to =
+            PartitionState::batch_end(current[current.len() - 1].0, &current[current.len() - 1].1);
+        if keyed
+            && partition
+                .export_hold(export_enabled)
+                .is_some_and(|hold| to > hold)
+        {
+            return Err(ApplyError::StaleReplacement(format!(
+                "batches {from}..{to} are not exported yet; keyed compaction waits for the export"
+            )));
+        }
+        let mut next = *from;
+        for batch in batches {
+            if batch.base_offset != next || batch.offset_count == 0 {
+                return Err(ApplyError::BadReplacement(format!(
+                    "new batches must tile {from}..{to}; found one at {} after {next}",
+                    batch.base_offset
+                )));
+            }
+            next += u64::from(batch.offset_count);
+        }
+        if next != to {
+            return Err(ApplyError::BadReplacement(format!(
+                "new batches cover {from}..{next}, not {from}..{to}"
+            )));
+        }
+        for (base, location) in &current {
+            partition.batches.remove(base);
+            partition.size_bytes -= u64::from(location.length);
+            Self::release(&mut self.segments, &mut self.garbage, location, at_ms);
+        }
+        for batch in batches {
+            partition.batches.insert(
+                batch.base_offset,
+                BatchLocation {
+                    segment,
+                    byte_offset: batch.byte_offset,
+                    length: batch.length,
+                    record_count: batch.offset_count,
+                    first_timestamp: batch.first_timestamp,
+                    max_timestamp: batch.max_timestamp,
+                    crc32c: batch.crc32c,
+                },
+            );
+            partition.size_bytes += u64::from(batch.length);
+        }
+        for batch in batches {
+            self.add_live(segment, batch.length, level);
+        }
+        Ok(Outcome::BatchesReplaced {
+            removed: current.len(),
+            added: batches.len(),
+        })
+    }
+
+    /// Refuses objects created at or before the orphan horizon: the sweep may delete them.
+    pub(super) fn check_horizon(&self, segment: SegmentId) -> Result<(), ApplyError> {
+        if segment.created_ms() <= self.orphan_horizon_ms {
+            return Err(ApplyError::ObjectTooOld {
+                segment: segment.to_string(),
+                horizon_ms: self.orphan_horizon_ms,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn commit_segment(&mut self, segment: SegmentId, batches: &[BatchEntry]) -> Outcome {
+        if let Err(error) = self.check_horizon(segment) {
+            return Outcome::SegmentCommitted(vec![Err(error); batches.len()]);
+        }
+        let results = batches
+            .iter()
+            .map(|batch| self.commit_batch(segment, batch))
+            .collect();
+        Outcome::SegmentCommitted(results)
+    }
+
+    fn commit_batch(&mut self, segment: SegmentId, batch: &BatchEntry) -> Result<u64, ApplyError> {
+        let partition = self
+            .topic_mut_by_id(batch.topic_id)?
+            .partition_mut(batch.partition)?;
+        let base_offset = partition.high_watermark;
+        partition.batches.insert(
+            base_offset,
+            BatchLocation {
+                segment,
+                byte_offset: batch.byte_offset,
+                length: batch.length,
+                record_count: batch.record_count,
+                first_timestamp: batch.first_timestamp,
+                max_timestamp: batch.max_timestamp,
+                crc32c: batch.crc32c,
+            },
+        );
+        partition.high_watermark += u64::from(batch.record_count);
+        partition.size_bytes += u64::from(batch.length);
+        self.add_live(segment, batch.length, FLUSH_LEVEL);
+        Ok(base_offset)
+    }
+}
+
+/// [`ClusterState::topic_mut_by_id`] on the two fields it needs, for callers that also
+/// borrow other fields.
+fn topic_by_id<'a>(
+    names_by_id: &BTreeMap<TopicId, String>,
+    topics: &'a mut BTreeMap<String, TopicState>,
+    id: TopicId,
+) -> Result<&'a mut TopicState, ApplyError> {
+    let name = names_by_id.get(&id).ok_or(ApplyError::UnknownTopicId(id))?;
+    Ok(topics.get_mut(name).expect("names_by_id mirrors topics"))
+}
+
+impl TopicState {
+    /// One of the topic's partitions, or `unknown_partition`.
+    pub(super) fn partition_mut(
+        &mut self,
+        partition: u32,
+    ) -> Result<&mut PartitionState, ApplyError> {
+        let partitions = self.partition_count();
+        self.partitions
+            .get_mut(partition as usize)
+            .ok_or(ApplyError::UnknownPartition {
+                partition,
+                partitions,
+            })
+    }
+}
