@@ -10,6 +10,7 @@ use floe_client::FloeClient;
 
 pub mod cluster;
 pub mod etcd;
+pub mod jwt;
 pub mod s3;
 
 /// A loopback port that was free a moment ago.

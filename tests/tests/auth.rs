@@ -1,8 +1,9 @@
 //! Authentication and ACLs against a real `floe serve`: every route × {no credential, a
-//! wrong token, a principal without the ACL, a principal with it} answers 401 / 401 / 403 /
-//! 2xx, and after every refused request nothing changed (topics, configs, records, groups,
-//! ACLs). Tokens are re-read when their file changes; without authentication floe will not
-//! listen beyond loopback unless told to.
+//! wrong token, an expired JWT, a principal without the ACL, a principal with it (by a
+//! token from the file and by a JWT)} answers 401 / 401 / 401 / 403 / 2xx, and after every
+//! refused request nothing changed (topics, configs, records, groups, ACLs). Tokens are
+//! re-read when their file changes; without authentication floe will not listen beyond
+//! loopback unless told to; long-polls are limited per principal.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -112,10 +113,35 @@ async fn every_route_refuses_the_unauthenticated_and_the_unauthorised_and_change
         ],
     );
     let tokens_arg = tokens.display().to_string();
+    // Principals also come from JWTs of an OIDC issuer whose keys are in a JWKS file.
+    let issuer = floe_tests::jwt::Issuer::new("key-1");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks()).expect("jwks");
+    let config = dir.path().join("floe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\njwks_file = {:?}\njwt_issuer = {:?}\njwt_audience = {:?}\n",
+            jwks.display().to_string(),
+            floe_tests::jwt::ISSUER,
+            floe_tests::jwt::AUDIENCE
+        ),
+    )
+    .expect("config");
     let server = FloeProcess::start(
         dir.path(),
-        &["--auth-tokens", &tokens_arg, "--super-users", "admin"],
+        &[
+            "--auth-tokens",
+            &tokens_arg,
+            "--super-users",
+            "admin",
+            "--config",
+            &config.display().to_string(),
+        ],
     );
+    let expired_jwt = issuer.token("alice", -600);
+    let alice_jwt = issuer.token("alice", 3600);
+    let bob_jwt = issuer.token("bob", 3600);
     let api = Api {
         http: reqwest::Client::new(),
         url: server.url.clone(),
@@ -214,8 +240,11 @@ async fn every_route_refuses_the_unauthenticated_and_the_unauthorised_and_change
         for (who, token, expected) in [
             ("no credential", None, 401),
             ("a wrong token", Some("not-a-token"), 401),
+            ("alice's expired JWT", Some(expired_jwt.as_str()), 401),
             ("bob, without ACLs", Some("bob-token"), 403),
+            ("bob's JWT, without ACLs", Some(bob_jwt.as_str()), 403),
             ("alice", Some("alice-token"), *alice),
+            ("alice's JWT", Some(alice_jwt.as_str()), *alice),
         ] {
             let before = api.state().await;
             let (status, answer, challenge) =
@@ -231,6 +260,14 @@ async fn every_route_refuses_the_unauthenticated_and_the_unauthorised_and_change
                     "{method} {path}: WWW-Authenticate"
                 );
                 assert_eq!(answer["error_code"], "unauthorized");
+                if token == Some(expired_jwt.as_str()) {
+                    assert!(
+                        answer["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("expired")),
+                        "{answer}"
+                    );
+                }
             }
             if expected == 403 {
                 assert_eq!(answer["error_code"], "forbidden", "{answer}");
@@ -504,4 +541,110 @@ async fn a_principal_over_its_produce_quota_gets_429s_and_others_do_not() {
     assert!(refused > 0, "alice was never refused");
     assert!(retry_after_seen, "429s carry Retry-After");
     assert!(bob_ok > 0);
+}
+
+/// With authentication on, the limit of waiting fetches per client counts principals:
+/// alice at her limit is refused from any connection while bob's long-poll is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_limited_per_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    write_tokens(&tokens, &[("alice", "alice-token"), ("bob", "bob-token")]);
+    let config = dir.path().join("floe.toml");
+    std::fs::write(&config, "[server]\nmax_waiting_fetches_per_client = 1\n").expect("config");
+    let server = FloeProcess::start(
+        dir.path(),
+        &[
+            "--auth-tokens",
+            &tokens.display().to_string(),
+            "--super-users",
+            "alice;bob",
+            "--config",
+            &config.display().to_string(),
+        ],
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+    };
+    let (status, _, _) = api
+        .call(
+            Some("bob-token"),
+            Method::POST,
+            "/v1/topics",
+            Some(&json!({"name": "t", "partitions": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let poll = "/v1/topics/t/partitions/0/records?offset=0&wait_ms=30000";
+    let first = {
+        let http = api.http.clone();
+        let url = format!("{}{poll}", api.url);
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth("alice-token")
+                .send()
+                .await
+                .expect("alice's long-poll")
+                .status()
+        })
+    };
+    // Wait until the broker holds alice's poll.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, metrics, _) = api
+            .call(Some("bob-token"), Method::GET, "/metrics", None)
+            .await;
+        let waiting = metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("floe_waiting_fetches "))
+            .map(str::trim)
+            .map(str::to_owned);
+        if waiting.as_deref() == Some("1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the long-poll never waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, answer, _) = api.call(Some("alice-token"), Method::GET, poll, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(answer["error_code"], "busy");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("alice")),
+        "{answer}"
+    );
+    // Bob, on the same address, is not held to alice's count.
+    let (status, answer, _) = api
+        .call(
+            Some("bob-token"),
+            Method::GET,
+            "/v1/topics/t/partitions/0/records?offset=0&wait_ms=100",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // A record ends alice's poll, and her slot is hers again.
+    let (status, _, _) = api
+        .call(
+            Some("bob-token"),
+            Method::POST,
+            "/v1/topics/t/records",
+            Some(&json!({"records": [{"value": "wake"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first.await.expect("join"), StatusCode::OK);
+    let (status, answer, _) = api
+        .call(
+            Some("alice-token"),
+            Method::GET,
+            "/v1/topics/t/partitions/0/records?offset=0&wait_ms=100",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
 }

@@ -20,6 +20,9 @@ pub enum AdminCommand {
         /// Path-style requests [default: on for a custom endpoint].
         #[arg(long)]
         s3_path_style: Option<bool>,
+        /// PEM CA certificates trusted for the endpoint, besides the system's roots.
+        #[arg(long)]
+        s3_ca: Option<std::path::PathBuf>,
     },
 }
 
@@ -30,6 +33,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             s3_endpoint,
             s3_region,
             s3_path_style,
+            s3_ca,
         } => {
             let floe_storage::StoreUrl::S3 { bucket, prefix } =
                 floe_storage::StoreUrl::parse(&store)?
@@ -40,6 +44,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 endpoint: s3_endpoint,
                 region: s3_region,
                 path_style: s3_path_style,
+                ca_file: s3_ca,
                 ..floe_storage::S3Options::default()
             };
             let outcome = floe_storage::init_bucket(&bucket, &prefix, &options).await?;

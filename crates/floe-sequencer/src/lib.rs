@@ -43,7 +43,7 @@ pub use membership::{Identity, LeaderInfo, Member, Membership, Mode};
 pub use memory::MemoryLog;
 pub use replica::ApplyObserver;
 pub use sequencer::{Sequencer, SequencerOptions};
-pub use settings::ClusterSettings;
+pub use settings::{ClusterSettings, EtcdTls};
 pub use state::{
     BatchLocation, CLEANED_LEVEL, ClusterState, Command, CommittedOffset, ExportCursor,
     ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_ACLS,

@@ -16,8 +16,11 @@ use crate::log::Fence;
 pub struct Identity {
     /// This broker's id, unique among live brokers.
     pub broker: String,
-    /// Where other brokers reach this one (`host:port` or a URL).
+    /// Where other brokers and clients reach this one (`host:port` or a URL).
     pub advertise: String,
+    /// Where other brokers reach this one's internal routes, when they are served on an
+    /// address of their own (`server.internal_listen`); `advertise` otherwise.
+    pub internal: Option<String>,
 }
 
 impl Identity {
@@ -25,7 +28,14 @@ impl Identity {
         Self {
             broker: broker.into(),
             advertise: advertise.into(),
+            internal: None,
         }
+    }
+
+    /// With the internal routes at `internal`.
+    pub fn with_internal(mut self, internal: Option<String>) -> Self {
+        self.internal = internal;
+        self
     }
 }
 
@@ -45,6 +55,10 @@ pub struct Member {
 pub struct LeaderInfo {
     pub broker: String,
     pub advertise: String,
+    /// The leader's internal address, when it has one of its own (brokers before it
+    /// never wrote one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<String>,
     /// The revision that created the election key: the leader's term.
     #[serde(default)]
     pub term: i64,
@@ -153,6 +167,7 @@ impl Membership for SoleMember {
         Some(LeaderInfo {
             broker: self.identity.broker.clone(),
             advertise: self.identity.advertise.clone(),
+            internal: self.identity.internal.clone(),
             term: 0,
         })
     }

@@ -1,6 +1,7 @@
 //! The `[cluster]` section of `floe.toml`: whether this broker runs the embedded
 //! sequencer or joins a cluster through etcd, and how.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use floe_core::InvalidSetting;
@@ -22,6 +23,14 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// Compact etcd's revision history behind each sequencer snapshot.
     pub compact_etcd: bool,
+    /// PEM CA certificates etcd's server certificate must chain to: etcd is reached over
+    /// TLS (`https://` added to endpoints without a scheme).
+    pub etcd_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to etcd (its `--client-cert-auth`), with
+    /// `etcd_key_file`.
+    pub etcd_cert_file: Option<PathBuf>,
+    /// PEM private key of `etcd_cert_file`.
+    pub etcd_key_file: Option<PathBuf>,
 }
 
 impl Default for ClusterSettings {
@@ -31,7 +40,41 @@ impl Default for ClusterSettings {
             etcd: None,
             lease_ttl: Duration::from_secs(5),
             compact_etcd: true,
+            etcd_ca_file: None,
+            etcd_cert_file: None,
+            etcd_key_file: None,
         }
+    }
+}
+
+/// TLS to etcd: the CA its certificate chains to (the system's roots otherwise) and the
+/// client certificate and key, PEM.
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl EtcdTls {
+    /// The etcd client's TLS options.
+    pub fn options(&self) -> etcd_client::TlsOptions {
+        let mut options = etcd_client::TlsOptions::new();
+        if let Some(ca) = &self.ca_pem {
+            options = options.ca_certificate(etcd_client::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            options = options.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        options
     }
 }
 
@@ -47,12 +90,34 @@ impl ClusterSettings {
             .map(|endpoint| {
                 if endpoint.contains("://") {
                     endpoint.to_owned()
+                } else if self.etcd_tls_on() {
+                    format!("https://{endpoint}")
                 } else {
                     format!("http://{endpoint}")
                 }
             })
             .collect();
         (!endpoints.is_empty()).then_some(endpoints)
+    }
+
+    fn etcd_tls_on(&self) -> bool {
+        self.etcd_ca_file.is_some() || self.etcd_cert_file.is_some()
+    }
+
+    /// TLS to etcd, its files read; `None` without it.
+    pub fn etcd_tls(&self) -> Result<Option<EtcdTls>, String> {
+        if !self.etcd_tls_on() {
+            return Ok(None);
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))
+        };
+        let ca_pem = self.etcd_ca_file.as_ref().map(read).transpose()?;
+        let identity = match (&self.etcd_cert_file, &self.etcd_key_file) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        Ok(Some(EtcdTls { ca_pem, identity }))
     }
 
     /// Refuses values a cluster cannot work with, naming the setting.
@@ -75,6 +140,29 @@ impl ClusterSettings {
         }
         if self.etcd.is_some() && self.etcd_endpoints().is_none() {
             return Err(InvalidSetting::new("etcd", "names no endpoint"));
+        }
+        if self.etcd_cert_file.is_some() && self.etcd_ca_file.is_none() {
+            return Err(InvalidSetting::new(
+                "etcd_ca_file",
+                "TLS to etcd needs the CA its certificate chains to",
+            ));
+        }
+        if self.etcd_cert_file.is_some() != self.etcd_key_file.is_some() {
+            return Err(InvalidSetting::new(
+                "etcd_cert_file",
+                "etcd_cert_file and etcd_key_file go together",
+            ));
+        }
+        if self.etcd_tls_on()
+            && self
+                .etcd_endpoints()
+                .is_some_and(|endpoints| endpoints.iter().any(|e| e.starts_with("http://")))
+        {
+            return Err(InvalidSetting::new(
+                "etcd",
+                "TLS to etcd is configured (etcd_ca_file or etcd_cert_file) but an endpoint \
+                 is http://",
+            ));
         }
         Ok(())
     }

@@ -22,7 +22,10 @@ use crate::routes::{AppState, router};
 #[derive(Debug)]
 pub struct Server {
     pub local_addr: SocketAddr,
+    /// Where the internal routes are served, when on an address of their own.
+    pub internal_addr: Option<SocketAddr>,
     listener: TcpListener,
+    internal_listener: Option<TcpListener>,
     broker: Broker,
     state: AppState,
     stopping: tokio::sync::watch::Sender<bool>,
@@ -61,7 +64,7 @@ impl Server {
             if !config.auth.allow_anonymous {
                 anyhow::bail!(
                     "refusing to serve {} without authentication: set auth.tokens_file \
-                     (--auth-tokens FILE), listen on a loopback address, or pass \
+                     (--auth-tokens FILE) or JWTs (auth.jwks_url), listen on a loopback address, or pass \
                      --allow-anonymous to let anyone who can reach this port in",
                     server.listen
                 );
@@ -79,6 +82,33 @@ impl Server {
         // Embedded on 0.0.0.0 without `advertise` (a container's default): no address is
         // handed out, and answers name no partition owner to go to.
         let advertise = server.advertised(local_addr).unwrap_or_default();
+        let internal_listener = match server.internal_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the internal listener {address}"))?,
+            ),
+            None => None,
+        };
+        let internal_addr = internal_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        let internal_advertise = match internal_addr {
+            Some(bound) => Some(server.internal_advertised(bound).with_context(|| {
+                format!(
+                    "the internal listener is bound to {bound}: set server.internal_advertise \
+                     to an address other brokers can reach"
+                )
+            })?),
+            None => None,
+        };
+        let peer_ca = match &server.peer_ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => None,
+        };
 
         let store_url = StoreUrl::parse(&config.store_url())?;
         let (store, prefix) = open_store_with(&store_url, &config.store.s3())?;
@@ -94,7 +124,8 @@ impl Server {
             .await
             .context("opening the read cache")?;
         let advertised = !advertise.is_empty();
-        let identity = Identity::new(config.broker.id.clone(), advertise);
+        let identity =
+            Identity::new(config.broker.id.clone(), advertise).with_internal(internal_advertise);
         let mut internal_secret = None;
         let sequencer = match config.cluster.etcd_endpoints() {
             Some(endpoints) => {
@@ -115,6 +146,11 @@ impl Server {
                     lease_ttl: config.cluster.lease_ttl,
                     compact_etcd: config.cluster.compact_etcd,
                     sequencer: config.sequencer.clone(),
+                    tls: config
+                        .cluster
+                        .etcd_tls()
+                        .map_err(anyhow::Error::msg)
+                        .context("reading the etcd TLS files")?,
                 };
                 let snapshots = SnapshotObjects::new(store.clone(), prefix.clone());
                 let secret: Arc<str> = match &config.auth.internal_secret_file {
@@ -122,10 +158,14 @@ impl Server {
                         .with_context(|| format!("reading {}", path.display()))?
                         .trim()
                         .into(),
-                    None => floe_sequencer::cluster_secret(&options.endpoints, &options.cluster)
-                        .await
-                        .context("reading the cluster's internal credential from etcd")?
-                        .into(),
+                    None => floe_sequencer::cluster_secret(
+                        &options.endpoints,
+                        &options.cluster,
+                        options.tls.as_ref(),
+                    )
+                    .await
+                    .context("reading the cluster's internal credential from etcd")?
+                    .into(),
                 };
                 anyhow::ensure!(
                     secret.len() >= 16,
@@ -136,7 +176,7 @@ impl Server {
                     identity,
                     options,
                     Arc::new(StoredSnapshots(snapshots)),
-                    Arc::new(HttpForwarder::with_secret(secret)),
+                    Arc::new(HttpForwarder::with_secret(secret, peer_ca.as_deref())?),
                     Arc::new(SystemClock),
                 )
                 .await
@@ -182,18 +222,19 @@ impl Server {
             body_read_timeout: server.body_read_timeout,
             waits,
             auth: crate::auth::Auth::start(&config.auth, mutual_tls, broker.sequencer().clone())
-                .context("loading the bearer tokens")?,
+                .await
+                .context("loading the bearer tokens and JWT keys")?,
             internal_secret,
             quotas: Arc::new(crate::quotas::Quotas::new(config.quotas.clone())),
-            forwarder: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(2))
-                .pool_idle_timeout(std::time::Duration::from_secs(5))
-                .build()
+            forwarder: crate::cluster::peer_client(peer_ca.as_deref(), None)
                 .context("building the group forwarder's HTTP client")?,
+            internal_separate: internal_listener.is_some(),
         };
         Ok(Self {
             local_addr,
+            internal_addr,
             listener,
+            internal_listener,
             broker,
             state,
             stopping,
@@ -217,6 +258,22 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let tls = self.tls.map(|tls| tls.0);
+        let internal = self.internal_listener.map(|listener| {
+            let app = crate::routes::internal_router(self.state.clone());
+            let mut stopped = self.stopping.subscribe();
+            tracing::info!(addr = ?self.internal_addr, "internal routes on their own listener");
+            tokio::spawn(crate::listener::serve(
+                listener,
+                app,
+                self.limits,
+                self.connections.clone(),
+                tls.clone(),
+                async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                },
+            ))
+        });
         let app = router(self.state);
         tracing::info!(addr = %self.local_addr, "floe is serving");
         let stopping = self.stopping;
@@ -229,10 +286,13 @@ impl Server {
             app,
             self.limits,
             self.connections,
-            self.tls.map(|tls| tls.0),
+            tls,
             shutdown,
         )
         .await;
+        if let Some(internal) = internal {
+            let _ = internal.await;
+        }
         tracing::info!("http stopped; flushing buffered records");
         self.broker.shutdown().await;
         tracing::info!("floe stopped");

@@ -47,6 +47,12 @@ serve_flags! {
     data_dir: PathBuf => "server.data_dir",
     /// Address other brokers and clients reach this broker at.
     advertise: String => "server.advertise",
+    /// A separate address for the routes brokers call on each other.
+    internal_listen: String => "server.internal_listen",
+    /// Address other brokers reach --internal-listen at.
+    internal_advertise: String => "server.internal_advertise",
+    /// PEM CA of other brokers' certificates (brokers calling each other over TLS).
+    peer_ca: PathBuf => "server.peer_ca_file",
     /// Log format: text or json.
     log_format: String => "server.log_format",
     /// Object store URL: file://DIR, s3://BUCKET/PREFIX or memory://.
@@ -57,6 +63,8 @@ serve_flags! {
     s3_region: String => "store.s3_region",
     /// Path-style S3 requests.
     s3_path_style: bool => "store.s3_path_style",
+    /// PEM CA certificates trusted for the S3 endpoint.
+    s3_ca: PathBuf => "store.s3_ca_file",
     /// This broker's id, unique in its cluster.
     broker_id: String => "broker.id",
     /// Flush the open segment after this long, e.g. 5ms, 250ms.
@@ -79,6 +87,8 @@ serve_flags! {
     snapshot_every: u64 => "sequencer.snapshot_every",
     /// etcd endpoints, comma-separated: join a cluster instead of running embedded.
     etcd: String => "cluster.etcd",
+    /// PEM CA certificates of etcd's server certificate: reach etcd over TLS.
+    etcd_ca: PathBuf => "cluster.etcd_ca_file",
     /// Cluster name: brokers with the same etcd and name form one cluster.
     cluster: String => "cluster.name",
     /// Lease TTL of registration and sequencer leadership, e.g. 5s.
@@ -104,6 +114,13 @@ serve_flags! {
     /// Bearer tokens file (principal:SHA256-HEX or principal:$argon2… a line): requests
     /// must authenticate and ACLs apply.
     auth_tokens: PathBuf => "auth.tokens_file",
+    /// JWKS URL of an OIDC issuer: bearer JWTs it signs name principals (with --jwt-issuer
+    /// and --jwt-audience).
+    jwks_url: String => "auth.jwks_url",
+    /// The `iss` a JWT must carry.
+    jwt_issuer: String => "auth.jwt_issuer",
+    /// The `aud` a JWT must include.
+    jwt_audience: String => "auth.jwt_audience",
     /// Principals allowed everything, semicolon-separated (subjects hold commas).
     [arg value_delimiter = ';']
     super_users: Vec<String> => "auth.super_users",

@@ -58,28 +58,46 @@ impl std::fmt::Debug for HttpForwarder {
 }
 
 impl HttpForwarder {
-    /// A forwarder that presents `secret` to the leader.
-    pub fn with_secret(secret: std::sync::Arc<str>) -> Self {
-        Self {
+    /// A forwarder that presents `secret` to the leader, trusting `peer_ca` (PEM) besides
+    /// the system's roots when brokers speak TLS to each other.
+    pub fn with_secret(
+        secret: std::sync::Arc<str>,
+        peer_ca: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
             secret: Some(secret),
-            ..Self::new()
-        }
+            client: peer_client(peer_ca, Some(Duration::from_secs(15)))?,
+        })
     }
 
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(15))
-            // Brokers close connections idle for `server.header_read_timeout` (10 s by
-            // default); reusing one the leader is closing would fail a forward.
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
         Self {
-            client,
+            client: peer_client(None, Some(Duration::from_secs(15))).unwrap_or_default(),
             secret: None,
         }
     }
+}
+
+/// An HTTP client for calls between brokers: short connects, idle connections dropped
+/// before the peer closes them, and `peer_ca` trusted when peers serve TLS.
+pub fn peer_client(
+    peer_ca: Option<&[u8]>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        // Brokers close connections idle for `server.header_read_timeout` (10 s by
+        // default); reusing one the peer is closing would fail a call.
+        .pool_idle_timeout(Duration::from_secs(5));
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(pem) = peer_ca {
+        for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 impl Default for HttpForwarder {
@@ -95,7 +113,8 @@ impl Forwarder for HttpForwarder {
         leader: &LeaderInfo,
         commands: Vec<ForwardedCommand>,
     ) -> Result<Vec<Result<Committed, RemoteError>>, String> {
-        let url = format!("{}{FORWARD_PATH}", leader.advertise.trim_end_matches('/'));
+        let base = leader.internal.as_deref().unwrap_or(&leader.advertise);
+        let url = format!("{}{FORWARD_PATH}", base.trim_end_matches('/'));
         let mut request = self.client.post(&url).json(&commands);
         if let Some(secret) = &self.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret.as_ref());

@@ -85,7 +85,8 @@ pub struct ServerOptions {
     /// Fetches waiting at the tail (long-polls and event streams) this broker serves at
     /// once; more get `429 busy`.
     pub max_waiting_fetches: usize,
-    /// Of those, how many one client address may hold.
+    /// Of those, how many one client may hold: its principal when requests authenticate,
+    /// its address otherwise.
     pub max_waiting_fetches_per_client: usize,
     /// PEM certificate chain for TLS on the listener (with `tls_key_file`); re-read
     /// within 2 s of a change.
@@ -95,6 +96,15 @@ pub struct ServerOptions {
     /// PEM CA certificates that client certificates must chain to (mutual TLS); a
     /// verified certificate's subject is the request's principal, and ACLs apply.
     pub tls_client_ca_file: Option<PathBuf>,
+    /// PEM CA certificates other brokers' certificates chain to, trusted (besides the
+    /// system's roots) when brokers call each other over TLS.
+    pub peer_ca_file: Option<PathBuf>,
+    /// A separate address for the routes brokers call on each other (`/internal/…`):
+    /// then the public listener does not serve them.
+    pub internal_listen: Option<SocketAddr>,
+    /// Address other brokers reach `internal_listen` at (`host:port` or a URL); the
+    /// bound address when unset.
+    pub internal_advertise: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -114,6 +124,9 @@ impl Default for ServerOptions {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            peer_ca_file: None,
+            internal_listen: None,
+            internal_advertise: None,
         }
     }
 }
@@ -140,6 +153,21 @@ impl ServerOptions {
             return Err(InvalidSetting::new(
                 "tls_cert_file",
                 "tls_cert_file and tls_key_file go together".to_owned(),
+            ));
+        }
+        if self.internal_advertise.is_some() && self.internal_listen.is_none() {
+            return Err(InvalidSetting::new(
+                "internal_advertise",
+                "names the address of internal_listen, which is unset".to_owned(),
+            ));
+        }
+        if self
+            .internal_listen
+            .is_some_and(|internal| internal == self.listen)
+        {
+            return Err(InvalidSetting::new(
+                "internal_listen",
+                "must differ from listen".to_owned(),
             ));
         }
         if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
@@ -181,13 +209,27 @@ impl ServerOptions {
     /// address anyone could connect to (bound to `0.0.0.0` or `::` with no `advertise`):
     /// floe never hands out an unspecified address.
     pub fn advertised(&self, bound: SocketAddr) -> Option<String> {
-        match &self.advertise {
+        self.url(self.advertise.as_deref(), bound)
+    }
+
+    /// The URL other brokers reach the internal listener at, as [`Self::advertised`].
+    pub fn internal_advertised(&self, bound: SocketAddr) -> Option<String> {
+        self.url(self.internal_advertise.as_deref(), bound)
+    }
+
+    fn url(&self, advertise: Option<&str>, bound: SocketAddr) -> Option<String> {
+        let scheme = if self.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        match advertise {
             Some(address) if address.contains("://") => {
                 Some(address.trim_end_matches('/').to_owned())
             }
-            Some(address) => Some(format!("http://{address}")),
+            Some(address) => Some(format!("{scheme}://{address}")),
             None if bound.ip().is_unspecified() => None,
-            None => Some(format!("http://{bound}")),
+            None => Some(format!("{scheme}://{bound}")),
         }
     }
 }
@@ -328,7 +370,8 @@ impl ServeConfig {
             .validate()
             .map_err(|e| e.in_section("cluster"))?;
         self.jobs.validate().map_err(|e| e.in_section("jobs"))?;
-        self.groups.validate().map_err(|e| e.in_section("groups"))
+        self.groups.validate().map_err(|e| e.in_section("groups"))?;
+        self.auth.validate().map_err(|e| e.in_section("auth"))
     }
 
     /// The object store's URL, `file://<data_dir>/objects` by default.

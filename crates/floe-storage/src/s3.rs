@@ -40,9 +40,37 @@ fn path_style(options: &S3Options, endpoint: Option<&str>) -> bool {
     options.path_style.unwrap_or(endpoint.is_some())
 }
 
+/// The CA file's PEM, when one is configured.
+fn ca_pem(bucket: &str, options: &S3Options) -> Result<Option<Vec<u8>>, StorageError> {
+    let Some(path) = &options.ca_file else {
+        return Ok(None);
+    };
+    std::fs::read(path).map(Some).map_err(|error| {
+        StorageError::Setup(format!(
+            "s3://{bucket}: CA file {}: {error}",
+            path.display()
+        ))
+    })
+}
+
 /// Builds the data-path client for `bucket`.
 pub(crate) fn build(bucket: &str, options: &S3Options) -> Result<AmazonS3, StorageError> {
     let endpoint = endpoint(options);
+    let mut client = ClientOptions::new()
+        .with_timeout(options.request_timeout)
+        .with_connect_timeout(options.connect_timeout)
+        .with_allow_http(
+            endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://")),
+        );
+    if let Some(pem) = ca_pem(bucket, options)? {
+        let certificates = object_store::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| StorageError::Setup(format!("s3://{bucket}: CA file: {error}")))?;
+        for certificate in certificates {
+            client = client.with_root_certificate(certificate);
+        }
+    }
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_region(region(options))
@@ -56,16 +84,7 @@ pub(crate) fn build(bucket: &str, options: &S3Options) -> Result<AmazonS3, Stora
             max_retries: options.max_retries,
             retry_timeout: options.retry_timeout,
         })
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(options.request_timeout)
-                .with_connect_timeout(options.connect_timeout)
-                .with_allow_http(
-                    endpoint
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("http://")),
-                ),
-        );
+        .with_client_options(client);
     if let Some(endpoint) = &endpoint {
         builder = builder.with_endpoint(endpoint);
     }
@@ -156,10 +175,24 @@ pub async fn init_bucket(
 ) -> Result<BucketInit, StorageError> {
     let endpoint = endpoint(options);
     let region = region(options);
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new(region.clone()))
-        .load()
-        .await;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new(region.clone()));
+    if let Some(pem) = ca_pem(bucket, options)? {
+        use aws_smithy_http_client::tls;
+        let context = tls::TlsContext::builder()
+            .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
+            .build()
+            .map_err(|error| StorageError::Setup(format!("s3://{bucket}: CA file: {error}")))?;
+        loader = loader.http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(context)
+                .build_https(),
+        );
+    }
+    let shared = loader.load().await;
     let mut config = aws_sdk_s3::config::Builder::from(&shared)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)

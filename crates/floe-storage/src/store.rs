@@ -70,6 +70,8 @@ pub struct StoreOptions {
     pub s3_region: Option<String>,
     /// Path-style S3 requests; on for a custom endpoint, off for AWS, when unset.
     pub s3_path_style: Option<bool>,
+    /// PEM CA certificates trusted for the S3 endpoint, besides the system's roots.
+    pub s3_ca_file: Option<std::path::PathBuf>,
     /// Bound on one request attempt; a slower attempt is abandoned and retried.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -92,6 +94,7 @@ impl Default for StoreOptions {
             s3_endpoint: None,
             s3_region: None,
             s3_path_style: None,
+            s3_ca_file: None,
             request_timeout: s3.request_timeout,
             connect_timeout: s3.connect_timeout,
             max_retries: s3.max_retries,
@@ -114,6 +117,7 @@ impl StoreOptions {
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
             path_style: self.s3_path_style,
+            ca_file: self.s3_ca_file.clone(),
             request_timeout: self.request_timeout,
             connect_timeout: self.connect_timeout,
             max_retries: self.max_retries,
@@ -145,6 +149,8 @@ pub struct S3Options {
     /// Path-style requests (`endpoint/bucket/key`). `None` means: on for a custom endpoint,
     /// off for AWS.
     pub path_style: Option<bool>,
+    /// PEM CA certificates trusted for the endpoint, besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Bound on one request attempt.
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -161,6 +167,7 @@ impl Default for S3Options {
             endpoint: None,
             region: None,
             path_style: None,
+            ca_file: None,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             max_retries: 6,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::etcd_log::{catch_up, read_pointer};
@@ -30,8 +30,7 @@ pub(crate) async fn join(
     forwarder: Arc<dyn Forwarder>,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, SequencerError> {
-    let connect = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
+    let connect = super::connect_options(options.tls.as_ref())
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
         .with_require_leader(true);
     let client = etcd(
@@ -141,6 +140,7 @@ impl Driver {
         let info = LeaderInfo {
             broker: self.handle.identity.broker.clone(),
             advertise: self.handle.identity.advertise.clone(),
+            internal: self.handle.identity.internal.clone(),
             term: 0,
         };
         match session::campaign(&self.client, &self.keys, lease, &info).await {
@@ -190,6 +190,7 @@ impl Driver {
         self.handle.leader.send_replace(Some(LeaderInfo {
             broker: self.handle.identity.broker.clone(),
             advertise: self.handle.identity.advertise.clone(),
+            internal: self.handle.identity.internal.clone(),
             term,
         }));
         tracing::info!(

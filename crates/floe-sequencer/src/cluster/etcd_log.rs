@@ -102,6 +102,7 @@ impl EtcdLog {
             let info = crate::membership::LeaderInfo {
                 broker: "standalone".into(),
                 advertise: String::new(),
+                internal: None,
                 term: 0,
             };
             match super::session::campaign(&client, &keys, lease, &info).await? {

@@ -48,6 +48,19 @@ pub struct ClusterOptions {
     /// Compact etcd's history behind each snapshot, keeping etcd's size bounded.
     pub compact_etcd: bool,
     pub sequencer: SequencerOptions,
+    /// TLS to etcd, when its endpoints are `https://`.
+    pub tls: Option<crate::settings::EtcdTls>,
+}
+
+/// How brokers connect to etcd: bounded connects, and TLS when configured.
+pub(crate) fn connect_options(
+    tls: Option<&crate::settings::EtcdTls>,
+) -> etcd_client::ConnectOptions {
+    let options = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    match tls {
+        Some(tls) => options.with_tls(tls.options()),
+        None => options,
+    }
 }
 
 /// Where the leader keeps state snapshots: the object store, so etcd holds only a pointer.
@@ -275,10 +288,17 @@ impl Keys {
 /// The cluster's credential for its internal routes: created at random by the first broker
 /// that asks (an etcd transaction that writes only if the key is absent), read by every
 /// other. Every broker that can reach etcd shares it, so a cluster needs no extra flag.
-pub async fn cluster_secret(endpoints: &[String], cluster: &str) -> Result<String, LogError> {
-    use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
-    let connect = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
-    let mut client = etcd("connect", Client::connect(endpoints, Some(connect))).await?;
+pub async fn cluster_secret(
+    endpoints: &[String],
+    cluster: &str,
+    tls: Option<&crate::settings::EtcdTls>,
+) -> Result<String, LogError> {
+    use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+    let mut client = etcd(
+        "connect",
+        Client::connect(endpoints, Some(connect_options(tls))),
+    )
+    .await?;
     let key = Keys::new(cluster).internal_secret();
     // Two ULIDs carry 160 random bits.
     let fresh = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());

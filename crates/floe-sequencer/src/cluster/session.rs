@@ -204,6 +204,7 @@ pub(crate) async fn campaign(
             leader: LeaderInfo {
                 broker: String::new(),
                 advertise: String::new(),
+                internal: None,
                 term: 0,
             },
         });

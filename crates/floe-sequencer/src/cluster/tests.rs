@@ -108,6 +108,7 @@ fn options(etcd: &EtcdCluster, cluster: &str) -> ClusterOptions {
             snapshot_every: 50,
             ..SequencerOptions::default()
         },
+        tls: None,
     }
 }
 

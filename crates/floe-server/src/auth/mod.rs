@@ -6,6 +6,7 @@
 //! resource is in the body (creating a topic, joining a group) and the listings check in
 //! their handlers through [`Auth::check`] and [`Auth::may`].
 
+mod jwt;
 mod tokens;
 
 use std::path::PathBuf;
@@ -16,10 +17,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use floe_core::{Operation, ResourceKind};
+use floe_core::{InvalidSetting, Operation, ResourceKind};
 use floe_sequencer::Sequencer;
 use serde::{Deserialize, Serialize};
 
+pub use jwt::{JwksSource, JwtError, JwtOptions, JwtVerifier};
 pub use tokens::{TokenTable, TokensFile, token_digest};
 
 use crate::error::ApiError;
@@ -31,7 +33,7 @@ pub const ANONYMOUS: &str = "ANONYMOUS";
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// Authentication and authorisation: the `[auth]` section of `floe.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthOptions {
     /// Bearer tokens, one `principal:HASH` a line (HASH: lowercase hex SHA-256 of the
@@ -45,12 +47,125 @@ pub struct AuthOptions {
     /// The credential brokers present on each other's internal routes, from a file; unset:
     /// a random one kept in etcd, created by the cluster's first broker.
     pub internal_secret_file: Option<PathBuf>,
+    /// JWTs (OIDC): the issuer's signing keys as a JWKS file, re-read when it changes.
+    pub jwks_file: Option<PathBuf>,
+    /// JWTs (OIDC): the issuer's JWKS URL (its `jwks_uri`), fetched at start, every
+    /// `jwks_refresh` and when a token names an unknown key.
+    pub jwks_url: Option<String>,
+    /// PEM CA certificates trusted when fetching `jwks_url` (besides the system's).
+    pub jwks_ca_file: Option<PathBuf>,
+    /// How often `jwks_url` is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// The `iss` a JWT must carry.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a JWT must include.
+    pub jwt_audience: Option<String>,
+    /// The claim that names a JWT's principal.
+    pub jwt_principal_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub jwt_clock_skew: Duration,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        Self {
+            tokens_file: None,
+            super_users: Vec::new(),
+            allow_anonymous: false,
+            internal_secret_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_ca_file: None,
+            jwks_refresh: Duration::from_secs(300),
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_principal_claim: "sub".to_owned(),
+            jwt_clock_skew: Duration::from_secs(60),
+        }
+    }
 }
 
 impl AuthOptions {
     /// Whether requests must authenticate (and ACLs apply).
     pub fn enabled(&self) -> bool {
-        self.tokens_file.is_some()
+        self.tokens_file.is_some() || self.jwt_enabled()
+    }
+
+    /// Whether bearer JWTs are accepted.
+    pub fn jwt_enabled(&self) -> bool {
+        self.jwks_file.is_some() || self.jwks_url.is_some()
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.jwks_file.is_some() && self.jwks_url.is_some() {
+            return Err(InvalidSetting::new(
+                "jwks_file",
+                "jwks_file and jwks_url are alternatives: set one".to_owned(),
+            ));
+        }
+        if self.jwt_enabled() {
+            for (key, value) in [
+                ("jwt_issuer", &self.jwt_issuer),
+                ("jwt_audience", &self.jwt_audience),
+            ] {
+                if value.as_deref().is_none_or(str::is_empty) {
+                    return Err(InvalidSetting::new(
+                        key,
+                        "JWTs are accepted only from a named issuer for a named audience: \
+                         set jwt_issuer and jwt_audience"
+                            .to_owned(),
+                    ));
+                }
+            }
+            if self.jwt_principal_claim.is_empty() {
+                return Err(InvalidSetting::new(
+                    "jwt_principal_claim",
+                    "must name a claim".to_owned(),
+                ));
+            }
+        }
+        if let Some(url) = &self.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(InvalidSetting::new(
+                "jwks_url",
+                "must be an http:// or https:// URL".to_owned(),
+            ));
+        }
+        if self.jwks_refresh < Duration::from_secs(10) {
+            return Err(InvalidSetting::new(
+                "jwks_refresh",
+                "at least 10s".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The JWT settings, with the CA file read; `None` without JWTs.
+    fn jwt(&self) -> anyhow::Result<Option<JwtOptions>> {
+        let source = match (&self.jwks_file, &self.jwks_url) {
+            (Some(path), _) => JwksSource::File(path.clone()),
+            (None, Some(url)) => JwksSource::Url(url.clone()),
+            (None, None) => return Ok(None),
+        };
+        let ca_pem = match &self.jwks_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Some(JwtOptions {
+            issuer: self.jwt_issuer.clone().unwrap_or_default(),
+            audience: self.jwt_audience.clone().unwrap_or_default(),
+            principal_claim: self.jwt_principal_claim.clone(),
+            clock_skew: self.jwt_clock_skew,
+            source,
+            refresh: self.jwks_refresh,
+            ca_pem,
+        }))
     }
 }
 
@@ -86,6 +201,7 @@ impl Principal {
 #[derive(Debug)]
 pub struct Auth {
     tokens: Option<parking_lot::RwLock<TokenTable>>,
+    jwt: Option<Arc<JwtVerifier>>,
     /// Client certificates are verified (mutual TLS): their subjects are principals.
     mutual_tls: bool,
     super_users: Vec<String>,
@@ -93,9 +209,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Loads the tokens file (an error at start if it is missing or malformed) and starts
-    /// watching it for changes.
-    pub fn start(
+    /// Loads the tokens file and the JWT signing keys (an error at start if a file is
+    /// missing or malformed) and starts watching them for changes.
+    pub async fn start(
         options: &AuthOptions,
         mutual_tls: bool,
         sequencer: Sequencer,
@@ -108,8 +224,13 @@ impl Auth {
             }
             None => (None, None),
         };
+        let jwt = match options.jwt()? {
+            Some(jwt) => Some(JwtVerifier::start(jwt).await?),
+            None => None,
+        };
         let auth = Arc::new(Self {
             tokens: table.map(parking_lot::RwLock::new),
+            jwt,
             mutual_tls,
             super_users: options.super_users.clone(),
             sequencer,
@@ -138,9 +259,36 @@ impl Auth {
         Ok(auth)
     }
 
+    /// The principal a bearer token names: a JWT's claim, or the tokens file's entry;
+    /// otherwise why not (said in the `401`, never with the token).
+    async fn bearer(&self, token: &str) -> Result<String, String> {
+        if let Some(jwt) = &self.jwt
+            && JwtVerifier::looks_like_jwt(token)
+        {
+            return jwt.verify(token).await.map_err(|error| error.to_string());
+        }
+        let Some(tokens) = &self.tokens else {
+            return Err("the bearer token is not a JWT".to_owned());
+        };
+        let lookup = tokens.read().lookup(token);
+        let found = match lookup {
+            tokens::Lookup::Found(principal) => Some(principal),
+            tokens::Lookup::Unknown => None,
+            // Argon2 is slow on purpose: it runs on the blocking pool, a few at a time.
+            tokens::Lookup::Verify(verifier) => {
+                let token = token.to_owned();
+                tokio::task::spawn_blocking(move || verifier.verify(&token))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
+        found.ok_or_else(|| "the bearer token is not valid".to_owned())
+    }
+
     /// Whether requests must authenticate and pass ACLs.
     pub fn enabled(&self) -> bool {
-        self.tokens.is_some() || self.mutual_tls
+        self.tokens.is_some() || self.jwt.is_some() || self.mutual_tls
     }
 
     /// Whether `principal` may do `operation` on `kind`/`name`.
@@ -219,19 +367,18 @@ pub async fn authenticate(
         .extensions()
         .get::<crate::tls::ClientCert>()
         .cloned();
-    let principal = match (&auth.tokens, certificate) {
+    let bearer = auth.tokens.is_some() || auth.jwt.is_some();
+    let principal = match certificate {
         // A verified client certificate names the principal unless a token is presented.
-        (_, Some(certificate)) if !has_token || auth.tokens.is_none() => {
-            Principal(certificate.0.into())
-        }
-        (None, _) if auth.mutual_tls => {
+        Some(certificate) if !has_token || !bearer => Principal(certificate.0.into()),
+        _ if !bearer && auth.mutual_tls => {
             return unauthorized(
                 "a client certificate signed by the server's client CA is required",
                 false,
             );
         }
-        (None, _) => Principal(ANONYMOUS.into()),
-        (Some(tokens), _) => {
+        _ if !bearer => Principal(ANONYMOUS.into()),
+        _ => {
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -248,29 +395,16 @@ pub async fn authenticate(
                     false,
                 );
             };
-            let lookup = tokens.read().lookup(token);
-            let found = match lookup {
-                tokens::Lookup::Found(principal) => Some(principal),
-                tokens::Lookup::Unknown => None,
-                // Argon2 is slow on purpose: it runs on the blocking pool, a few at a time.
-                tokens::Lookup::Verify(verifier) => {
-                    let token = token.to_owned();
-                    tokio::task::spawn_blocking(move || verifier.verify(&token))
-                        .await
-                        .ok()
-                        .flatten()
-                }
-            };
-            match found {
-                Some(principal) => Principal(principal.into()),
-                None => {
+            match auth.bearer(token).await {
+                Ok(principal) => Principal(principal.into()),
+                Err(reason) => {
                     audit(
                         "-",
                         "authenticate",
                         request.uri().path(),
-                        "denied: unknown token",
+                        &format!("denied: {reason}"),
                     );
-                    return unauthorized("the bearer token is not valid", true);
+                    return unauthorized(&reason, true);
                 }
             }
         }

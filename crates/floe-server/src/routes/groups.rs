@@ -2,7 +2,6 @@
 //! coordinator; any other broker forwards them there ([`to_coordinator`]).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -24,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::extract::{ApiPath, ApiQuery, RawBody};
-use super::waiting::ClientAddr;
+use super::waiting::{self, ClientAddr};
 use super::{AppState, json_body};
 use crate::auth::Principal;
 use crate::codec::to_json;
@@ -426,9 +425,11 @@ pub async fn records(
     let _slot = if wait.is_zero() {
         None
     } else {
-        let client = client.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ClientAddr(peer))| {
-            peer.ip()
-        });
+        let client = waiting::WaitSlots::client(
+            state.auth.enabled(),
+            Some(&principal),
+            client.map(|Extension(ClientAddr(peer))| peer),
+        );
         Some(state.waits.try_take(client)?)
     };
     let fetch = GroupFetch {

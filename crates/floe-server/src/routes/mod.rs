@@ -47,6 +47,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// The cluster's credential for internal routes (`None` on the embedded sequencer).
     pub internal_secret: Option<crate::auth::Secret>,
+    /// The internal routes have a listener of their own: the public one lacks them.
+    pub internal_separate: bool,
     /// Per-principal produce, fetch and request rates.
     pub quotas: Arc<crate::quotas::Quotas>,
 }
@@ -107,13 +109,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/acls",
             get(acls::list).post(acls::create).delete(acls::delete),
         )
-        .route(
-            crate::cluster::FORWARD_PATH,
-            post(internal::forwarded_commands).route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                internal::require_cluster_secret,
-            )),
-        )
+        .merge(if state.internal_separate {
+            Router::new()
+        } else {
+            internal_routes(&state)
+        })
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
@@ -165,6 +165,27 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         }
         _ => ApiError::bad_request("invalid_json", error.to_string()),
     })
+}
+
+/// The routes brokers call on each other, behind the cluster's credential.
+fn internal_routes(state: &AppState) -> Router<AppState> {
+    Router::new().route(
+        crate::cluster::FORWARD_PATH,
+        post(internal::forwarded_commands).route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            internal::require_cluster_secret,
+        )),
+    )
+}
+
+/// The internal listener's router (`server.internal_listen`): the internal routes and
+/// health, nothing of the public API.
+pub fn internal_router(state: AppState) -> Router {
+    internal_routes(&state)
+        .route("/healthz", get(meta::healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use std::net::IpAddr;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +17,7 @@ use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, RawBody};
 use super::produce_body::{binary_records, json_records};
-use super::waiting::ClientAddr;
+use super::waiting::{self, ClientAddr};
 use super::{AppState, checked_topic};
 use crate::codec::to_json;
 use crate::error::{ApiError, ApiResult};
@@ -163,6 +161,7 @@ pub async fn fetch(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<FetchQuery>,
+    principal: Option<Extension<crate::auth::Principal>>,
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -217,9 +216,11 @@ pub async fn fetch(
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     // A fetch that may wait holds a place for as long as it (or its stream) lasts.
     let slot = if streaming || !wait.is_zero() {
-        let client = client.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ClientAddr(peer))| {
-            peer.ip()
-        });
+        let client = waiting::WaitSlots::client(
+            state.auth.enabled(),
+            principal.as_ref().map(|Extension(principal)| principal),
+            client.map(|Extension(ClientAddr(peer))| peer),
+        );
         Some(state.waits.try_take(client)?)
     } else {
         None

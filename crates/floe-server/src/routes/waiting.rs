@@ -1,6 +1,7 @@
 //! Slots for fetches that wait at the tail (long-polls and event streams): each holds a
 //! task and a connection for up to a minute, so their number is bounded per broker and per
-//! client address, and a client over either limit gets `429 busy` at once.
+//! client (its principal when requests authenticate, its address otherwise), and a client
+//! over either limit gets `429 busy` at once.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +27,24 @@ pub struct WaitSlots {
     /// Slots held now, for `/metrics`.
     held: Gauge,
     per_client_limit: usize,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
+    per_client: Mutex<HashMap<Client, usize>>,
+}
+
+/// Who a limit per client counts: an authenticated principal wherever it connects from,
+/// or an address (anonymous clients, who may share one behind a NAT, share its limit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Client {
+    Principal(Arc<str>),
+    Address(IpAddr),
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Principal(name) => write!(f, "principal {name:?}"),
+            Self::Address(address) => address.fmt(f),
+        }
+    }
 }
 
 /// One waiting fetch's place; freed on drop.
@@ -34,7 +52,7 @@ pub struct WaitSlots {
 pub struct WaitSlot {
     _permit: OwnedSemaphorePermit,
     slots: Arc<WaitSlots>,
-    client: IpAddr,
+    client: Client,
 }
 
 impl WaitSlots {
@@ -55,8 +73,21 @@ impl WaitSlots {
         );
     }
 
+    /// Who `principal` (when requests authenticate) or else `address` is, for the limit
+    /// per client.
+    pub fn client(
+        authenticated: bool,
+        principal: Option<&crate::auth::Principal>,
+        address: Option<SocketAddr>,
+    ) -> Client {
+        match principal {
+            Some(principal) if authenticated => Client::Principal(Arc::clone(&principal.0)),
+            _ => Client::Address(address.map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.ip())),
+        }
+    }
+
     /// Takes a slot for a fetch from `client`, or refuses with `429 busy`.
-    pub fn try_take(self: &Arc<Self>, client: IpAddr) -> Result<WaitSlot, ApiError> {
+    pub fn try_take(self: &Arc<Self>, client: Client) -> Result<WaitSlot, ApiError> {
         let busy = |why: String| {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", why)
                 .with_retry_after(Duration::from_secs(1))
@@ -65,7 +96,7 @@ impl WaitSlots {
             busy("this broker has as many waiting fetches and streams as it serves".into())
         })?;
         let mut per_client = self.per_client.lock();
-        let count = per_client.entry(client).or_insert(0);
+        let count = per_client.entry(client.clone()).or_insert(0);
         if *count >= self.per_client_limit {
             return Err(busy(format!(
                 "{client} has {} waiting fetches and streams open, the most one client may",
@@ -102,14 +133,25 @@ mod tests {
     #[test]
     fn slots_are_bounded_per_broker_and_per_client() {
         let slots = WaitSlots::new(3, 2);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let first = slots.try_take(a).expect("a, 1");
-        let _second = slots.try_take(a).expect("a, 2");
-        assert!(slots.try_take(a).is_err(), "a is at its own limit");
-        let _third = slots.try_take(b).expect("b, 1");
+        let a = Client::Address([10, 0, 0, 1].into());
+        let b = Client::Principal("bob".into());
+        let first = slots.try_take(a.clone()).expect("a, 1");
+        let _second = slots.try_take(a.clone()).expect("a, 2");
+        let refused = slots
+            .try_take(a.clone())
+            .expect_err("a is at its own limit");
+        assert!(format!("{refused:?}").contains("10.0.0.1"), "{refused:?}");
+        let _third = slots.try_take(b.clone()).expect("b, 1");
         assert!(slots.try_take(b).is_err(), "the broker is full");
         drop(first);
         assert!(slots.try_take(a).is_ok(), "a slot came back");
+        let slots = WaitSlots::new(10, 1);
+        let _alice = slots
+            .try_take(Client::Principal("alice".into()))
+            .expect("alice");
+        let refused = slots
+            .try_take(Client::Principal("alice".into()))
+            .expect_err("alice is at her limit from any address");
+        assert!(format!("{refused:?}").contains("alice"), "{refused:?}");
     }
 }
