@@ -42,6 +42,18 @@ impl FloeCluster {
         cluster
     }
 
+    /// A cluster on `etcd` and `s3` started by the caller (over TLS, say), with no broker
+    /// yet: [`FloeCluster::spawn`] them.
+    pub fn on(etcd: EtcdCluster, s3: S3Server, flags: &[&str]) -> Self {
+        Self {
+            brokers: Vec::new(),
+            etcd,
+            s3,
+            dir: tempfile::tempdir().expect("cluster tempdir"),
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
     /// Starts broker `index` with the cluster flags and `extra`.
     pub fn spawn(&self, index: usize, extra: &[&str]) -> FloeProcess {
         let data: PathBuf = self.dir.path().join(format!("b{index}"));

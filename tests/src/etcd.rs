@@ -29,16 +29,34 @@ struct Member {
     child: Option<Child>,
 }
 
+/// PEM files of etcd's TLS on client connections: its certificate and key, and the CA
+/// client certificates must chain to (`--client-cert-auth`); a client here presents
+/// `client_cert`/`client_key`.
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
 /// An etcd cluster of one or more members, stopped when dropped.
 #[derive(Debug)]
 pub struct EtcdCluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
+    tls: Option<EtcdTlsFiles>,
 }
 
 impl EtcdCluster {
     /// Starts `size` members and waits until the cluster answers.
     pub fn start(size: usize) -> Self {
+        Self::start_with_tls(size, None)
+    }
+
+    /// Starts `size` members serving clients over TLS with client certificates required.
+    pub fn start_with_tls(size: usize, tls: Option<EtcdTlsFiles>) -> Self {
         let dir = tempfile::tempdir().expect("etcd tempdir");
         let members: Vec<Member> = (0..size)
             .map(|index| Member {
@@ -48,7 +66,7 @@ impl EtcdCluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Self { members, dir };
+        let mut cluster = Self { members, dir, tls };
         for index in 0..size {
             cluster.spawn(index);
         }
@@ -68,11 +86,22 @@ impl EtcdCluster {
         let initial = self.initial_cluster();
         let member = &self.members[index];
         let data = self.dir.path().join(&member.name);
-        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", member.name)))
             .expect("etcd log file");
-        let child = Command::new(etcd_binary())
+        let mut command = Command::new(etcd_binary());
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&member.name)
             .arg("--data-dir")
@@ -108,8 +137,12 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client_port))
             .collect()
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The endpoints as one comma-separated flag value.
@@ -119,10 +152,20 @@ impl EtcdCluster {
 
     fn status(&self, index: usize) -> Option<serde_json::Value> {
         let url = format!(
-            "http://127.0.0.1:{}/v3/maintenance/status",
+            "{}://127.0.0.1:{}/v3/maintenance/status",
+            self.scheme(),
             self.members[index].client_port
         );
-        let output = Command::new("curl")
+        let mut curl = Command::new("curl");
+        if let Some(tls) = &self.tls {
+            curl.arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        let output = curl
             .args(["-s", "-m", "2", "-X", "POST", "-d", "{}", &url])
             .output()
             .ok()?;

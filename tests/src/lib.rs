@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use floe_client::FloeClient;
 
+pub mod certs;
 pub mod cluster;
 pub mod etcd;
 pub mod jwt;

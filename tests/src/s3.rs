@@ -37,22 +37,39 @@ pub struct S3Server {
 impl S3Server {
     /// Starts the server and creates `bucket`.
     pub fn start(bucket: &str) -> Self {
+        Self::start_with_tls(bucket, None)
+    }
+
+    /// Starts the server over TLS with `(certificate, key, ca)` PEM files, if given.
+    pub fn start_with_tls(
+        bucket: &str,
+        tls: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
+    ) -> Self {
         let port = free_port();
-        let child = Command::new(moto_binary())
+        let mut command = Command::new(moto_binary());
+        if let Some((cert, key, _)) = tls {
+            command.arg("-c").arg(cert).arg("-k").arg(key);
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn moto_server");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let server = Self {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // moto accepts unsigned requests: a bare PUT creates the bucket.
-            let created = Command::new("curl")
+            let mut curl = Command::new("curl");
+            if let Some((_, _, ca)) = tls {
+                curl.arg("--cacert").arg(ca);
+            }
+            let created = curl
                 .args(["-s", "-f", "-m", "2", "-X", "PUT"])
                 .arg(format!("{}/{bucket}", server.endpoint))
                 .stdout(Stdio::null())

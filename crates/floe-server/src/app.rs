@@ -262,7 +262,7 @@ impl Server {
         let internal = self.internal_listener.map(|listener| {
             let app = crate::routes::internal_router(self.state.clone());
             let mut stopped = self.stopping.subscribe();
-            tracing::info!(addr = ?self.internal_addr, "internal routes on their own listener");
+            tracing::info!(internal_addr = ?self.internal_addr, "internal routes on their own listener");
             tokio::spawn(crate::listener::serve(
                 listener,
                 app,
