@@ -648,3 +648,101 @@ async fn long_polls_are_limited_per_principal() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// JWTs whose keys come from the issuer's JWKS URL: a token of a known key is accepted,
+/// and after the issuer rotates to a new key, tokens of the new key are accepted within
+/// `jwks_refresh`, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwts_are_checked_against_the_issuers_jwks_url_and_its_rotations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("idp");
+    std::fs::create_dir_all(&site).expect("site dir");
+    let first = floe_tests::jwt::Issuer::new("key-1");
+    std::fs::write(site.join("jwks.json"), first.jwks()).expect("jwks");
+    // The issuer's JWKS endpoint: a real HTTP server (Python's).
+    let port = floe_tests::free_port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _idp = Killed(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(&site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    );
+    let jwks_url = format!("http://127.0.0.1:{port}/jwks.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reqwest::get(&jwks_url).await.is_err() {
+        assert!(Instant::now() < deadline, "the JWKS server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = dir.path().join("floe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\njwks_url = {jwks_url:?}\njwks_refresh = \"10s\"\njwt_issuer = {:?}\n\
+             jwt_audience = {:?}\nsuper_users = [\"alice\"]\n",
+            floe_tests::jwt::ISSUER,
+            floe_tests::jwt::AUDIENCE
+        ),
+    )
+    .expect("config");
+    let server = FloeProcess::start(dir.path(), &["--config", &config.display().to_string()]);
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+    };
+    let token = first.token("alice", 600);
+    let (status, answer, _) = api
+        .call(Some(&token), Method::GET, "/v1/topics", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _, _) = api
+        .call(
+            Some(&first.token("alice", -600)),
+            Method::GET,
+            "/v1/topics",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "expired");
+
+    // The issuer rotates: its JWKS now holds key-2 only.
+    let second = floe_tests::jwt::Issuer::new("key-2");
+    std::fs::write(site.join("jwks.json"), second.jwks()).expect("rotate");
+    let rotated = second.token("alice", 600);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer, _) = api
+            .call(Some(&rotated), Method::GET, "/v1/topics", None)
+            .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "the rotated key was never fetched: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // key-1 left the JWKS: its tokens no longer pass.
+    let (status, answer, _) = api
+        .call(Some(&token), Method::GET, "/v1/topics", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+}
