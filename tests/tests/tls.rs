@@ -1,13 +1,15 @@
 //! TLS on the listener against a real `floe serve`: a client without the CA is refused;
 //! with it, produce and fetch work; a client certificate's subject is the principal
-//! (ACLs apply); a rotated certificate is served without a restart. Certificates are made
-//! in the test with rcgen.
+//! (ACLs apply); a rotated certificate is served without a restart. The `floe` CLI does the
+//! same with `--ca`, `--cert` and `--key`. Certificates are made in the test with rcgen.
 
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use floe_tests::FloeProcess;
+use floe_tests::{FloeProcess, floe_binary};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -42,6 +44,12 @@ fn leaf(ca: &Ca, cn: &str, names: &[&str]) -> (String, String) {
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write pem");
+}
+
+/// The server's `https://` URL, by the name its certificate carries.
+fn https_url(server: &FloeProcess) -> String {
+    let port = server.url.rsplit_once(':').expect("port").1;
+    format!("https://localhost:{port}")
 }
 
 fn client(ca: Option<&str>, identity: Option<(&str, &str)>) -> reqwest::Client {
@@ -111,10 +119,7 @@ async fn tls_refuses_unknown_servers_names_principals_by_subject_and_rotates() {
         ],
     );
     let addr = server.url.trim_start_matches("http://").to_owned();
-    let url = format!(
-        "https://localhost:{}",
-        addr.rsplit_once(':').expect("port").1
-    );
+    let url = https_url(&server);
     let server_ca_pem = server_ca.cert.pem();
     let (alice_cert, alice_key) = leaf(&client_ca, "alice", &[]);
     let (bob_cert, bob_key) = leaf(&client_ca, "bob", &[]);
@@ -242,4 +247,181 @@ async fn tls_refuses_unknown_servers_names_principals_by_subject_and_rotates() {
         .await
         .expect("after rotation");
     assert_eq!(again.status(), StatusCode::OK);
+}
+
+/// A certificate and its key written to `{name}.pem` and `{name}.key` in `dir`.
+fn write_leaf(dir: &Path, name: &str, (cert, key): (String, String)) -> (String, String) {
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    write(&cert_path, &cert);
+    write(&key_path, &key);
+    (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    )
+}
+
+/// Runs the `floe` CLI with `args`, `stdin` and only the given `FLOE_*` variables.
+fn floe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut command = Command::new(floe_binary());
+    for variable in [
+        "FLOE_SERVER",
+        "FLOE_TOKEN",
+        "FLOE_CA",
+        "FLOE_CERT",
+        "FLOE_KEY",
+    ] {
+        command.env_remove(variable);
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn floe");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("floe exits")
+}
+
+/// The stdout of a run that succeeded.
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "floe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
+
+/// The stderr of a run that failed as a command fails (exit status 1), not as a panic.
+fn failed(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_trusts_a_ca_and_presents_a_client_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = dir.path();
+    let server_ca = ca("floe test server CA");
+    let client_ca = ca("floe test client CA");
+    let (server_cert, server_key) = write_leaf(
+        files,
+        "server",
+        leaf(&server_ca, "floe", &["localhost", "127.0.0.1"]),
+    );
+    let client_ca_path = files.join("clients.pem");
+    write(&client_ca_path, &client_ca.cert.pem());
+    let client_ca_path = client_ca_path.display().to_string();
+    // A bundle: the server's CA after another, as a system's CA file holds several.
+    let ca_path = files.join("ca.pem");
+    let bundle = format!("{}{}", ca("another CA").cert.pem(), server_ca.cert.pem());
+    write(&ca_path, &bundle);
+    let ca_path = ca_path.display().to_string();
+    let tls_flags = ["--tls-cert", &server_cert, "--tls-key", &server_key];
+
+    // A TLS server without client certificates (anonymous on loopback).
+    let server = FloeProcess::start(&files.join("data"), &tls_flags);
+    let url = https_url(&server);
+    // Without --ca the server's certificate is not trusted: a clear error, not a panic.
+    let stderr = failed(&floe(&["--server", &url, "topics", "list"], &[], ""));
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    // With it, the whole round: create, produce, consume; flags or FLOE_CA alike.
+    succeeded(&floe(
+        &[
+            "-s", &url, "--ca", &ca_path, "topics", "create", "plain", "-p", "1",
+        ],
+        &[],
+        "",
+    ));
+    succeeded(&floe(
+        &["produce", "plain", "-s", &url],
+        &[("FLOE_CA", &ca_path)],
+        "one\ntwo\n",
+    ));
+    let consumed = succeeded(&floe(
+        &[
+            "consume", "plain", "-p", "0", "-F", "%o %v", "--ca", &ca_path, "-s", &url,
+        ],
+        &[],
+        "",
+    ));
+    assert_eq!(consumed, "0 one\n1 two\n");
+    drop(server);
+
+    // Mutual TLS: a client certificate's subject is the principal.
+    let mut mtls_flags = tls_flags.to_vec();
+    mtls_flags.extend(["--tls-client-ca", &client_ca_path]);
+    mtls_flags.extend(["--super-users", "CN=alice,O=acme"]);
+    let server = FloeProcess::start(&files.join("mtls-data"), &mtls_flags);
+    let url = https_url(&server);
+    let (alice_cert, alice_key) = write_leaf(files, "alice", leaf(&client_ca, "alice", &[]));
+    let (bob_cert, bob_key) = write_leaf(files, "bob", leaf(&client_ca, "bob", &[]));
+    let alice = |args: &[&str], stdin: &str| {
+        let mut all = vec!["-s", &url, "--ca", &ca_path, "--cert", &alice_cert];
+        all.extend(args);
+        all.extend(["--key", alice_key.as_str()]);
+        floe(&all, &[], stdin)
+    };
+    let bob_env = [
+        ("FLOE_SERVER", url.as_str()),
+        ("FLOE_CA", ca_path.as_str()),
+        ("FLOE_CERT", bob_cert.as_str()),
+        ("FLOE_KEY", bob_key.as_str()),
+    ];
+
+    // Without a certificate the server does not know who asks.
+    let stderr = failed(&floe(
+        &["-s", &url, "--ca", &ca_path, "topics", "list"],
+        &[],
+        "",
+    ));
+    assert!(stderr.contains("401"), "{stderr}");
+    succeeded(&alice(&["topics", "create", "secure", "-p", "1"], ""));
+    succeeded(&alice(&["produce", "secure"], "over tls\n"));
+    let consumed = succeeded(&alice(&["consume", "secure", "-p", "0", "-F", "%o %v"], ""));
+    assert_eq!(consumed, "0 over tls\n");
+    // Bob's certificate is good, but his subject has no ACL: the 403 names it.
+    let stderr = failed(&floe(&["consume", "secure", "-p", "0"], &bob_env, ""));
+    assert!(
+        stderr.contains("403") && stderr.contains("CN=bob,O=acme"),
+        "{stderr}"
+    );
+    // An ACL for that subject, added by alice, lets him read.
+    succeeded(&alice(
+        &[
+            "acls",
+            "add",
+            "--principal",
+            "CN=bob,O=acme",
+            "--operation",
+            "read",
+            "--resource",
+            "topic:secure",
+        ],
+        "",
+    ));
+    let consumed = succeeded(&floe(&["consume", "secure", "-p", "0"], &bob_env, ""));
+    assert_eq!(consumed, "over tls\n");
+    // A certificate without its key is refused before anything is sent.
+    let output = floe(
+        &[
+            "-s", &url, "--ca", &ca_path, "--cert", &bob_cert, "topics", "list",
+        ],
+        &[],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--key"));
 }

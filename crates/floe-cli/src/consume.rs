@@ -105,7 +105,7 @@ pub async fn run(server: &crate::ServerArg, args: ConsumeArgs) -> anyhow::Result
     } else {
         args.timeout
     };
-    let client = server.client_with_timeout(timeout);
+    let client = server.client_with_timeout(timeout)?;
     let partitions = match args.partition {
         Some(partition) => vec![partition],
         None => {

@@ -41,7 +41,7 @@ pub async fn run(
         encoding: args.encoding,
         ..GroupOptions::new([args.topic.as_str()])
     };
-    let client = server.client_with_timeout(args.timeout + options.wait);
+    let client = server.client_with_timeout(args.timeout + options.wait)?;
     // Listening from the start: a signal while joining ends the run, not the process.
     let mut stop = tokio::spawn(floe_server::app::shutdown_signal());
     let mut consumer = tokio::select! {

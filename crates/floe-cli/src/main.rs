@@ -12,8 +12,12 @@ mod groups;
 mod produce;
 mod topics;
 
-use clap::{Args, Parser, Subcommand};
-use floe_client::FloeClient;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use floe_client::{ClientIdentity, FloeClient, TlsOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,8 +34,23 @@ struct Cli {
     command: Command,
 }
 
-/// The server the client commands talk to, and the token they show it; accepted before or
-/// after the subcommand.
+impl Cli {
+    /// Parses `args` as clap does, then checks what clap cannot: its `requires` does not
+    /// see a global option given on the other side of the subcommand
+    /// (`floe --cert c.pem consume t --key c.key`), so the pair is checked here.
+    fn try_parse_checked<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Self::try_parse_from(args)?;
+        cli.server.check_identity_pair()?;
+        Ok(cli)
+    }
+}
+
+/// The server the client commands talk to, and the credentials they show it; accepted
+/// before or after the subcommand.
 #[derive(Args)]
 pub(crate) struct ServerArg {
     /// Server URL.
@@ -53,25 +72,96 @@ pub(crate) struct ServerArg {
         value_parser = parse_token
     )]
     token: Option<String>,
+    /// CA certificates (PEM, one or more) trusted for an https:// server, besides the
+    /// system's roots.
+    #[arg(long, env = "FLOE_CA", global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM: the certificate, then any intermediates) for a server that
+    /// wants mutual TLS; needs --key.
+    #[arg(long, env = "FLOE_CERT", global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Private key of --cert (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(long, env = "FLOE_KEY", global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
 }
 
 impl ServerArg {
-    /// A client of the server, with the token if one was given.
-    pub(crate) fn client(&self) -> FloeClient {
-        self.authorize(FloeClient::new(&self.server))
+    /// --cert and --key go together: a usage error otherwise.
+    fn check_identity_pair(&self) -> Result<(), clap::Error> {
+        let message = match (&self.cert, &self.key) {
+            (Some(_), None) => "--cert needs --key, the certificate's private key",
+            (None, Some(_)) => "--key needs --cert, the certificate it is the key of",
+            _ => return Ok(()),
+        };
+        Err(Cli::command().error(ErrorKind::MissingRequiredArgument, message))
+    }
+
+    /// A client of the server, with the token and TLS files if any were given.
+    pub(crate) fn client(&self) -> anyhow::Result<FloeClient> {
+        self.build_client(None)
     }
 
     /// Like [`ServerArg::client`], every request bounded by `timeout`.
-    pub(crate) fn client_with_timeout(&self, timeout: std::time::Duration) -> FloeClient {
-        self.authorize(FloeClient::with_timeout(&self.server, timeout))
+    pub(crate) fn client_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<FloeClient> {
+        self.build_client(Some(timeout))
     }
 
-    fn authorize(&self, client: FloeClient) -> FloeClient {
-        match &self.token {
+    /// Every command's client is built here, so each one gets the token and the TLS files.
+    fn build_client(&self, timeout: Option<std::time::Duration>) -> anyhow::Result<FloeClient> {
+        let tls = self.tls_options()?;
+        let client = FloeClient::with_tls(&self.server, timeout, &tls).map_err(|error| {
+            let files = self.tls_files();
+            match files.is_empty() {
+                true => anyhow::Error::new(error),
+                false => anyhow::Error::new(error).context(files),
+            }
+        })?;
+        Ok(match &self.token {
             Some(token) => client.with_token(token),
             None => client,
-        }
+        })
     }
+
+    /// The contents of --ca, --cert and --key.
+    fn tls_options(&self) -> anyhow::Result<TlsOptions> {
+        let ca_pem = match &self.ca {
+            Some(path) => Some(read_pem("--ca", path)?),
+            None => None,
+        };
+        let identity = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(ClientIdentity {
+                cert_pem: read_pem("--cert", cert)?,
+                key_pem: read_pem("--key", key)?,
+            }),
+            (None, None) => None,
+            // `Cli::try_parse_checked` refuses either without the other.
+            _ => anyhow::bail!("--cert and --key go together"),
+        };
+        Ok(TlsOptions { ca_pem, identity })
+    }
+
+    /// The TLS files given, as flags: the context of an error in one of them.
+    fn tls_files(&self) -> String {
+        [
+            ("--ca", &self.ca),
+            ("--cert", &self.cert),
+            ("--key", &self.key),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| {
+            path.as_ref()
+                .map(|path| format!("{flag} {}", path.display()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+}
+
+fn read_pem(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
 }
 
 /// Written by hand so the token never reaches a log or a panic message.
@@ -80,6 +170,9 @@ impl std::fmt::Debug for ServerArg {
         f.debug_struct("ServerArg")
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -136,7 +229,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_checked(std::env::args_os()).unwrap_or_else(|error| error.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -160,13 +253,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let client = || cli.server.client();
     match cli.command {
         Command::Serve(args) => floe_server::serve(*args).await?,
-        Command::Topics { command } => topics::run(&client(), command).await?,
-        Command::Produce(args) => produce::run(&client(), args).await?,
+        Command::Topics { command } => topics::run(&client()?, command).await?,
+        Command::Produce(args) => produce::run(&client()?, args).await?,
         Command::Consume(args) => return consume::run(&cli.server, args).await,
-        Command::Groups { command } => groups::run(&client(), command).await?,
+        Command::Groups { command } => groups::run(&client()?, command).await?,
         Command::Bench { args } => return bench::run(args),
-        Command::Export(command) => export::run(&client(), command).await?,
-        Command::Acls { command } => acls::run(&client(), command).await?,
+        Command::Export(command) => export::run(&client()?, command).await?,
+        Command::Acls { command } => acls::run(&client()?, command).await?,
         Command::Admin { command } => admin::run(command).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -188,7 +281,9 @@ pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, Parser};
+    use std::path::Path;
+
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     use super::{Cli, Command};
 
@@ -515,9 +610,92 @@ mod tests {
             Cli::try_parse_from(["floe", "--token", "s3cr3t", "acls", "list"]).expect("parses");
         assert_eq!(cli.server.token.as_deref(), Some("s3cr3t"));
         assert!(!format!("{cli:?}").contains("s3cr3t"), "{cli:?}");
-        assert!(!format!("{:?}", cli.server.client()).contains("s3cr3t"));
+        assert!(!format!("{:?}", cli.server.client().expect("a client")).contains("s3cr3t"));
         assert!(Cli::try_parse_from(["floe", "acls", "list", "--token", "a b"]).is_err());
         assert!(Cli::try_parse_from(["floe", "acls", "list", "--token", ""]).is_err());
+    }
+
+    #[test]
+    fn the_tls_files_are_global_and_a_certificate_needs_its_key() {
+        let cli = Cli::try_parse_checked([
+            "floe", "--ca", "ca.pem", "topics", "list", "--cert", "c.pem", "--key", "c.key",
+        ])
+        .expect("parses");
+        assert_eq!(cli.server.ca.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(cli.server.cert.as_deref(), Some(Path::new("c.pem")));
+        assert_eq!(cli.server.key.as_deref(), Some(Path::new("c.key")));
+        let cli =
+            Cli::try_parse_checked(["floe", "--cert", "c.pem", "consume", "t", "--key", "c.key"])
+                .expect("a pair split around the subcommand");
+        assert!(cli.server.cert.is_some() && cli.server.key.is_some());
+        assert!(Cli::try_parse_checked(["floe", "groups", "list", "--ca", "ca.pem"]).is_ok());
+        for args in [
+            &["floe", "--cert", "c.pem", "topics", "list"][..],
+            &["floe", "topics", "list", "--key", "c.key"],
+            &["floe", "--key", "c.key", "--ca", "ca.pem", "acls", "list"],
+        ] {
+            let error = Cli::try_parse_checked(args).expect_err("half a pair");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tls_files_come_from_floe_ca_floe_cert_and_floe_key() {
+        for (id, variable) in [
+            ("ca", "FLOE_CA"),
+            ("cert", "FLOE_CERT"),
+            ("key", "FLOE_KEY"),
+        ] {
+            let arg = Cli::command()
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("a --{id} option"))
+                .clone();
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(variable)));
+            assert!(arg.is_global_set());
+        }
+        // As for the token: a variable cargo sets stands in for FLOE_CERT, and a certificate
+        // from the environment needs its key as one from the command line does.
+        if std::env::var_os("CARGO_PKG_NAME").is_none() {
+            return;
+        }
+        let command = Cli::command().mut_arg("cert", |arg| arg.env("CARGO_PKG_NAME"));
+        let parse = |args: &[&str]| {
+            let matches = command.clone().try_get_matches_from(args)?;
+            let cli = Cli::from_arg_matches(&matches)?;
+            cli.server.check_identity_pair().map(|()| cli)
+        };
+        assert!(parse(&["floe", "topics", "list"]).is_err());
+        let cli = parse(&["floe", "topics", "list", "--key", "c.key"]).expect("parses");
+        assert!(cli.server.cert.is_some());
+    }
+
+    #[test]
+    fn unreadable_or_wrong_tls_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not PEM at all\n").expect("write");
+        let client_error = |args: &[&str]| {
+            let cli = Cli::try_parse_checked(args).expect("parses");
+            format!("{:#}", cli.server.client().expect_err("no client"))
+        };
+        let (missing, junk) = (missing.display().to_string(), junk.display().to_string());
+
+        let message = client_error(&["floe", "--ca", &missing, "topics", "list"]);
+        assert!(message.contains(&format!("--ca {missing}")), "{message}");
+        let message = client_error(&["floe", "--ca", &junk, "topics", "list"]);
+        assert!(message.contains(&format!("--ca {junk}")), "{message}");
+        assert!(message.contains("CA certificates"), "{message}");
+        let message = client_error(&["floe", "--cert", &junk, "--key", &missing, "topics", "list"]);
+        assert!(message.contains(&format!("--key {missing}")), "{message}");
+        let message = client_error(&["floe", "--cert", &junk, "--key", &junk, "topics", "list"]);
+        assert!(message.contains(&format!("--cert {junk}")), "{message}");
+        assert!(message.contains("client certificate"), "{message}");
     }
 
     #[test]

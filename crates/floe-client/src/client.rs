@@ -10,6 +10,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub use crate::sse::EventStream;
+use crate::tls::{self, TlsOptions};
 use floe_api::Encoding;
 use floe_api::binary::{self, BinaryFetch, BinaryRecord};
 use floe_api::{
@@ -39,6 +40,12 @@ pub enum ClientError {
     /// A group name or member id that no URL can carry: `.` and `..` are path steps.
     #[error("{what} {name:?} cannot be a URL path segment")]
     Unaddressable { what: &'static str, name: String },
+    /// [`TlsOptions`] the client cannot use: PEM without a certificate or key where one
+    /// belongs, or material the TLS stack refuses. `part` says which: `CA certificates`,
+    /// `client certificate`, `client key` or, for what only shows when the parts come
+    /// together (a key that does not match its certificate), `TLS setup`.
+    #[error("{part}: {reason}")]
+    Tls { part: &'static str, reason: String },
 }
 
 impl ClientError {
@@ -115,6 +122,27 @@ pub struct GroupRecordsOptions {
 ///
 /// With [`FloeClient::with_token`], every request, to the given server or to an owner,
 /// carries `Authorization: Bearer TOKEN`.
+///
+/// `https://` servers are reached over TLS (rustls), trusting the system's root
+/// certificates; [`FloeClient::with_tls`] trusts more CAs and presents a client
+/// certificate, to a server with its own CA or one that wants mutual TLS:
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use floe_client::{ClientIdentity, FloeClient, TlsOptions};
+///
+/// let tls = TlsOptions {
+///     ca_pem: Some(std::fs::read("ca.pem")?),
+///     identity: Some(ClientIdentity {
+///         cert_pem: std::fs::read("alice.pem")?,
+///         key_pem: std::fs::read("alice.key")?,
+///     }),
+/// };
+/// let client = FloeClient::with_tls("https://floe.internal:8080", None, &tls)?;
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FloeClient {
     base: String,
@@ -165,16 +193,26 @@ impl FloeClient {
     /// `base` is the server's root URL, such as `http://127.0.0.1:8080`. Requests have no
     /// overall deadline; see [`FloeClient::with_timeout`].
     pub fn new(base: impl Into<String>) -> Self {
-        Self::build(base, None)
+        Self::with_tls(base, None, &TlsOptions::default())
+            .expect("a client without TLS options always builds")
     }
 
     /// Like [`FloeClient::new`], with every request (connect, send, read the answer)
     /// bounded by `timeout`. A long-poll's `wait` must fit inside it.
     pub fn with_timeout(base: impl Into<String>, timeout: Duration) -> Self {
-        Self::build(base, Some(timeout))
+        Self::with_tls(base, Some(timeout), &TlsOptions::default())
+            .expect("a client without TLS options always builds")
     }
 
-    fn build(base: impl Into<String>, timeout: Option<Duration>) -> Self {
+    /// A client that also trusts `tls.ca_pem` and presents `tls.identity`, its requests
+    /// bounded by `timeout` if there is one. PEM that holds no certificate (or key) where
+    /// one belongs, or that the TLS stack refuses, is a [`ClientError::Tls`] naming the
+    /// part.
+    pub fn with_tls(
+        base: impl Into<String>,
+        timeout: Option<Duration>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
         // floe closes connections idle for its header timeout (10 s by default): drop
         // them from the pool before that.
         let mut builder = reqwest::Client::builder()
@@ -186,16 +224,17 @@ impl FloeClient {
                 .timeout(timeout)
                 .connect_timeout(timeout.min(Duration::from_secs(10)));
         }
-        let http = builder
+        let http = tls
+            .apply(builder)?
             .build()
-            .expect("a client without TLS or proxies always builds");
-        Self {
+            .map_err(|error| tls::build_error(&error))?;
+        Ok(Self {
             base: base.into().trim_end_matches('/').to_owned(),
             http,
             owners: Arc::default(),
             prefer_owner: true,
             token: None,
-        }
+        })
     }
 
     /// Sends every request to the given server, never to partition owners.
