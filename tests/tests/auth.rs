@@ -746,3 +746,101 @@ async fn jwts_are_checked_against_the_issuers_jwks_url_and_its_rotations() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
 }
+
+/// An event stream is authorised again before every event: once alice's read ACL is
+/// removed, the record produced next is not handed to her open stream, which ends with
+/// `event: error` naming the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_ends_when_its_reader_loses_the_acl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    write_tokens(
+        &tokens,
+        &[("admin", "admin-token"), ("alice", "alice-token")],
+    );
+    let server = FloeProcess::start(
+        dir.path(),
+        &[
+            "--auth-tokens",
+            &tokens.display().to_string(),
+            "--super-users",
+            "admin",
+        ],
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+    };
+    let admin = Some("admin-token");
+    let acl = json!({"acls": [{"principal": "alice", "resource": "topic:t",
+        "operation": "read", "permission": "allow"}]});
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/topics",
+            json!({"name": "t", "partitions": 1}),
+        ),
+        (
+            Method::POST,
+            "/v1/topics/t/records",
+            json!({"records": [{"value": "before"}]}),
+        ),
+        (Method::POST, "/v1/acls", acl.clone()),
+    ] {
+        let (status, answer, _) = api.call(admin, method, path, Some(&body)).await;
+        assert!(status.is_success(), "{path}: {answer}");
+    }
+    let mut stream = api
+        .http
+        .get(format!(
+            "{}/v1/topics/t/partitions/0/records?offset=0",
+            api.url
+        ))
+        .bearer_auth("alice-token")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut seen = String::new();
+    while !seen.contains("before") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the first event in time")
+            .expect("chunk")
+            .expect("the stream is open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (status, answer, _) = api
+        .call(admin, Method::DELETE, "/v1/acls", Some(&acl))
+        .await;
+    assert!(status.is_success(), "{answer}");
+    let (status, answer, _) = api
+        .call(
+            admin,
+            Method::POST,
+            "/v1/topics/t/records",
+            Some(&json!({"records": [{"value": "after"}]})),
+        )
+        .await;
+    assert!(status.is_success(), "{answer}");
+    let mut rest = String::new();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk())
+            .await
+            .expect("the stream ends in time")
+            .expect("chunk");
+        match chunk {
+            Some(chunk) => rest.push_str(&String::from_utf8_lossy(&chunk)),
+            None => break,
+        }
+    }
+    assert!(
+        !rest.contains("after"),
+        "a revoked reader got a record: {rest}"
+    );
+    assert!(
+        rest.contains("event: error") && rest.contains("forbidden"),
+        "{rest}"
+    );
+}

@@ -155,6 +155,25 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// For an event stream, before each read: how long `principal` must wait until its
+    /// fetch bucket is out of debt on this broker (`None`: it may read now). A stream is
+    /// paced rather than refused, as Kafka throttles a consumer.
+    pub fn fetch_wait(&self, principal: &Arc<str>, brokers: usize) -> Option<Duration> {
+        let limits = self.options.limits(principal);
+        if limits.fetch_bytes_per_second == 0 {
+            return None;
+        }
+        let rate = limits.fetch_bytes_per_second as f64 / brokers.max(1) as f64;
+        self.take(principal, Kind::Fetch, rate, 0.0, false).err()
+    }
+
+    /// Charges an event stream's `bytes` to `principal`'s fetch bucket.
+    pub fn charge_fetch(&self, principal: &Arc<str>, bytes: usize) {
+        self.charge(principal, Kind::Fetch, bytes as f64);
+    }
+}
+
 /// Whether a route moves records: produce (write) or fetch (read).
 fn route_kind(method: &Method, path: &str) -> Option<Kind> {
     if !path.ends_with("/records") {
@@ -254,6 +273,26 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_streams_are_paced_by_what_they_were_charged() {
+        let quotas = Quotas::new(QuotaOptions {
+            fetch_bytes_per_second: 2000,
+            ..QuotaOptions::default()
+        });
+        let alice: Arc<str> = "alice".into();
+        assert_eq!(quotas.fetch_wait(&alice, 2), None, "a fresh bucket");
+        // Two brokers: this one's share is 1000 B/s; 4000 bytes sent put it ~3 s in debt.
+        quotas.charge_fetch(&alice, 4000);
+        let wait = quotas.fetch_wait(&alice, 2).expect("in debt");
+        assert!(
+            wait > Duration::from_millis(2500) && wait <= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        let unlimited = Quotas::new(QuotaOptions::default());
+        unlimited.charge_fetch(&alice, 1 << 30);
+        assert_eq!(unlimited.fetch_wait(&alice, 1), None);
+    }
 
     #[test]
     fn buckets_allow_a_second_of_rate_then_refuse_until_refilled() {

@@ -191,6 +191,12 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(pub Arc<str>);
 
+/// The bearer token a request authenticated with, kept so a long-lived answer (an event
+/// stream) can check it again: a token removed from the file or a JWT that expired ends
+/// the stream.
+#[derive(Debug, Clone)]
+pub struct Credential(pub Secret);
+
 impl Principal {
     pub fn name(&self) -> &str {
         &self.0
@@ -284,6 +290,30 @@ impl Auth {
             }
         };
         found.ok_or_else(|| "the bearer token is not valid".to_owned())
+    }
+
+    /// Whether `principal`, which authenticated with `credential` (if a bearer token),
+    /// still may read `topic`: the token still names it and its ACLs still allow it.
+    /// Event streams ask before each read.
+    pub async fn may_still_read(
+        &self,
+        principal: &Principal,
+        credential: Option<&Credential>,
+        topic: &str,
+    ) -> Result<(), ApiError> {
+        if let Some(Credential(token)) = credential {
+            match self.bearer(token).await {
+                Ok(name) if name == principal.name() => {}
+                Ok(_) | Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the bearer token this stream was opened with is no longer valid",
+                    ));
+                }
+            }
+        }
+        self.check(principal, Operation::Read, ResourceKind::Topic, topic)
     }
 
     /// Whether requests must authenticate and pass ACLs.
@@ -396,7 +426,11 @@ pub async fn authenticate(
                 );
             };
             match auth.bearer(token).await {
-                Ok(principal) => Principal(principal.into()),
+                Ok(principal) => {
+                    let credential = Credential(Secret(token.into()));
+                    request.extensions_mut().insert(credential);
+                    Principal(principal.into())
+                }
                 Err(reason) => {
                     audit(
                         "-",

@@ -162,6 +162,7 @@ pub async fn fetch(
     ApiPath(path): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<FetchQuery>,
     principal: Option<Extension<crate::auth::Principal>>,
+    credential: Option<Extension<crate::auth::Credential>>,
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -255,7 +256,11 @@ pub async fn fetch(
         .as_ref()
         .and_then(|owner| HeaderValue::from_str(&owner.address).ok());
     let mut response = if streaming {
-        super::stream::events(state, request, encoding, result, slot)
+        let caller = super::stream::Caller {
+            principal: principal.map(|Extension(principal)| principal),
+            credential: credential.map(|Extension(credential)| credential),
+        };
+        super::stream::events(state, request, encoding, result, slot, caller)
     } else if accept.contains(binary::CONTENT_TYPE) {
         let body = binary::encode_fetch(&binary_fetch(result));
         ([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response()

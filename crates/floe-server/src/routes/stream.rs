@@ -4,7 +4,10 @@
 //! - `event: records`, `id: <next offset>`, `data:` the same JSON as a fetch answer;
 //! - a reconnecting client sends `Last-Event-ID` and resumes exactly after what it saw;
 //! - comment lines keep an idle connection alive;
-//! - a failure ends the stream with `event: error` and the usual `{"error_code","message"}`.
+//! - a failure ends the stream with `event: error` and the usual `{"error_code","message"}`;
+//! - before each read the caller is checked again (its token still valid, its ACLs still
+//!   allowing the read: a revoked caller's stream ends with `event: error`), and its fetch
+//!   quota paces the stream: events' bytes are charged, and a caller in debt waits.
 
 use std::time::Duration;
 
@@ -23,6 +26,13 @@ use crate::error::ApiError;
 const TAIL_WAIT: Duration = Duration::from_secs(30);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// Who follows the stream, to check again and charge as it goes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Caller {
+    pub principal: Option<crate::auth::Principal>,
+    pub credential: Option<crate::auth::Credential>,
+}
+
 /// Streams `first` and then every later fetch from where it ended.
 pub(super) fn events(
     state: AppState,
@@ -30,6 +40,7 @@ pub(super) fn events(
     encoding: Encoding,
     first: FetchResult,
     slot: Option<super::waiting::WaitSlot>,
+    caller: Caller,
 ) -> Response {
     let mut stopping = state.stopping.clone();
     let stopped = async move {
@@ -37,7 +48,7 @@ pub(super) fn events(
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
     // The stream holds its waiting slot until it ends.
-    let stream = follow(state, request, encoding, first)
+    let stream = follow(state, request, encoding, first, caller)
         .take_until(stopped)
         .map(move |event| {
             let _held = &slot;
@@ -60,10 +71,18 @@ fn follow(
     request: FetchRequest,
     encoding: Encoding,
     first: FetchResult,
+    caller: Caller,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     stream::unfold(Step::Send(first, request), move |step| {
         let state = state.clone();
+        let caller = caller.clone();
         async move {
+            if let (Step::Fetch(_), Some(principal)) = (&step, &caller.principal) {
+                let brokers = state.broker.sequencer().membership().members().len();
+                while let Some(wait) = state.quotas.fetch_wait(&principal.0, brokers) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             // The records read, and their encoding, are reserved from the request budget
             // until this step's event is built.
             let (result, mut request, _reserved) = match step {
@@ -92,13 +111,26 @@ fn follow(
             if result.records.is_empty() {
                 return Some((None, Step::Fetch(request)));
             }
+            // Checked again before every event: a caller whose token or ACL was revoked
+            // while the stream waited gets no more records.
+            if let Some(principal) = &caller.principal
+                && state.auth.enabled()
+                && let Err(error) = state
+                    .auth
+                    .may_still_read(principal, caller.credential.as_ref(), &request.topic)
+                    .await
+            {
+                return Some((Some(error_event(&error)), Step::Done));
+            }
             let next = result.next_offset;
             let owner = owner_ref(&state, result.owner.as_deref());
             let event = json_fetch(result, encoding, owner).and_then(|body| {
+                let bytes = serde_json::to_vec(&body).map_or(0, |encoded| encoded.len());
                 Event::default()
                     .event("records")
                     .id(next.to_string())
                     .json_data(body)
+                    .map(|event| (event, bytes))
                     .map_err(|error| {
                         ApiError::new(
                             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,7 +140,12 @@ fn follow(
                     })
             });
             Some(match event {
-                Ok(event) => (Some(event), Step::Fetch(request)),
+                Ok((event, bytes)) => {
+                    if let Some(principal) = &caller.principal {
+                        state.quotas.charge_fetch(&principal.0, bytes);
+                    }
+                    (Some(event), Step::Fetch(request))
+                }
                 Err(error) => (Some(error_event(&error)), Step::Done),
             })
         }
