@@ -9,38 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use floe_tests::certs::Ca;
 use floe_tests::{FloeProcess, floe_binary};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use reqwest::StatusCode;
 use serde_json::json;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("ca");
-    Ca { cert, key }
-}
-
-/// A certificate for `names` (server SANs) or for a client subject `cn`, signed by `ca`.
-fn leaf(ca: &Ca, cn: &str, names: &[&str]) -> (String, String) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-            .expect("params");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "acme");
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).expect("sign");
-    (cert.pem(), key.serialize_pem())
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write pem");
@@ -94,9 +66,9 @@ async fn presented(addr: &str, ca_pem: &str) -> Vec<u8> {
 #[tokio::test]
 async fn tls_refuses_unknown_servers_names_principals_by_subject_and_rotates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server_ca = ca("floe test server CA");
-    let client_ca = ca("floe test client CA");
-    let (cert, key) = leaf(&server_ca, "floe", &["localhost", "127.0.0.1"]);
+    let server_ca = Ca::new("floe test server CA");
+    let client_ca = Ca::new("floe test client CA");
+    let (cert, key) = server_ca.leaf("floe", &["localhost", "127.0.0.1"]);
     let (cert_path, key_path, client_ca_path) = (
         dir.path().join("server.pem"),
         dir.path().join("server.key"),
@@ -121,10 +93,10 @@ async fn tls_refuses_unknown_servers_names_principals_by_subject_and_rotates() {
     let addr = server.url.trim_start_matches("http://").to_owned();
     let url = https_url(&server);
     let server_ca_pem = server_ca.cert.pem();
-    let (alice_cert, alice_key) = leaf(&client_ca, "alice", &[]);
-    let (bob_cert, bob_key) = leaf(&client_ca, "bob", &[]);
-    let rogue = ca("not the client CA");
-    let (mallory_cert, mallory_key) = leaf(&rogue, "alice", &[]);
+    let (alice_cert, alice_key) = client_ca.leaf("alice", &[]);
+    let (bob_cert, bob_key) = client_ca.leaf("bob", &[]);
+    let rogue = Ca::new("not the client CA");
+    let (mallory_cert, mallory_key) = rogue.leaf("alice", &[]);
 
     // Without the server's CA the client refuses the server; plain HTTP gets nothing.
     assert!(
@@ -219,7 +191,7 @@ async fn tls_refuses_unknown_servers_names_principals_by_subject_and_rotates() {
 
     // A rotated certificate is served to new connections without a restart.
     let before = presented(&addr, &server_ca_pem).await;
-    let (rotated_cert, rotated_key) = leaf(&server_ca, "floe rotated", &["localhost", "127.0.0.1"]);
+    let (rotated_cert, rotated_key) = server_ca.leaf("floe rotated", &["localhost", "127.0.0.1"]);
     write(&key_path, &rotated_key);
     write(&cert_path, &rotated_cert);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -314,19 +286,23 @@ fn failed(output: &Output) -> String {
 async fn the_cli_trusts_a_ca_and_presents_a_client_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = dir.path();
-    let server_ca = ca("floe test server CA");
-    let client_ca = ca("floe test client CA");
+    let server_ca = Ca::new("floe test server CA");
+    let client_ca = Ca::new("floe test client CA");
     let (server_cert, server_key) = write_leaf(
         files,
         "server",
-        leaf(&server_ca, "floe", &["localhost", "127.0.0.1"]),
+        server_ca.leaf("floe", &["localhost", "127.0.0.1"]),
     );
     let client_ca_path = files.join("clients.pem");
     write(&client_ca_path, &client_ca.cert.pem());
     let client_ca_path = client_ca_path.display().to_string();
     // A bundle: the server's CA after another, as a system's CA file holds several.
     let ca_path = files.join("ca.pem");
-    let bundle = format!("{}{}", ca("another CA").cert.pem(), server_ca.cert.pem());
+    let bundle = format!(
+        "{}{}",
+        Ca::new("another CA").cert.pem(),
+        server_ca.cert.pem()
+    );
     write(&ca_path, &bundle);
     let ca_path = ca_path.display().to_string();
     let tls_flags = ["--tls-cert", &server_cert, "--tls-key", &server_key];
@@ -366,8 +342,8 @@ async fn the_cli_trusts_a_ca_and_presents_a_client_certificate() {
     mtls_flags.extend(["--super-users", "CN=alice,O=acme"]);
     let server = FloeProcess::start(&files.join("mtls-data"), &mtls_flags);
     let url = https_url(&server);
-    let (alice_cert, alice_key) = write_leaf(files, "alice", leaf(&client_ca, "alice", &[]));
-    let (bob_cert, bob_key) = write_leaf(files, "bob", leaf(&client_ca, "bob", &[]));
+    let (alice_cert, alice_key) = write_leaf(files, "alice", client_ca.leaf("alice", &[]));
+    let (bob_cert, bob_key) = write_leaf(files, "bob", client_ca.leaf("bob", &[]));
     let alice = |args: &[&str], stdin: &str| {
         let mut all = vec!["-s", &url, "--ca", &ca_path, "--cert", &alice_cert];
         all.extend(args);
