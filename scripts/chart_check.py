@@ -14,8 +14,13 @@ through helm_python, and the Kubernetes OpenAPI schemas). Modes:
         has no schema for, gets a structural check instead);
       - the rendered floe.toml holds only settings docs/configuration.md lists, in known
         sections, with integers as integers; the broker Deployment gets the per-pod
-        settings from the downward API, mounts what floe.toml points at, and is rolled by
-        a change of it;
+        settings from the downward API, mounts what floe.toml points at (every `*_file`
+        is an item of a read-only mounted Secret), and is rolled by a change of it;
+      - the security values (tls, auth.jwt, auth.internalSecret, etcd.tls,
+        store.s3CaSecret, serviceMonitor.bearerTokenSecret, internalPort) each render the
+        mounts, floe.toml settings, probe scheme, advertised URLs, ServiceMonitor
+        endpoint and NetworkPolicy rule they stand for, and no --allow-anonymous once
+        requests authenticate;
       - bad values fail, each with a message naming the value (schema and template
         checks, the latter also with schema validation skipped).
   scripts/chart_check.py --deployment-env VALUES_FILE [--set key=value ...]
@@ -338,13 +343,26 @@ def check_generated(checker: Checker) -> None:
     checker.check("values.schema.json knows every top-level value", schema_top == set(values), f"schema {sorted(schema_top ^ set(values))}")
 
 
+ENDPOINT_FIELDS = {"port", "path", "scheme", "tlsConfig", "authorization", "interval", "scrapeTimeout", "metricRelabelings", "relabelings"}
+
+
 def check_crd(document: dict[str, Any]) -> None:
     """A structural check of a ServiceMonitor, which kubernetes-validate has no schema for."""
     spec = document["spec"]
     assert spec["selector"]["matchLabels"], "empty selector"
     for endpoint in spec["endpoints"]:
         assert endpoint["port"] == "http" and endpoint["path"] == "/metrics", endpoint
-        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "metricRelabelings", "relabelings"}, endpoint
+        assert set(endpoint) <= ENDPOINT_FIELDS, sorted(set(endpoint) - ENDPOINT_FIELDS)
+        assert endpoint["scheme"] in ("http", "https"), endpoint["scheme"]
+        assert ("tlsConfig" in endpoint) == (endpoint["scheme"] == "https"), "tlsConfig goes with scheme https"
+        tls = endpoint.get("tlsConfig", {})
+        assert set(tls) <= {"serverName", "ca"}, tls
+        if "ca" in tls:
+            assert set(tls["ca"]["secret"]) == {"name", "key"}, tls["ca"]
+        if "authorization" in endpoint:
+            authorization = endpoint["authorization"]
+            assert authorization["type"] == "Bearer", authorization
+            assert set(authorization["credentials"]) == {"name", "key"}, authorization
 
 
 def check_render(checker: Checker) -> dict[str, list[dict[str, Any]]]:
@@ -358,21 +376,8 @@ def check_render(checker: Checker) -> dict[str, list[dict[str, Any]]]:
             checker.check(f"render {label}", False, str(error))
             continue
         rendered[label] = documents
-        kinds = []
-        errors = []
-        for document in documents:
-            template = document.pop("__template__")
-            kinds.append(document["kind"])
-            try:
-                if (document["apiVersion"], document["kind"]) in CRD_KINDS:
-                    check_crd(document)
-                else:
-                    kubernetes_validate.validate(document, KUBE_VERSION, strict=True)
-            except Exception as error:  # noqa: BLE001
-                message = getattr(error, "message", str(error))
-                path = ".".join(str(p) for p in getattr(error, "path", []))
-                errors.append(f"{template} {document['kind']} {path}: {message}")
-            document["__template__"] = template
+        kinds = [document["kind"] for document in documents]
+        errors = validation_errors(documents)
         skipped = [k for k in kinds if any(k == crd for _, crd in CRD_KINDS)]
         summary = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds)))
         checker.check(f"render {label}: {summary}", not errors, "; ".join(errors))
@@ -380,6 +385,24 @@ def check_render(checker: Checker) -> dict[str, list[dict[str, Any]]]:
             print(f"        ({', '.join(skipped)}: custom resource, no schema in kubernetes-validate; structure checked)")
         checker.run(f"broker pod of {label}", lambda: check_broker(documents, values, documentation))
     return rendered
+
+
+def validation_errors(documents: list[dict[str, Any]]) -> list[str]:
+    """kubernetes-validate's complaints about `documents` (the structural check for CRDs)."""
+    errors = []
+    for document in documents:
+        template = document.pop("__template__")
+        try:
+            if (document["apiVersion"], document["kind"]) in CRD_KINDS:
+                check_crd(document)
+            else:
+                kubernetes_validate.validate(document, KUBE_VERSION, strict=True)
+        except Exception as error:  # noqa: BLE001
+            message = getattr(error, "message", str(error))
+            path = ".".join(str(p) for p in getattr(error, "path", []))
+            errors.append(f"{template} {document['kind']} {path}: {message}")
+        document["__template__"] = template
+    return errors
 
 
 def env_map(container: dict[str, Any]) -> dict[str, Any]:
@@ -398,7 +421,7 @@ def check_broker(documents: list[dict[str, Any]], values: dict[str, Any], docume
     assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}, env["POD_IP"]
     names = [entry["name"] for entry in container["env"]]
     assert names.index("POD_IP") < names.index("FLOE_SERVER__ADVERTISE"), "POD_IP must precede its use"
-    assert env["FLOE_SERVER__ADVERTISE"] == "http://$(POD_IP):8080", env["FLOE_SERVER__ADVERTISE"]
+    check_advertise(documents, pod, env, names)
     assert env["FLOE_SERVER__LISTEN"] == "0.0.0.0:8080", env["FLOE_SERVER__LISTEN"]
     assert env["FLOE_SERVER__LOG_FORMAT"] in ("json", "text")
     for name in env:
@@ -424,7 +447,7 @@ def check_broker(documents: list[dict[str, Any]], values: dict[str, Any], docume
             assert key in documentation[section], f"floe.toml: {section}.{key} is not in docs/configuration.md"
             assert not isinstance(value, float), f"floe.toml: {section}.{key} = {value} is a float"
             shown = setting_schema(f"{section}.{key}", documentation[section][key])["type"]
-            kind = {bool: "boolean", int: "integer", str: "string"}[type(value)]
+            kind = {bool: "boolean", int: "integer", str: "string", list: "array", dict: "object"}[type(value)]
             assert kind == shown or (isinstance(shown, list) and kind in shown), f"floe.toml: {section}.{key} = {value!r} is not a {shown}"
     for owned in ("listen", "advertise", "log_format"):
         assert owned not in settings.get("server", {}), f"floe.toml sets server.{owned}, which the environment overrides"
@@ -437,6 +460,11 @@ def check_broker(documents: list[dict[str, Any]], values: dict[str, Any], docume
     assert config_path.rsplit("/", 1)[0] in mounts, f"{config_path} is not mounted"
     assert "configMap" in volumes[mounts[config_path.rsplit("/", 1)[0]]]
     assert settings["server"]["data_dir"] in mounts, "server.data_dir is not on a volume"
+    check_files_mounted(settings, container, pod["spec"])
+    if authenticates(settings):
+        assert "allow_anonymous" not in settings.get("auth", {}), "auth.allow_anonymous with authentication on"
+        assert not any("--allow-anonymous" in arg for arg in container["args"]), container["args"]
+        assert "FLOE_AUTH__ALLOW_ANONYMOUS" not in env, "FLOE_AUTH__ALLOW_ANONYMOUS with authentication on"
     disk_bytes = settings["cache"]["disk_bytes"]
     if disk_bytes:
         cache_volume = volumes[mounts[settings["cache"]["dir"]]]
@@ -447,11 +475,300 @@ def check_broker(documents: list[dict[str, Any]], values: dict[str, Any], docume
         assert 0 < disk_bytes < limit, f"cache.disk_bytes {disk_bytes} is not below the volume's {limit}"
 
 
+def check_advertise(documents: list[dict[str, Any]], pod: dict[str, Any], env: dict[str, Any], names: list[str]) -> None:
+    """Without TLS a broker advertises its IP; with TLS a DNS name of the headless Service
+    that a wildcard certificate covers, and the internal listener mirrors the public one."""
+    advertise = env["FLOE_SERVER__ADVERTISE"]
+    if "https://" not in advertise:
+        assert advertise == "http://$(POD_IP):8080", advertise
+        assert "subdomain" not in pod["spec"], pod["spec"]["subdomain"]
+        host = "$(POD_IP)"
+    else:
+        headless = find(documents, "Service", pod["spec"]["subdomain"])
+        assert headless["spec"]["clusterIP"] == "None", "the pods' subdomain must be the headless Service"
+        host = f"$(POD_NAME).{pod['spec']['subdomain']}.{NAMESPACE}.svc"
+        assert advertise == f"https://{host}:8080", advertise
+        assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}, env["POD_NAME"]
+        assert names.index("POD_NAME") < names.index("FLOE_SERVER__ADVERTISE"), "POD_NAME must precede its use"
+    internal = env.get("FLOE_SERVER__INTERNAL_LISTEN")
+    assert ("FLOE_SERVER__INTERNAL_ADVERTISE" in env) == (internal is not None), "internal listen and advertise go together"
+    if internal is not None:
+        port = internal.removeprefix("0.0.0.0:")
+        scheme = advertise.split("://")[0]
+        assert env["FLOE_SERVER__INTERNAL_ADVERTISE"] == f"{scheme}://{host}:{port}", env["FLOE_SERVER__INTERNAL_ADVERTISE"]
+
+
+def check_files_mounted(settings: dict[str, Any], container: dict[str, Any], pod_spec: dict[str, Any]) -> None:
+    """Every `*_file` setting of floe.toml is an item of a Secret mounted read-only."""
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod_spec["volumes"]}
+    for section, keys in settings.items():
+        for key, value in keys.items():
+            if not key.endswith("_file"):
+                continue
+            directory, name = value.rsplit("/", 1)
+            assert directory in mounts, f"{section}.{key} = {value}: {directory} is not mounted"
+            mount = mounts[directory]
+            assert mount.get("readOnly") and "subPath" not in mount, f"{section}.{key}: mount it read-only, whole (a subPath never updates)"
+            secret = volumes[mount["name"]].get("secret")
+            assert secret, f"{section}.{key}: {directory} is not a Secret"
+            paths = [item["path"] for item in secret.get("items", [])]
+            assert name in paths, f"{section}.{key}: Secret {secret['secretName']} mounts {paths}, not {name}"
+
+
+def authenticates(settings: dict[str, Any]) -> bool:
+    """Whether floe with these settings makes requests authenticate (docs/configuration.md)."""
+    auth = settings.get("auth", {})
+    server = settings.get("server", {})
+    return any(key in auth for key in ("tokens_file", "jwks_file", "jwks_url")) or "tls_client_ca_file" in server
+
+
 def quantity_bytes(quantity: str) -> int:
     units = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
     match = re.fullmatch(r"([0-9]+)([A-Za-z]*)", str(quantity))
     assert match and match.group(2) in units, quantity
     return int(match.group(1)) * units[match.group(2)]
+
+
+# ------------------------------------------------------------------- security values
+
+# An external etcd over TLS and an S3 endpoint with a private CA need production values.
+PRODUCTION: dict[str, Any] = {
+    "store": {"url": "s3://acme-floe/prod", "s3Endpoint": "https://s3.storage.svc:9000", "credentials": {"existingSecret": "floe-s3"}},
+    "etcd": {"endpoints": ["https://etcd-0.etcd.etcd.svc:2379"], "dev": {"enabled": False}},
+    "minio": {"dev": {"enabled": False}},
+}
+JWT = {"issuer": "https://idp.example.com/realms/acme", "audience": "floe", "jwksUrl": "https://idp.example.com/realms/acme/certs"}
+
+
+class Broker:
+    """The broker pod of a render, with what the security checks look at."""
+
+    def __init__(self, documents: list[dict[str, Any]]) -> None:
+        self.documents = documents
+        deployment = broker_deployment(documents)
+        self.pod = deployment["spec"]["template"]["spec"]
+        self.container = next(c for c in self.pod["containers"] if c["name"] == "floe")
+        self.env = env_map(self.container)
+        self.settings = tomllib.loads(find(documents, "ConfigMap", deployment["metadata"]["name"])["data"]["floe.toml"])
+
+    def setting(self, path: str) -> Any:
+        section, key = path.split(".")
+        return self.settings.get(section, {}).get(key)
+
+    def secret_volume(self, mount_path: str) -> dict[str, Any]:
+        """The Secret mounted at `mount_path`, {secretName, items}; read-only, no subPath."""
+        mount = next(m for m in self.container["volumeMounts"] if m["mountPath"] == mount_path)
+        assert mount.get("readOnly") is True and "subPath" not in mount, mount
+        volume = next(v for v in self.pod["volumes"] if v["name"] == mount["name"])
+        return volume["secret"]
+
+    def items(self, mount_path: str) -> dict[str, str]:
+        return {item["key"]: item["path"] for item in self.secret_volume(mount_path)["items"]}
+
+    def anonymous(self) -> bool:
+        """Whether the chart lets floe serve without authentication, by any route."""
+        return bool(
+            self.setting("auth.allow_anonymous")
+            or "FLOE_AUTH__ALLOW_ANONYMOUS" in self.env
+            or any("allow-anonymous" in arg for arg in self.container["command"] + self.container["args"])
+        )
+
+
+def test_pod(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(d for d in documents if d["kind"] == "Pod" and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test")
+
+
+def test_steps(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    spec = test_pod(documents)["spec"]
+    return spec["initContainers"] + spec["containers"]
+
+
+def service_monitor_endpoint(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return find(documents, "ServiceMonitor")["spec"]["endpoints"][0]
+
+
+def broker_policy(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(
+        d for d in documents
+        if d["kind"] == "NetworkPolicy" and d["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "broker"
+    )
+
+
+def expect_equal(actual: Any, expected: Any, what: str) -> None:
+    assert actual == expected, f"{what}: {actual!r}, expected {expected!r}"
+
+
+def security_defaults(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    assert broker.anonymous(), "without authentication the brokers need auth.allow_anonymous on 0.0.0.0"
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "peer_ca_file", "internal_listen"):
+        assert broker.setting(f"server.{key}") is None, key
+    expect_equal(broker.env["FLOE_SERVER__ADVERTISE"], "http://$(POD_IP):8080", "advertise")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert "scheme" not in broker.container[probe]["httpGet"], probe
+    assert all(step["args"][1].startswith("http://") for step in test_steps(documents)), "helm test over http"
+
+
+def security_tls(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("server.tls_cert_file"), "/etc/floe-tls/tls.crt", "server.tls_cert_file")
+    expect_equal(broker.setting("server.tls_key_file"), "/etc/floe-tls/tls.key", "server.tls_key_file")
+    expect_equal(broker.setting("server.peer_ca_file"), "/etc/floe-tls/ca.crt", "server.peer_ca_file")
+    expect_equal(broker.secret_volume("/etc/floe-tls")["secretName"], "floe-tls", "the tls volume")
+    expect_equal(broker.items("/etc/floe-tls"), {"tls.crt": "tls.crt", "tls.key": "tls.key", "ca.crt": "ca.crt"}, "the tls items")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        expect_equal(broker.container[probe]["httpGet"].get("scheme"), "HTTPS", f"{probe} scheme")
+    expect_equal(broker.env["FLOE_SERVER__ADVERTISE"], f"https://$(POD_NAME).floe-headless.{NAMESPACE}.svc:8080", "advertise")
+    expect_equal(broker.pod.get("subdomain"), "floe-headless", "the pods' subdomain")
+    assert broker.anonymous(), "TLS alone authenticates nobody: allow_anonymous stays"
+    endpoint = service_monitor_endpoint(documents)
+    expect_equal(endpoint["scheme"], "https", "ServiceMonitor scheme")
+    expect_equal(endpoint["tlsConfig"], {"serverName": f"floe.{NAMESPACE}.svc", "ca": {"secret": {"name": "floe-tls", "key": "ca.crt"}}}, "ServiceMonitor tlsConfig")
+    pod = test_pod(documents)
+    for step in test_steps(documents):
+        assert step["args"][:2] == ["-s", "https://floe:8080"], step["args"]
+        ca = env_map(step)["FLOE_CA"]
+        assert any(ca.startswith(m["mountPath"] + "/") for m in step["volumeMounts"]), f"{step['name']}: FLOE_CA {ca} is not mounted"
+    secrets = [v["secret"] for v in pod["spec"]["volumes"] if "secret" in v]
+    expect_equal(secrets, [{"secretName": "floe-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}], "the test pod's Secrets (never tls.key)")
+
+
+def security_tls_public_ca(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    assert broker.setting("server.peer_ca_file") is None, "tls.peerCa false: the system's roots"
+    expect_equal(broker.items("/etc/floe-tls"), {"tls.crt": "tls.crt", "tls.key": "tls.key"}, "the tls items")
+    expect_equal(service_monitor_endpoint(documents)["tlsConfig"], {"serverName": f"floe.{NAMESPACE}.svc"}, "ServiceMonitor tlsConfig")
+    assert all("FLOE_CA" not in env_map(step) for step in test_steps(documents)), "FLOE_CA without a CA"
+
+
+def security_mutual_tls(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("server.tls_client_ca_file"), "/etc/floe-tls-client-ca/ca.crt", "server.tls_client_ca_file")
+    expect_equal(broker.secret_volume("/etc/floe-tls-client-ca")["secretName"], "clients-ca", "the client CA volume")
+    expect_equal(broker.items("/etc/floe-tls-client-ca"), {"bundle.pem": "ca.crt"}, "the client CA items")
+    assert not broker.anonymous(), "mutual TLS authenticates: no allow_anonymous"
+
+
+def security_jwt(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("auth.jwt_issuer"), JWT["issuer"], "auth.jwt_issuer")
+    expect_equal(broker.setting("auth.jwt_audience"), JWT["audience"], "auth.jwt_audience")
+    expect_equal(broker.setting("auth.jwks_url"), JWT["jwksUrl"], "auth.jwks_url")
+    expect_equal(broker.setting("auth.jwt_principal_claim"), "email", "auth.jwt_principal_claim")
+    expect_equal(broker.setting("auth.jwks_ca_file"), "/etc/floe-jwks-ca/ca.crt", "auth.jwks_ca_file")
+    expect_equal(broker.items("/etc/floe-jwks-ca"), {"ca.crt": "ca.crt"}, "the JWKS CA items")
+    assert not broker.anonymous(), "--allow-anonymous passed with JWTs on"
+
+
+def security_jwt_default_claim(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("auth.jwt_principal_claim"), "sub", "auth.jwt_principal_claim")
+    assert broker.setting("auth.jwks_ca_file") is None, "no JWKS CA without jwksCaSecret"
+    assert not broker.anonymous(), "--allow-anonymous passed with JWTs on"
+
+
+def security_internal_secret(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("auth.internal_secret_file"), "/etc/floe-internal-secret/secret", "auth.internal_secret_file")
+    expect_equal(broker.secret_volume("/etc/floe-internal-secret")["secretName"], "floe-internal", "the internal secret volume")
+    expect_equal(broker.items("/etc/floe-internal-secret"), {"secret": "secret"}, "the internal secret items")
+
+
+def security_etcd_tls(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("cluster.etcd_ca_file"), "/etc/floe-etcd-tls/ca.crt", "cluster.etcd_ca_file")
+    expect_equal(broker.setting("cluster.etcd_cert_file"), "/etc/floe-etcd-tls/tls.crt", "cluster.etcd_cert_file")
+    expect_equal(broker.setting("cluster.etcd_key_file"), "/etc/floe-etcd-tls/tls.key", "cluster.etcd_key_file")
+    expect_equal(broker.items("/etc/floe-etcd-tls"), {"ca.crt": "ca.crt", "tls.crt": "tls.crt", "tls.key": "tls.key"}, "the etcd items")
+    expect_equal(broker.setting("cluster.etcd"), "https://etcd-0.etcd.etcd.svc:2379", "cluster.etcd")
+
+
+def security_etcd_ca_only(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("cluster.etcd_ca_file"), "/etc/floe-etcd-tls/ca.crt", "cluster.etcd_ca_file")
+    assert broker.setting("cluster.etcd_cert_file") is None and broker.setting("cluster.etcd_key_file") is None, "no client certificate"
+    expect_equal(broker.items("/etc/floe-etcd-tls"), {"ca.crt": "ca.crt"}, "the etcd items")
+
+
+def security_s3_ca(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.setting("store.s3_ca_file"), "/etc/floe-s3-ca/ca.crt", "store.s3_ca_file")
+    expect_equal(broker.items("/etc/floe-s3-ca"), {"ca.crt": "ca.crt"}, "the S3 CA items")
+    job = next(d for d in documents if d["kind"] == "Job")
+    spec = job["spec"]["template"]["spec"]
+    args = spec["containers"][0]["args"]
+    expect_equal(args[args.index("--s3-ca") + 1], "/etc/floe-s3-ca/ca.crt", "the bucket Job's --s3-ca")
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    volume = next(v for v in spec["volumes"] if v["name"] == mounts["/etc/floe-s3-ca"])
+    expect_equal(volume["secret"]["secretName"], "s3-ca", "the bucket Job's CA volume")
+
+
+def security_metrics_token(documents: list[dict[str, Any]]) -> None:
+    endpoint = service_monitor_endpoint(documents)
+    expect_equal(endpoint["authorization"], {"type": "Bearer", "credentials": {"name": "prometheus-floe", "key": "floe-token"}}, "ServiceMonitor authorization")
+    expect_equal(endpoint["scheme"], "http", "ServiceMonitor scheme without TLS")
+    assert "tlsConfig" not in endpoint, "tlsConfig without TLS"
+
+
+def security_internal_port(documents: list[dict[str, Any]], public_rule: dict[str, Any]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.env["FLOE_SERVER__INTERNAL_LISTEN"], "0.0.0.0:9093", "FLOE_SERVER__INTERNAL_LISTEN")
+    expect_equal(broker.env["FLOE_SERVER__INTERNAL_ADVERTISE"], "http://$(POD_IP):9093", "FLOE_SERVER__INTERNAL_ADVERTISE")
+    ports = {port["name"]: port["containerPort"] for port in broker.container["ports"]}
+    expect_equal(ports, {"http": 8080, "internal": 9093}, "container ports")
+    rules = broker_policy(documents)["spec"]["ingress"]
+    expect_equal(len(rules), 2, "broker NetworkPolicy rules")
+    expect_equal(rules[0], public_rule, "the public port's rule (unchanged by internalPort)")
+    selector = broker_deployment(documents)["spec"]["selector"]["matchLabels"]
+    expect_equal(rules[1], {"ports": [{"port": "internal", "protocol": "TCP"}], "from": [{"podSelector": {"matchLabels": selector}}]}, "the internal port's rule")
+    for service in (d for d in documents if d["kind"] == "Service" and d["metadata"]["name"].startswith("floe") and "headless" not in d["metadata"]["name"]):
+        assert all(port["targetPort"] != "internal" for port in service["spec"]["ports"]), f"Service {service['metadata']['name']} publishes the internal port"
+
+
+def security_internal_port_tls(documents: list[dict[str, Any]]) -> None:
+    broker = Broker(documents)
+    expect_equal(broker.env["FLOE_SERVER__INTERNAL_ADVERTISE"], f"https://$(POD_NAME).floe-headless.{NAMESPACE}.svc:9093", "FLOE_SERVER__INTERNAL_ADVERTISE")
+    rules = broker_policy(documents)["spec"]["ingress"]
+    assert "from" not in rules[0], "allowExternal opens the public port to every source"
+    assert rules[1]["from"], "allowExternal must not open the internal port"
+
+
+def security_test_token(documents: list[dict[str, Any]]) -> None:
+    for step in test_steps(documents):
+        expect_equal(env_map(step).get("FLOE_TOKEN"), {"secretKeyRef": {"name": "helm-test-token", "key": "token"}}, f"{step['name']} FLOE_TOKEN")
+
+
+def check_security(checker: Checker) -> None:
+    print("security values render what they stand for:")
+    tls = {"tls": {"secret": "floe-tls"}}
+    public_rule = broker_policy(render({"networkPolicy": {"enabled": True}}))["spec"]["ingress"][0]
+    cases: list[tuple[str, dict[str, Any], Callable[[list[dict[str, Any]]], None]]] = [
+        ("defaults: plain HTTP, anonymous", {}, security_defaults),
+        ("tls.secret: HTTPS, peer CA, probes, advertise, ServiceMonitor, helm test", deep_merge(tls, {"serviceMonitor": {"enabled": True}}), security_tls),
+        ("tls.peerCa false: the system's roots", {"tls": {"secret": "floe-tls", "peerCa": False}, "serviceMonitor": {"enabled": True}}, security_tls_public_ca),
+        ("tls.clientCaSecret: mutual TLS, no allow_anonymous", {"tls": {"secret": "floe-tls", "clientCaSecret": "clients-ca", "clientCaKey": "bundle.pem"}}, security_mutual_tls),
+        ("auth.jwt: JWT settings, no --allow-anonymous", {"auth": {"jwt": dict(JWT, principalClaim="email", jwksCaSecret="idp-ca"), "allowAnonymous": True}}, security_jwt),
+        ("auth.jwt: principal claim sub by default", {"auth": {"jwt": JWT}}, security_jwt_default_claim),
+        ("auth.internalSecret", {"auth": {"internalSecret": "floe-internal"}}, security_internal_secret),
+        ("etcd.tls: CA and client certificate", deep_merge(PRODUCTION, {"etcd": {"tls": {"secret": "etcd-client"}}}), security_etcd_tls),
+        ("etcd.tls: CA only", deep_merge(PRODUCTION, {"etcd": {"tls": {"secret": "etcd-ca", "clientCertificate": False}}}), security_etcd_ca_only),
+        ("store.s3CaSecret: brokers and the bucket Job", deep_merge(PRODUCTION, {"store": {"s3CaSecret": "s3-ca", "initBucket": {"enabled": True}}}), security_s3_ca),
+        ("serviceMonitor.bearerTokenSecret", {"serviceMonitor": {"enabled": True, "bearerTokenSecret": {"name": "prometheus-floe", "key": "floe-token"}}}, security_metrics_token),
+        ("internalPort: listener, port, NetworkPolicy", {"internalPort": 9093, "networkPolicy": {"enabled": True}}, lambda d: security_internal_port(d, public_rule)),
+        ("internalPort with TLS and allowExternal", deep_merge(tls, {"internalPort": 9093, "networkPolicy": {"enabled": True, "allowExternal": True}}), security_internal_port_tls),
+        ("tests.tokenSecret", {"tests": {"tokenSecret": {"name": "helm-test-token"}}}, security_test_token),
+    ]
+    documentation = documented_settings()
+    for name, values, check in cases:
+        def run(values: dict[str, Any] = values, check: Callable[[list[dict[str, Any]]], None] = check) -> None:
+            documents = render(values)
+            errors = validation_errors(documents)
+            assert not errors, "; ".join(errors)
+            check_broker(documents, values, documentation)
+            check(documents)
+
+        checker.run(f"security: {name}", run)
 
 
 # (case, values over the defaults, strings of which one must be in the message)
@@ -475,6 +792,17 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("autoscaling min above max", {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}, ["autoscaling.minReplicas"]),
     ("preStop sleep past the grace period", {"preStopSleepSeconds": 60, "terminationGracePeriodSeconds": 30}, ["preStopSleepSeconds"]),
     ("logFormat not json or text", {"logFormat": "xml"}, ["logFormat"]),
+    ("mutual TLS without tls.secret", {"tls": {"clientCaSecret": "clients-ca"}}, ["tls.clientCaSecret"]),
+    ("JWTs without an audience", {"auth": {"jwt": {"issuer": "https://idp", "jwksUrl": "https://idp/certs"}}}, ["auth.jwt", "auth/jwt"]),
+    ("JWTs without a JWKS URL", {"auth": {"jwt": {"issuer": "https://idp", "audience": "floe"}}}, ["auth.jwt.jwksUrl"]),
+    ("a JWKS CA without a JWKS URL", {"auth": {"jwt": {"jwksCaSecret": "idp-ca"}}}, ["auth.jwt.jwksCaSecret"]),
+    ("etcd.tls with the development etcd", {"etcd": {"tls": {"secret": "etcd-ca"}}}, ["etcd.tls.secret"]),
+    ("etcd.tls with an http:// endpoint", deep_merge(PRODUCTION, {"etcd": {"endpoints": ["http://etcd:2379"], "tls": {"secret": "etcd-ca"}}}), ["etcd.endpoints"]),
+    ("store.s3CaSecret with the plain-HTTP MinIO", {"store": {"s3CaSecret": "s3-ca"}}, ["store.s3CaSecret"]),
+    ("internalPort the public port", {"internalPort": 8080}, ["internalPort"]),
+    ("a TLS file in config instead of tls.secret", {"config": {"server": {"tls_cert_file": "/etc/x.pem"}}}, ["config.server.tls_cert_file"]),
+    ("allow_anonymous in config", {"config": {"auth": {"allow_anonymous": True}}}, ["config.auth.allow_anonymous"]),
+    ("a JWT issuer in config instead of auth.jwt", {"config": {"auth": {"jwt_issuer": "https://idp"}}}, ["config.auth.jwt_issuer"]),
 ]
 # Cases a template `fail` catches too: they must fail with schema validation skipped.
 TEMPLATE_CASES = {
@@ -486,6 +814,15 @@ TEMPLATE_CASES = {
     "a setting the chart derives",
     "unknown floe section",
     "ingress publishing /",
+    "mutual TLS without tls.secret",
+    "JWTs without an audience",
+    "JWTs without a JWKS URL",
+    "a JWKS CA without a JWKS URL",
+    "etcd.tls with the development etcd",
+    "etcd.tls with an http:// endpoint",
+    "store.s3CaSecret with the plain-HTTP MinIO",
+    "internalPort the public port",
+    "a TLS file in config instead of tls.secret",
 }
 
 
@@ -536,6 +873,7 @@ def run_checks() -> int:
     check_lint(checker)
     check_generated(checker)
     check_render(checker)
+    check_security(checker)
     check_bad_values(checker)
     print(f"{checker.passed} checks passed, {len(checker.failures)} failed")
     for failure in checker.failures:
