@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use floe_client::FloeClient;
 
 pub mod certs;
+pub mod chaos;
 pub mod cluster;
 pub mod etcd;
 pub mod jwt;

@@ -187,3 +187,22 @@ pub struct PartitionOwner {
     pub owner: String,
     pub epoch: u64,
 }
+
+/// `POST /v1/producers`: an empty body (or `{}`) for a new idempotent producer; an id
+/// with its current epoch for the next epoch of that producer, which fences the previous
+/// instance (Kafka's `InitProducerId`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitProducerRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_epoch: Option<u16>,
+}
+
+/// An idempotent producer: its requests carry these and a sequence 0, 1, 2, …
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdentity {
+    pub producer_id: u64,
+    pub producer_epoch: u16,
+}

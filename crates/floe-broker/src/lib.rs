@@ -36,7 +36,7 @@ pub use groups::{
     ResetTarget,
 };
 pub use jobs::{JobOptions, JobStats, StoreFootprint};
-pub use produce::{MAX_RECORDS_PER_REQUEST, ProduceRecord, RecordAck};
+pub use produce::{MAX_RECORDS_PER_REQUEST, ProduceConditions, ProduceRecord, RecordAck};
 pub use topics::{PartitionInfo, TopicDescription};
 
 use crate::pipeline::Pipeline;
@@ -64,6 +64,10 @@ pub struct BrokerOptions {
     /// Partitions the cluster may hold across its topics (each costs index and state
     /// memory on every broker); more answer `409 limit_reached`.
     pub max_partitions: u64,
+    /// An idempotent producer idle this long is forgotten (Kafka's
+    /// `producer.id.expiration.ms`); its next request gets `404 unknown_producer_id`.
+    #[serde(with = "humantime_serde")]
+    pub producer_id_expiration: Duration,
 }
 
 /// The linger of a local store when none is set.
@@ -82,6 +86,7 @@ impl Default for BrokerOptions {
             max_inflight_uploads: 4,
             max_topics: 10_000,
             max_partitions: 100_000,
+            producer_id_expiration: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -252,6 +257,7 @@ impl BrokerBuilder {
             cache.clone(),
             failpoints,
             latency.clone(),
+            Arc::clone(&clock),
         );
         let wakeups = wakeups::Wakeups::new();
         sequencer.observe(Arc::clone(&wakeups) as Arc<dyn floe_sequencer::ApplyObserver>);

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floe_core::segment::{BatchEntry, SegmentBuilder};
-use floe_core::{SegmentId, TopicId};
-use floe_sequencer::{Command, Fence, Outcome, Sequencer, SequencerError};
+use floe_core::{Clock, SegmentId, TopicId};
+use floe_sequencer::{
+    Command, Fence, Outcome, ProducerTag, RequestGuard, Sequencer, SequencerError,
+};
 use floe_storage::{ReadCache, SegmentStore, StorageError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -34,8 +36,28 @@ pub(crate) struct PendingBatch {
     pub max_timestamp: i64,
 }
 
-/// Base offsets of a request's batches, in the order they were appended.
-pub(crate) type CommitReply = Result<Vec<u64>, BrokerError>;
+/// Base offsets of a request's batches, in the order they were appended, and for a retry
+/// of a committed idempotent request, the time its first attempt gave records without one.
+pub(crate) type CommitReply = Result<(Vec<u64>, Option<i64>), BrokerError>;
+
+/// What a request's batches commit under, all or none: its idempotent producer's sequence
+/// and the offset a conditional append expects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Conditions {
+    pub producer: Option<ProducerTag>,
+    pub expected_next_offset: Option<u64>,
+    /// The time this broker gave the request's records that carried none.
+    pub timestamp_ms: i64,
+}
+
+impl Conditions {
+    fn any(&self) -> bool {
+        self.producer.is_some() || self.expected_next_offset.is_some()
+    }
+}
+
+/// Log entry bytes a guard adds to a segment's commit (see `Command::approximate_size`).
+const GUARD_BYTES: usize = 128;
 
 /// The most batches one segment holds, so that its commit (about 220 bytes of log entry
 /// per batch) stays under the sequencer's limit for one command.
@@ -46,6 +68,7 @@ const _: () = assert!(96 + 220 * MAX_SEGMENT_BATCHES <= floe_sequencer::MAX_COMM
 struct Waiter {
     batches: Range<usize>,
     reserved: usize,
+    conditions: Conditions,
     reply: oneshot::Sender<CommitReply>,
 }
 
@@ -68,6 +91,8 @@ struct SealedSegment {
     entries: Vec<BatchEntry>,
     waiters: Vec<Waiter>,
     fence: Option<Fence>,
+    /// When it was sealed (ms).
+    sealed_ms: i64,
 }
 
 /// Reads a pipeline's buffered bytes (for the metrics registry).
@@ -97,6 +122,7 @@ struct Shared {
     max_buffered_bytes: usize,
     linger: Duration,
     latency: LatencyMetrics,
+    clock: Arc<dyn Clock>,
 }
 
 impl Pipeline {
@@ -109,6 +135,7 @@ impl Pipeline {
         cache: ReadCache,
         failpoints: Failpoints,
         latency: LatencyMetrics,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let (sealed_sender, sealed_receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -126,6 +153,7 @@ impl Pipeline {
             max_buffered_bytes: options.max_buffered_bytes,
             linger: options.linger_for(true),
             latency,
+            clock,
         });
         let flusher = Flusher {
             shared: Arc::clone(&shared),
@@ -152,12 +180,13 @@ impl Pipeline {
     }
 
     /// Adds one request's batches to the open segment; they commit together, under
-    /// `fence`. The returned receiver yields their base offsets once the segment is
-    /// committed.
+    /// `fence` and `conditions`. The returned receiver yields their base offsets once the
+    /// segment is committed.
     pub(crate) fn append(
         &self,
         batches: Vec<PendingBatch>,
         fence: Option<Fence>,
+        conditions: Conditions,
     ) -> Result<oneshot::Receiver<CommitReply>, BrokerError> {
         let size: usize = batches.iter().map(|batch| batch.bytes.len()).sum();
         self.reserve(size)?;
@@ -168,8 +197,12 @@ impl Pipeline {
             self.shared.release(size);
             return Err(BrokerError::ShuttingDown);
         }
+        let guards = open.waiters.iter().filter(|w| w.conditions.any()).count()
+            + usize::from(conditions.any());
         let full = open.builder.len() + size > self.shared.segment_max_bytes
-            || open.builder.entries().len() + batches.len() > MAX_SEGMENT_BATCHES;
+            || open.builder.entries().len() + batches.len() > MAX_SEGMENT_BATCHES
+            || 96 + 220 * (open.builder.entries().len() + batches.len()) + GUARD_BYTES * guards
+                > floe_sequencer::MAX_COMMAND_BYTES;
         if !open.builder.is_empty() && (full || open.fence != fence) {
             self.shared.seal(&mut open);
         }
@@ -193,6 +226,7 @@ impl Pipeline {
         open.waiters.push(Waiter {
             batches: first..last,
             reserved: size,
+            conditions,
             reply,
         });
         if open.builder.len() >= self.shared.segment_max_bytes {
@@ -267,6 +301,7 @@ impl Shared {
             entries,
             waiters: full.waiters,
             fence: full.fence,
+            sealed_ms: self.clock.now_ms(),
         };
         let sender = self.sealed.lock();
         match sender.as_ref() {
@@ -350,9 +385,23 @@ impl Flusher {
         }
         // Readers of this segment on this broker, the tail consumers above all, need no GET.
         self.cache.insert_segment(segment.id, &segment.bytes);
+        let guards = segment
+            .waiters
+            .iter()
+            .filter(|waiter| waiter.conditions.any())
+            .map(|waiter| RequestGuard {
+                first: waiter.batches.start as u32,
+                count: waiter.batches.len() as u32,
+                producer: waiter.conditions.producer,
+                expected_next_offset: waiter.conditions.expected_next_offset,
+                timestamp_ms: waiter.conditions.timestamp_ms,
+            })
+            .collect();
         let command = Command::CommitSegment {
             segment: segment.id,
             batches: segment.entries,
+            guards,
+            at_ms: segment.sealed_ms,
         };
         let submitted = Instant::now();
         let outcome = match self.sequencer.submit_ordered(command, segment.fence).await {
@@ -391,17 +440,19 @@ impl Flusher {
     }
 }
 
-fn answer(
-    shared: &Shared,
-    waiters: Vec<Waiter>,
-    results: &[Result<u64, floe_sequencer::ApplyError>],
-) {
+fn answer(shared: &Shared, waiters: Vec<Waiter>, results: &floe_sequencer::SegmentResults) {
     for waiter in waiters {
         shared.release(waiter.reserved);
+        let repeated = results
+            .repeated
+            .iter()
+            .find(|(first, _, _)| *first as usize == waiter.batches.start)
+            .map(|(_, _, timestamp_ms)| *timestamp_ms);
         let reply = results[waiter.batches.clone()]
             .iter()
             .map(|result| result.clone().map_err(BrokerError::from))
-            .collect::<Result<Vec<u64>, BrokerError>>();
+            .collect::<Result<Vec<u64>, BrokerError>>()
+            .map(|bases| (bases, repeated));
         let _ = waiter.reply.send(reply);
     }
 }

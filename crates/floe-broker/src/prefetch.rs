@@ -27,14 +27,18 @@ impl ApplyObserver for TailPrefetcher {
         command: &Command,
         outcome: &Result<Outcome, ApplyError>,
     ) {
-        let (Command::CommitSegment { segment, batches }, Ok(Outcome::SegmentCommitted(results))) =
-            (command, outcome)
+        let (
+            Command::CommitSegment {
+                segment, batches, ..
+            },
+            Ok(Outcome::SegmentCommitted(results)),
+        ) = (command, outcome)
         else {
             return;
         };
         let mut owned: Option<Range<u64>> = None;
-        for (batch, result) in batches.iter().zip(results) {
-            if result.is_err() {
+        for (batch, written) in batches.iter().zip(results.written()) {
+            if written.is_none() {
                 continue;
             }
             let is_owner = state

@@ -10,7 +10,7 @@ use floe_core::{CleanupPolicy, Header, Record, TimestampType, TopicConfig, Topic
 
 use crate::Broker;
 use crate::error::BrokerError;
-use crate::pipeline::PendingBatch;
+use crate::pipeline::{Conditions, PendingBatch};
 
 /// A record as a producer sends it.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +40,17 @@ struct TopicView {
     config: TopicConfig,
 }
 
+/// What a produce request commits under (ADR 0010).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProduceConditions {
+    /// An idempotent producer's id, epoch and request number: a retry of a committed
+    /// request is answered with its original offsets and writes nothing.
+    pub producer: Option<floe_sequencer::ProducerTag>,
+    /// Commit only if the partition's next offset is this (all records must go to one
+    /// partition).
+    pub expected_next_offset: Option<u64>,
+}
+
 impl Broker {
     /// Appends records to a topic, all or nothing, and returns each record's partition,
     /// offset and timestamp in request order once they are durable.
@@ -48,16 +59,48 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        self.produce_with(topic, records, ProduceConditions::default())
+            .await
+    }
+
+    /// [`Broker::produce`] under `conditions`.
+    pub async fn produce_with(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        conditions: ProduceConditions,
+    ) -> Result<Vec<RecordAck>, BrokerError> {
         let started = tokio::time::Instant::now();
-        let result = self.produce_records(topic, records).await;
+        let result = self.produce_records(topic, records, conditions).await;
         crate::metrics::observe(&self.inner.latency.produce, started.elapsed());
         result
+    }
+
+    /// A new idempotent producer id at epoch 0, or, for `existing` (an id and its current
+    /// epoch), the next epoch, which fences the previous one.
+    pub async fn init_producer(
+        &self,
+        existing: Option<(u64, u16)>,
+    ) -> Result<(u64, u16), BrokerError> {
+        let command = floe_sequencer::Command::InitProducer {
+            existing,
+            at_ms: self.inner.clock.now_ms(),
+        };
+        match self.inner.sequencer.submit(command).await? {
+            floe_sequencer::Outcome::ProducerInitialized { producer_id, epoch } => {
+                Ok((producer_id, epoch))
+            }
+            other => Err(BrokerError::Corrupt(format!(
+                "init producer answered {other:?}"
+            ))),
+        }
     }
 
     async fn produce_records(
         &self,
         topic: &str,
         records: Vec<ProduceRecord>,
+        conditions: ProduceConditions,
     ) -> Result<Vec<RecordAck>, BrokerError> {
         if records.is_empty() {
             return Err(BrokerError::InvalidRequest(
@@ -83,10 +126,25 @@ impl Broker {
             .ok_or_else(|| BrokerError::UnknownTopic(topic.to_owned()))?;
 
         let now = self.inner.clock.now_ms();
-        let mut by_partition: BTreeMap<u32, Vec<(usize, Record)>> = BTreeMap::new();
-        let mut sticky = None;
+        let mut by_partition: BTreeMap<u32, Vec<(usize, bool, Record)>> = BTreeMap::new();
+        // An idempotent request's keyless records go where its retries' will: to a
+        // partition chosen by the producer and sequence, not by this broker's rotation.
+        let mut sticky = conditions.producer.map(|tag| {
+            let mixed = tag
+                .producer_id
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(tag.sequence)
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            ((mixed >> 32) % u64::from(view.partitions)) as u32
+        });
         for (index, record) in records.into_iter().enumerate() {
             let partition = self.choose_partition(topic, &view, &record, &mut sticky)?;
+            // Whether this broker gives the record its time (a retry of an idempotent
+            // request answers the first attempt's time instead).
+            let assigned = matches!(
+                (view.config.message_timestamp_type, record.timestamp_ms),
+                (TimestampType::LogAppendTime, _) | (TimestampType::CreateTime, None)
+            );
             let timestamp_ms = match (view.config.message_timestamp_type, record.timestamp_ms) {
                 (TimestampType::LogAppendTime, _) | (TimestampType::CreateTime, None) => now,
                 (TimestampType::CreateTime, Some(timestamp)) if timestamp >= 0 => {
@@ -127,7 +185,7 @@ impl Broker {
             by_partition
                 .entry(partition)
                 .or_default()
-                .push((index, record));
+                .push((index, assigned, record));
         }
 
         if by_partition.len() > crate::pipeline::MAX_SEGMENT_BATCHES {
@@ -138,10 +196,25 @@ impl Broker {
                 limit: crate::pipeline::MAX_SEGMENT_BATCHES,
             });
         }
+        if conditions.expected_next_offset.is_some() && by_partition.len() != 1 {
+            return Err(BrokerError::InvalidRequest(
+                "expected_next_offset needs every record in one partition: use the \
+                 partition's produce route"
+                    .into(),
+            ));
+        }
         let (batches, placements) = encode_batches(&view, by_partition)?;
         let fence = self.inner.sequencer.fence()?;
-        let receiver = self.inner.pipeline.append(batches, fence)?;
-        let base_offsets = receiver.await.map_err(|_| BrokerError::ShuttingDown)??;
+        let receiver = self.inner.pipeline.append(
+            batches,
+            fence,
+            Conditions {
+                producer: conditions.producer,
+                expected_next_offset: conditions.expected_next_offset,
+                timestamp_ms: now,
+            },
+        )?;
+        let (base_offsets, repeated) = receiver.await.map_err(|_| BrokerError::ShuttingDown)??;
 
         let total = placements.iter().map(|p| p.indexes.len()).sum();
         let mut acks = vec![
@@ -153,11 +226,15 @@ impl Broker {
             total
         ];
         for (placement, base_offset) in placements.iter().zip(base_offsets) {
-            for (position, (index, timestamp_ms)) in placement.indexes.iter().enumerate() {
+            for (position, (index, assigned, timestamp_ms)) in placement.indexes.iter().enumerate()
+            {
                 acks[*index] = RecordAck {
                     partition: placement.partition,
                     offset: base_offset + position as u64,
-                    timestamp_ms: *timestamp_ms,
+                    timestamp_ms: match repeated {
+                        Some(original) if *assigned => original,
+                        _ => *timestamp_ms,
+                    },
                 };
             }
         }
@@ -222,20 +299,21 @@ fn check_headers(index: usize, headers: &[Header]) -> Result<(), BrokerError> {
 #[derive(Debug)]
 struct Placement {
     partition: u32,
-    /// Request index and timestamp of each record, in batch order.
-    indexes: Vec<(usize, i64)>,
+    /// Request index, whether this broker gave its time, and timestamp of each record, in
+    /// batch order.
+    indexes: Vec<(usize, bool, i64)>,
 }
 
 fn encode_batches(
     view: &TopicView,
-    by_partition: BTreeMap<u32, Vec<(usize, Record)>>,
+    by_partition: BTreeMap<u32, Vec<(usize, bool, Record)>>,
 ) -> Result<(Vec<PendingBatch>, Vec<Placement>), BrokerError> {
     let mut batches = Vec::with_capacity(by_partition.len());
     let mut placements = Vec::with_capacity(by_partition.len());
     for (partition, indexed) in by_partition {
-        let (indexes, records): (Vec<(usize, i64)>, Vec<Record>) = indexed
+        let (indexes, records): (Vec<(usize, bool, i64)>, Vec<Record>) = indexed
             .into_iter()
-            .map(|(index, record)| ((index, record.timestamp_ms), record))
+            .map(|(index, assigned, record)| ((index, assigned, record.timestamp_ms), record))
             .unzip();
         let bytes = encode_batch(
             &records,

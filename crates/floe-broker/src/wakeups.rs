@@ -87,8 +87,8 @@ impl ApplyObserver for Wakeups {
         match (command, outcome) {
             (Command::CommitSegment { batches, .. }, Ok(Outcome::SegmentCommitted(results))) => {
                 let mut partitions = self.partitions.lock();
-                for (batch, result) in batches.iter().zip(results) {
-                    if result.is_err() {
+                for (batch, written) in batches.iter().zip(results.written()) {
+                    if written.is_none() {
                         continue;
                     }
                     let key = (batch.topic_id, batch.partition);

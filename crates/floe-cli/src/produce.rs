@@ -24,9 +24,27 @@ pub struct ProduceArgs {
     /// Records per request.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
+    /// Exactly once: each request carries an idempotent producer's sequence and is retried
+    /// with it when its answer is lost, so no record is written twice (`--idempotent=false`:
+    /// a lost answer may mean a record written twice after a retry, or not at all).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub idempotent: bool,
 }
 
 pub async fn run(client: &FloeClient, args: ProduceArgs) -> anyhow::Result<()> {
+    let client = if args.idempotent {
+        // Waits out a busy or restarting cluster for up to about a minute, under one
+        // sequence.
+        client.clone().with_retry(floe_client::RetryPolicy {
+            attempts: 30,
+            initial_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(3),
+        })
+    } else {
+        client.clone().without_idempotence()
+    };
+    let client = &client;
     let reader: Box<dyn BufRead + Send> = match &args.file {
         Some(path) => Box::new(std::io::BufReader::new(
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
@@ -53,10 +71,10 @@ pub async fn run(client: &FloeClient, args: ProduceArgs) -> anyhow::Result<()> {
             ..ProduceRecordJson::default()
         });
         if pending.len() >= batch {
-            sent += send(client, &args.topic, &mut pending).await?;
+            sent += send(client, &args.topic, &mut pending, args.idempotent).await?;
         }
     }
-    sent += send(client, &args.topic, &mut pending).await?;
+    sent += send(client, &args.topic, &mut pending, args.idempotent).await?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "produced {sent} records in {seconds:.2}s ({:.0} records/s)",
@@ -65,11 +83,13 @@ pub async fn run(client: &FloeClient, args: ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends what is pending, waiting out 429/503 answers as the server asks.
+/// Sends what is pending. Idempotent, the client retries under the request's sequence;
+/// otherwise 429/503 answers are waited out as the server asks and the request sent again.
 async fn send(
     client: &FloeClient,
     topic: &str,
     pending: &mut Vec<ProduceRecordJson>,
+    idempotent: bool,
 ) -> anyhow::Result<u64> {
     if pending.is_empty() {
         return Ok(0);
@@ -83,7 +103,7 @@ async fn send(
                 retry_after: Some(pause),
                 status,
                 ..
-            }) if status.as_u16() == 429 || status.as_u16() == 503 => {
+            }) if !idempotent && (status.as_u16() == 429 || status.as_u16() == 503) => {
                 tokio::time::sleep(pause).await;
             }
             Err(error) => return Err(error.into()),

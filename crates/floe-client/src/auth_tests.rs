@@ -71,6 +71,7 @@ async fn answer(
                 )
             }
         }
+        (Method::POST, "/v1/producers") => Body::from(r#"{"producer_id":1,"producer_epoch":0}"#),
         (Method::GET, "/v1/acls") => Body::from(r#"{"acls":[]}"#),
         (Method::POST, "/v1/acls") => Body::from(r#"{"created":1}"#),
         (Method::DELETE, "/v1/acls") => Body::from(r#"{"deleted":1}"#),
@@ -149,6 +150,8 @@ async fn every_request_carries_the_token_to_the_server_and_to_owners() {
 
     let bearer = format!("Bearer {TOKEN}");
     let expected_at_server = [
+        // Produce is idempotent by default: the client first gets a producer id.
+        "POST /v1/producers",
         "POST /v1/topics/t/records",
         "POST /v1/topics/t/records",
         "GET /v1/topics/t/partitions/0/records",

@@ -150,6 +150,11 @@ pub struct FloeClient {
     owners: Arc<Mutex<HashMap<(String, u32), String>>>,
     prefer_owner: bool,
     token: Option<BearerToken>,
+    /// Produce requests carry an idempotent producer's sequence and are retried (the
+    /// default).
+    pub(crate) idempotent: bool,
+    pub(crate) retry: crate::idempotent::RetryPolicy,
+    pub(crate) producers: Arc<crate::idempotent::Producers>,
 }
 
 /// The `Authorization` value of a bearer token. Its `Debug` never shows the token, and the
@@ -234,7 +239,23 @@ impl FloeClient {
             owners: Arc::default(),
             prefer_owner: true,
             token: None,
+            idempotent: true,
+            retry: crate::idempotent::RetryPolicy::default(),
+            producers: Arc::default(),
         })
+    }
+
+    /// Produces without an idempotent producer and without retries: a lost answer is an
+    /// error, and the records may or may not have been written.
+    pub fn without_idempotence(mut self) -> Self {
+        self.idempotent = false;
+        self
+    }
+
+    /// How produce requests are retried (idempotent producers only).
+    pub fn with_retry(mut self, retry: crate::idempotent::RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Sends every request to the given server, never to partition owners.
@@ -253,7 +274,7 @@ impl FloeClient {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.request_at(&self.base, method, path)
     }
 
@@ -404,6 +425,35 @@ impl FloeClient {
         encoding: Encoding,
     ) -> Result<ProduceResponse, ClientError> {
         let path = format!("/v1/topics/{topic}/records?encoding={}", encoding.as_str());
+        let body = self
+            .send_idempotent(|producer| {
+                self.request(Method::POST, &path).json(&IdempotentProduce {
+                    records: &records,
+                    producer_id: producer.map(|(p, _)| p.producer_id),
+                    producer_epoch: producer.map(|(p, _)| p.producer_epoch),
+                    sequence: producer.map(|(_, sequence)| sequence),
+                })
+            })
+            .await?;
+        serde_json::from_slice(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// Appends records to one partition only if its next offset is `expected_next_offset`
+    /// when they commit (a conditional append: `412 offset_mismatch` otherwise, with the
+    /// actual next offset as the error's `high_watermark`). Not retried: a writer that
+    /// lost the answer reads the partition's end to learn whether it won.
+    pub async fn produce_if_next_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        expected_next_offset: u64,
+        records: Vec<ProduceRecordJson>,
+        encoding: Encoding,
+    ) -> Result<ProduceResponse, ClientError> {
+        let path = format!(
+            "/v1/topics/{topic}/partitions/{partition}/records?encoding={}&expected_next_offset={expected_next_offset}",
+            encoding.as_str()
+        );
         let response = self
             .request(Method::POST, &path)
             .json(&ProduceRequest { records })
@@ -418,14 +468,22 @@ impl FloeClient {
         topic: &str,
         records: &[BinaryRecord],
     ) -> Result<ProduceResponse, ClientError> {
-        let path = format!("/v1/topics/{topic}/records");
-        let response = self
-            .request(Method::POST, &path)
-            .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)
-            .body(binary::encode_produce(records))
-            .send()
+        let encoded = binary::encode_produce(records);
+        let body = self
+            .send_idempotent(|producer| {
+                let mut path = format!("/v1/topics/{topic}/records");
+                if let Some((identity, sequence)) = producer {
+                    path.push_str(&format!(
+                        "?producer_id={}&producer_epoch={}&sequence={sequence}",
+                        identity.producer_id, identity.producer_epoch
+                    ));
+                }
+                self.request(Method::POST, &path)
+                    .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)
+                    .body(encoded.clone())
+            })
             .await?;
-        json(response).await
+        serde_json::from_slice(&body).map_err(|error| ClientError::Decode(error.to_string()))
     }
 
     fn fetch_path(
@@ -702,7 +760,19 @@ fn group_path(group: &str, segments: &[&str]) -> Result<String, ClientError> {
     Ok(url.path().to_owned())
 }
 
-async fn check(response: Response) -> Result<Response, ClientError> {
+/// A JSON produce body with an idempotent producer's fields.
+#[derive(serde::Serialize)]
+struct IdempotentProduce<'a> {
+    records: &'a [ProduceRecordJson],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    producer_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    producer_epoch: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<u64>,
+}
+
+pub(crate) async fn check(response: Response) -> Result<Response, ClientError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -726,7 +796,7 @@ async fn check(response: Response) -> Result<Response, ClientError> {
     })
 }
 
-async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+pub(crate) async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let bytes = check(response).await?.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode(error.to_string()))
 }

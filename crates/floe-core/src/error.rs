@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Conflict,
     /// An offset outside the partition's retained range.
     OutOfRange,
+    /// A condition the request set does not hold (a conditional append's expected offset).
+    PreconditionFailed,
     /// A record or request over a configured size limit.
     TooLarge,
     /// The server is shedding load; retry after a pause.

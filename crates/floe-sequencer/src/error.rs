@@ -89,6 +89,37 @@ pub enum ApplyError {
     /// An export step found the cursor elsewhere (another broker exported meanwhile).
     #[error("export cursor moved: {0}")]
     ExportMoved(String),
+    #[error("producer {0} is not known (never initialised, or expired): initialise a new one")]
+    UnknownProducer(u64),
+    #[error("producer {producer_id} is at epoch {current}; epoch {epoch} is fenced")]
+    ProducerFenced {
+        producer_id: u64,
+        epoch: u16,
+        current: u16,
+    },
+    #[error("producer {0} has used every epoch; initialise a new producer")]
+    ProducerEpochExhausted(u64),
+    #[error("producer {producer_id} sent sequence {sequence}; the next it may send is {expected}")]
+    OutOfOrderSequence {
+        producer_id: u64,
+        expected: u64,
+        sequence: u64,
+    },
+    #[error(
+        "producer {producer_id} already committed sequence {sequence} with other partitions or \
+         record counts: a retry must resend the same records"
+    )]
+    DuplicateMismatch { producer_id: u64, sequence: u64 },
+    #[error("partition {partition}'s next offset is {actual}, not the expected {expected}")]
+    OffsetMismatch {
+        partition: u32,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("a conditional append goes to one partition; this one has {0} batches")]
+    BadConditionalAppend(usize),
+    #[error("the cluster tracks the most producers it may ({limit}); idle ones expire")]
+    TooManyProducers { limit: usize },
 }
 
 impl ApplyError {
@@ -116,6 +147,14 @@ impl ApplyError {
             Self::ExportMoved(_) => ErrorKind::Conflict,
             Self::InvalidAcl(_) => ErrorKind::Invalid,
             Self::TooManyAcls { .. } => ErrorKind::Conflict,
+            Self::UnknownProducer(_) => ErrorKind::NotFound,
+            Self::ProducerFenced { .. }
+            | Self::ProducerEpochExhausted(_)
+            | Self::OutOfOrderSequence { .. }
+            | Self::DuplicateMismatch { .. }
+            | Self::TooManyProducers { .. } => ErrorKind::Conflict,
+            Self::OffsetMismatch { .. } => ErrorKind::PreconditionFailed,
+            Self::BadConditionalAppend(_) => ErrorKind::Invalid,
         }
     }
 
@@ -144,7 +183,13 @@ impl ApplyError {
             Self::InvalidConfig(_) => "invalid_config",
             Self::ExportMoved(_) => "export_cursor_moved",
             Self::InvalidAcl(_) => "invalid_acl",
-            Self::TooManyAcls { .. } => "limit_reached",
+            Self::TooManyAcls { .. } | Self::TooManyProducers { .. } => "limit_reached",
+            Self::UnknownProducer(_) => "unknown_producer_id",
+            Self::ProducerFenced { .. } | Self::ProducerEpochExhausted(_) => "producer_fenced",
+            Self::OutOfOrderSequence { .. } => "out_of_order_sequence",
+            Self::DuplicateMismatch { .. } => "duplicate_sequence_mismatch",
+            Self::OffsetMismatch { .. } => "offset_mismatch",
+            Self::BadConditionalAppend(_) => "invalid_request",
         }
     }
 }

@@ -47,8 +47,9 @@ pub use settings::{ClusterSettings, EtcdTls};
 pub use state::{
     BatchLocation, CLEANED_LEVEL, ClusterState, Command, CommittedOffset, ExportCursor,
     ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_ACLS,
-    MAX_OFFSET_METADATA, MAX_PARTITIONS, MemberFence, OffsetCommit, OffsetReset, Outcome,
-    OwnerChange, PartitionMap, PartitionState, Replacement, SegmentInfo, TopicState, Trim,
+    MAX_OFFSET_METADATA, MAX_PARTITIONS, MAX_PRODUCERS, MemberFence, OffsetCommit, OffsetReset,
+    Outcome, OwnerChange, PRODUCER_WINDOW, PartitionMap, PartitionState, Produced, ProducerState,
+    ProducerTag, Replacement, RequestGuard, SegmentInfo, SegmentResults, TopicState, Trim,
 };
 
 /// Joins the cluster on etcd as `identity`: connects, loads the replica, registers this

@@ -295,6 +295,8 @@ mod tests {
         let huge = Command::CommitSegment {
             segment: floe_core::SegmentId::generate(),
             batches: vec![entry; 10_000],
+            guards: Vec::new(),
+            at_ms: 0,
         };
         assert!(huge.approximate_size() > crate::commit::MAX_COMMAND_BYTES);
         let refused = sequencer.submit(huge).await;
@@ -311,6 +313,8 @@ mod tests {
         let small = Command::CommitSegment {
             segment: floe_core::SegmentId::generate(),
             batches: vec![entry],
+            guards: Vec::new(),
+            at_ms: 0,
         };
         sequencer.submit(small).await.expect("a normal commit");
         assert_eq!(sequencer.read(|state| state.applied_index), 2);

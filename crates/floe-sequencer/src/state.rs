@@ -12,8 +12,12 @@ mod acls;
 mod export;
 mod groups;
 mod index;
+mod producers;
 
 pub use acls::MAX_ACLS;
+pub use producers::{
+    MAX_PRODUCERS, PRODUCER_WINDOW, Produced, ProducerState, ProducerTag, RequestGuard,
+};
 
 pub use export::{ExportCursor, ExportRange, ExportWritten};
 
@@ -53,6 +57,24 @@ pub enum Command {
     CommitSegment {
         segment: SegmentId,
         batches: Vec<BatchEntry>,
+        /// Requests whose batches commit under conditions (an idempotent producer's
+        /// sequence, an expected next offset), each all or none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        guards: Vec<RequestGuard>,
+        /// When the segment was sealed (ms): producers' last activity.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        at_ms: i64,
+    },
+    /// A new idempotent producer id at epoch 0, or for `existing` (id and its current
+    /// epoch) the next epoch, which fences the older one.
+    InitProducer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        existing: Option<(u64, u16)>,
+        at_ms: i64,
+    },
+    /// Forgets producers idle since before `idle_before_ms` (`producer.id.expiration.ms`).
+    ExpireProducers {
+        idle_before_ms: i64,
     },
     /// Hands partitions to brokers (issued by the sequencer leader as brokers come and go).
     /// A partition whose owner changes gets the next ownership epoch; changes naming a
@@ -214,7 +236,10 @@ impl Command {
     /// A cheap upper estimate of the command's encoded size, for sizing log groups.
     pub fn approximate_size(&self) -> usize {
         match self {
-            Self::CommitSegment { batches, .. } => 96 + 220 * batches.len(),
+            Self::CommitSegment {
+                batches, guards, ..
+            } => 96 + 220 * batches.len() + 128 * guards.len(),
+            Self::InitProducer { .. } | Self::ExpireProducers { .. } => 96,
             Self::AssignOwners { changes } => 48 + 96 * changes.len(),
             Self::TrimPartitions { trims, .. } => 48 + 96 * trims.len(),
             Self::ReplaceBatches {
@@ -283,7 +308,7 @@ pub enum Outcome {
         to: u32,
     },
     /// Per batch, in the order of the command: its base offset, or why it was refused.
-    SegmentCommitted(Vec<Result<u64, ApplyError>>),
+    SegmentCommitted(SegmentResults),
     /// How many partitions changed owner.
     OwnersAssigned(usize),
     /// How many partitions' log start offsets moved.
@@ -310,6 +335,59 @@ pub enum Outcome {
     AclsCreated(usize),
     /// How many ACLs were removed.
     AclsDeleted(usize),
+    ProducerInitialized {
+        producer_id: u64,
+        epoch: u16,
+    },
+    /// How many idle producers were forgotten.
+    ProducersExpired(usize),
+}
+
+/// What a segment's commit did, batch by batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentResults {
+    /// Per batch, in the order of the command: its base offset, or why it was refused.
+    pub results: Vec<Result<u64, ApplyError>>,
+    /// Guarded requests answered as retries of committed ones (nothing written): their
+    /// first batch, batch count and the timestamp (ms) the first attempt's broker gave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeated: Vec<(u32, u32, i64)>,
+}
+
+impl SegmentResults {
+    /// Each batch with its outcome, `Ok` only for batches this commit wrote (not those
+    /// of a retry answered with the offsets of an earlier commit).
+    pub fn written(&self) -> impl Iterator<Item = Option<u64>> + '_ {
+        self.results.iter().enumerate().map(|(index, result)| {
+            let index = index as u32;
+            let repeat = self
+                .repeated
+                .iter()
+                .any(|(first, count, _)| (*first..first + count).contains(&index));
+            result.as_ref().ok().copied().filter(|_| !repeat)
+        })
+    }
+}
+
+impl From<Vec<Result<u64, ApplyError>>> for SegmentResults {
+    fn from(results: Vec<Result<u64, ApplyError>>) -> Self {
+        Self {
+            results,
+            repeated: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for SegmentResults {
+    type Target = [Result<u64, ApplyError>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.results
+    }
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// Where a committed batch lives.
@@ -414,6 +492,12 @@ pub struct ClusterState {
     /// Access control lists.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     acls: std::collections::BTreeSet<Acl>,
+    /// Idempotent producers by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    producers: BTreeMap<u64, ProducerState>,
+    /// The last producer id handed out (ids are never reused).
+    #[serde(default)]
+    next_producer_id: u64,
     #[serde(skip)]
     names_by_id: BTreeMap<TopicId, String>,
 }
@@ -495,8 +579,15 @@ impl ClusterState {
             } => self.create_topic(name, *partitions, config, *created_ms),
             Command::DeleteTopic { name, at_ms } => self.delete_topic(name, *at_ms),
             Command::AddPartitions { name, count } => self.add_partitions(name, *count),
-            Command::CommitSegment { segment, batches } => {
-                Ok(self.commit_segment(*segment, batches))
+            Command::CommitSegment {
+                segment,
+                batches,
+                guards,
+                at_ms,
+            } => Ok(self.commit_segment(*segment, batches, guards, *at_ms)),
+            Command::InitProducer { existing, at_ms } => self.init_producer(*existing, *at_ms),
+            Command::ExpireProducers { idle_before_ms } => {
+                Ok(self.expire_producers(*idle_before_ms))
             }
             Command::AssignOwners { changes } => Ok(self.assign_owners(changes)),
             Command::TrimPartitions { at_ms, trims } => Ok(self.trim_partitions(*at_ms, trims)),
@@ -677,5 +768,7 @@ fn check_partition_count(count: u32) -> Result<(), ApplyError> {
 
 #[cfg(test)]
 mod export_tests;
+#[cfg(test)]
+mod producer_tests;
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,8 @@ fn segment(topic: floe_core::TopicId, seed: u64) -> Command {
     Command::CommitSegment {
         segment: SegmentId::generate(),
         batches,
+        guards: Vec::new(),
+        at_ms: 0,
     }
 }
 

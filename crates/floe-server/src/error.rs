@@ -16,8 +16,11 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<Duration>,
-    /// For `offset_out_of_range`: the partition's log start and high watermark.
-    range: Option<(u64, u64)>,
+    /// For `offset_out_of_range`: the partition's log start offset.
+    log_start_offset: Option<u64>,
+    /// For `offset_out_of_range` and `offset_mismatch`: the partition's high watermark
+    /// (its next offset).
+    high_watermark: Option<u64>,
 }
 
 impl ApiError {
@@ -27,7 +30,8 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
-            range: None,
+            log_start_offset: None,
+            high_watermark: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl From<BrokerError> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::OutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable | ErrorKind::Fenced => StatusCode::SERVICE_UNAVAILABLE,
@@ -74,20 +79,24 @@ impl From<BrokerError> for ApiError {
             }
             _ => error.to_string(),
         };
-        let range = match &error {
+        let (log_start_offset, high_watermark) = match &error {
             BrokerError::OffsetOutOfRange {
                 log_start_offset,
                 high_watermark,
                 ..
-            } => Some((*log_start_offset, *high_watermark)),
-            _ => None,
+            } => (Some(*log_start_offset), Some(*high_watermark)),
+            BrokerError::Sequencer(floe_sequencer::SequencerError::Rejected(
+                floe_sequencer::ApplyError::OffsetMismatch { actual, .. },
+            )) => (None, Some(*actual)),
+            _ => (None, None),
         };
         Self {
             status,
             code,
             message,
             retry_after,
-            range,
+            log_start_offset,
+            high_watermark,
         }
     }
 }
@@ -98,8 +107,8 @@ impl ApiError {
         ErrorBody {
             error_code: self.code.to_owned(),
             message: self.message.clone(),
-            log_start_offset: self.range.map(|(start, _)| start),
-            high_watermark: self.range.map(|(_, end)| end),
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
         }
     }
 }

@@ -679,6 +679,25 @@ impl Broker {
                     Err(error) => tracing::debug!(group = %name, %error, "group expiry refused"),
                 }
             }
+            // Idle idempotent producers go the same way.
+            let expiration = self.inner.options.producer_id_expiration.as_millis() as i64;
+            let idle_before_ms = now_ms.saturating_sub(expiration);
+            let idle = self.inner.sequencer.read(|state| {
+                state
+                    .producers()
+                    .any(|(_, producer)| producer.last_seen_ms < idle_before_ms)
+            });
+            if idle {
+                match self
+                    .inner
+                    .sequencer
+                    .submit(Command::ExpireProducers { idle_before_ms })
+                    .await
+                {
+                    Ok(outcome) => tracing::info!(?outcome, "idle producers expired"),
+                    Err(error) => tracing::debug!(%error, "producer expiry refused"),
+                }
+            }
         }
     }
 }

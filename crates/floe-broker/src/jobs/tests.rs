@@ -366,6 +366,8 @@ async fn orphans_are_swept_and_can_never_be_committed_after() {
         .submit(Command::CommitSegment {
             segment: orphan,
             batches: entries,
+            guards: Vec::new(),
+            at_ms: 0,
         })
         .await
         .expect("submit");

@@ -91,6 +91,8 @@ fn commit(topic: floe_core::TopicId, partition: u32, records: u32) -> Command {
             max_timestamp: 0,
             crc32c: 0,
         }],
+        guards: Vec::new(),
+        at_ms: 0,
     }
 }
 
@@ -294,7 +296,7 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
         .expect("enqueue")
         .await
         .expect("commit after failover");
-    assert_eq!(outcome, Outcome::SegmentCommitted(vec![Ok(120)]));
+    assert_eq!(outcome, Outcome::SegmentCommitted(vec![Ok(120)].into()));
     wait_until("partitions leave the departed broker", || {
         brokers[0].read(|s| {
             s.topic("t").is_some_and(|t| {

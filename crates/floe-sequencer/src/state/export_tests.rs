@@ -24,6 +24,8 @@ fn export_topic(state: &mut ClusterState, cleanup: &str) -> TopicId {
         let command = Command::CommitSegment {
             segment: SegmentId::generate(),
             batches: vec![batch(id, 0, count)],
+            guards: Vec::new(),
+            at_ms: 0,
         };
         state.apply(index, &command).expect("commit");
     }

@@ -196,18 +196,52 @@ impl ClusterState {
         Ok(())
     }
 
-    pub(super) fn commit_segment(&mut self, segment: SegmentId, batches: &[BatchEntry]) -> Outcome {
+    pub(super) fn commit_segment(
+        &mut self,
+        segment: SegmentId,
+        batches: &[BatchEntry],
+        guards: &[super::RequestGuard],
+        at_ms: i64,
+    ) -> Outcome {
         if let Err(error) = self.check_horizon(segment) {
-            return Outcome::SegmentCommitted(vec![Err(error); batches.len()]);
+            return Outcome::SegmentCommitted(vec![Err(error); batches.len()].into());
         }
-        let results = batches
-            .iter()
-            .map(|batch| self.commit_batch(segment, batch))
-            .collect();
-        Outcome::SegmentCommitted(results)
+        let mut results = Vec::with_capacity(batches.len());
+        let mut repeated = Vec::new();
+        let mut guards = guards.iter().peekable();
+        let mut index = 0;
+        while index < batches.len() {
+            match guards.peek() {
+                Some(guard) if guard.first as usize == index && guard.count > 0 => {
+                    let end = (index + guard.count as usize).min(batches.len());
+                    let (guarded, repeat) =
+                        self.commit_guarded(segment, &batches[index..end], guard, at_ms);
+                    results.extend(guarded);
+                    if let Some(timestamp_ms) = repeat {
+                        repeated.push((index as u32, (end - index) as u32, timestamp_ms));
+                    }
+                    index = end;
+                    guards.next();
+                }
+                // A guard out of order or empty is malformed: skip it (the broker never
+                // writes one).
+                Some(guard) if (guard.first as usize) <= index => {
+                    guards.next();
+                }
+                _ => {
+                    results.push(self.commit_batch(segment, &batches[index]));
+                    index += 1;
+                }
+            }
+        }
+        Outcome::SegmentCommitted(super::SegmentResults { results, repeated })
     }
 
-    fn commit_batch(&mut self, segment: SegmentId, batch: &BatchEntry) -> Result<u64, ApplyError> {
+    pub(super) fn commit_batch(
+        &mut self,
+        segment: SegmentId,
+        batch: &BatchEntry,
+    ) -> Result<u64, ApplyError> {
         let partition = self
             .topic_mut_by_id(batch.topic_id)?
             .partition_mut(batch.partition)?;

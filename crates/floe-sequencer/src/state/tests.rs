@@ -33,11 +33,13 @@ fn commits_assign_dense_offsets_per_partition() {
     let command = Command::CommitSegment {
         segment: SegmentId::generate(),
         batches: vec![batch(id, 0, 3), batch(id, 1, 2), batch(id, 0, 4)],
+        guards: Vec::new(),
+        at_ms: 0,
     };
     let outcome = state.apply(2, &command).expect("commit");
     assert_eq!(
         outcome,
-        Outcome::SegmentCommitted(vec![Ok(0), Ok(0), Ok(3)])
+        Outcome::SegmentCommitted(vec![Ok(0), Ok(0), Ok(3)].into())
     );
     let partition = &state.topic("t").expect("topic").partitions[0];
     assert_eq!(partition.high_watermark, 7);
@@ -69,6 +71,8 @@ fn refuses_batches_of_deleted_topics_and_recreated_names_get_new_ids() {
     let command = Command::CommitSegment {
         segment: SegmentId::generate(),
         batches: vec![batch(old, 0, 1), batch(new, 0, 1), batch(new, 5, 1)],
+        guards: Vec::new(),
+        at_ms: 0,
     };
     let Ok(Outcome::SegmentCommitted(results)) = state.apply(4, &command) else {
         panic!("commit segment always yields per-batch results");
@@ -124,7 +128,12 @@ fn topic_rules() {
 }
 
 fn commit(state: &mut ClusterState, index: u64, segment: SegmentId, batches: Vec<BatchEntry>) {
-    let command = Command::CommitSegment { segment, batches };
+    let command = Command::CommitSegment {
+        segment,
+        batches,
+        guards: Vec::new(),
+        at_ms: 0,
+    };
     let Ok(Outcome::SegmentCommitted(results)) = state.apply(index, &command) else {
         panic!("commit segment always yields per-batch results");
     };
@@ -264,6 +273,8 @@ fn the_orphan_horizon_refuses_old_objects() {
     let command = Command::CommitSegment {
         segment: old,
         batches: vec![batch(id, 0, 1)],
+        guards: Vec::new(),
+        at_ms: 0,
     };
     let Ok(Outcome::SegmentCommitted(results)) = state.apply(3, &command) else {
         panic!("commit segment always yields per-batch results");
@@ -287,6 +298,8 @@ fn snapshot_round_trip_preserves_state() {
     let command = Command::CommitSegment {
         segment: SegmentId::generate(),
         batches: vec![batch(id, 0, 3)],
+        guards: Vec::new(),
+        at_ms: 0,
     };
     state.apply(2, &command).expect("commit");
     let trim = Command::TrimPartitions {
@@ -379,6 +392,8 @@ mod groups {
         let command = Command::CommitSegment {
             segment: SegmentId::generate(),
             batches: vec![batch(id, 0, 5), batch(id, 1, 5)],
+            guards: Vec::new(),
+            at_ms: 0,
         };
         state.apply(2, &command).expect("records");
         id
@@ -583,6 +598,8 @@ fn every_command_round_trips_through_the_log_json() {
         Command::CommitSegment {
             segment,
             batches: vec![batch(topic, 1, 3)],
+            guards: Vec::new(),
+            at_ms: 0,
         },
         Command::AssignOwners {
             changes: vec![OwnerChange {
@@ -677,6 +694,31 @@ fn every_command_round_trips_through_the_log_json() {
         Command::CreateAcls {
             acls: vec![sample_acl("alice")],
         },
+        Command::CommitSegment {
+            segment,
+            batches: vec![batch(topic, 1, 3), batch(topic, 0, 2)],
+            guards: vec![crate::state::RequestGuard {
+                first: 0,
+                count: 2,
+                producer: Some(crate::state::ProducerTag {
+                    producer_id: 4,
+                    epoch: 1,
+                    sequence: 17,
+                }),
+                expected_next_offset: Some(40),
+                timestamp_ms: 12,
+            }],
+            at_ms: 15,
+        },
+        Command::InitProducer {
+            existing: Some((4, 1)),
+            at_ms: 16,
+        },
+        Command::InitProducer {
+            existing: None,
+            at_ms: 16,
+        },
+        Command::ExpireProducers { idle_before_ms: 17 },
         Command::DeleteAcls {
             acls: vec![sample_acl("*")],
         },
@@ -711,7 +753,9 @@ fn every_command_round_trips_through_the_log_json() {
             | Command::ExportFailed { .. }
             | Command::CreateAcls { .. }
             | Command::DeleteAcls { .. }
-            | Command::CommitExport { .. } => {}
+            | Command::CommitExport { .. }
+            | Command::InitProducer { .. }
+            | Command::ExpireProducers { .. } => {}
         }
         let json = serde_json::to_vec(command).expect("encode");
         let back: Command = serde_json::from_slice(&json)

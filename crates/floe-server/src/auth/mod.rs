@@ -336,6 +336,20 @@ impl Auth {
             })
     }
 
+    /// Whether `principal` may write to some topic or to the cluster: what initialising an
+    /// idempotent producer needs (Kafka's rule since 3.0).
+    pub fn may_write_somewhere(&self, principal: &Principal) -> bool {
+        !self.enabled()
+            || self.super_users.iter().any(|user| user == principal.name())
+            || self.sequencer.read(|state| {
+                state.acls().any(|acl| {
+                    acl.permission == floe_core::Permission::Allow
+                        && acl.operation == Operation::Write
+                        && (acl.principal == "*" || acl.principal == principal.name())
+                })
+            })
+    }
+
     /// [`Auth::may`], as a `403` naming the operation and the resource, audited.
     pub fn check(
         &self,
@@ -509,13 +523,15 @@ pub fn route_operation(method: &Method, path: &str) -> Option<(Operation, Resour
     }
 }
 
-/// Routes whose handler does the check: creating and listing topics, listing groups.
+/// Routes whose handler does the check: creating and listing topics, listing groups,
+/// initialising a producer.
 fn checked_in_handler(method: &Method, path: &str) -> bool {
     let path = path.trim_end_matches('/');
     matches!(
         (method, path),
         (&Method::GET | &Method::HEAD | &Method::POST, "/v1/topics")
             | (&Method::GET | &Method::HEAD, "/v1/groups")
+            | (&Method::POST, "/v1/producers")
     )
 }
 

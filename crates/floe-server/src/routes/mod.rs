@@ -6,6 +6,7 @@ mod groups;
 pub(crate) mod internal;
 mod meta;
 mod produce_body;
+mod producers;
 mod records;
 mod stream;
 mod topics;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}/partitions/{partition}/offsets",
             get(records::offsets),
         )
+        .route("/v1/producers", post(producers::init))
         .route("/v1/cluster", get(meta::cluster))
         .route(
             "/v1/acls",

@@ -25,13 +25,47 @@ use crate::error::{ApiError, ApiResult};
 const RECORD_OVERHEAD: usize = std::mem::size_of::<ProduceRecord>() + 64;
 const HEADER_OVERHEAD: usize = std::mem::size_of::<Header>();
 
-/// Decodes a JSON produce body (`{"records":[…]}`), at most `max_records` records.
+/// An idempotent producer's fields of a JSON produce body (or of the query string).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: Option<u64>,
+    pub producer_epoch: Option<u16>,
+    pub sequence: Option<u64>,
+}
+
+impl ProducerFields {
+    /// The producer tag, when all three are given; `None` when none is; `400` otherwise.
+    pub fn tag(&self) -> ApiResult<Option<floe_sequencer::ProducerTag>> {
+        match (self.producer_id, self.producer_epoch, self.sequence) {
+            (Some(producer_id), Some(epoch), Some(sequence)) => {
+                Ok(Some(floe_sequencer::ProducerTag {
+                    producer_id,
+                    epoch,
+                    sequence,
+                }))
+            }
+            (None, None, None) => Ok(None),
+            _ => Err(ApiError::bad_request(
+                "invalid_request",
+                "producer_id, producer_epoch and sequence go together",
+            )),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.producer_id.is_some() || self.producer_epoch.is_some() || self.sequence.is_some()
+    }
+}
+
+/// Decodes a JSON produce body (`{"records":[…]}`, optionally with an idempotent
+/// producer's `producer_id`, `producer_epoch` and `sequence`), at most `max_records`
+/// records.
 pub fn json_records(
     body: &[u8],
     encoding: Encoding,
     max_records: usize,
     reservation: &mut Reservation,
-) -> ApiResult<Vec<ProduceRecord>> {
+) -> ApiResult<(Vec<ProduceRecord>, ProducerFields)> {
     let mut failure = None;
     let seed = BodySeed {
         encoding,
@@ -107,7 +141,7 @@ struct BodySeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
-    type Value = Vec<ProduceRecord>;
+    type Value = (Vec<ProduceRecord>, ProducerFields);
 
     fn deserialize<D: de::Deserializer<'de>>(
         self,
@@ -118,30 +152,51 @@ impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
 }
 
 impl<'de> Visitor<'de> for BodySeed<'_> {
-    type Value = Vec<ProduceRecord>;
+    type Value = (Vec<ProduceRecord>, ProducerFields);
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str(r#"an object {"records": [...]}"#)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        const FIELDS: &[&str] = &["records", "producer_id", "producer_epoch", "sequence"];
         let mut records = None;
-        while let Some(key) = map.next_key::<&str>()? {
-            if key != "records" {
-                map.next_value::<IgnoredAny>()?;
-                return Err(de::Error::unknown_field(key, &["records"]));
+        let mut producer = ProducerFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let field = match key.as_ref() {
+                "producer_id" => &mut producer.producer_id,
+                "sequence" => &mut producer.sequence,
+                "producer_epoch" => {
+                    if producer.producer_epoch.is_some() {
+                        return Err(de::Error::duplicate_field("producer_epoch"));
+                    }
+                    producer.producer_epoch = Some(map.next_value()?);
+                    continue;
+                }
+                "records" => {
+                    if records.is_some() {
+                        return Err(de::Error::duplicate_field("records"));
+                    }
+                    records = Some(map.next_value_seed(RecordsSeed {
+                        encoding: self.encoding,
+                        max_records: self.max_records,
+                        reservation: &mut *self.reservation,
+                        failure: &mut *self.failure,
+                    })?);
+                    continue;
+                }
+                other => {
+                    map.next_value::<IgnoredAny>()?;
+                    return Err(de::Error::unknown_field(other, FIELDS));
+                }
+            };
+            if field.is_some() {
+                return Err(de::Error::custom(format!("duplicate field `{key}`")));
             }
-            if records.is_some() {
-                return Err(de::Error::duplicate_field("records"));
-            }
-            records = Some(map.next_value_seed(RecordsSeed {
-                encoding: self.encoding,
-                max_records: self.max_records,
-                reservation: &mut *self.reservation,
-                failure: &mut *self.failure,
-            })?);
+            *field = Some(map.next_value()?);
         }
-        records.ok_or_else(|| de::Error::missing_field("records"))
+        let records = records.ok_or_else(|| de::Error::missing_field("records"))?;
+        Ok((records, producer))
     }
 }
 

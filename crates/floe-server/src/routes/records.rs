@@ -16,7 +16,7 @@ use floe_core::Reservation;
 use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, RawBody};
-use super::produce_body::{binary_records, json_records};
+use super::produce_body::{ProducerFields, binary_records, json_records};
 use super::waiting::{self, ClientAddr};
 use super::{AppState, checked_topic};
 use crate::codec::to_json;
@@ -29,27 +29,41 @@ pub(super) const MAX_MAX_RECORDS: usize = 10_000;
 pub(super) const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub(super) const MAX_MAX_BYTES: usize = 64 * 1024 * 1024;
 
+/// A produce request's query: the encoding of JSON keys and values; an idempotent
+/// producer's fields (how the binary framing carries them; a JSON body may carry them
+/// too); and, on a partition's route, the offset a conditional append expects.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EncodingQuery {
+pub struct ProduceQuery {
     #[serde(default)]
     encoding: Encoding,
+    producer_id: Option<u64>,
+    producer_epoch: Option<u16>,
+    sequence: Option<u64>,
+    expected_next_offset: Option<u64>,
 }
 
 pub async fn produce(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
-    ApiQuery(query): ApiQuery<EncodingQuery>,
+    ApiQuery(query): ApiQuery<ProduceQuery>,
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<ProduceAcks> {
+    if query.expected_next_offset.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "expected_next_offset applies to one partition: use \
+             /v1/topics/{topic}/partitions/{partition}/records",
+        ));
+    }
     produce_records(state, topic, None, query, headers, body).await
 }
 
 pub async fn produce_to_partition(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<(String, u32)>,
-    ApiQuery(query): ApiQuery<EncodingQuery>,
+    ApiQuery(query): ApiQuery<ProduceQuery>,
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<ProduceAcks> {
@@ -61,11 +75,16 @@ async fn produce_records(
     state: AppState,
     topic: String,
     fixed_partition: Option<u32>,
-    query: EncodingQuery,
+    query: ProduceQuery,
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<ProduceAcks> {
     checked_topic(&topic)?;
+    let mut producer = ProducerFields {
+        producer_id: query.producer_id,
+        producer_epoch: query.producer_epoch,
+        sequence: query.sequence,
+    };
     let encoding = query.encoding;
     let RawBody {
         bytes: body,
@@ -78,7 +97,18 @@ async fn produce_records(
     let mut records = if content_type.starts_with(binary::CONTENT_TYPE) {
         binary_records(body, MAX_RECORDS_PER_REQUEST, &mut reservation)?
     } else if content_type.starts_with("application/json") {
-        json_records(&body, encoding, MAX_RECORDS_PER_REQUEST, &mut reservation)?
+        let (records, in_body) =
+            json_records(&body, encoding, MAX_RECORDS_PER_REQUEST, &mut reservation)?;
+        if in_body.any() {
+            if producer.any() {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "the producer's fields are in the body or in the query, not both",
+                ));
+            }
+            producer = in_body;
+        }
+        records
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -100,7 +130,14 @@ async fn produce_records(
             record.partition = Some(partition);
         }
     }
-    let acks = state.broker.produce(&topic, records).await?;
+    let conditions = floe_broker::ProduceConditions {
+        producer: producer.tag()?,
+        expected_next_offset: query.expected_next_offset,
+    };
+    let acks = state
+        .broker
+        .produce_with(&topic, records, conditions)
+        .await?;
     Ok(ProduceAcks(acks))
 }
 
