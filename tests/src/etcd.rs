@@ -199,6 +199,20 @@ impl EtcdCluster {
         panic!("etcd did not elect a leader within {limit:?}");
     }
 
+    /// Starts a killed member again on its data directory and ports.
+    pub fn restart(&mut self, index: usize) {
+        if self.members[index].child.is_none() {
+            self.spawn(index);
+        }
+    }
+
+    /// Members running now.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|index| self.members[*index].child.is_some())
+            .collect()
+    }
+
     /// SIGKILL one member.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {
