@@ -1,5 +1,6 @@
 //! The fault-injection checker (issue 19): a cluster of three brokers on a three-member
-//! etcd, idempotent producers sending unique values through a proxy that cuts and delays
+//! etcd, whose object store (moto) is behind a proxy that cuts and delays its answers,
+//! idempotent producers sending unique values through a proxy that cuts and delays
 //! answers, and a nemesis that, on a schedule drawn from the seed, kills (-9) and restarts
 //! brokers, the sequencer leader and etcd members, and pauses (SIGSTOP) brokers. Afterwards
 //! every broker's log is read and checked: nothing acknowledged lost, nothing duplicated,
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 use floe_client::api::ProduceRecordJson;
 use floe_client::{Encoding, FloeClient, RetryPolicy};
 use floe_tests::chaos::{self, Faults, FaultyProxy};
-use floe_tests::cluster::FloeCluster;
+use floe_tests::cluster::{BUCKET, FloeCluster};
+use floe_tests::etcd::EtcdCluster;
+use floe_tests::s3::S3Server;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -54,7 +57,25 @@ async fn acknowledged_records_survive_faults_exactly_once() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let mut cluster = FloeCluster::start(BROKERS, 3, &["--lease-ttl", "2s"]);
+    // The store's answers are cut and delayed too: a PUT that reached the store but whose
+    // answer was lost is retried against an object that already exists.
+    let mut s3 = S3Server::start(BUCKET);
+    let store_proxy = FaultyProxy::start(
+        vec![s3.endpoint.trim_start_matches("http://").to_owned()],
+        Faults {
+            cut: 0.02,
+            delay: 0.05,
+            max_delay: Duration::from_millis(200),
+        },
+        seed ^ 0x7333,
+    )
+    .await;
+    s3.endpoint = store_proxy.url.clone();
+    let mut cluster = FloeCluster::on(EtcdCluster::start(3), s3, &["--lease-ttl", "2s"]);
+    for index in 0..BROKERS {
+        let broker = cluster.spawn(index, &[]);
+        cluster.brokers.push(Some(broker));
+    }
     cluster.wait_settled(BROKERS, Duration::from_secs(60)).await;
     floe_tests::create_topic(&cluster.client(0), "t", PARTITIONS).await;
     let proxy = FaultyProxy::start(
@@ -105,7 +126,7 @@ async fn acknowledged_records_survive_faults_exactly_once() {
     }
 
     // The nemesis.
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     let mut injected = Injected::default();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
@@ -176,12 +197,25 @@ async fn acknowledged_records_survive_faults_exactly_once() {
     }
     let verdict = chaos::check(&logs, &acks);
     eprintln!(
-        "chaos: seed {seed}, {seconds} s; faults: {injected:?}, {}; {verdict:?}; \
-         {unacknowledged} requests unacknowledged (the client gave up; not counted as lost)",
-        proxy.counts.summary()
+        "chaos: seed {seed}, {seconds} s; faults: {injected:?}; clients: {}; store: {}; \
+         {verdict:?}; {unacknowledged} requests unacknowledged (the client gave up; not \
+         counted as lost)",
+        proxy.counts.summary(),
+        store_proxy.counts.summary()
     );
     assert!(verdict.clean(), "seed {seed}: {verdict:?}");
     assert!(verdict.acknowledged > 0, "nothing was acknowledged");
+    // The client gives up only after 400 attempts; a run where it gave up on more than
+    // one request in a hundred is failing, whatever the log says.
+    assert!(
+        unacknowledged * 100 <= verdict.acknowledged,
+        "seed {seed}: {unacknowledged} requests given up for {} acknowledged",
+        verdict.acknowledged
+    );
+    assert!(
+        proxy.counts.cut.load(Ordering::Relaxed) > 0,
+        "the proxy cut no answer"
+    );
     assert!(
         injected.broker_kills + injected.leader_kills + injected.pauses + injected.etcd_kills > 0
     );

@@ -363,3 +363,63 @@ async fn cut_answers_duplicate_naive_retries_but_not_idempotent_ones() {
     assert_eq!(verdict.records, 400, "and written once");
     assert!(proxy.counts.cut.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
+
+/// A produce whose caller gives up mid-request (its future dropped while the answer is
+/// delayed) leaves its sequence's outcome unknown: the client's next request must not
+/// reuse that sequence, or a same-shaped record would be "deduplicated" away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_produce_never_swallows_the_next_one() {
+    let seed = floe_tests::seed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let admin = server.client();
+    floe_tests::create_topic(&admin, "t", 1).await;
+    // Every answer is held back 200–300 ms; the caller waits 50 ms.
+    let proxy = FaultyProxy::start(
+        vec![server.url.trim_start_matches("http://").to_owned()],
+        Faults {
+            cut: 0.0,
+            delay: 1.0,
+            max_delay: Duration::from_millis(300),
+        },
+        seed,
+    )
+    .await;
+    let client = FloeClient::new(&proxy.url).without_owner_routing();
+    let record = |value: &str| {
+        vec![ProduceRecordJson {
+            value: Some(json!(value)),
+            ..Default::default()
+        }]
+    };
+    // A first request to get a producer (its answer is delayed, but awaited).
+    client
+        .produce("t", record("first"), Encoding::Text)
+        .await
+        .expect("first");
+    let mut dropped = 0;
+    for attempt in 0..5 {
+        let value = format!("dropped-{attempt}");
+        if tokio::time::timeout(
+            Duration::from_millis(50),
+            client.produce("t", record(&value), Encoding::Text),
+        )
+        .await
+        .is_err()
+        {
+            dropped += 1;
+        }
+        let value = format!("kept-{attempt}");
+        let acks = client
+            .produce("t", record(&value), Encoding::Text)
+            .await
+            .expect("kept");
+        let log = chaos::read_log(&admin, "t", 1).await.remove(0);
+        assert_eq!(
+            log.get(&acks.offsets[0].offset),
+            Some(&value),
+            "the record acknowledged is the one sent, not an earlier one's offsets"
+        );
+    }
+    assert!(dropped > 0, "no produce was dropped mid-request");
+}

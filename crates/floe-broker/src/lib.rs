@@ -107,6 +107,15 @@ impl BrokerOptions {
 
     /// Refuses values the produce path cannot work with, naming the setting.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let expiration = self.producer_id_expiration;
+        if expiration < Duration::from_secs(60) || expiration > Duration::from_secs(365 * 86_400) {
+            return Err(InvalidSetting::new(
+                "producer_id_expiration",
+                "must be between 1m and 365days: shorter forgets producers whose retries are \
+                 still coming"
+                    .to_owned(),
+            ));
+        }
         if self.id.is_empty() || self.id.contains('/') {
             return Err(InvalidSetting::new(
                 "id",

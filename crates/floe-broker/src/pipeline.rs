@@ -42,12 +42,13 @@ pub(crate) type CommitReply = Result<(Vec<u64>, Option<i64>), BrokerError>;
 
 /// What a request's batches commit under, all or none: its idempotent producer's sequence
 /// and the offset a conditional append expects.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Conditions {
     pub producer: Option<ProducerTag>,
     pub expected_next_offset: Option<u64>,
     /// The time this broker gave the request's records that carried none.
     pub timestamp_ms: i64,
+    pub principal: Option<String>,
 }
 
 impl Conditions {
@@ -395,6 +396,7 @@ impl Flusher {
                 producer: waiter.conditions.producer,
                 expected_next_offset: waiter.conditions.expected_next_offset,
                 timestamp_ms: waiter.conditions.timestamp_ms,
+                principal: waiter.conditions.principal.clone(),
             })
             .collect();
         let command = Command::CommitSegment {

@@ -41,7 +41,7 @@ struct TopicView {
 }
 
 /// What a produce request commits under (ADR 0010).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProduceConditions {
     /// An idempotent producer's id, epoch and request number: a retry of a committed
     /// request is answered with its original offsets and writes nothing.
@@ -49,6 +49,9 @@ pub struct ProduceConditions {
     /// Commit only if the partition's next offset is this (all records must go to one
     /// partition).
     pub expected_next_offset: Option<u64>,
+    /// The authenticated principal: a producer serves only the principal that
+    /// initialised it (`None` without authentication).
+    pub principal: Option<String>,
 }
 
 impl Broker {
@@ -81,9 +84,12 @@ impl Broker {
     pub async fn init_producer(
         &self,
         existing: Option<(u64, u16)>,
+        principal: Option<String>,
     ) -> Result<(u64, u16), BrokerError> {
+        self.check_guards_supported()?;
         let command = floe_sequencer::Command::InitProducer {
             existing,
+            principal,
             at_ms: self.inner.clock.now_ms(),
         };
         match self.inner.sequencer.submit(command).await? {
@@ -96,12 +102,29 @@ impl Broker {
         }
     }
 
+    /// Guarded commits only once every live broker checks them: an older replica would
+    /// index a retry's batches that the others skip.
+    fn check_guards_supported(&self) -> Result<(), BrokerError> {
+        let members = self.inner.sequencer.membership().members();
+        if floe_sequencer::all_have(&members, "guards") {
+            return Ok(());
+        }
+        Err(BrokerError::Unavailable(
+            "idempotent producers and conditional appends wait until every broker of the \
+             cluster runs a version that checks them (a rolling upgrade is in progress)"
+                .into(),
+        ))
+    }
+
     async fn produce_records(
         &self,
         topic: &str,
         records: Vec<ProduceRecord>,
         conditions: ProduceConditions,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        if conditions.producer.is_some() || conditions.expected_next_offset.is_some() {
+            self.check_guards_supported()?;
+        }
         if records.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "a produce request needs at least one record".into(),
@@ -196,6 +219,14 @@ impl Broker {
                 limit: crate::pipeline::MAX_SEGMENT_BATCHES,
             });
         }
+        if conditions.producer.is_some()
+            && by_partition.len() > floe_sequencer::MAX_IDEMPOTENT_BATCHES
+        {
+            return Err(BrokerError::TooManyPartitions {
+                partitions: by_partition.len(),
+                limit: floe_sequencer::MAX_IDEMPOTENT_BATCHES,
+            });
+        }
         if conditions.expected_next_offset.is_some() && by_partition.len() != 1 {
             return Err(BrokerError::InvalidRequest(
                 "expected_next_offset needs every record in one partition: use the \
@@ -212,6 +243,7 @@ impl Broker {
                 producer: conditions.producer,
                 expected_next_offset: conditions.expected_next_offset,
                 timestamp_ms: now,
+                principal: conditions.principal,
             },
         )?;
         let (base_offsets, repeated) = receiver.await.map_err(|_| BrokerError::ShuttingDown)??;

@@ -110,6 +110,11 @@ impl FloeClient {
     /// one of this client's producers, retried on errors whose outcome is unknown.
     /// The body of the successful answer is read here, so an answer cut short is retried
     /// like any other lost answer.
+    ///
+    /// A sequence is used for one request only. Unless the request ends in success or in
+    /// a refusal that certainly wrote nothing (no attempt's outcome was unknown), the
+    /// producer is dropped and the next request goes out under a new one — also when the
+    /// caller drops this future mid-request.
     pub(crate) async fn send_idempotent(
         &self,
         build: impl Fn(Option<(ProducerIdentity, u64)>) -> RequestBuilder,
@@ -118,18 +123,23 @@ impl FloeClient {
         if !self.idempotent || producers.unsupported.load(Ordering::Relaxed) {
             return read(build(None)).await;
         }
-        let mut slot = self.take_slot(&producers).await;
+        let mut held = Held {
+            slot: self.take_slot(&producers).await,
+            settled: false,
+        };
         let policy = self.retry;
         let mut backoff = policy.initial_backoff;
         let mut attempt = 0;
+        // Whether an attempt of this request may have been committed.
+        let mut uncertain = false;
         loop {
             attempt += 1;
-            let identity = match slot.identity {
+            let identity = match held.slot.identity {
                 Some(identity) => identity,
                 None => match self.init_producer(None).await {
                     Ok(identity) => {
-                        slot.identity = Some(identity);
-                        slot.next_sequence = 0;
+                        held.slot.identity = Some(identity);
+                        held.slot.next_sequence = 0;
                         identity
                     }
                     Err(ClientError::Api { status, .. })
@@ -137,6 +147,7 @@ impl FloeClient {
                             || status == StatusCode::METHOD_NOT_ALLOWED =>
                     {
                         producers.unsupported.store(true, Ordering::Relaxed);
+                        held.settled = true;
                         return read(build(None)).await;
                     }
                     Err(error) if retryable(&error) && attempt < policy.attempts => {
@@ -144,24 +155,31 @@ impl FloeClient {
                         backoff = (backoff * 2).min(policy.max_backoff);
                         continue;
                     }
-                    Err(error) => return Err(error),
+                    Err(error) => {
+                        held.settled = true;
+                        return Err(error);
+                    }
                 },
             };
-            let sequence = slot.next_sequence;
+            let sequence = held.slot.next_sequence;
             let sent = read(build(Some((identity, sequence)))).await;
             match sent {
                 Ok(answer) => {
-                    slot.next_sequence += 1;
+                    held.slot.next_sequence += 1;
+                    held.settled = true;
                     return Ok(answer);
                 }
-                // Expired while idle: a new producer sends this request afresh.
+                // Expired while idle (nothing of this request can be in flight under it):
+                // a new producer sends the request afresh.
                 Err(error)
                     if error_code(&error) == Some("unknown_producer_id")
+                        && !uncertain
                         && attempt < policy.attempts =>
                 {
-                    slot.identity = None;
+                    held.slot.identity = None;
                 }
                 Err(error) if retryable(&error) && attempt < policy.attempts => {
+                    uncertain = true;
                     let wait = match &error {
                         ClientError::Api {
                             retry_after: Some(after),
@@ -173,11 +191,19 @@ impl FloeClient {
                     backoff = (backoff * 2).min(policy.max_backoff);
                 }
                 Err(error) => {
-                    if retryable(&error) {
-                        // Out of attempts with the outcome unknown: the next request goes
-                        // out under a new producer rather than reuse or skip this sequence.
-                        slot.identity = None;
-                    }
+                    // A refusal of a request none of whose attempts may have been written
+                    // leaves the sequence unused, unless it says the producer itself is
+                    // unusable; anything else starts a new producer.
+                    let broken = matches!(
+                        error_code(&error),
+                        Some(
+                            "producer_fenced"
+                                | "out_of_order_sequence"
+                                | "duplicate_sequence_mismatch"
+                                | "unknown_producer_id"
+                        )
+                    );
+                    held.settled = !uncertain && !retryable(&error) && !broken;
                     return Err(error);
                 }
             }
@@ -193,6 +219,21 @@ impl FloeClient {
         }
         let start = producers.next.fetch_add(1, Ordering::Relaxed);
         producers.slots[start % producers.slots.len()].lock().await
+    }
+}
+
+/// A producer held for one request: dropped (the slot forgets its identity) unless the
+/// request settled, so a sequence whose outcome is unknown is never used again.
+struct Held<'a> {
+    slot: tokio::sync::MutexGuard<'a, Slot>,
+    settled: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.slot.identity = None;
+        }
     }
 }
 

@@ -110,6 +110,13 @@ impl ResourcePattern {
         }
     }
 
+    /// A topic the pattern covers (for a prefix, the topic named the prefix itself), to
+    /// ask "may the principal write to some topic this pattern allows"; `None` for other
+    /// kinds.
+    pub fn sample_topic(&self) -> Option<&str> {
+        (self.kind == ResourceKind::Topic).then_some(self.name.as_str())
+    }
+
     /// Whether the pattern covers the resource `kind`/`name`.
     pub fn matches(&self, kind: ResourceKind, name: &str) -> bool {
         self.kind == kind

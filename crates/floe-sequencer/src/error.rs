@@ -118,8 +118,10 @@ pub enum ApplyError {
     },
     #[error("a conditional append goes to one partition; this one has {0} batches")]
     BadConditionalAppend(usize),
-    #[error("the cluster tracks the most producers it may ({limit}); idle ones expire")]
+    #[error("the most producers allowed ({limit}) are in use; idle ones expire")]
     TooManyProducers { limit: usize },
+    #[error("an idempotent request writes to at most {limit} partitions, not {batches}")]
+    TooManyIdempotentBatches { batches: usize, limit: usize },
 }
 
 impl ApplyError {
@@ -155,6 +157,7 @@ impl ApplyError {
             | Self::TooManyProducers { .. } => ErrorKind::Conflict,
             Self::OffsetMismatch { .. } => ErrorKind::PreconditionFailed,
             Self::BadConditionalAppend(_) => ErrorKind::Invalid,
+            Self::TooManyIdempotentBatches { .. } => ErrorKind::Unprocessable,
         }
     }
 
@@ -190,6 +193,7 @@ impl ApplyError {
             Self::DuplicateMismatch { .. } => "duplicate_sequence_mismatch",
             Self::OffsetMismatch { .. } => "offset_mismatch",
             Self::BadConditionalAppend(_) => "invalid_request",
+            Self::TooManyIdempotentBatches { .. } => "too_many_partitions",
         }
     }
 }

@@ -39,7 +39,7 @@ pub use commit::{Committed, MAX_COMMAND_BYTES};
 pub use embedded::FileLog;
 pub use error::{ApplyError, LogError, SequencerError};
 pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
-pub use membership::{Identity, LeaderInfo, Member, Membership, Mode};
+pub use membership::{FEATURES, Identity, LeaderInfo, Member, Membership, Mode, all_have};
 pub use memory::MemoryLog;
 pub use replica::ApplyObserver;
 pub use sequencer::{Sequencer, SequencerOptions};
@@ -47,9 +47,10 @@ pub use settings::{ClusterSettings, EtcdTls};
 pub use state::{
     BatchLocation, CLEANED_LEVEL, ClusterState, Command, CommittedOffset, ExportCursor,
     ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_ACLS,
-    MAX_OFFSET_METADATA, MAX_PARTITIONS, MAX_PRODUCERS, MemberFence, OffsetCommit, OffsetReset,
-    Outcome, OwnerChange, PRODUCER_WINDOW, PartitionMap, PartitionState, Produced, ProducerState,
-    ProducerTag, Replacement, RequestGuard, SegmentInfo, SegmentResults, TopicState, Trim,
+    MAX_IDEMPOTENT_BATCHES, MAX_OFFSET_METADATA, MAX_PARTITIONS, MAX_PRODUCERS,
+    MAX_PRODUCERS_PER_PRINCIPAL, MemberFence, OffsetCommit, OffsetReset, Outcome, OwnerChange,
+    PRODUCER_WINDOW, PartitionMap, PartitionState, Produced, ProducerState, ProducerTag,
+    Replacement, RequestGuard, SegmentInfo, SegmentResults, TopicState, Trim,
 };
 
 /// Joins the cluster on etcd as `identity`: connects, loads the replica, registers this

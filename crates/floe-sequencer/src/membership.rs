@@ -48,6 +48,22 @@ pub struct Member {
     /// The revision that created the registration: its session.
     #[serde(default)]
     pub session: i64,
+    /// What this broker's version can do that older ones cannot ([`FEATURES`]): a
+    /// capability is used only once every live broker has it, so a rolling upgrade never
+    /// has an old replica ignore what a new one decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+/// Capabilities of this version: `guards` — commits conditioned on idempotent producers'
+/// sequences and expected offsets (ADR 0010), which older replicas would not check.
+pub const FEATURES: &[&str] = &["guards"];
+
+/// Whether every live member has `feature`.
+pub fn all_have(members: &[Member], feature: &str) -> bool {
+    members
+        .iter()
+        .all(|member| member.features.iter().any(|f| f == feature))
 }
 
 /// The sequencer leader, as written in its election key.
@@ -160,6 +176,7 @@ impl Membership for SoleMember {
             advertise: self.identity.advertise.clone(),
             started_ms: 0,
             session: 0,
+            features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
         }]
     }
 

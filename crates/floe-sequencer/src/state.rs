@@ -16,7 +16,8 @@ mod producers;
 
 pub use acls::MAX_ACLS;
 pub use producers::{
-    MAX_PRODUCERS, PRODUCER_WINDOW, Produced, ProducerState, ProducerTag, RequestGuard,
+    MAX_IDEMPOTENT_BATCHES, MAX_PRODUCERS, MAX_PRODUCERS_PER_PRINCIPAL, PRODUCER_WINDOW, Produced,
+    ProducerState, ProducerTag, RequestGuard,
 };
 
 pub use export::{ExportCursor, ExportRange, ExportWritten};
@@ -70,6 +71,10 @@ pub enum Command {
     InitProducer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         existing: Option<(u64, u16)>,
+        /// The authenticated principal asking (`None` without authentication): the
+        /// producer serves it only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
         at_ms: i64,
     },
     /// Forgets producers idle since before `idle_before_ms` (`producer.id.expiration.ms`).
@@ -343,15 +348,54 @@ pub enum Outcome {
     ProducersExpired(usize),
 }
 
-/// What a segment's commit did, batch by batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a segment's commit did, batch by batch. On the wire (a forwarded commit's
+/// answer) it is the plain list of results, as brokers before it wrote and read, unless
+/// a retry was answered.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SegmentResults {
     /// Per batch, in the order of the command: its base offset, or why it was refused.
     pub results: Vec<Result<u64, ApplyError>>,
     /// Guarded requests answered as retries of committed ones (nothing written): their
     /// first batch, batch count and the timestamp (ms) the first attempt's broker gave.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repeated: Vec<(u32, u32, i64)>,
+}
+
+impl Serialize for SegmentResults {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Full<'a> {
+            results: &'a [Result<u64, ApplyError>],
+            repeated: &'a [(u32, u32, i64)],
+        }
+        if self.repeated.is_empty() {
+            self.results.serialize(serializer)
+        } else {
+            Full {
+                results: &self.results,
+                repeated: &self.repeated,
+            }
+            .serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SegmentResults {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Plain(Vec<Result<u64, ApplyError>>),
+            Full {
+                results: Vec<Result<u64, ApplyError>>,
+                #[serde(default)]
+                repeated: Vec<(u32, u32, i64)>,
+            },
+        }
+        Ok(match Either::deserialize(deserializer)? {
+            Either::Plain(results) => results.into(),
+            Either::Full { results, repeated } => Self { results, repeated },
+        })
+    }
 }
 
 impl SegmentResults {
@@ -585,7 +629,11 @@ impl ClusterState {
                 guards,
                 at_ms,
             } => Ok(self.commit_segment(*segment, batches, guards, *at_ms)),
-            Command::InitProducer { existing, at_ms } => self.init_producer(*existing, *at_ms),
+            Command::InitProducer {
+                existing,
+                principal,
+                at_ms,
+            } => self.init_producer(*existing, principal.as_deref(), *at_ms),
             Command::ExpireProducers { idle_before_ms } => {
                 Ok(self.expire_producers(*idle_before_ms))
             }

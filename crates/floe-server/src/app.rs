@@ -158,11 +158,13 @@ impl Server {
                         .with_context(|| format!("reading {}", path.display()))?
                         .trim()
                         .into(),
-                    None => floe_sequencer::cluster_secret(
-                        &options.endpoints,
-                        &options.cluster,
-                        options.tls.as_ref(),
-                    )
+                    None => with_etcd_retries("reading the cluster's internal credential", || {
+                        floe_sequencer::cluster_secret(
+                            &options.endpoints,
+                            &options.cluster,
+                            options.tls.as_ref(),
+                        )
+                    })
                     .await
                     .context("reading the cluster's internal credential from etcd")?
                     .into(),
@@ -172,13 +174,17 @@ impl Server {
                     "the internal credential must have at least 16 characters"
                 );
                 internal_secret = Some(crate::auth::Secret(Arc::clone(&secret)));
-                open_cluster(
-                    identity,
-                    options,
-                    Arc::new(StoredSnapshots(snapshots)),
-                    Arc::new(HttpForwarder::with_secret(secret, peer_ca.as_deref())?),
-                    Arc::new(SystemClock),
-                )
+                let snapshots: Arc<StoredSnapshots> = Arc::new(StoredSnapshots(snapshots));
+                let forwarder = Arc::new(HttpForwarder::with_secret(secret, peer_ca.as_deref())?);
+                with_etcd_retries("joining the cluster", || {
+                    open_cluster(
+                        identity.clone(),
+                        options.clone(),
+                        snapshots.clone(),
+                        forwarder.clone(),
+                        Arc::new(SystemClock),
+                    )
+                })
                 .await
                 .context("joining the cluster through etcd")?
             }
@@ -297,6 +303,32 @@ impl Server {
         self.broker.shutdown().await;
         tracing::info!("floe stopped");
         Ok(())
+    }
+}
+
+/// How long a starting broker keeps trying etcd: an election in etcd (a member restarting,
+/// a leader lost) makes it refuse requests for a few seconds, which should delay a start,
+/// not fail it.
+const ETCD_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds or [`ETCD_START_PATIENCE`] has passed, with backoff.
+async fn with_etcd_retries<T, E, F>(what: &str, attempt: impl Fn() -> F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + ETCD_START_PATIENCE;
+    let mut backoff = std::time::Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(%error, what, retry_in = ?backoff, "etcd refused; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

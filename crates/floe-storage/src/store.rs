@@ -220,20 +220,11 @@ pub async fn check_store(
             PutOptions::from(PutMode::Create),
         )
     };
-    if let Err(error) = put(b"first").await {
-        let hint = match &error {
-            object_store::Error::NotFound { .. } => {
-                " (does the bucket exist? `floe admin init-bucket` creates it)"
-            }
-            object_store::Error::NotImplemented { .. } => " (the store cannot do create-only puts)",
-            _ if error.to_string().contains("NoSuchBucket") => {
-                " (the bucket does not exist; `floe admin init-bucket` creates it)"
-            }
-            _ => "",
-        };
-        return Err(StorageError::Setup(format!(
-            "cannot write to {describe}: {error}{hint}"
-        )));
+    match put(b"first").await {
+        // The key is new and ours alone: "already exists" means the first attempt landed
+        // and its answer was lost, so the client's retry found it.
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(error) => return Err(setup_error(describe, &error)),
     }
     let second = put(b"second").await;
     let _ = store.delete(&probe).await;
@@ -248,6 +239,20 @@ pub async fn check_store(
              'already exists'"
         ))),
     }
+}
+
+fn setup_error(describe: &str, error: &object_store::Error) -> StorageError {
+    let hint = match error {
+        object_store::Error::NotFound { .. } => {
+            " (does the bucket exist? `floe admin init-bucket` creates it)"
+        }
+        object_store::Error::NotImplemented { .. } => " (the store cannot do create-only puts)",
+        _ if error.to_string().contains("NoSuchBucket") => {
+            " (the bucket does not exist; `floe admin init-bucket` creates it)"
+        }
+        _ => "",
+    };
+    StorageError::Setup(format!("cannot write to {describe}: {error}{hint}"))
 }
 
 #[cfg(test)]

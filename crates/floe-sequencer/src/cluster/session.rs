@@ -41,6 +41,10 @@ pub(crate) async fn register(
             advertise: identity.advertise.clone(),
             started_ms: handle.clock.now_ms(),
             session: 0,
+            features: crate::membership::FEATURES
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
         };
         let value = serde_json::to_vec(&member)
             .map_err(|e| LogError::Corrupt(format!("encode member: {e}")))?;

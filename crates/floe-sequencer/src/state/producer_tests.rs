@@ -10,6 +10,7 @@ fn init(state: &mut ClusterState, index: u64, existing: Option<(u64, u16)>) -> (
         index,
         &Command::InitProducer {
             existing,
+            principal: None,
             at_ms: 1_000,
         },
     ) {
@@ -40,6 +41,7 @@ fn produce(
             producer,
             expected_next_offset,
             timestamp_ms: 7_000 + index as i64,
+            principal: None,
         }],
         batches,
         at_ms: 2_000 + index as i64,
@@ -91,6 +93,7 @@ fn a_retried_request_gets_its_original_offsets_and_writes_nothing() {
             producer: tag(id, 0, 0),
             expected_next_offset: None,
             timestamp_ms: 99,
+            principal: None,
         }],
         at_ms: 0,
     };
@@ -159,6 +162,7 @@ fn gaps_stale_epochs_and_unknown_producers_are_refused_and_write_nothing() {
             8,
             &Command::InitProducer {
                 existing: Some((id, 0)),
+                principal: None,
                 at_ms: 0
             }
         ),
@@ -239,6 +243,7 @@ fn a_conditional_append_commits_only_at_the_expected_offset() {
                 producer: None,
                 expected_next_offset: Some(3),
                 timestamp_ms: 0,
+                principal: None,
             },
             RequestGuard {
                 first: 1,
@@ -246,6 +251,7 @@ fn a_conditional_append_commits_only_at_the_expected_offset() {
                 producer: None,
                 expected_next_offset: Some(3),
                 timestamp_ms: 0,
+                principal: None,
             },
         ],
         at_ms: 0,
@@ -298,4 +304,74 @@ fn idle_producers_expire_and_producer_state_survives_a_snapshot() {
         Ok(Outcome::ProducersExpired(1))
     );
     assert!(state.producer(id).is_none());
+}
+
+#[test]
+fn a_producer_serves_only_the_principal_that_initialised_it() {
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 1);
+    let init = |existing, principal: &str| Command::InitProducer {
+        existing,
+        principal: Some(principal.into()),
+        at_ms: 0,
+    };
+    let Ok(Outcome::ProducerInitialized { producer_id, .. }) = state.apply(2, &init(None, "alice"))
+    else {
+        panic!("init");
+    };
+    // Mallory can neither fence alice's producer nor write under it.
+    assert_eq!(
+        state.apply(3, &init(Some((producer_id, 0)), "mallory")),
+        Err(ApplyError::UnknownProducer(producer_id))
+    );
+    let command = |principal: &str, index: u64| Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches: vec![batch(topic, 0, 1)],
+        guards: vec![RequestGuard {
+            first: 0,
+            count: 1,
+            producer: tag(producer_id, 0, 0),
+            expected_next_offset: None,
+            timestamp_ms: index as i64,
+            principal: Some(principal.into()),
+        }],
+        at_ms: 0,
+    };
+    let Ok(Outcome::SegmentCommitted(results)) = state.apply(4, &command("mallory", 4)) else {
+        panic!("commit");
+    };
+    assert_eq!(
+        results.results,
+        vec![Err(ApplyError::UnknownProducer(producer_id))]
+    );
+    let Ok(Outcome::SegmentCommitted(results)) = state.apply(5, &command("alice", 5)) else {
+        panic!("commit");
+    };
+    assert_eq!(results.results, vec![Ok(0)]);
+    assert_eq!(
+        state.apply(6, &init(Some((producer_id, 0)), "alice")),
+        Ok(Outcome::ProducerInitialized {
+            producer_id,
+            epoch: 1
+        })
+    );
+}
+
+#[test]
+fn segment_results_read_and_write_the_shape_older_brokers_use() {
+    let plain = SegmentResults::from(vec![Ok(3), Err(ApplyError::UnknownProducer(9))]);
+    let json = serde_json::to_value(&plain).expect("encode");
+    assert!(
+        json.is_array(),
+        "no retry answered: a plain list, as before: {json}"
+    );
+    let back: SegmentResults = serde_json::from_value(json).expect("decode");
+    assert_eq!(back, plain);
+    let full = SegmentResults {
+        results: vec![Ok(3)],
+        repeated: vec![(0, 1, 77)],
+    };
+    let back: SegmentResults =
+        serde_json::from_value(serde_json::to_value(&full).expect("encode")).expect("decode");
+    assert_eq!(back, full);
 }

@@ -22,6 +22,11 @@ pub const PRODUCER_WINDOW: usize = 5;
 /// The most producers the cluster tracks at once; `InitProducer` beyond it is refused
 /// until idle ones expire.
 pub const MAX_PRODUCERS: usize = 100_000;
+/// The most producers one principal may hold, so one cannot use up the cluster's.
+pub const MAX_PRODUCERS_PER_PRINCIPAL: usize = 10_000;
+/// The most batches (partitions) one idempotent request may write: the window remembers
+/// each, in every replica and snapshot.
+pub const MAX_IDEMPOTENT_BATCHES: usize = 256;
 
 /// A produce request's producer: who, at which epoch, its request number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +38,7 @@ pub struct ProducerTag {
 
 /// The conditions on one request's batches in a [`Command::CommitSegment`](super::Command):
 /// batches `first..first + count` of the segment, all or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestGuard {
     pub first: u32,
     pub count: u32,
@@ -46,6 +51,10 @@ pub struct RequestGuard {
     /// idempotent request, so a retry is answered with the first attempt's timestamps.
     #[serde(default)]
     pub timestamp_ms: i64,
+    /// The authenticated principal sending the request: a producer serves only the
+    /// principal that initialised it (`None` without authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// One remembered request: its sequence and where each of its batches landed.
@@ -63,6 +72,9 @@ pub struct Produced {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerState {
     pub epoch: u16,
+    /// The principal that initialised it (`None` without authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
     /// The last time (ms) it was initialised or committed; idle producers expire.
     pub last_seen_ms: i64,
     pub window: VecDeque<Produced>,
@@ -89,12 +101,16 @@ impl ClusterState {
     pub(super) fn init_producer(
         &mut self,
         existing: Option<(u64, u16)>,
+        principal: Option<&str>,
         at_ms: i64,
     ) -> Result<Outcome, ApplyError> {
         if let Some((producer_id, epoch)) = existing {
+            // Another principal's producer is as good as unknown: it can neither be
+            // fenced nor learnt about.
             let state = self
                 .producers
                 .get_mut(&producer_id)
+                .filter(|state| state.principal.as_deref() == principal)
                 .ok_or(ApplyError::UnknownProducer(producer_id))?;
             if epoch != state.epoch {
                 return Err(ApplyError::ProducerFenced {
@@ -108,6 +124,7 @@ impl ClusterState {
             };
             *state = ProducerState {
                 epoch: next,
+                principal: principal.map(str::to_owned),
                 last_seen_ms: at_ms,
                 window: VecDeque::new(),
             };
@@ -121,12 +138,23 @@ impl ClusterState {
                 limit: MAX_PRODUCERS,
             });
         }
+        let held = self
+            .producers
+            .values()
+            .filter(|state| state.principal.as_deref() == principal)
+            .count();
+        if held >= MAX_PRODUCERS_PER_PRINCIPAL {
+            return Err(ApplyError::TooManyProducers {
+                limit: MAX_PRODUCERS_PER_PRINCIPAL,
+            });
+        }
         self.next_producer_id += 1;
         let producer_id = self.next_producer_id;
         self.producers.insert(
             producer_id,
             ProducerState {
                 epoch: 0,
+                principal: principal.map(str::to_owned),
                 last_seen_ms: at_ms,
                 window: VecDeque::new(),
             },
@@ -157,9 +185,19 @@ impl ClusterState {
     ) -> (Vec<Result<u64, ApplyError>>, Option<i64>) {
         let refuse = |error: ApplyError| (vec![Err(error); batches.len()], None);
         if let Some(tag) = &guard.producer {
-            let Some(producer) = self.producers.get(&tag.producer_id) else {
+            let Some(producer) = self
+                .producers
+                .get(&tag.producer_id)
+                .filter(|producer| producer.principal == guard.principal)
+            else {
                 return refuse(ApplyError::UnknownProducer(tag.producer_id));
             };
+            if batches.len() > MAX_IDEMPOTENT_BATCHES {
+                return refuse(ApplyError::TooManyIdempotentBatches {
+                    batches: batches.len(),
+                    limit: MAX_IDEMPOTENT_BATCHES,
+                });
+            }
             if tag.epoch != producer.epoch {
                 return refuse(ApplyError::ProducerFenced {
                     producer_id: tag.producer_id,
@@ -219,6 +257,25 @@ impl ClusterState {
                     expected,
                     actual,
                 });
+            }
+        }
+        // All or none: a batch whose topic or partition is gone refuses the request.
+        for batch in batches {
+            let exists = self
+                .topic_by_id(batch.topic_id)
+                .map(|topic| (batch.partition as usize) < topic.partitions.len());
+            match exists {
+                Some(true) => {}
+                Some(false) => {
+                    let partitions = self
+                        .topic_by_id(batch.topic_id)
+                        .map_or(0, |topic| topic.partitions.len() as u32);
+                    return refuse(ApplyError::UnknownPartition {
+                        partition: batch.partition,
+                        partitions,
+                    });
+                }
+                None => return refuse(ApplyError::UnknownTopicId(batch.topic_id)),
             }
         }
         let results: Vec<Result<u64, ApplyError>> = batches

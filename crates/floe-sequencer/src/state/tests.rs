@@ -707,15 +707,18 @@ fn every_command_round_trips_through_the_log_json() {
                 }),
                 expected_next_offset: Some(40),
                 timestamp_ms: 12,
+                principal: Some("alice".into()),
             }],
             at_ms: 15,
         },
         Command::InitProducer {
             existing: Some((4, 1)),
+            principal: Some("alice".into()),
             at_ms: 16,
         },
         Command::InitProducer {
             existing: None,
+            principal: None,
             at_ms: 16,
         },
         Command::ExpireProducers { idle_before_ms: 17 },

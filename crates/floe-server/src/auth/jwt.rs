@@ -144,8 +144,11 @@ fn parse_jwks(bytes: &[u8]) -> Result<Vec<Key>, String> {
 pub struct JwtVerifier {
     options: JwtOptions,
     keys: parking_lot::RwLock<Arc<Vec<Key>>>,
-    /// One fetch of a JWKS URL at a time, and when the last one started.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// One fetch of a JWKS URL at a time.
+    fetching: tokio::sync::Mutex<()>,
+    /// When the last fetch started: a token naming an unknown key fetches again only if
+    /// this is long enough ago (checked and stamped at once).
+    last_fetch: parking_lot::Mutex<Option<Instant>>,
     http: reqwest::Client,
 }
 
@@ -174,7 +177,8 @@ impl JwtVerifier {
         }
         let verifier = Arc::new(Self {
             keys: parking_lot::RwLock::new(Arc::new(Vec::new())),
-            fetching: tokio::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            last_fetch: parking_lot::Mutex::new(None),
             http: http.build()?,
             options,
         });
@@ -249,8 +253,8 @@ impl JwtVerifier {
         let JwksSource::Url(url) = &self.options.source else {
             return Ok(());
         };
-        let mut last = self.fetching.lock().await;
-        *last = Some(Instant::now());
+        let _single = self.fetching.lock().await;
+        *self.last_fetch.lock() = Some(Instant::now());
         let mut response = self
             .http
             .get(url)
@@ -319,12 +323,15 @@ impl JwtVerifier {
         let mut index = pick(&keys);
         if index.is_none() && matches!(self.options.source, JwksSource::Url(_)) {
             // Perhaps the issuer rotated its keys: fetch them again, at most so often.
-            let recently = self
-                .fetching
-                .lock()
-                .await
-                .is_some_and(|last| last.elapsed() < REFETCH_AT_MOST_EVERY);
-            if !recently {
+            let due = {
+                let mut last = self.last_fetch.lock();
+                let due = last.is_none_or(|last| last.elapsed() >= REFETCH_AT_MOST_EVERY);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            };
+            if due {
                 if let Err(error) = self.fetch().await {
                     tracing::warn!(%error, "JWT signing keys not fetched again");
                 }

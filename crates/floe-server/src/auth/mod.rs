@@ -126,13 +126,21 @@ impl AuthOptions {
                 ));
             }
         }
-        if let Some(url) = &self.jwks_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(InvalidSetting::new(
-                "jwks_url",
-                "must be an http:// or https:// URL".to_owned(),
-            ));
+        if let Some(url) = &self.jwks_url {
+            // Whoever can change the keys can sign any principal's tokens: plain HTTP only
+            // to this machine.
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|prefix| {
+                    url.strip_prefix(prefix)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+                });
+            if !url.starts_with("https://") && !loopback {
+                return Err(InvalidSetting::new(
+                    "jwks_url",
+                    "must be an https:// URL (http:// only to a loopback address)".to_owned(),
+                ));
+            }
         }
         if self.jwks_refresh < Duration::from_secs(10) {
             return Err(InvalidSetting::new(
@@ -338,16 +346,28 @@ impl Auth {
 
     /// Whether `principal` may write to some topic or to the cluster: what initialising an
     /// idempotent producer needs (Kafka's rule since 3.0).
+    /// An allow ACL counts only if the topic it names (for a prefix, a topic named the
+    /// prefix) is not denied to the principal: Kafka's check honours denies too.
     pub fn may_write_somewhere(&self, principal: &Principal) -> bool {
-        !self.enabled()
-            || self.super_users.iter().any(|user| user == principal.name())
-            || self.sequencer.read(|state| {
-                state.acls().any(|acl| {
-                    acl.permission == floe_core::Permission::Allow
-                        && acl.operation == Operation::Write
-                        && (acl.principal == "*" || acl.principal == principal.name())
-                })
+        if !self.enabled() || self.super_users.iter().any(|user| user == principal.name()) {
+            return true;
+        }
+        self.sequencer.read(|state| {
+            state.acls().any(|acl| {
+                acl.permission == floe_core::Permission::Allow
+                    && acl.operation == Operation::Write
+                    && (acl.principal == "*" || acl.principal == principal.name())
+                    && acl.resource.sample_topic().is_some_and(|topic| {
+                        floe_core::acl::authorize(
+                            state.acls(),
+                            principal.name(),
+                            Operation::Write,
+                            ResourceKind::Topic,
+                            topic,
+                        )
+                    })
             })
+        })
     }
 
     /// [`Auth::may`], as a `403` naming the operation and the resource, audited.

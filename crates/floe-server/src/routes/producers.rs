@@ -37,7 +37,8 @@ pub async fn init(
             ));
         }
     };
-    let (producer_id, producer_epoch) = state.broker.init_producer(existing).await?;
+    let owner = state.auth.enabled().then(|| principal.name().to_owned());
+    let (producer_id, producer_epoch) = state.broker.init_producer(existing, owner).await?;
     Ok(Json(ProducerIdentity {
         producer_id,
         producer_epoch,

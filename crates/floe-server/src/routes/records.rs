@@ -47,6 +47,7 @@ pub async fn produce(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
     ApiQuery(query): ApiQuery<ProduceQuery>,
+    principal: Option<Extension<crate::auth::Principal>>,
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<ProduceAcks> {
@@ -57,18 +58,28 @@ pub async fn produce(
              /v1/topics/{topic}/partitions/{partition}/records",
         ));
     }
-    produce_records(state, topic, None, query, headers, body).await
+    produce_records(state, topic, None, query, principal, headers, body).await
 }
 
 pub async fn produce_to_partition(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<ProduceQuery>,
+    principal: Option<Extension<crate::auth::Principal>>,
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<ProduceAcks> {
     let (topic, partition) = path;
-    produce_records(state, topic, Some(partition), query, headers, body).await
+    produce_records(
+        state,
+        topic,
+        Some(partition),
+        query,
+        principal,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn produce_records(
@@ -76,6 +87,7 @@ async fn produce_records(
     topic: String,
     fixed_partition: Option<u32>,
     query: ProduceQuery,
+    principal: Option<Extension<crate::auth::Principal>>,
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<ProduceAcks> {
@@ -133,6 +145,9 @@ async fn produce_records(
     let conditions = floe_broker::ProduceConditions {
         producer: producer.tag()?,
         expected_next_offset: query.expected_next_offset,
+        principal: principal
+            .filter(|_| state.auth.enabled())
+            .map(|Extension(principal)| principal.name().to_owned()),
     };
     let acks = state
         .broker
