@@ -246,3 +246,44 @@ pub fn seed() -> u64 {
     eprintln!("FLOE_TEST_SEED={seed}");
     seed
 }
+
+/// Runs the `floe` CLI with `args`, `stdin` and, of the `FLOE_*` client variables, only
+/// those in `env`; waits for it to exit.
+pub fn run_floe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut command = Command::new(floe_binary());
+    for variable in [
+        "FLOE_SERVER",
+        "FLOE_TOKEN",
+        "FLOE_CA",
+        "FLOE_CERT",
+        "FLOE_KEY",
+    ] {
+        command.env_remove(variable);
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn floe");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("floe exits")
+}
+
+/// The stdout of a `floe` run that succeeded (its stderr in the panic otherwise).
+pub fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "floe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}

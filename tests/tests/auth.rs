@@ -100,6 +100,36 @@ impl Api {
     }
 }
 
+/// A server whose tokens file holds `tokens`, with `super_users` (semicolon-separated)
+/// and `config` as its `floe.toml`, and a client of it.
+fn serve_with(
+    dir: &Path,
+    tokens: &[(&str, &str)],
+    super_users: &str,
+    config: &str,
+) -> (FloeProcess, Api) {
+    let tokens_path = dir.join("tokens");
+    write_tokens(&tokens_path, tokens);
+    let config_path = dir.join("floe.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let server = FloeProcess::start(
+        dir,
+        &[
+            "--auth-tokens",
+            &tokens_path.display().to_string(),
+            "--super-users",
+            super_users,
+            "--config",
+            &config_path.display().to_string(),
+        ],
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+    };
+    (server, api)
+}
+
 #[tokio::test]
 async fn every_route_refuses_the_unauthenticated_and_the_unauthorised_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -457,29 +487,12 @@ async fn the_internal_route_needs_the_cluster_credential() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_over_its_produce_quota_gets_429s_and_others_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens");
-    write_tokens(&tokens, &[("alice", "alice-token"), ("bob", "bob-token")]);
-    let config = dir.path().join("floe.toml");
-    std::fs::write(
-        &config,
-        "[quotas.principals.alice]\nproduce_bytes_per_second = 200000\n",
-    )
-    .expect("config");
-    let server = FloeProcess::start(
+    let (_server, api) = serve_with(
         dir.path(),
-        &[
-            "--auth-tokens",
-            &tokens.display().to_string(),
-            "--super-users",
-            "alice;bob",
-            "--config",
-            &config.display().to_string(),
-        ],
+        &[("alice", "alice-token"), ("bob", "bob-token")],
+        "alice;bob",
+        "[quotas.principals.alice]\nproduce_bytes_per_second = 200000\n",
     );
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-    };
     let (status, _, _) = api
         .call(
             Some("bob-token"),
@@ -548,25 +561,12 @@ async fn a_principal_over_its_produce_quota_gets_429s_and_others_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_are_limited_per_principal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens");
-    write_tokens(&tokens, &[("alice", "alice-token"), ("bob", "bob-token")]);
-    let config = dir.path().join("floe.toml");
-    std::fs::write(&config, "[server]\nmax_waiting_fetches_per_client = 1\n").expect("config");
-    let server = FloeProcess::start(
+    let (_server, api) = serve_with(
         dir.path(),
-        &[
-            "--auth-tokens",
-            &tokens.display().to_string(),
-            "--super-users",
-            "alice;bob",
-            "--config",
-            &config.display().to_string(),
-        ],
+        &[("alice", "alice-token"), ("bob", "bob-token")],
+        "alice;bob",
+        "[server]\nmax_waiting_fetches_per_client = 1\n",
     );
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-    };
     let (status, _, _) = api
         .call(
             Some("bob-token"),
@@ -753,24 +753,12 @@ async fn jwts_are_checked_against_the_issuers_jwks_url_and_its_rotations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_stream_ends_when_its_reader_loses_the_acl() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens");
-    write_tokens(
-        &tokens,
-        &[("admin", "admin-token"), ("alice", "alice-token")],
-    );
-    let server = FloeProcess::start(
+    let (_server, api) = serve_with(
         dir.path(),
-        &[
-            "--auth-tokens",
-            &tokens.display().to_string(),
-            "--super-users",
-            "admin",
-        ],
+        &[("admin", "admin-token"), ("alice", "alice-token")],
+        "admin",
+        "",
     );
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-    };
     let admin = Some("admin-token");
     let acl = json!({"acls": [{"principal": "alice", "resource": "topic:t",
         "operation": "read", "permission": "allow"}]});

@@ -1,7 +1,6 @@
 //! The `floe` client commands as a user runs them: a real `floe serve`, the real binary,
 //! stdin and stdout.
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -11,30 +10,11 @@ use floe_tests::{FloeProcess, floe_binary, free_port};
 use serde_json::Value;
 
 fn floe(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(floe_binary())
-        .args(args)
-        .env_remove("FLOE_SERVER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn floe");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("floe exits")
+    floe_tests::run_floe(args, &[], stdin)
 }
 
 fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "floe failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+    floe_tests::succeeded(output)
 }
 
 #[tokio::test(flavor = "multi_thread")]

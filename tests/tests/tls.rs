@@ -3,14 +3,13 @@
 //! (ACLs apply); a rotated certificate is served without a restart. The `floe` CLI does the
 //! same with `--ca`, `--cert` and `--key`. Certificates are made in the test with rcgen.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use floe_tests::certs::Ca;
-use floe_tests::{FloeProcess, floe_binary};
+use floe_tests::{FloeProcess, succeeded};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -237,41 +236,7 @@ fn write_leaf(dir: &Path, name: &str, (cert, key): (String, String)) -> (String,
 
 /// Runs the `floe` CLI with `args`, `stdin` and only the given `FLOE_*` variables.
 fn floe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut command = Command::new(floe_binary());
-    for variable in [
-        "FLOE_SERVER",
-        "FLOE_TOKEN",
-        "FLOE_CA",
-        "FLOE_CERT",
-        "FLOE_KEY",
-    ] {
-        command.env_remove(variable);
-    }
-    let mut child = command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn floe");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("floe exits")
-}
-
-/// The stdout of a run that succeeded.
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "floe failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+    floe_tests::run_floe(args, env, stdin)
 }
 
 /// The stderr of a run that failed as a command fails (exit status 1), not as a panic.
