@@ -80,10 +80,21 @@ impl FloeProcess {
             .expect("spawn floe serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
+        // What the process said before it announced itself, to show if it never does.
+        let early = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let heard = std::sync::Arc::clone(&early);
         std::thread::spawn(move || {
             let mut announced = false;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if !announced {
+                    let mut heard = heard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if heard.len() < 40 {
+                        heard.push(line.clone());
+                    }
+                }
                 if !announced
                     && let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
                     && let Some(addr) = event.pointer("/fields/addr").and_then(|a| a.as_str())
@@ -98,7 +109,17 @@ impl FloeProcess {
         });
         let addr = receiver
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("floe serve did not announce its address within 30 s"));
+            .unwrap_or_else(|_| {
+                let exited = child.try_wait().ok().flatten();
+                let said = early
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .join("\n");
+                panic!(
+                    "floe serve did not announce its address within 30 s (exit status: \
+                 {exited:?}); it said:\n{said}"
+                )
+            });
         Self {
             child: Some(child),
             url: format!("http://{addr}"),
