@@ -111,6 +111,9 @@ impl FloeProcess {
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 let exited = child.try_wait().ok().flatten();
+                // Not left behind: a slow broker would hold its id in the cluster.
+                let _ = child.kill();
+                let _ = child.wait();
                 let said = early
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -48,6 +48,27 @@ struct Injected {
     leader_kills: u32,
     pauses: u32,
     etcd_kills: u32,
+    /// Restarts where the broker did not come up on the first try (a liveness problem
+    /// under investigation, docs/reliability.md; printed with what the broker said).
+    slow_restarts: u32,
+}
+
+/// Starts broker `index` again. A broker that does not come up within the harness's 30 s
+/// is reported (with what it said) and started once more; a second failure fails the run.
+fn restart(cluster: &mut FloeCluster, index: usize, injected: &mut Injected) {
+    let first =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.spawn(index, &[])));
+    let broker = match first {
+        Ok(broker) => broker,
+        Err(panic) => {
+            injected.slow_restarts += 1;
+            let said = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            eprintln!("chaos: broker b{index} did not restart: {said}");
+            std::thread::sleep(Duration::from_secs(2));
+            cluster.spawn(index, &[])
+        }
+    };
+    cluster.brokers[index] = Some(broker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,8 +160,7 @@ async fn acknowledged_records_survive_faults_exactly_once() {
                 injected.broker_kills += 1;
                 proxy.set_upstreams(addresses(&cluster));
                 tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
-                let broker = cluster.spawn(victim, &[]);
-                cluster.brokers[victim] = Some(broker);
+                restart(&mut cluster, victim, &mut injected);
             }
             1 => {
                 let Ok(info) = cluster.client(running_brokers[0]).cluster().await else {
@@ -159,8 +179,7 @@ async fn acknowledged_records_survive_faults_exactly_once() {
                 injected.leader_kills += 1;
                 proxy.set_upstreams(addresses(&cluster));
                 tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
-                let broker = cluster.spawn(leader, &[]);
-                cluster.brokers[leader] = Some(broker);
+                restart(&mut cluster, leader, &mut injected);
             }
             2 => {
                 let victim = running_brokers[rng.random_range(0..running_brokers.len())];

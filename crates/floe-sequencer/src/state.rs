@@ -16,8 +16,8 @@ mod producers;
 
 pub use acls::MAX_ACLS;
 pub use producers::{
-    MAX_IDEMPOTENT_BATCHES, MAX_PRODUCERS, MAX_PRODUCERS_PER_PRINCIPAL, PRODUCER_WINDOW, Produced,
-    ProducerState, ProducerTag, RequestGuard,
+    MAX_IDEMPOTENT_BATCHES, MAX_PRODUCERS, MAX_PRODUCERS_PER_PRINCIPAL, MAX_WINDOW_BATCHES,
+    PRODUCER_WINDOW, Produced, ProducerState, ProducerTag, RequestGuard,
 };
 
 pub use export::{ExportCursor, ExportRange, ExportWritten};

@@ -375,3 +375,23 @@ fn segment_results_read_and_write_the_shape_older_brokers_use() {
         serde_json::from_value(serde_json::to_value(&full).expect("encode")).expect("decode");
     assert_eq!(back, full);
 }
+
+#[test]
+fn wide_requests_leave_the_window_early_so_it_stays_bounded() {
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 3_000);
+    let (id, _) = init(&mut state, 2, None);
+    let wide = vec![1; 3_000];
+    produce(&mut state, 3, topic, &[1], tag(id, 0, 0), None);
+    produce(&mut state, 4, topic, &wide, tag(id, 0, 1), None);
+    produce(&mut state, 5, topic, &wide, tag(id, 0, 2), None);
+    let producer = state.producer(id).expect("producer");
+    let remembered: usize = producer.window.iter().map(|p| p.batches.len()).sum();
+    assert!(remembered <= MAX_WINDOW_BATCHES, "{remembered}");
+    assert_eq!(producer.window.back().map(|p| p.sequence), Some(2));
+    assert_eq!(
+        producer.next_sequence(),
+        3,
+        "the next sequence is still known"
+    );
+}

@@ -24,9 +24,13 @@ pub const PRODUCER_WINDOW: usize = 5;
 pub const MAX_PRODUCERS: usize = 100_000;
 /// The most producers one principal may hold, so one cannot use up the cluster's.
 pub const MAX_PRODUCERS_PER_PRINCIPAL: usize = 10_000;
-/// The most batches (partitions) one idempotent request may write: the window remembers
-/// each, in every replica and snapshot.
-pub const MAX_IDEMPOTENT_BATCHES: usize = 256;
+/// The most batches (partitions) one idempotent request may write: as many as one
+/// segment's commit carries.
+pub const MAX_IDEMPOTENT_BATCHES: usize = 4096;
+/// The most batches a producer's window remembers across its requests (each is kept in
+/// every replica and snapshot): older requests leave the window early when recent ones
+/// were wide. The newest request always stays.
+pub const MAX_WINDOW_BATCHES: usize = 4096;
 
 /// A produce request's producer: who, at which epoch, its request number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,8 +311,13 @@ impl ClusterState {
                 .expect("checked above");
             producer.last_seen_ms = producer.last_seen_ms.max(at_ms);
             producer.window.push_back(produced);
-            while producer.window.len() > PRODUCER_WINDOW {
-                producer.window.pop_front();
+            let mut remembered: usize = producer.window.iter().map(|p| p.batches.len()).sum();
+            while producer.window.len() > PRODUCER_WINDOW
+                || (producer.window.len() > 1 && remembered > MAX_WINDOW_BATCHES)
+            {
+                if let Some(dropped) = producer.window.pop_front() {
+                    remembered -= dropped.batches.len();
+                }
             }
         }
         (results, None)
