@@ -427,12 +427,13 @@ impl FloeClient {
         let path = format!("/v1/topics/{topic}/records?encoding={}", encoding.as_str());
         let body = self
             .send_idempotent(|producer| {
-                self.request(Method::POST, &path).json(&IdempotentProduce {
-                    records: &records,
-                    producer_id: producer.map(|(p, _)| p.producer_id),
-                    producer_epoch: producer.map(|(p, _)| p.producer_epoch),
-                    sequence: producer.map(|(_, sequence)| sequence),
-                })
+                self.request(Method::POST, &path)
+                    .json(&crate::idempotent::IdempotentProduce {
+                        records: &records,
+                        producer_id: producer.map(|(p, _)| p.producer_id),
+                        producer_epoch: producer.map(|(p, _)| p.producer_epoch),
+                        sequence: producer.map(|(_, sequence)| sequence),
+                    })
             })
             .await?;
         serde_json::from_slice(&body).map_err(|error| ClientError::Decode(error.to_string()))
@@ -758,18 +759,6 @@ fn group_path(group: &str, segments: &[&str]) -> Result<String, ClientError> {
         .push(group)
         .extend(segments);
     Ok(url.path().to_owned())
-}
-
-/// A JSON produce body with an idempotent producer's fields.
-#[derive(serde::Serialize)]
-struct IdempotentProduce<'a> {
-    records: &'a [ProduceRecordJson],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    producer_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    producer_epoch: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sequence: Option<u64>,
 }
 
 pub(crate) async fn check(response: Response) -> Result<Response, ClientError> {

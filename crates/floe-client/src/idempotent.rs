@@ -222,6 +222,18 @@ impl FloeClient {
     }
 }
 
+/// A JSON produce body with an idempotent producer's fields.
+#[derive(serde::Serialize)]
+pub(crate) struct IdempotentProduce<'a> {
+    pub records: &'a [floe_api::ProduceRecordJson],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer_epoch: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
 /// A producer held for one request: dropped (the slot forgets its identity) unless the
 /// request settled, so a sequence whose outcome is unknown is never used again.
 struct Held<'a> {

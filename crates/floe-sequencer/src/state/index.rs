@@ -6,6 +6,7 @@ use std::collections::btree_map::Entry;
 
 use floe_core::segment::BatchEntry;
 use floe_core::{SegmentId, TopicId};
+use serde::{Deserialize, Serialize};
 
 use super::{
     BatchLocation, ClusterState, FLUSH_LEVEL, Outcome, PartitionState, Replacement, SegmentInfo,
@@ -234,7 +235,7 @@ impl ClusterState {
                 }
             }
         }
-        Outcome::SegmentCommitted(super::SegmentResults { results, repeated })
+        Outcome::SegmentCommitted(SegmentResults { results, repeated })
     }
 
     pub(super) fn commit_batch(
@@ -289,5 +290,87 @@ impl TopicState {
                 partition,
                 partitions,
             })
+    }
+}
+
+/// What a segment's commit did, batch by batch. On the wire (a forwarded commit's
+/// answer) it is the plain list of results, as brokers before it wrote and read, unless
+/// a retry was answered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegmentResults {
+    /// Per batch, in the order of the command: its base offset, or why it was refused.
+    pub results: Vec<Result<u64, ApplyError>>,
+    /// Guarded requests answered as retries of committed ones (nothing written): their
+    /// first batch, batch count and the timestamp (ms) the first attempt's broker gave.
+    pub repeated: Vec<(u32, u32, i64)>,
+}
+
+impl Serialize for SegmentResults {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Full<'a> {
+            results: &'a [Result<u64, ApplyError>],
+            repeated: &'a [(u32, u32, i64)],
+        }
+        if self.repeated.is_empty() {
+            self.results.serialize(serializer)
+        } else {
+            Full {
+                results: &self.results,
+                repeated: &self.repeated,
+            }
+            .serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SegmentResults {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Plain(Vec<Result<u64, ApplyError>>),
+            Full {
+                results: Vec<Result<u64, ApplyError>>,
+                #[serde(default)]
+                repeated: Vec<(u32, u32, i64)>,
+            },
+        }
+        Ok(match Either::deserialize(deserializer)? {
+            Either::Plain(results) => results.into(),
+            Either::Full { results, repeated } => Self { results, repeated },
+        })
+    }
+}
+
+impl SegmentResults {
+    /// Each batch with its outcome, `Ok` only for batches this commit wrote (not those
+    /// of a retry answered with the offsets of an earlier commit).
+    pub fn written(&self) -> impl Iterator<Item = Option<u64>> + '_ {
+        self.results.iter().enumerate().map(|(index, result)| {
+            let index = index as u32;
+            let repeat = self
+                .repeated
+                .iter()
+                .any(|(first, count, _)| (*first..first + count).contains(&index));
+            result.as_ref().ok().copied().filter(|_| !repeat)
+        })
+    }
+}
+
+impl From<Vec<Result<u64, ApplyError>>> for SegmentResults {
+    fn from(results: Vec<Result<u64, ApplyError>>) -> Self {
+        Self {
+            results,
+            repeated: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for SegmentResults {
+    type Target = [Result<u64, ApplyError>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.results
     }
 }
