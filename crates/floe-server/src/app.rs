@@ -311,24 +311,35 @@ impl Server {
 /// not fail it.
 const ETCD_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs `attempt` until it succeeds or [`ETCD_START_PATIENCE`] has passed, with backoff.
-async fn with_etcd_retries<T, E, F>(what: &str, attempt: impl Fn() -> F) -> Result<T, E>
+/// How long one start-up attempt may take before it is abandoned and tried again: an etcd
+/// member that accepts a connection and then never answers (stopped, or mid-election)
+/// must not hold a starting broker forever. Loading the replica (a snapshot and the log
+/// since it) fits well inside this.
+const ETCD_START_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs `attempt` until it succeeds or [`ETCD_START_PATIENCE`] has passed, with backoff;
+/// an attempt that takes longer than [`ETCD_START_ATTEMPT`] counts as refused.
+async fn with_etcd_retries<T, E, F>(what: &str, attempt: impl Fn() -> F) -> anyhow::Result<T>
 where
     F: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let deadline = tokio::time::Instant::now() + ETCD_START_PATIENCE;
     let mut backoff = std::time::Duration::from_millis(250);
     loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if tokio::time::Instant::now() + backoff < deadline => {
-                tracing::warn!(%error, what, retry_in = ?backoff, "etcd refused; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-            }
-            Err(error) => return Err(error),
+        tracing::info!(what, "starting");
+        let error = match tokio::time::timeout(ETCD_START_ATTEMPT, attempt()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => anyhow::Error::new(error),
+            Err(_) => anyhow::anyhow!("no answer within {ETCD_START_ATTEMPT:?}"),
+        };
+        if tokio::time::Instant::now() + backoff >= deadline {
+            return Err(error);
         }
+        let error = format!("{error:#}");
+        tracing::warn!(%error, what, retry_in = ?backoff, "etcd refused; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) async fn join(
         Client::connect(&options.endpoints, Some(connect)),
     )
     .await?;
+    tracing::info!(endpoints = ?options.endpoints, "connected to etcd; loading the replica");
     let keys = Keys::new(&options.cluster);
     let replica = Arc::new(Replica::new(ClusterState::default()));
     catch_up(&client, &keys, &snapshots, &replica).await?;
@@ -164,6 +165,9 @@ impl Driver {
     ) -> Flow {
         let mut session_changes = self.handle.session_changed.subscribe();
         session_changes.mark_unchanged();
+        // Until caught up this broker leads nothing, and whoever led before does not
+        // either: neither is reported (cluster info, readiness, leader-only jobs).
+        self.handle.leader.send_replace(None);
         // Everything the previous leader committed is below this read: its writes after
         // our election fail their term check.
         let mut attempts = 0;
@@ -225,6 +229,8 @@ impl Driver {
             result = commit.run(receiver, until) => result,
             () = self.rebalance() => Ok(()),
         };
+        // The term is over: stop claiming it until the next election says who leads.
+        self.handle.leader.send_replace(None);
         if let Err(error) = result {
             tracing::warn!(%error, term, "sequencer term ended");
         } else {

@@ -306,19 +306,41 @@ pub(crate) async fn read_log(
     from: u64,
     at: Option<i64>,
 ) -> Result<(Vec<Vec<LogEntry>>, i64), LogError> {
-    // Groups are at most ~0.5 MiB: four stay under the client's 4 MiB message limit.
-    const PAGE: i64 = 4;
+    // Most groups are small, so pages start wide; a group may reach ~0.5 MiB, so a page
+    // over the client's 4 MiB message limit is read again at half the width, down to one.
+    const WIDEST_PAGE: i64 = 256;
+    let mut page = WIDEST_PAGE;
     let mut start = keys.log(from);
     let mut revision = at.unwrap_or(0);
     let mut groups = Vec::new();
     loop {
         let mut options = GetOptions::new()
             .with_range(keys.log_end())
-            .with_limit(PAGE);
+            .with_limit(page);
         if revision > 0 {
             options = options.with_revision(revision);
         }
-        let response = etcd("read log", client.clone().get(start.clone(), Some(options))).await?;
+        let response = match tokio::time::timeout(
+            super::ETCD_TIMEOUT,
+            client.clone().get(start.clone(), Some(options)),
+        )
+        .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(etcd_client::Error::GRpcStatus(status)))
+                if status.code() == tonic::Code::OutOfRange && page > 1 =>
+            {
+                page /= 2;
+                continue;
+            }
+            Ok(Err(error)) => return Err(LogError::Etcd(format!("read log: {error}"))),
+            Err(_) => {
+                return Err(LogError::Etcd(format!(
+                    "read log: no answer within {:?}",
+                    super::ETCD_TIMEOUT
+                )));
+            }
+        };
         if revision == 0 {
             revision = response.header().map_or(0, |h| h.revision());
         }
@@ -339,44 +361,75 @@ pub(crate) async fn read_log(
     }
 }
 
+/// Whether the log, at `revision`, still holds the group that starts at `index`: only the
+/// first key at or after it is read.
+async fn log_holds(
+    client: &Client,
+    keys: &Keys,
+    index: u64,
+    revision: i64,
+) -> Result<bool, LogError> {
+    let options = GetOptions::new()
+        .with_range(keys.log_end())
+        .with_limit(1)
+        .with_keys_only()
+        .with_revision(revision);
+    let response = etcd(
+        "read log start",
+        client.clone().get(keys.log(index), Some(options)),
+    )
+    .await?;
+    Ok(response
+        .kvs()
+        .first()
+        .is_some_and(|kv| kv.key() == keys.log(index).as_bytes()))
+}
+
 /// Brings `replica` up to the log's current end, loading the snapshot first when the log no
-/// longer holds what follows the replica. Returns the revision it caught up to.
+/// longer holds what follows the replica. Returns the revision it caught up to. The log
+/// since the replica's state is read once: a starting broker's time grows with the entries
+/// since the last snapshot (at most `snapshot_every`), never with the whole history.
 pub(crate) async fn catch_up(
     client: &Client,
     keys: &Keys,
     snapshots: &Arc<dyn SnapshotStore>,
     replica: &Replica,
 ) -> Result<i64, LogError> {
-    loop {
-        let applied = replica.applied_index();
-        let (pointer, revision) = read_pointer(client, keys).await?;
-        let (groups, revision) = read_log(client, keys, applied + 1, Some(revision)).await?;
-        let continues = groups
-            .first()
-            .and_then(|group| group.first())
-            .is_some_and(|entry| entry.index == applied + 1);
-        if let Some(pointer) = pointer
-            && pointer.index > applied
-            && !continues
-        {
-            let bytes = snapshots.get(&pointer.object).await?;
-            replica.install(decode_state(pointer.index, &bytes)?);
-            tracing::info!(
-                index = pointer.index,
-                "replica loaded the sequencer snapshot"
-            );
-            continue;
-        }
-        for group in groups {
-            let first = group.first().map_or(0, |entry| entry.index);
-            if first > replica.applied_index() + 1 {
-                return Err(LogError::Corrupt(format!(
-                    "log jumps from {} to {first}",
-                    replica.applied_index()
-                )));
-            }
-            replica.apply(&group);
-        }
-        return Ok(revision);
+    // The pointer and the log are read at one revision, so the snapshot and the log that
+    // follows it agree.
+    let (pointer, revision) = read_pointer(client, keys).await?;
+    if let Some(pointer) = pointer
+        && pointer.index > replica.applied_index()
+        && !log_holds(client, keys, replica.applied_index() + 1, revision).await?
+    {
+        tracing::info!(
+            index = pointer.index,
+            object = pointer.object,
+            "replica fetching the sequencer snapshot"
+        );
+        let bytes = snapshots.get(&pointer.object).await?;
+        replica.install(decode_state(pointer.index, &bytes)?);
+        tracing::info!(
+            index = pointer.index,
+            "replica loaded the sequencer snapshot"
+        );
     }
+    let from = replica.applied_index() + 1;
+    let (groups, revision) = read_log(client, keys, from, Some(revision)).await?;
+    tracing::info!(
+        from,
+        groups = groups.len(),
+        "replica applying the log since its state"
+    );
+    for group in groups {
+        let first = group.first().map_or(0, |entry| entry.index);
+        if first > replica.applied_index() + 1 {
+            return Err(LogError::Corrupt(format!(
+                "log jumps from {} to {first}",
+                replica.applied_index()
+            )));
+        }
+        replica.apply(&group);
+    }
+    Ok(revision)
 }

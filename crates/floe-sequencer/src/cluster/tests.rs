@@ -442,3 +442,42 @@ async fn etcd_size_is_bounded_by_the_snapshot_interval() {
     );
     sequencer.shutdown().await;
 }
+
+/// Log groups can be large (a group may approach 0.5 MiB): a page of them over the gRPC
+/// client's 4 MiB message limit is read again in narrower pages, so a catch-up reads wide
+/// pages of small groups and still reads a log of large ones, whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_reads_in_pages_that_fit_the_message_limit() {
+    let etcd = EtcdCluster::start(1);
+    let keys = Keys::new("pages");
+    let client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .expect("connect");
+    let groups = 12u64;
+    for index in 1..=groups {
+        let group = vec![crate::log::LogEntry {
+            index,
+            command: crate::state::Command::InitProducer {
+                existing: None,
+                principal: Some(format!("{index}-{}", "p".repeat(450_000))),
+                at_ms: 0,
+            },
+        }];
+        let value = serde_json::to_vec(&group).expect("encode");
+        client
+            .clone()
+            .put(keys.log(index), value, None)
+            .await
+            .expect("put");
+    }
+    let (read, revision) = etcd_log::read_log(&client, &keys, 1, None)
+        .await
+        .expect("a log wider than one message reads in narrower pages");
+    assert!(revision > 0);
+    let indexes: Vec<u64> = read.iter().map(|group| group[0].index).collect();
+    assert_eq!(indexes, (1..=groups).collect::<Vec<_>>());
+    let (tail, _) = etcd_log::read_log(&client, &keys, 11, None)
+        .await
+        .expect("read the tail");
+    assert_eq!(tail.len(), 2, "from a later index, only what follows it");
+}
