@@ -213,12 +213,27 @@ pub async fn check_store(
     describe: &str,
 ) -> Result<(), StorageError> {
     let probe = crate::keys::probe(prefix, &ulid::Ulid::new().to_string());
-    let put = |body: &'static [u8]| {
-        store.put_opts(
-            &probe,
-            PutPayload::from_static(body),
-            PutOptions::from(PutMode::Create),
-        )
+    // Each put is create-only, so trying one again is safe; a lost answer (a connection
+    // cut mid-response) is tried again rather than taken for the store's verdict.
+    let put = async |body: &'static [u8]| {
+        let mut attempt = 1;
+        loop {
+            let result = store
+                .put_opts(
+                    &probe,
+                    PutPayload::from_static(body),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await;
+            match result {
+                Err(ref error) if attempt < PROBE_ATTEMPTS && probe_may_retry(error) => {
+                    tracing::warn!(%error, attempt, "store check: a probe put failed; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     };
     match put(b"first").await {
         // The key is new and ours alone: "already exists" means the first attempt landed
@@ -239,6 +254,21 @@ pub async fn check_store(
              'already exists'"
         ))),
     }
+}
+
+/// How many times the store check tries each probe put.
+const PROBE_ATTEMPTS: u64 = 5;
+
+/// Whether a probe put's failure may be a lost answer rather than the store's verdict.
+fn probe_may_retry(error: &object_store::Error) -> bool {
+    !matches!(
+        error,
+        object_store::Error::AlreadyExists { .. }
+            | object_store::Error::NotFound { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+    )
 }
 
 fn setup_error(describe: &str, error: &object_store::Error) -> StorageError {
