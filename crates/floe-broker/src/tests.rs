@@ -164,14 +164,45 @@ async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
         .create_topic("t", 3, TopicConfig::default())
         .await
         .expect("create");
-    let acks = broker
-        .produce("t", vec![record(None, Some("21"), "x")])
-        .await
-        .expect("produce");
-    assert_eq!(
-        acks[0].partition,
-        floe_core::partitioner::partition_for_key(b"21", 3)
-    );
+    // Where Kafka's Java producer puts these keys on 3 partitions, computed by kafka-clients
+    // 4.1.1's own `BuiltInPartitioner.partitionForKey` (scripts/kafka-test-vectors.sh), not
+    // by floe. key-3, key-6, key-8 and 21 have negative murmur2 hashes.
+    let kafka_placements = [
+        ("key-0", 1),
+        ("key-3", 2),
+        ("key-6", 2),
+        ("key-8", 1),
+        ("key-2", 2),
+        ("21", 0),
+    ];
+    let records = kafka_placements
+        .iter()
+        .map(|(key, _)| record(None, Some(key), key))
+        .collect();
+    let acks = broker.produce("t", records).await.expect("produce");
+    let placed: Vec<(&str, u32)> = kafka_placements
+        .iter()
+        .zip(&acks)
+        .map(|((key, _), ack)| (*key, ack.partition))
+        .collect();
+    assert_eq!(placed, kafka_placements);
+    for partition in 0..3 {
+        let fetched = broker
+            .fetch(fetch_request(partition, 0))
+            .await
+            .expect("fetch");
+        let stored: Vec<Bytes> = fetched
+            .records
+            .iter()
+            .map(|r| r.record.key.clone().expect("key"))
+            .collect();
+        let expected: Vec<Bytes> = kafka_placements
+            .iter()
+            .filter(|(_, expected)| *expected == partition)
+            .map(|(key, _)| Bytes::copy_from_slice(key.as_bytes()))
+            .collect();
+        assert_eq!(stored, expected, "keys stored in partition {partition}");
+    }
 
     let too_large = TopicConfig {
         max_message_bytes: 10,

@@ -331,4 +331,75 @@ mod tests {
             "orders"
         ));
     }
+
+    #[test]
+    fn operations_have_kafkas_names_both_ways() {
+        let names: Vec<String> = Operation::ALL.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            ["read", "write", "create", "delete", "alter", "describe"]
+        );
+        for operation in Operation::ALL {
+            assert_eq!(operation.as_str().parse::<Operation>(), Ok(operation));
+        }
+        let refused = "produce"
+            .parse::<Operation>()
+            .expect_err("unknown operation");
+        assert!(refused.contains("\"produce\""), "{refused}");
+    }
+
+    #[test]
+    fn only_topic_patterns_offer_a_sample_topic() {
+        let sample = |text: &str| {
+            let pattern: ResourcePattern = text.parse().expect("pattern");
+            pattern.sample_topic().map(str::to_owned)
+        };
+        assert_eq!(sample("topic:orders").as_deref(), Some("orders"));
+        assert_eq!(sample("topic:orders.*").as_deref(), Some("orders."));
+        assert_eq!(sample("topic:*").as_deref(), Some(""));
+        assert_eq!(sample("group:orders"), None);
+        assert_eq!(sample("cluster"), None);
+    }
+
+    #[test]
+    fn names_and_principals_are_bounded() {
+        let longest = "n".repeat(MAX_ACL_NAME);
+        let too_long = "n".repeat(MAX_ACL_NAME + 1);
+        assert!(
+            format!("topic:{longest}")
+                .parse::<ResourcePattern>()
+                .is_ok()
+        );
+        assert!(
+            format!("topic:{longest}*")
+                .parse::<ResourcePattern>()
+                .is_ok()
+        );
+        assert!(
+            format!("topic:{too_long}")
+                .parse::<ResourcePattern>()
+                .is_err()
+        );
+        assert!(
+            format!("group:{too_long}*")
+                .parse::<ResourcePattern>()
+                .is_err()
+        );
+
+        let with = |principal: &str| Acl {
+            principal: principal.to_owned(),
+            ..acl("x", "cluster", Operation::Alter, Permission::Allow)
+        };
+        assert!(with("alice").validate().is_ok());
+        assert!(with(&longest).validate().is_ok());
+        assert!(with("*").validate().is_ok());
+        for bad in [
+            String::new(),
+            too_long,
+            "ali\nce".to_owned(),
+            "\u{7f}".to_owned(),
+        ] {
+            assert!(with(&bad).validate().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -311,12 +311,60 @@ mod tests {
             assert_eq!(decoded.offset_span(), 42);
             let expected: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
             assert_eq!(decoded.records, expected);
+            // A batch from no idempotent producer, as Kafka's header has it: producer id,
+            // epoch and base sequence all -1 (bytes 43..57), however far its records start.
+            assert_eq!(&bytes[43..51], &(-1i64).to_be_bytes(), "producer id");
+            assert_eq!(&bytes[51..53], &(-1i16).to_be_bytes(), "producer epoch");
+            assert_eq!(&bytes[53..57], &(-1i32).to_be_bytes(), "base sequence");
         }
         let unordered = vec![(5, records[0].1.clone()), (5, records[1].1.clone())];
         assert!(matches!(
             encode_batch_at(&unordered, Compression::None, TimestampType::CreateTime),
             Err(BatchError::OffsetsNotIncreasing)
         ));
+    }
+
+    /// The framing checks, at their edges: a batch of exactly a header, the most records
+    /// its bytes could hold, no records, and lengths and counts past 16 bits.
+    #[test]
+    fn framing_is_checked_at_its_edges() {
+        let bytes =
+            encode_batch(&sample(3), Compression::None, TimestampType::CreateTime).expect("encode");
+        let with_count = |count: i32| {
+            let mut framed = bytes.to_vec();
+            framed[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
+                .copy_from_slice(&count.to_be_bytes());
+            framed
+        };
+        let most = ((bytes.len() - BATCH_HEADER_LEN) * 64) as i32;
+        assert_eq!(
+            batch_record_count(&with_count(most)).expect("the most"),
+            most as u32
+        );
+        for count in [most + 1, 0, -1] {
+            assert!(
+                matches!(
+                    batch_record_count(&with_count(count)),
+                    Err(BatchError::BadRecordCount(c)) if c == count
+                ),
+                "{count} records"
+            );
+        }
+        // Only a header (length 49 after the length field), declaring one record.
+        let mut header = bytes[..BATCH_HEADER_LEN].to_vec();
+        header[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4]
+            .copy_from_slice(&((BATCH_HEADER_LEN - 12) as i32).to_be_bytes());
+        header[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&1i32.to_be_bytes());
+        assert_eq!(batch_record_count(&header).expect("a bare header"), 1);
+        // A batch over 64 KiB: every byte of its length field counts.
+        let large = Record {
+            value: Some(Bytes::from(vec![7u8; 70_000])),
+            ..sample(1).remove(0)
+        };
+        let bytes =
+            encode_batch(&[large], Compression::None, TimestampType::CreateTime).expect("encode");
+        assert!(bytes.len() > 65_536);
+        assert_eq!(batch_record_count(&bytes).expect("a large batch"), 1);
     }
 
     #[test]

@@ -113,4 +113,29 @@ mod tests {
         let _second = budget.try_reserve(100).expect("free again");
         assert!(budget.try_reserve(usize::MAX).is_err(), "no overflow");
     }
+
+    #[test]
+    fn limit_and_used_report_the_budget_as_reservations_come_and_go() {
+        let budget = MemoryBudget::new(1000);
+        assert_eq!(budget.limit(), 1000);
+        assert_eq!(budget.used(), 0);
+        let mut first = budget.try_reserve(300).expect("fits");
+        let second = budget.try_reserve(200).expect("fits");
+        assert_eq!(budget.used(), 500);
+        first.try_grow(50).expect("fits");
+        assert_eq!(first.bytes(), 350);
+        assert_eq!(budget.used(), 550);
+        let spent = budget.try_reserve(451).expect_err("over");
+        assert_eq!(
+            spent,
+            BudgetSpent {
+                wanted: 451,
+                used: 550,
+                limit: 1000
+            }
+        );
+        drop(second);
+        assert_eq!(budget.used(), 350);
+        assert_eq!(budget.limit(), 1000, "the limit does not move");
+    }
 }

@@ -25,3 +25,26 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the oracle for the system clock is the system clock"
+    )]
+    fn system_clock_reads_the_wall_clock_in_milliseconds() {
+        let expected = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_millis();
+        let expected = i64::try_from(expected).expect("fits");
+        let read = SystemClock.now_ms();
+        assert!(
+            (read - expected).abs() < 60_000,
+            "system clock read {read}, the wall clock says {expected}"
+        );
+    }
+}

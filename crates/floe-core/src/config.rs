@@ -542,4 +542,238 @@ mod tests {
         .expect("old config");
         assert_eq!(old.timestamp_after_max_ms, DEFAULT_TIMESTAMP_AFTER_MAX_MS);
     }
+
+    /// The value `key` has in `config`, read through its wire name.
+    fn wire_value(config: &TopicConfig, key: &str) -> serde_json::Value {
+        serde_json::to_value(config).expect("serializes")[key].clone()
+    }
+
+    #[test]
+    fn defaults_are_kafkas_documented_numbers() {
+        let defaults = TopicConfig::default();
+        assert_eq!(defaults.retention_ms, 604_800_000, "seven days");
+        assert_eq!(defaults.retention_bytes, -1, "unlimited");
+        assert_eq!(defaults.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(defaults.delete_retention_ms, 86_400_000, "one day");
+        assert_eq!(defaults.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(defaults.max_message_bytes, 1_048_588);
+        assert_eq!(defaults.message_timestamp_type, TimestampType::CreateTime);
+        assert_eq!(defaults.compression, Compression::None);
+        assert_eq!(defaults.timestamp_before_max_ms, i64::MAX);
+        assert_eq!(defaults.timestamp_after_max_ms, 3_600_000, "one hour");
+        assert!(!defaults.export_enabled);
+        assert_eq!(defaults.export_path, None);
+        assert_eq!(defaults.export_value_format, ValueFormat::Binary);
+        assert_eq!(defaults.export_value_schema, None);
+        assert_eq!(defaults.export_target_file_bytes, 67_108_864, "64 MiB");
+        assert_eq!(defaults.export_max_delay_ms, 60_000, "one minute");
+        assert_eq!(MAX_MAX_MESSAGE_BYTES, 67_108_864, "64 MiB");
+        assert_eq!(MAX_EXPORT_TARGET_FILE_BYTES, 536_870_912, "512 MiB");
+    }
+
+    #[test]
+    fn a_config_stored_before_newer_keys_reads_with_their_defaults() {
+        let old: TopicConfig = serde_json::from_str(
+            r#"{"retention.ms":604800000,"retention.bytes":-1,"cleanup.policy":"delete",
+               "max.message.bytes":1048588,"message.timestamp.type":"CreateTime",
+               "compression.type":"none"}"#,
+        )
+        .expect("old config");
+        assert_eq!(old, TopicConfig::default());
+    }
+
+    #[test]
+    fn set_accepts_the_documented_values_and_refuses_the_rest() {
+        use serde_json::json;
+        // Applied in order to one config, so each accepted value changes the key.
+        let accepted: &[(&str, &str, serde_json::Value)] = &[
+            ("retention.ms", "-1", json!(-1)),
+            ("retention.ms", "1", json!(1)),
+            ("retention.ms", "2000", json!(2000)),
+            ("retention.bytes", "1", json!(1)),
+            ("retention.bytes", "1073741824", json!(1_073_741_824)),
+            ("retention.bytes", "-1", json!(-1)),
+            ("cleanup.policy", "compact", json!("compact")),
+            ("cleanup.policy", "delete", json!("delete")),
+            ("delete.retention.ms", "0", json!(0)),
+            ("delete.retention.ms", "1", json!(1)),
+            ("delete.retention.ms", "86400001", json!(86_400_001)),
+            ("min.cleanable.dirty.ratio", "0", json!(0.0)),
+            ("min.cleanable.dirty.ratio", "1", json!(1.0)),
+            ("min.cleanable.dirty.ratio", "0.25", json!(0.25)),
+            ("max.message.bytes", "1", json!(1)),
+            ("max.message.bytes", "67108864", json!(67_108_864)),
+            ("max.message.bytes", "1000", json!(1000)),
+            (
+                "message.timestamp.type",
+                "LogAppendTime",
+                json!("LogAppendTime"),
+            ),
+            ("message.timestamp.type", "CreateTime", json!("CreateTime")),
+            ("message.timestamp.before.max.ms", "0", json!(0)),
+            ("message.timestamp.before.max.ms", "1", json!(1)),
+            ("message.timestamp.before.max.ms", "1000", json!(1000)),
+            ("message.timestamp.after.max.ms", "0", json!(0)),
+            ("message.timestamp.after.max.ms", "2000", json!(2000)),
+            (
+                "message.timestamp.after.max.ms",
+                "9223372036854775807",
+                json!(i64::MAX),
+            ),
+            ("compression.type", "zstd", json!("zstd")),
+            ("compression.type", "uncompressed", json!("none")),
+            ("compression.type", "lz4", json!("lz4")),
+            ("compression.type", "none", json!("none")),
+            ("export.parquet.enabled", "true", json!(true)),
+            ("export.parquet.enabled", "false", json!(false)),
+            (
+                "export.parquet.path",
+                "file:///var/export",
+                json!("file:///var/export"),
+            ),
+            ("export.parquet.path", "s3://abc", json!("s3://abc")),
+            (
+                "export.parquet.path",
+                "s3://my-bucket/exports",
+                json!("s3://my-bucket/exports"),
+            ),
+            ("export.parquet.value.format", "json", json!("json")),
+            ("export.parquet.value.format", "string", json!("string")),
+            ("export.parquet.value.format", "binary", json!("binary")),
+            (
+                "export.parquet.value.schema",
+                r#"{"id":"long","name":"string"}"#,
+                json!({"id": "long", "name": "string"}),
+            ),
+            ("export.parquet.target.file.bytes", "1024", json!(1024)),
+            (
+                "export.parquet.target.file.bytes",
+                "536870912",
+                json!(536_870_912),
+            ),
+            ("export.parquet.max.delay.ms", "100", json!(100)),
+            ("export.parquet.max.delay.ms", "60001", json!(60_001)),
+        ];
+        let refused: &[(&str, &[&str])] = &[
+            ("retention.ms", &["0", "-2", "soon", "", "1.5"]),
+            ("retention.bytes", &["0", "-2", "lots"]),
+            ("cleanup.policy", &["Delete", "compact,delete", ""]),
+            ("delete.retention.ms", &["-1", "day"]),
+            ("min.cleanable.dirty.ratio", &["-0.1", "1.5", "NaN", "half"]),
+            ("max.message.bytes", &["0", "67108865", "-1", "big"]),
+            ("message.timestamp.type", &["createtime", "NoTimestampType"]),
+            ("message.timestamp.before.max.ms", &["-1", "x"]),
+            ("message.timestamp.after.max.ms", &["-1", "x"]),
+            ("compression.type", &["gzip", "snappy", "ZSTD", "producer"]),
+            ("export.parquet.enabled", &["yes", "TRUE", "1"]),
+            (
+                "export.parquet.path",
+                &[
+                    "file://",
+                    "s3://ab",
+                    "s3://ab/prefix",
+                    "ftp://host/x",
+                    "/var/x",
+                ],
+            ),
+            ("export.parquet.value.format", &["avro", "JSON"]),
+            (
+                "export.parquet.value.schema",
+                &["{", "{}", r#"{"a":"decimal"}"#],
+            ),
+            (
+                "export.parquet.target.file.bytes",
+                &["1023", "536870913", "0", "-1", "x"],
+            ),
+            ("export.parquet.max.delay.ms", &["99", "0", "-1", "x"]),
+        ];
+
+        let mut config = TopicConfig::default();
+        for (key, value, expected) in accepted {
+            config
+                .set(key, value)
+                .unwrap_or_else(|error| panic!("{key} = {value:?} refused: {error}"));
+            assert_eq!(&wire_value(&config, key), expected, "{key} = {value:?}");
+        }
+        for (key, values) in refused {
+            for value in *values {
+                let before = config.clone();
+                let error = config.set(key, value).expect_err("refused");
+                assert!(
+                    matches!(&error, ConfigError::BadValue { key: k, value: v, .. }
+                        if k == key && v == value),
+                    "{key} = {value:?}: {error:?}"
+                );
+                assert_eq!(config, before, "{key} = {value:?} changed the config");
+            }
+        }
+        for key in ["retention.minutes", "", "RETENTION.MS", "export.parquet"] {
+            assert_eq!(
+                config.set(key, "1"),
+                Err(ConfigError::UnknownKey(key.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn each_timestamp_bound_sets_only_its_own_field() {
+        let mut config = TopicConfig::default();
+        config
+            .set("message.timestamp.after.max.ms", "5")
+            .expect("valid");
+        assert_eq!(config.timestamp_after_max_ms, 5);
+        assert_eq!(config.timestamp_before_max_ms, i64::MAX);
+        config
+            .set("message.timestamp.before.max.ms", "7")
+            .expect("valid");
+        assert_eq!(config.timestamp_before_max_ms, 7);
+        assert_eq!(config.timestamp_after_max_ms, 5);
+    }
+
+    #[test]
+    fn reset_returns_every_key_to_its_default() {
+        let changes = [
+            ("retention.ms", "1"),
+            ("retention.bytes", "1"),
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "1"),
+            ("min.cleanable.dirty.ratio", "0.9"),
+            ("max.message.bytes", "1"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("message.timestamp.before.max.ms", "1"),
+            ("message.timestamp.after.max.ms", "1"),
+            ("compression.type", "zstd"),
+            ("export.parquet.enabled", "true"),
+            ("export.parquet.path", "file:///var/export"),
+            ("export.parquet.value.format", "json"),
+            ("export.parquet.value.schema", r#"{"a":"long"}"#),
+            ("export.parquet.target.file.bytes", "2048"),
+            ("export.parquet.max.delay.ms", "1000"),
+        ];
+        let defaults = TopicConfig::default();
+        let mut config = TopicConfig::default();
+        for (key, value) in changes {
+            config.set(key, value).expect("valid change");
+            assert_ne!(
+                wire_value(&config, key),
+                wire_value(&defaults, key),
+                "{key} = {value:?} is not a change"
+            );
+        }
+        for (key, _) in changes {
+            config
+                .reset(key)
+                .unwrap_or_else(|error| panic!("reset {key}: {error}"));
+            assert_eq!(
+                wire_value(&config, key),
+                wire_value(&defaults, key),
+                "{key}"
+            );
+        }
+        assert_eq!(config, defaults);
+        assert_eq!(
+            config.reset("retention.minutes"),
+            Err(ConfigError::UnknownKey("retention.minutes".to_owned()))
+        );
+    }
 }

@@ -175,4 +175,110 @@ mod tests {
         assert_eq!(JsonType::Long.widen(JsonType::String), None);
         assert_eq!(JsonType::Json.widen(JsonType::Json), Some(JsonType::Json));
     }
+
+    #[test]
+    fn value_formats_have_one_name_each_way() {
+        for (format, name) in [
+            (ValueFormat::Binary, "binary"),
+            (ValueFormat::String, "string"),
+            (ValueFormat::Json, "json"),
+        ] {
+            assert_eq!(format.as_str(), name);
+            assert_eq!(format.to_string(), name);
+            assert_eq!(ValueFormat::parse(name), Some(format), "{name}");
+            assert_eq!(
+                serde_json::to_value(format).expect("serializes"),
+                serde_json::json!(name)
+            );
+        }
+        for unknown in ["avro", "Binary", "JSON", ""] {
+            assert_eq!(ValueFormat::parse(unknown), None, "{unknown:?}");
+        }
+        assert_eq!(ValueFormat::default(), ValueFormat::Binary);
+    }
+
+    #[test]
+    fn json_types_parse_with_their_aliases() {
+        for (text, kind) in [
+            ("boolean", JsonType::Boolean),
+            ("bool", JsonType::Boolean),
+            ("long", JsonType::Long),
+            ("int64", JsonType::Long),
+            ("bigint", JsonType::Long),
+            ("double", JsonType::Double),
+            ("float64", JsonType::Double),
+            ("string", JsonType::String),
+            ("json", JsonType::Json),
+        ] {
+            assert_eq!(JsonType::parse(text), Some(kind), "{text}");
+        }
+        for unknown in ["decimal", "int", "Long", "object", ""] {
+            assert_eq!(JsonType::parse(unknown), None, "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn every_pair_of_types_widens_by_the_rule() {
+        use JsonType::*;
+        let all = [Boolean, Long, Double, String, Json];
+        for a in all {
+            for b in all {
+                let expected = match (a, b) {
+                    _ if a == b => Some(a),
+                    (Long, Double) | (Double, Long) => Some(Double),
+                    _ => None,
+                };
+                assert_eq!(a.widen(b), expected, "{a:?} with {b:?}");
+            }
+        }
+    }
+
+    /// A schema text naming `count` long fields `f0000`, `f0001`, ….
+    fn schema_with_fields(count: usize) -> String {
+        let fields: BTreeMap<String, &str> = (0..count)
+            .map(|index| (format!("f{index:04}"), "long"))
+            .collect();
+        serde_json::to_string(&fields).expect("serializes")
+    }
+
+    #[test]
+    fn schemas_are_bounded_in_columns_and_name_length() {
+        let one = JsonSchema::parse(&schema_with_fields(1)).expect("one field");
+        assert_eq!(one.fields.len(), 1);
+        let most = JsonSchema::parse(&schema_with_fields(MAX_JSON_COLUMNS)).expect("the most");
+        assert_eq!(most.fields.len(), 1000);
+        assert!(JsonSchema::parse(&schema_with_fields(MAX_JSON_COLUMNS + 1)).is_err());
+
+        let longest = "n".repeat(128);
+        let parsed = JsonSchema::parse(&format!(r#"{{"{longest}":"bool"}}"#)).expect("longest");
+        assert_eq!(parsed.fields[&longest], JsonType::Boolean);
+        let too_long = "n".repeat(129);
+        assert!(JsonSchema::parse(&format!(r#"{{"{too_long}":"bool"}}"#)).is_err());
+    }
+
+    #[test]
+    fn merging_widens_shared_fields_and_adds_new_ones_up_to_the_limit() {
+        let ours = JsonSchema::parse(r#"{"n":"long","s":"string","x":"double"}"#).expect("ours");
+        let theirs =
+            JsonSchema::parse(r#"{"n":"double","s":"long","new":"json"}"#).expect("theirs");
+        let merged = ours.merged(&theirs);
+        let expected =
+            JsonSchema::parse(r#"{"n":"double","s":"string","x":"double","new":"json"}"#)
+                .expect("expected");
+        assert_eq!(merged, expected);
+
+        let almost_full =
+            JsonSchema::parse(&schema_with_fields(MAX_JSON_COLUMNS - 1)).expect("almost full");
+        let two_new = JsonSchema::parse(r#"{"a":"string","b":"string"}"#).expect("two new");
+        let filled = almost_full.merged(&two_new);
+        assert_eq!(filled.fields.len(), MAX_JSON_COLUMNS);
+        assert_eq!(filled.fields.get("a"), Some(&JsonType::String));
+        assert_eq!(filled.fields.get("b"), None, "no room left");
+        let widened = filled.merged(&JsonSchema::parse(r#"{"f0000":"double"}"#).expect("one"));
+        assert_eq!(
+            widened.fields["f0000"],
+            JsonType::Double,
+            "full still widens"
+        );
+    }
 }

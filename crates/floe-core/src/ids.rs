@@ -204,4 +204,38 @@ mod tests {
             Err(NameError::TooLong(300))
         );
     }
+
+    #[test]
+    fn ids_print_as_their_number_and_ulid() {
+        assert_eq!(TopicId(42).to_string(), "42");
+        assert_eq!(TopicId(u64::MAX).to_string(), "18446744073709551615");
+        let ulid = Ulid::from_parts(1_700_000_000_000, 7);
+        let id = SegmentId(ulid);
+        assert_eq!(id.to_string(), ulid.to_string());
+        assert_eq!(id.to_string().len(), 26);
+        assert_eq!(id.to_string().parse::<Ulid>(), Ok(ulid));
+    }
+
+    #[test]
+    fn segment_ids_know_when_they_were_made() {
+        let id = SegmentId(Ulid::from_parts(1_700_000_000_123, 99));
+        assert_eq!(id.created_ms(), 1_700_000_000_123);
+        let before = SegmentId(Ulid::from_parts(1_700_000_000_000, u128::MAX));
+        assert!(before < id, "sortable by creation time");
+    }
+
+    #[test]
+    fn generated_segment_ids_are_fresh_and_stamped_with_now() {
+        let first = SegmentId::generate();
+        let second = SegmentId::generate();
+        assert_ne!(first, second);
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        for id in [first, second] {
+            assert!(
+                (id.created_ms() - now).abs() < 60_000,
+                "{id} created at {} not within a minute of {now}",
+                id.created_ms()
+            );
+        }
+    }
 }

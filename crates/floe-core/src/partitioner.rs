@@ -72,6 +72,38 @@ mod tests {
         }
     }
 
+    /// Placements computed by Kafka's own Java code, not by this module: kafka-clients
+    /// 4.1.1's `Utils.murmur2`, `Utils.toPositive` and `BuiltInPartitioner.partitionForKey`,
+    /// as printed by `scripts/kafka-test-vectors.sh`. Most hashes are negative, so the
+    /// `& 0x7fff_ffff` is what places them; every key lands off partition 0 somewhere.
+    const KAFKA_PLACEMENTS: [(&str, i32, [u32; 4]); 10] = [
+        // (key, murmur2, partition for 3, 7, 12 and 100 partitions)
+        ("21", -973_932_308, [0, 3, 0, 40]),
+        ("key-0", 29_210_041, [1, 0, 1, 41]),
+        ("key-2", 852_269_702, [2, 4, 2, 2]),
+        ("key-3", -1_839_136_101, [2, 4, 11, 47]),
+        ("key-6", -758_453_868, [2, 5, 8, 80]),
+        ("key-8", -1_340_033_413, [1, 4, 7, 35]),
+        ("kafka", -798_503_068, [1, 3, 4, 80]),
+        ("b", -1_853_091_852, [2, 6, 8, 96]),
+        ("c", -1_877_468_854, [1, 0, 10, 94]),
+        ("user-42", 1_459_644_460, [1, 1, 4, 60]),
+    ];
+
+    #[test]
+    fn places_keys_where_kafka_does() {
+        for (key, hash, partitions) in KAFKA_PLACEMENTS {
+            assert_eq!(murmur2(key.as_bytes()), hash, "murmur2({key:?})");
+            for (count, expected) in [3, 7, 12, 100].into_iter().zip(partitions) {
+                assert_eq!(
+                    partition_for_key(key.as_bytes(), count),
+                    expected,
+                    "key {key:?} over {count} partitions"
+                );
+            }
+        }
+    }
+
     #[test]
     fn partition_is_positive_hash_modulo_count() {
         // toPositive(-973932308) = -973932308 & 0x7fffffff = 1173551340.

@@ -33,3 +33,40 @@ impl Record {
             + header_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: Option<&'static [u8]>) -> Header {
+        Header {
+            name: name.to_owned(),
+            value: value.map(Bytes::from_static),
+        }
+    }
+
+    #[test]
+    fn payload_size_counts_key_value_and_headers() {
+        let record = Record {
+            key: Some(Bytes::from_static(b"key")),
+            value: Some(Bytes::from_static(b"value")),
+            headers: vec![header("h1", Some(b"four")), header("name", None)],
+            timestamp_ms: 1,
+        };
+        assert_eq!(record.payload_size(), 3 + 5 + (2 + 4) + 4);
+        let bare = Record {
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp_ms: 1,
+        };
+        assert_eq!(bare.payload_size(), 0);
+        let tombstone = Record {
+            key: Some(Bytes::from_static(b"k")),
+            value: None,
+            headers: vec![header("trace", Some(b"ab"))],
+            timestamp_ms: 1,
+        };
+        assert_eq!(tombstone.payload_size(), 1 + 5 + 2);
+    }
+}

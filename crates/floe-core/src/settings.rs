@@ -85,4 +85,41 @@ mod tests {
         assert!(within("x", 4, 1, 4).is_ok());
         assert!(positive("x", std::time::Duration::ZERO).is_err());
     }
+
+    #[test]
+    fn at_least_admits_the_minimum_and_above() {
+        assert_eq!(at_least("k", 2, 2), Ok(()));
+        assert_eq!(at_least("k", 3, 2), Ok(()));
+        assert_eq!(
+            at_least("k", 1, 2),
+            Err(InvalidSetting::new("k", "1 is below the minimum 2"))
+        );
+        assert!(at_least("k", -5, 2).is_err());
+    }
+
+    #[test]
+    fn within_admits_both_bounds_and_nothing_outside() {
+        for inside in [1, 2, 4] {
+            assert_eq!(within("k", inside, 1, 4), Ok(()), "{inside}");
+        }
+        for outside in [-1, 0, 5, 6, 100] {
+            assert_eq!(
+                within("k", outside, 1, 4),
+                Err(InvalidSetting::new(
+                    "k",
+                    format!("{outside} is outside 1..=4")
+                )),
+                "{outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn positive_refuses_only_zero() {
+        assert_eq!(positive("k", std::time::Duration::from_nanos(1)), Ok(()));
+        assert_eq!(
+            positive("k", std::time::Duration::ZERO),
+            Err(InvalidSetting::new("k", "must be longer than zero"))
+        );
+    }
 }

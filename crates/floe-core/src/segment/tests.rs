@@ -120,6 +120,116 @@ fn a_flipped_batch_bit_is_a_crc_mismatch() {
     ));
 }
 
+/// Rewrites entry `index`'s byte offset or record count in a finished segment, with the
+/// footer's CRC made right again, so only the checks on the entry itself can refuse it.
+fn with_entry(
+    segment: &Bytes,
+    index: usize,
+    byte_offset: Option<u64>,
+    record_count: Option<u32>,
+) -> Bytes {
+    let mut bytes = segment.to_vec();
+    let trailer = bytes.len() - TRAILER_LEN;
+    let footer_len = read_u32(&bytes, trailer) as usize;
+    let footer_start = trailer - footer_len;
+    let entry = footer_start + 4 + index * ENTRY_LEN;
+    if let Some(offset) = byte_offset {
+        bytes[entry + 12..entry + 20].copy_from_slice(&offset.to_be_bytes());
+    }
+    if let Some(count) = record_count {
+        bytes[entry + 24..entry + 28].copy_from_slice(&count.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&bytes[footer_start..trailer]);
+    bytes[trailer + 4..trailer + 8].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+#[test]
+fn the_smallest_segment_holds_no_batches_and_anything_shorter_is_refused() {
+    let builder = SegmentBuilder::new();
+    assert!(builder.is_empty());
+    assert_eq!(builder.len(), HEADER_LEN);
+    let (empty, entries) = builder.finish();
+    assert!(entries.is_empty());
+    assert_eq!(empty.len(), HEADER_LEN + 4 + TRAILER_LEN);
+    assert_eq!(decode_footer(&empty).expect("an empty segment"), Vec::new());
+    assert!(matches!(
+        decode_footer(&empty[1..]),
+        Err(SegmentError::TooShort(35))
+    ));
+}
+
+#[test]
+fn the_builder_reports_what_it_holds() {
+    let (segment, entries) = test_vector_segment();
+    let mut builder = SegmentBuilder::new();
+    let first = &segment[entries[0].byte_offset as usize..][..entries[0].length as usize];
+    let entry = builder.append_batch(TopicId(7), 0, first, 2, 1, 2);
+    assert!(!builder.is_empty());
+    assert_eq!(builder.len(), HEADER_LEN + first.len());
+    assert_eq!(builder.entries(), &[entry]);
+}
+
+#[test]
+fn a_footer_length_reaching_into_the_header_is_refused() {
+    let (segment, _) = test_vector_segment();
+    let trailer = segment.len() - TRAILER_LEN;
+    let most = (trailer - HEADER_LEN) as u32;
+    for footer_len in [most + 1, most + 16, 3] {
+        let mut bytes = segment.to_vec();
+        bytes[trailer..trailer + 4].copy_from_slice(&footer_len.to_be_bytes());
+        assert!(
+            matches!(
+                decode_footer(&bytes),
+                Err(SegmentError::BadFooterLength(length)) if length == u64::from(footer_len)
+            ),
+            "footer length {footer_len}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_starting_inside_the_header_is_out_of_bounds() {
+    let (segment, _) = test_vector_segment();
+    let moved = with_entry(&segment, 0, Some(HEADER_LEN as u64 - 1), None);
+    assert!(matches!(
+        decode_footer(&moved),
+        Err(SegmentError::BatchOutOfBounds { index: 0, .. })
+    ));
+}
+
+/// An entry may cover more offsets than its batch holds records (a compacted batch), but
+/// never fewer: neither fewer than the batch's offset span nor than its records.
+#[test]
+fn an_entry_covers_at_least_its_batch() {
+    let (segment, entries) = test_vector_segment();
+    let wider = with_entry(&segment, 0, None, Some(entries[0].record_count + 5));
+    let decoded = decode_segment(&wider).expect("an entry wider than its batch");
+    assert_eq!(decoded[0].0.record_count, 7);
+    let narrower = with_entry(&segment, 0, None, Some(1));
+    assert!(matches!(
+        decode_segment(&narrower),
+        Err(SegmentError::Batch { index: 0, .. })
+    ));
+    // A sparse batch: two records spanning offsets 0..10. An entry of 5 covers its
+    // records but not its span.
+    let records = [
+        (0, record(None, Some("first"), &[], 1)),
+        (9, record(None, Some("last"), &[], 2)),
+    ];
+    let sparse =
+        crate::batch::encode_batch_at(&records, Compression::None, TimestampType::CreateTime)
+            .expect("encode");
+    let mut builder = SegmentBuilder::new();
+    builder.append_batch(TopicId(1), 0, &sparse, 10, 1, 2);
+    let (segment, _) = builder.finish();
+    assert!(decode_segment(&segment).is_ok());
+    assert!(matches!(
+        decode_segment(&with_entry(&segment, 0, None, Some(5))),
+        Err(SegmentError::Batch { index: 0, .. })
+    ));
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
