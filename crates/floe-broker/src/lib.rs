@@ -382,6 +382,8 @@ impl Broker {
 }
 
 #[cfg(test)]
+mod compression_tests;
+#[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
 mod tests;
