@@ -395,3 +395,239 @@ fn wide_requests_leave_the_window_early_so_it_stays_bounded() {
         "the next sequence is still known"
     );
 }
+
+fn guard(first: u32, count: u32, producer: Option<ProducerTag>) -> RequestGuard {
+    RequestGuard {
+        first,
+        count,
+        producer,
+        expected_next_offset: None,
+        timestamp_ms: 9_000 + i64::from(first),
+        principal: None,
+    }
+}
+
+fn commit(
+    state: &mut ClusterState,
+    index: u64,
+    batches: Vec<BatchEntry>,
+    guards: Vec<RequestGuard>,
+) -> SegmentResults {
+    let command = Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches,
+        guards,
+        at_ms: 2_000,
+    };
+    match state.apply(index, &command) {
+        Ok(Outcome::SegmentCommitted(results)) => results,
+        other => panic!("commit: {other:?}"),
+    }
+}
+
+/// A segment carries many requests: guarded ones (each its own producer) between
+/// unguarded batches. Each guard covers exactly its batches; a retried request among them
+/// is reported at its own position; malformed guards (empty, or out of order) are
+/// skipped and their batches committed as unguarded ones.
+#[test]
+fn a_segment_mixes_guarded_requests_unguarded_batches_and_retries() {
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 4);
+    let (a, _) = init(&mut state, 2, None);
+    let (b, _) = init(&mut state, 3, None);
+    // Producer b's first request, committed alone.
+    assert_eq!(
+        produce(&mut state, 4, topic, &[0, 0, 2], tag(b, 0, 0), None),
+        vec![Ok(0), Ok(0), Ok(0)]
+    );
+    let batches = vec![
+        batch(topic, 0, 1), // unguarded
+        batch(topic, 1, 2), // a, sequence 0: batches 1..3
+        batch(topic, 2, 3),
+        batch(topic, 3, 1), // unguarded
+        batch(topic, 0, 0), // b's retry of sequence 0: batches 4..7
+        batch(topic, 1, 0),
+        batch(topic, 2, 2),
+        batch(topic, 3, 4), // unguarded
+    ];
+    let results = commit(
+        &mut state,
+        5,
+        batches,
+        vec![guard(1, 2, tag(a, 0, 0)), guard(4, 3, tag(b, 0, 0))],
+    );
+    assert_eq!(
+        results.results,
+        vec![Ok(0), Ok(0), Ok(2), Ok(0), Ok(0), Ok(0), Ok(0), Ok(1)],
+        "b's retry answers its first offsets (partition 2 at 0) and writes nothing"
+    );
+    assert_eq!(results.repeated, vec![(4, 3, 7_004)]);
+    assert_eq!(high_watermarks(&state), vec![1, 2, 5, 5]);
+
+    // Malformed guards are skipped: an empty one before a's valid request, and b's, which
+    // starts behind the batch it would cover. a's request still counts as its sequence 1.
+    let results = commit(
+        &mut state,
+        6,
+        vec![batch(topic, 0, 1), batch(topic, 1, 1), batch(topic, 2, 1)],
+        vec![
+            guard(0, 0, tag(a, 0, 1)),
+            guard(1, 1, tag(a, 0, 1)),
+            guard(1, 1, tag(b, 0, 1)),
+        ],
+    );
+    assert_eq!(results.results, vec![Ok(1), Ok(2), Ok(5)]);
+    assert!(results.repeated.is_empty());
+    assert_eq!(high_watermarks(&state), vec![2, 3, 6, 5]);
+    let retry = commit(
+        &mut state,
+        7,
+        vec![batch(topic, 1, 1)],
+        vec![guard(0, 1, tag(a, 0, 1))],
+    );
+    assert_eq!(
+        (retry.results, retry.repeated.len()),
+        (vec![Ok(2)], 1),
+        "a's sequence 1 was recorded with its offset: this is a retry"
+    );
+    assert_eq!(
+        high_watermarks(&state),
+        vec![2, 3, 6, 5],
+        "the retry wrote nothing"
+    );
+    assert_eq!(
+        produce(&mut state, 8, topic, &[0, 0, 1], tag(b, 0, 1), None),
+        vec![Ok(2), Ok(3), Ok(6)],
+        "b's skipped guard recorded nothing: its sequence 1 is new"
+    );
+}
+
+/// One guarded request of `batches` one-record batches on partition 0, as `sequence`.
+fn wide(
+    state: &mut ClusterState,
+    index: u64,
+    topic: TopicId,
+    batches: usize,
+    producer: u64,
+    sequence: u64,
+) -> SegmentResults {
+    commit(
+        state,
+        index,
+        vec![batch(topic, 0, 1); batches],
+        vec![guard(0, batches as u32, tag(producer, 0, sequence))],
+    )
+}
+
+/// The window's batch bound is exact: requests totalling 4,096 batches are all
+/// remembered, and when one more pushes it over, only as many of the oldest leave as bring
+/// it back under (two here, one there).
+#[test]
+fn the_window_keeps_exactly_as_many_batches_as_its_bound() {
+    assert_eq!(MAX_WINDOW_BATCHES, 4096);
+    let retry_of = |state: &mut ClusterState, index, topic, batches, id, sequence| {
+        let again = wide(state, index, topic, batches, id, sequence);
+        again.repeated.len() == 1
+    };
+    // 2,048 + 2,048: both remembered.
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 1);
+    let (id, _) = init(&mut state, 2, None);
+    wide(&mut state, 3, topic, 2048, id, 0);
+    wide(&mut state, 4, topic, 2048, id, 1);
+    assert!(
+        retry_of(&mut state, 5, topic, 2048, id, 0),
+        "4,096 batches fit"
+    );
+    // 2 + 2 + 4,094 = 4,098: the oldest leaves (4,096 remain), the second stays.
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 1);
+    let (id, _) = init(&mut state, 2, None);
+    wide(&mut state, 3, topic, 2, id, 0);
+    wide(&mut state, 4, topic, 2, id, 1);
+    wide(&mut state, 5, topic, 4094, id, 2);
+    assert_eq!(state.producer(id).expect("producer").window.len(), 2);
+    assert!(retry_of(&mut state, 6, topic, 2, id, 1));
+    // 2 + 2 + 4,095 = 4,099: both small ones leave.
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 1);
+    let (id, _) = init(&mut state, 2, None);
+    wide(&mut state, 3, topic, 2, id, 0);
+    wide(&mut state, 4, topic, 2, id, 1);
+    wide(&mut state, 5, topic, 4095, id, 2);
+    assert_eq!(state.producer(id).expect("producer").window.len(), 1);
+    let refused = wide(&mut state, 6, topic, 2, id, 1);
+    assert!(matches!(
+        refused.results[0],
+        Err(ApplyError::OutOfOrderSequence { .. })
+    ));
+}
+
+/// An idempotent request holds at most 4,096 batches, and all of them must exist: a batch
+/// for a partition past the topic's last refuses the whole request, writing nothing.
+#[test]
+fn an_idempotent_request_is_bounded_and_all_or_nothing() {
+    assert_eq!(MAX_IDEMPOTENT_BATCHES, 4096);
+    let mut state = ClusterState::default();
+    let topic = create(&mut state, 1, "t", 2);
+    let (id, _) = init(&mut state, 2, None);
+    let widest = wide(&mut state, 3, topic, 4096, id, 0);
+    assert!(widest.results.iter().all(Result::is_ok));
+    let too_wide = wide(&mut state, 4, topic, 4097, id, 1);
+    assert!(matches!(
+        too_wide.results[0],
+        Err(ApplyError::TooManyIdempotentBatches { .. })
+    ));
+    let past_the_end = commit(
+        &mut state,
+        5,
+        vec![batch(topic, 0, 1), batch(topic, 2, 1)],
+        vec![guard(0, 2, tag(id, 0, 1))],
+    );
+    assert!(matches!(
+        past_the_end.results[..],
+        [
+            Err(ApplyError::UnknownPartition {
+                partition: 2,
+                partitions: 2
+            }),
+            Err(ApplyError::UnknownPartition { .. })
+        ]
+    ));
+    assert_eq!(
+        high_watermarks(&state),
+        [4096, 0],
+        "nothing of them written"
+    );
+}
+
+/// Each principal may hold 10,000 producers; another principal's count is its own.
+#[test]
+fn producers_are_counted_per_principal() {
+    let mut state = ClusterState::default();
+    let init_as = |state: &mut ClusterState, index: u64, principal: &str| {
+        state.apply(
+            index,
+            &Command::InitProducer {
+                existing: None,
+                principal: Some(principal.to_owned()),
+                at_ms: 1_000,
+            },
+        )
+    };
+    for index in 1..=MAX_PRODUCERS_PER_PRINCIPAL as u64 {
+        init_as(&mut state, index, "alice").expect("alice's producers");
+    }
+    let index = MAX_PRODUCERS_PER_PRINCIPAL as u64;
+    assert_eq!(
+        init_as(&mut state, index + 1, "alice"),
+        Err(ApplyError::TooManyProducers {
+            limit: MAX_PRODUCERS_PER_PRINCIPAL
+        })
+    );
+    assert!(matches!(
+        init_as(&mut state, index + 2, "bob"),
+        Ok(Outcome::ProducerInitialized { .. })
+    ));
+    assert_eq!(state.producers().count(), MAX_PRODUCERS_PER_PRINCIPAL + 1);
+}

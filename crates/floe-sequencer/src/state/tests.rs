@@ -228,16 +228,29 @@ fn replacement_swaps_a_run_atomically_or_not_at_all() {
         state.apply(5, &swap(run.clone(), vec![replacement(0, 5)])),
         Err(ApplyError::BadReplacement(_))
     ));
+    // Malformed: a batch covering no offsets, and batches with a gap that add up.
+    for (index, batches) in [
+        (
+            6,
+            vec![replacement(0, 3), replacement(3, 0), replacement(3, 3)],
+        ),
+        (7, vec![replacement(0, 3), replacement(4, 3)]),
+    ] {
+        assert!(matches!(
+            state.apply(index, &swap(run.clone(), batches)),
+            Err(ApplyError::BadReplacement(_))
+        ));
+    }
     // Stale: the run names the wrong object for offset 2.
     let stale = vec![(0, flushes[0]), (2, flushes[2]), (4, flushes[2])];
     assert!(matches!(
-        state.apply(6, &swap(stale, vec![replacement(0, 6)])),
+        state.apply(8, &swap(stale, vec![replacement(0, 6)])),
         Err(ApplyError::StaleReplacement(_))
     ));
     let before = state.topic("t").expect("topic").partitions[0].clone();
     assert_eq!(before.batches.len(), 3);
     assert_eq!(
-        state.apply(7, &swap(run, vec![replacement(0, 4), replacement(4, 2)])),
+        state.apply(9, &swap(run, vec![replacement(0, 4), replacement(4, 2)])),
         Ok(Outcome::BatchesReplaced {
             removed: 3,
             added: 2
@@ -259,6 +272,25 @@ fn replacement_swaps_a_run_atomically_or_not_at_all() {
             .all(|s| state.segments()[s].live_batches == 1)
     );
     assert!(state.garbage().is_empty());
+    // Part of partition 1's log: its size loses the replaced batches and gains the new.
+    let partial = Command::ReplaceBatches {
+        at_ms: 80,
+        topic_id: id,
+        partition: 1,
+        segment: SegmentId::generate(),
+        level: 1,
+        replaced: vec![(0, flushes[0]), (1, flushes[1])],
+        batches: vec![replacement(0, 2)],
+    };
+    state
+        .apply(10, &partial)
+        .expect("replace part of partition 1");
+    let partition = &state.topic("t").expect("topic").partitions[1];
+    assert_eq!(partition.size_bytes, 300 - 2 * 100 + 150);
+    assert_eq!(
+        partition.batches.keys().copied().collect::<Vec<_>>(),
+        vec![0, 2]
+    );
 }
 
 #[test]
