@@ -23,6 +23,7 @@ fn args(system: System, url: &str, topic: &str) -> RunArgs {
         record_size: 200,
         batch: 10,
         producers: 4,
+        idempotent: false,
         readers: 2,
         rate: None,
         duration: Duration::from_secs(2),
@@ -180,4 +181,62 @@ async fn sink_takes_produce_runs_only() {
     .await;
     assert!(refused.is_err());
     sink.abort();
+}
+
+/// `--idempotent`: every producer is an idempotent producer whose requests are numbered;
+/// the server saw four producers (the next id is the fifth) and every request committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_run_produces_as_idempotent_producers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let floe = FloeProcess::start(dir.path(), &[]);
+    let report = workload::run(RunArgs {
+        idempotent: true,
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        ..args(System::Floe, &floe.url, "once")
+    })
+    .await
+    .expect("idempotent run");
+    assert_eq!(report.errors, 0);
+    assert!(report.records > 0);
+    let next: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/producers", floe.url))
+        .send()
+        .await
+        .expect("init")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        next["producer_id"], 5,
+        "the run's four producers came first"
+    );
+    // Producer 1's request 0 was committed as such: another body under that number is
+    // refused, not written.
+    let reused = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/topics/once/records?producer_id=1&producer_epoch=0&sequence=0",
+            floe.url
+        ))
+        .json(&serde_json::json!({"records": [{"value": "not the first request"}]}))
+        .send()
+        .await
+        .expect("produce");
+    assert_eq!(
+        reused.status(),
+        409,
+        "{}",
+        reused.text().await.unwrap_or_default()
+    );
+    let described = floe
+        .client()
+        .describe_topic("once")
+        .await
+        .expect("describe");
+    let stored: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
+    assert!(
+        stored >= report.records,
+        "{stored} stored, {} acknowledged",
+        report.records
+    );
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 #[derive(Debug, clap::Args)]
 pub struct GroupArgs {
     /// The broker to measure.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "FLOE_SERVER", default_value = "http://127.0.0.1:8080")]
     pub target: String,
     /// Partitions of the topic the rebalance and latency runs use.
     #[arg(long, default_value_t = 100)]

@@ -38,6 +38,14 @@ impl System {
     }
 }
 
+/// An idempotent producer's request: its id, epoch and the request's number.
+#[derive(Debug, Clone, Copy)]
+pub struct Producing {
+    pub producer_id: u64,
+    pub epoch: u16,
+    pub sequence: u64,
+}
+
 /// One read's answer: record values in order, and where the next read starts.
 #[derive(Debug, Default)]
 pub struct Read {
@@ -117,9 +125,39 @@ impl Target {
         }
     }
 
-    /// Appends `values` to one partition; returns once the system acknowledges them (both
-    /// acknowledge only what their store has durably accepted).
-    pub async fn produce(&self, partition: u32, values: &[Bytes]) -> anyhow::Result<()> {
+    /// A new idempotent producer (floe only).
+    pub async fn init_producer(&self) -> anyhow::Result<Producing> {
+        #[derive(serde::Deserialize)]
+        struct Initialized {
+            producer_id: u64,
+            producer_epoch: u16,
+        }
+        if self.system != System::Floe {
+            bail!("idempotent producers are floe's");
+        }
+        let response = self
+            .http
+            .post(format!("{}/v1/producers", self.base))
+            .send()
+            .await?;
+        let body = success_body(response, "init producer").await?;
+        let initialized: Initialized = serde_json::from_slice(&body)?;
+        Ok(Producing {
+            producer_id: initialized.producer_id,
+            epoch: initialized.producer_epoch,
+            sequence: 0,
+        })
+    }
+
+    /// Appends `values` to one partition, as `producing`'s request when given; returns
+    /// once the system acknowledges them (both acknowledge only what their store has
+    /// durably accepted).
+    pub async fn produce(
+        &self,
+        partition: u32,
+        values: &[Bytes],
+        producing: Option<Producing>,
+    ) -> anyhow::Result<()> {
         let request = match self.system {
             System::Floe | System::Sink => {
                 let records: Vec<BinaryRecord> = values
@@ -130,10 +168,16 @@ impl Target {
                         ..BinaryRecord::default()
                     })
                     .collect();
-                let path = match self.system {
+                let mut path = match self.system {
                     System::Floe => format!("{}/v1/topics/{}/records", self.base, self.topic),
                     _ => format!("{}/sink", self.base),
                 };
+                if let Some(producing) = producing {
+                    path = format!(
+                        "{path}?producer_id={}&producer_epoch={}&sequence={}",
+                        producing.producer_id, producing.epoch, producing.sequence
+                    );
+                }
                 self.http
                     .post(path)
                     .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)

@@ -21,7 +21,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::probe::{self, StoreCounts};
-use crate::target::{System, Target};
+use crate::target::{Producing, System, Target};
 
 /// Bytes at the head of every record value: the intended send time (µs since the Unix
 /// epoch) and a sequence number.
@@ -45,7 +45,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = System::Floe)]
     pub system: System,
     /// Its base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "FLOE_SERVER", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     #[arg(long, value_enum, default_value_t = Mode::Produce)]
     pub mode: Mode,
@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Concurrent producers (each has one request in flight).
     #[arg(long, default_value_t = 16)]
     pub producers: usize,
+    /// floe only: each producer is an idempotent producer (`POST /v1/producers`), its
+    /// requests numbered 0, 1, 2, … as `FloeClient` numbers them.
+    #[arg(long)]
+    pub idempotent: bool,
     /// Concurrent readers in catch-up mode.
     #[arg(long, default_value_t = 16)]
     pub readers: usize,
@@ -458,6 +462,9 @@ impl Producer {
         let request_bytes = args.batch * args.record_size;
         let mut sequence = 0u64;
         let mut partition_turn = self.index as u64;
+        // An idempotent producer's id, epoch and next request number. A request that
+        // failed may or may not have committed: the producer starts over as a new one.
+        let mut idempotent: Option<Producing> = None;
         tokio::time::sleep_until(self.start.into()).await;
         loop {
             let now = Instant::now();
@@ -483,7 +490,12 @@ impl Producer {
             let partition = (partition_turn % args.partitions as u64) as u32;
             partition_turn += producers;
             let values = self.values(intended, &mut sequence);
-            let result = self.target.produce(partition, &values).await;
+            let result = if args.idempotent {
+                self.produce_idempotent(&mut idempotent, partition, &values)
+                    .await
+            } else {
+                self.target.produce(partition, &values, None).await
+            };
             let done = Instant::now();
             let micros = done.saturating_duration_since(intended).as_micros() as u64;
             match result {
@@ -512,6 +524,27 @@ impl Producer {
             }
         }
         histogram
+    }
+
+    async fn produce_idempotent(
+        &self,
+        producing: &mut Option<Producing>,
+        partition: u32,
+        values: &[Bytes],
+    ) -> anyhow::Result<()> {
+        let current = match producing {
+            Some(current) => *current,
+            None => *producing.insert(self.target.init_producer().await?),
+        };
+        let result = self.target.produce(partition, values, Some(current)).await;
+        *producing = match result {
+            Ok(()) => Some(Producing {
+                sequence: current.sequence + 1,
+                ..current
+            }),
+            Err(_) => None,
+        };
+        result
     }
 
     fn values(&self, intended: Instant, sequence: &mut u64) -> Vec<Bytes> {

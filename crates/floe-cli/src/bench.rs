@@ -10,11 +10,13 @@ use anyhow::Context;
 
 const BENCH_BINARY: &str = "floe-bench";
 
-/// Starts `floe-bench` with `args`, waits for it and passes its exit status on.
-pub fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+/// Starts `floe-bench` with `args`, waits for it and passes its exit status on. `server`
+/// (from `-s` or `FLOE_SERVER`) is the broker it measures unless `--url` names another.
+pub fn run(server: &str, args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let binary = locate();
     let status = std::process::Command::new(&binary)
         .args(&args)
+        .env("FLOE_SERVER", server)
         .status()
         .with_context(|| {
             format!(

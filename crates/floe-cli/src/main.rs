@@ -257,7 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Produce(args) => produce::run(&client()?, args).await?,
         Command::Consume(args) => return consume::run(&cli.server, args).await,
         Command::Groups { command } => groups::run(&client()?, command).await?,
-        Command::Bench { args } => return bench::run(args),
+        Command::Bench { args } => return bench::run(&cli.server.server, args),
         Command::Export(command) => export::run(&client()?, command).await?,
         Command::Acls { command } => acls::run(&client()?, command).await?,
         Command::Admin { command } => admin::run(command).await?,
