@@ -180,6 +180,23 @@ impl FloeProcess {
         }
     }
 
+    /// Waits up to `limit` for the process to exit by itself (a failpoint's abort, say) and
+    /// returns how it exited; `None` if it is still running then (or was already stopped).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM and wait for a graceful exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -317,8 +317,20 @@ async fn a_paused_broker_commits_nothing_after_its_lease_lapses() {
     };
     let pending =
         tokio::spawn(async move { client.produce("paused", vec![record], Encoding::Text).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Paused once it holds the record in its open segment (accepted, not yet committed).
     let broker = cluster.brokers[2].as_ref().expect("running");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while floe_tests::metric_at(&broker.url, "floe_buffered_bytes")
+        .await
+        .unwrap_or(0.0)
+        <= 0.0
+    {
+        assert!(
+            Instant::now() < deadline && !pending.is_finished(),
+            "b2 never held the record in its open segment"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     broker.pause();
     // Past the 3 s lease: the others see it gone.
     let gone = Instant::now() + Duration::from_secs(15);
@@ -347,18 +359,28 @@ async fn a_paused_broker_commits_nothing_after_its_lease_lapses() {
         .expect("task");
     let error = answer.expect_err("a request buffered before the pause is not acknowledged");
     assert_eq!(error.status().map(|s| s.as_u16()), Some(503), "{error}");
-    // Nothing it buffered was committed, on any broker.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for index in 0..2 {
-        let partitions = cluster
-            .client(index)
-            .describe_topic("paused")
-            .await
-            .expect("describe")
-            .partitions;
-        assert_eq!(partitions[0].high_watermark, hwm_before);
-    }
+    // Nothing it buffered was committed, on any broker: a record committed after its answer
+    // is the partition's first, and each broker, once it has that record, has no other.
     assert_eq!(hwm_before, 0);
+    let marker = ProduceRecordJson {
+        value: Some(Value::String("after-the-pause".into())),
+        partition: Some(0),
+        ..Default::default()
+    };
+    let committed = cluster
+        .client(leader)
+        .produce("paused", vec![marker], Encoding::Text)
+        .await
+        .expect("produce through the leader");
+    assert_eq!(committed.offsets[0].offset, 0, "nothing before it");
+    for index in 0..2 {
+        let records = read_all(&cluster.client(index), "paused", 0, 1).await;
+        assert_eq!(
+            records,
+            [(0, "after-the-pause".to_owned())],
+            "broker b{index} serves only what was committed after the paused broker's answer"
+        );
+    }
     // It rejoins with a new session and works again.
     cluster.wait_settled(3, Duration::from_secs(30)).await;
     let record = ProduceRecordJson {
@@ -374,7 +396,7 @@ async fn a_paused_broker_commits_nothing_after_its_lease_lapses() {
             .await
         {
             Ok(response) => {
-                assert_eq!(response.offsets[0].offset, 0);
+                assert_eq!(response.offsets[0].offset, 1);
                 break;
             }
             Err(error) => {

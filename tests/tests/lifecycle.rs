@@ -3,7 +3,8 @@
 //! upload and commit is deleted after the grace period and never read, and under a steady
 //! flood of small flushes the objects and index entries stay bounded while every record
 //! stays readable. Readers running throughout see no errors but 416s for offsets that
-//! really expired, and never torn data.
+//! really expired, and never torn data. On S3 the default linger bounds flush PUTs to about
+//! one per 100 ms whatever the request rate.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -295,7 +296,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_flushes_stay_bounded_and_readable() {
-    let seconds = env_or("FLOE_SOAK_SECONDS", 12);
+    let seconds = env_or("FLOE_SOAK_SECONDS", 20);
     let partitions = env_or("FLOE_SOAK_PARTITIONS", 20) as u32;
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = FloeProcess::start(
@@ -346,6 +347,23 @@ async fn small_flushes_stay_bounded_and_readable() {
         );
     }
     let rounds = producer.await.expect("producer");
+    // Bounded while it runs, not only once it settles. Live at any time: the flushes of
+    // the last few seconds (minimum age, one interval, the grace period and a pass's time:
+    // 10 s in all), plus per partition a few compacted objects and those of the last
+    // passes waiting out the grace period. Without compaction every flush adds an object
+    // and an entry per partition: the entries pass this bound within the default 20 s
+    // (objects only in a longer run, as flush objects are few next to compacted ones).
+    let flushes_per_second = rounds as f64 / seconds as f64;
+    let recent_flushes = (flushes_per_second * 10.0) as usize;
+    let live_objects = recent_flushes + partitions as usize * 16;
+    let live_entries = (recent_flushes + 8) * partitions as usize;
+    assert!(
+        peak.0 <= live_objects && peak.1 as usize <= live_entries,
+        "peak {} objects / {} entries while producing {flushes_per_second:.0} flushes/s; \
+         bound {live_objects} / {live_entries}",
+        peak.0,
+        peak.1
+    );
     // Let the last flushes age, compact and their objects pass the grace period.
     let deadline = Instant::now() + Duration::from_secs(60);
     let bound = partitions as usize * 8;
@@ -388,4 +406,67 @@ async fn small_flushes_stay_bounded_and_readable() {
     let (read, expired) = reader.await.expect("reader");
     assert_eq!(expired, 0, "nothing expires on this topic");
     assert!(read > 0);
+}
+
+/// On S3 the default linger (100 ms) is a cost bound: however many produce requests
+/// arrive, a broker flushes at most once per linger (plus a segment sealed by size, which
+/// these small records never fill), so PUTs stay near 10 a second while requests run to
+/// hundreds. Compaction is held off so every PUT counted is a flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_linger_bounds_flush_puts_whatever_the_request_rate() {
+    let s3 = floe_tests::s3::S3Server::start("linger");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = FloeProcess::start_with_env(
+        dir.path(),
+        &["--store", "s3://linger/p", "--compaction-interval", "1h"],
+        &s3.env(),
+    );
+    let client = broker.client();
+    create(&client, "steady", 8, &[]).await;
+    let puts = r"floe_store_put_requests_total";
+    let before = broker.metric(puts).await;
+    let started = Instant::now();
+    let producers: Vec<_> = (0..16u32)
+        .map(|producer| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut requests = 0u64;
+                while started.elapsed() < Duration::from_secs(5) {
+                    let record = ProduceRecordJson {
+                        value: Some(Value::String(format!("{producer}-{requests}"))),
+                        partition: Some(producer % 8),
+                        ..Default::default()
+                    };
+                    client
+                        .produce("steady", vec![record], Encoding::Text)
+                        .await
+                        .expect("produce");
+                    requests += 1;
+                }
+                requests
+            })
+        })
+        .collect();
+    let mut requests = 0;
+    for producer in producers {
+        requests += producer.await.expect("producer");
+    }
+    let elapsed = started.elapsed();
+    let flushes = broker.metric(puts).await - before;
+    // One open segment at a time, each flushed a linger after its first record: at most
+    // one flush per 100 ms of the run, and one for the segment open when it began.
+    let bound = (elapsed.as_millis() / 100) as f64 + 1.0;
+    eprintln!(
+        "s3 linger: {requests} produce requests in {elapsed:?} made {flushes} flush PUTs \
+         (bound {bound})"
+    );
+    assert!(flushes > 0.0, "nothing was flushed");
+    assert!(
+        flushes <= bound,
+        "{flushes} PUTs in {elapsed:?}: more than one per linger"
+    );
+    assert!(
+        requests as f64 >= 4.0 * flushes,
+        "{requests} requests for {flushes} PUTs: the linger batched little"
+    );
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use floe_client::api::{CreateTopicRequest, HeaderJson, ProduceRecordJson};
 use floe_client::binary::BinaryRecord;
 use floe_client::{Encoding, FetchOptions, FloeClient};
+use floe_core::Clock;
 use floe_tests::FloeProcess;
 use serde_json::{Value, json};
 
@@ -26,6 +27,9 @@ async fn hundred_thousand_records_round_trip_in_order_json_and_binary() {
     let client = server.client();
     create(&client, "orders", 3).await;
 
+    // Producer timestamps from an hour ago: within the default 7-day retention, which
+    // would otherwise trim the records while the test reads them.
+    let first_timestamp = floe_core::SystemClock.now_ms() - 3_600_000;
     // Expected records per partition, in produce order: (key, value, header, timestamp).
     let mut expected: BTreeMap<u32, Vec<(String, String, String, i64)>> = BTreeMap::new();
     let total = 100_000u64;
@@ -38,7 +42,7 @@ async fn hundred_thousand_records_round_trip_in_order_json_and_binary() {
                     format!("key-{}", i % 97),
                     format!("value-{i}"),
                     format!("h{i}"),
-                    1_700_000_000_000 + i as i64,
+                    first_timestamp + i as i64,
                     (i % 3) as u32,
                 )
             })
@@ -205,28 +209,49 @@ async fn fetch_inside_a_batch_offsets_by_time_and_encodings() {
     );
 }
 
+/// Waits until `server`'s `/metrics` sample `sample` satisfies `good`, for up to 20 s.
+async fn wait_for_metric(server: &FloeProcess, sample: &str, good: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = floe_tests::metric_at(&server.url, sample).await;
+        if value.is_some_and(&good) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sample} is still {value:?} after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn long_poll_returns_when_a_record_commits_not_when_the_wait_ends() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = FloeProcess::start(dir.path(), &[]);
     let client = server.client();
     create(&client, "tail", 1).await;
+    // The longest wait the server grants (60 s): within the 30 s the test allows, only the
+    // record's commit can answer it.
     let waiter = {
         let client = client.clone();
         tokio::spawn(async move {
-            let started = Instant::now();
             let options = FetchOptions {
-                wait: Some(Duration::from_secs(30)),
+                wait: Some(Duration::from_secs(60)),
                 ..FetchOptions::default()
             };
-            let fetched = client
+            client
                 .fetch("tail", 0, 0, &options)
                 .await
-                .expect("long poll");
-            (fetched, started.elapsed())
+                .expect("long poll")
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The fetch waits at the empty tail before anything is produced.
+    wait_for_metric(&server, "floe_waiting_fetches", |waiting| waiting == 1.0).await;
+    assert!(
+        !waiter.is_finished(),
+        "an empty tail keeps the fetch waiting"
+    );
     let record = ProduceRecordJson {
         value: Some(Value::String("wake".into())),
         ..ProduceRecordJson::default()
@@ -235,12 +260,13 @@ async fn long_poll_returns_when_a_record_commits_not_when_the_wait_ends() {
         .produce("tail", vec![record], Encoding::Text)
         .await
         .expect("produce");
-    let (fetched, waited) = waiter.await.expect("waiter");
+    let fetched = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the commit answers the waiting fetch, not its 60 s deadline")
+        .expect("waiter");
     assert_eq!(fetched.records.len(), 1);
-    assert!(
-        waited < Duration::from_secs(29),
-        "woken by the commit after {waited:?}, not by the 30 s timeout"
-    );
+    assert_eq!(fetched.records[0].value, Some(Value::String("wake".into())));
+    wait_for_metric(&server, "floe_waiting_fetches", |waiting| waiting == 0.0).await;
 
     // With nothing to wake it, the poll ends empty at its deadline.
     let options = FetchOptions {

@@ -68,23 +68,21 @@ async fn a_stream_follows_the_tail_and_resumes_from_its_last_event_id() {
         );
         seen.extend(values(&event));
     }
-    // Records produced while the stream is open arrive on it.
-    let producer = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            produce(&client, "events", 10..15).await;
-        })
-    };
-    while seen.len() < 15 {
-        let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("records arrive while streaming")
-            .expect("an event")
-            .expect("records");
-        seen.extend(values(&event));
+    // Records produced while the stream is open arrive on it: one at a time, each once the
+    // stream has delivered everything before it and follows the tail. A stream waiting at
+    // the tail looks again only after 30 s: within the 20 s allowed, the commit must wake
+    // it.
+    for value in 10..15 {
+        produce(&client, "events", value..value + 1).await;
+        while seen.len() <= value as usize {
+            let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
+                .await
+                .expect("records arrive while streaming")
+                .expect("an event")
+                .expect("records");
+            seen.extend(values(&event));
+        }
     }
-    producer.await.expect("producer");
     let expected: Vec<String> = (0..15).map(|i| format!("v{i}")).collect();
     assert_eq!(seen, expected);
     let resume_from = stream.last_event_id().expect("an id").to_owned();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use floe_client::api::{CreateTopicRequest, ProduceRecordJson};
+use floe_client::api::{CreateTopicRequest, FetchedRecordJson, ProduceRecordJson};
 use floe_client::{Encoding, FetchOptions, FloeClient};
 use floe_tests::FloeProcess;
 use floe_tests::cluster::{BUCKET, FloeCluster};
@@ -31,19 +31,79 @@ async fn create(client: &FloeClient, name: &str) {
         .expect("create topic");
 }
 
-async fn produce(client: &FloeClient, topic: &str, values: Vec<String>) {
-    let records = values
-        .into_iter()
-        .map(|value| ProduceRecordJson {
-            value: Some(Value::String(value)),
+/// A record as the log holds it: the oracle the readers are checked against is what the
+/// producers sent, at the offsets the brokers acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Logged {
+    offset: u64,
+    key: Option<String>,
+    value: Option<String>,
+}
+
+/// Produces `(key, value)` pairs to partition 0 and returns them at their acknowledged
+/// offsets.
+async fn produce(client: &FloeClient, topic: &str, pairs: Vec<(String, String)>) -> Vec<Logged> {
+    let records = pairs
+        .iter()
+        .map(|(key, value)| ProduceRecordJson {
+            key: Some(Value::String(key.clone())),
+            value: Some(Value::String(value.clone())),
             partition: Some(0),
             ..Default::default()
         })
         .collect();
-    client
+    let response = client
         .produce(topic, records, Encoding::Text)
         .await
         .expect("produce");
+    assert_eq!(response.offsets.len(), pairs.len(), "one offset per record");
+    response
+        .offsets
+        .iter()
+        .zip(pairs)
+        .map(|(acked, (key, value))| {
+            assert_eq!(acked.partition, 0);
+            Logged {
+                offset: acked.offset,
+                key: Some(key),
+                value: Some(value),
+            }
+        })
+        .collect()
+}
+
+/// A fetched record as the log holds it (keys and values were produced as text).
+fn logged(record: &FetchedRecordJson) -> Logged {
+    let text = |field: Option<&Value>| field.and_then(Value::as_str).map(str::to_owned);
+    Logged {
+        offset: record.offset,
+        key: text(record.key.as_ref()),
+        value: text(record.value.as_ref()),
+    }
+}
+
+/// Checks a reader saw exactly the produced records, naming the first difference (values
+/// are up to 16 KiB, too long to print whole).
+fn assert_same_log(read: &[Logged], produced: &[Logged], reader: &str) {
+    let short = |record: &Logged| {
+        let value = record.value.as_deref().map(|value| {
+            let head: String = value.chars().take(24).collect();
+            format!("{} bytes {head:?}…", value.len())
+        });
+        format!(
+            "offset {} key {:?} value {value:?}",
+            record.offset, record.key
+        )
+    };
+    for (index, (got, want)) in read.iter().zip(produced).enumerate() {
+        assert!(
+            got == want,
+            "{reader}: record {index} is {}, produced {}",
+            short(got),
+            short(want)
+        );
+    }
+    assert_eq!(read.len(), produced.len(), "{reader}: record count");
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,33 +123,24 @@ async fn counters(broker: &FloeProcess) -> Counters {
     }
 }
 
-/// Reads the partition from offset 0 to `end` and returns the values.
-async fn read_all(client: &FloeClient, topic: &str, end: u64) -> Vec<String> {
+/// Reads the partition from offset 0 to `end`.
+async fn read_all(client: &FloeClient, topic: &str, end: u64) -> Vec<Logged> {
     let options = FetchOptions {
         max_bytes: Some(1 << 20),
         max_records: Some(10_000),
         ..FetchOptions::default()
     };
     let mut offset = 0;
-    let mut values = Vec::new();
+    let mut records = Vec::new();
     while offset < end {
         let fetched = client
             .fetch(topic, 0, offset, &options)
             .await
             .expect("fetch");
-        for record in &fetched.records {
-            values.push(
-                record
-                    .value
-                    .as_ref()
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-            );
-        }
+        records.extend(fetched.records.iter().map(logged));
         offset = fetched.next_offset;
     }
-    values
+    records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +169,12 @@ async fn tail_reads_at_the_owner_cost_no_gets_and_history_reads_few() {
     let other = (owner + 1) % 3;
     // The consumer starts at another broker; the first answer names the owner.
     let consumer = cluster.broker(other).routing_client();
-    produce(&cluster.client(other), "tail", vec!["warm".into()]).await;
+    let warm_record = produce(
+        &cluster.client(other),
+        "tail",
+        vec![("warm-key".into(), "warm".into())],
+    )
+    .await;
     let warm = consumer
         .fetch("tail", 0, 0, &FetchOptions::default())
         .await
@@ -128,16 +184,22 @@ async fn tail_reads_at_the_owner_cost_no_gets_and_history_reads_few() {
         Some(format!("b{owner}"))
     );
     assert_eq!(consumer.fetch_target("tail", 0), cluster.broker(owner).url);
+    let warm_read: Vec<Logged> = warm.records.iter().map(logged).collect();
+    assert_same_log(&warm_read, &warm_record, "warm-up fetch");
 
     let before = counters(cluster.broker(owner)).await;
     let requests = 60;
     let producer = {
         let clients: Vec<FloeClient> = (0..3).map(|i| cluster.client(i)).collect();
         tokio::spawn(async move {
+            let mut produced = Vec::new();
             for request in 0..requests {
-                let values = (0..10).map(|i| format!("t{request}-{i}")).collect();
-                produce(&clients[request % 3], "tail", values).await;
+                let pairs = (0..10)
+                    .map(|i| (format!("k{request}-{i}"), format!("t{request}-{i}")))
+                    .collect();
+                produced.extend(produce(&clients[request % 3], "tail", pairs).await);
             }
+            produced
         })
     };
     let follow = FetchOptions {
@@ -145,16 +207,19 @@ async fn tail_reads_at_the_owner_cost_no_gets_and_history_reads_few() {
         ..FetchOptions::default()
     };
     let mut offset = warm.next_offset;
-    let mut received = 0;
-    while received < requests * 10 {
+    let mut followed = Vec::new();
+    while followed.len() < requests * 10 {
         let fetched = consumer
             .fetch("tail", 0, offset, &follow)
             .await
             .expect("tail fetch");
-        received += fetched.records.len();
+        followed.extend(fetched.records.iter().map(logged));
         offset = fetched.next_offset;
     }
-    producer.await.expect("producer");
+    let received = followed.len();
+    // One producer sends its requests in turn, so the acknowledged offsets are its order.
+    let produced = producer.await.expect("producer");
+    assert_same_log(&followed, &produced, "tail consumer");
     let after = counters(cluster.broker(owner)).await;
     println!(
         "owner b{owner} while following {received} records: fetch GETs {} -> {}, \
@@ -190,19 +255,35 @@ async fn tail_reads_at_the_owner_cost_no_gets_and_history_reads_few() {
             let client = cluster.client(writer);
             let value = value.clone();
             tokio::spawn(async move {
+                let mut produced = Vec::new();
                 for request in 0..16 {
-                    let values = (0..8)
-                        .map(|i| format!("{producer}-{request}-{i}-{value}"))
+                    let pairs = (0..8)
+                        .map(|i| {
+                            let key = format!("{producer}-{request}-{i}");
+                            (key.clone(), format!("{key}-{value}"))
+                        })
                         .collect();
-                    produce(&client, "history", values).await;
+                    produced.extend(produce(&client, "history", pairs).await);
                 }
+                produced
             })
         })
         .collect();
+    let mut history = Vec::new();
     for producer in producers {
-        producer.await.expect("history producer");
+        history.extend(producer.await.expect("history producer"));
     }
+    // Four producers interleave: the acknowledged offsets give the log's order.
+    history.sort();
     let records = 4 * 16 * 8;
+    assert_eq!(
+        history
+            .iter()
+            .map(|record| record.offset)
+            .collect::<Vec<_>>(),
+        (0..records as u64).collect::<Vec<_>>(),
+        "the acknowledged offsets are dense from 0"
+    );
     let (segments_after, bytes_after) = cluster.s3.objects(BUCKET, "cluster/segments/").await;
     let segments = segments_after - segments_before;
     let stored_bytes = bytes_after - bytes_before;
@@ -210,7 +291,7 @@ async fn tail_reads_at_the_owner_cost_no_gets_and_history_reads_few() {
 
     let before = counters(cluster.broker(single)).await;
     let read = read_all(&cluster.client(single), "history", records as u64).await;
-    assert_eq!(read.len(), records);
+    assert_same_log(&read, &history, "one cold reader");
     let after = counters(cluster.broker(single)).await;
     let gets = after.fetch_gets - before.fetch_gets;
     let ideal = (history_bytes / MAX_GET as f64).ceil();
@@ -236,12 +317,9 @@ async fn tail_reads_at_the_owner_cost_no_gets_and_history_reads_few() {
             tokio::spawn(async move { read_all(&client, "history", records as u64).await })
         })
         .collect();
-    for reader in readers {
-        assert_eq!(
-            reader.await.expect("reader"),
-            read,
-            "every reader sees the same log"
-        );
+    for (index, reader) in readers.into_iter().enumerate() {
+        let read = reader.await.expect("reader");
+        assert_same_log(&read, &history, &format!("concurrent cold reader {index}"));
     }
     let after = counters(cluster.broker(many)).await;
     let fetched = after.store_bytes - before.store_bytes;
@@ -268,18 +346,22 @@ async fn the_disk_tier_serves_reads_after_a_restart() {
     let mut server = FloeProcess::start(dir.path(), &flags);
     create(&server.client(), "kept").await;
     let value = "y".repeat(8 * 1024);
+    let mut produced = Vec::new();
     for request in 0..16 {
-        let values = (0..16).map(|i| format!("{request}-{i}-{value}")).collect();
-        produce(&server.client(), "kept", values).await;
+        let pairs = (0..16)
+            .map(|i| (format!("{request}-{i}"), format!("{request}-{i}-{value}")))
+            .collect();
+        produced.extend(produce(&server.client(), "kept", pairs).await);
     }
     let records = 16 * 16;
     let before = read_all(&server.client(), "kept", records).await;
+    assert_same_log(&before, &produced, "before the restart");
     // A graceful stop flushes the memory tier to disk.
     server.stop();
 
     let server = FloeProcess::start(dir.path(), &flags);
     let after = read_all(&server.client(), "kept", records).await;
-    assert_eq!(after, before);
+    assert_same_log(&after, &produced, "after the restart");
     let disk_hits = server.metric(r#"floe_cache_hits_total{tier="disk"}"#).await;
     let gets = server.metric(FETCH_GETS).await;
     println!("after the restart: {disk_hits} disk-tier hits, {gets} GETs");
