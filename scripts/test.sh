@@ -32,6 +32,11 @@ cargo build --bin floe --bin floe-bench --features floe-cli/failpoints
 # The container image: built offline with podman around that binary (stripped), run
 # read-only as uid 10001, produced to and fetched from, stopped with SIGTERM.
 FLOE_BIN="$CARGO_TARGET_DIR/debug/floe" scripts/image_check.sh
+# The README's tours, read from README.md and run as a new user would: the curl and CLI
+# tours and the consumer-group tour on the embedded default, and "A cluster on one
+# machine" (localstack/cluster.sh: etcd, LocalStack's S3 and three brokers on
+# :8081-:8083; it installs LocalStack into a venv the first time).
+FLOE_BIN="$CARGO_TARGET_DIR/debug/floe" "$FLOE_PYTHON" scripts/readme_check.py --cluster
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
