@@ -18,6 +18,7 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR}-mutants"
 out="${FLOE_MUTANTS_OUT:-mutants-out}"
 what="${1:-all}"
+mkdir -p "$out"
 status=0
 
 core() {

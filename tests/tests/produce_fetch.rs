@@ -378,3 +378,101 @@ async fn topics_admin_and_restart_keeps_data() {
         .expect("fetch");
     assert_eq!(fetched.records[0].value, Some(Value::String("kept".into())));
 }
+
+/// The fetch caps of docs/limits.md: `max_records` and `max_bytes` above their maxima are
+/// read as the maxima, and 0 is refused with `400 invalid_query`; an answer holds at
+/// most `max_records` records, at least one record whatever `max_bytes` says, and never
+/// more than 64 batches, with `next_offset` where the next fetch goes on.
+#[tokio::test]
+async fn fetch_caps_bound_every_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FloeProcess::start(dir.path(), &[]);
+    let client = server.client();
+    create(&client, "caps", 1).await;
+    // 100 requests of 3 records, one after another: 100 batches of 3 records each.
+    for request in 0..100u64 {
+        let records = (0..3)
+            .map(|i| ProduceRecordJson {
+                value: Some(json!(format!("request {request} record {i}"))),
+                ..ProduceRecordJson::default()
+            })
+            .collect();
+        let acks = client
+            .produce("caps", records, Encoding::Json)
+            .await
+            .expect("produce");
+        assert_eq!(acks.offsets[0].offset, request * 3, "request {request}");
+    }
+    let fetch = |max_records: Option<usize>, max_bytes: Option<usize>, offset: u64| {
+        let client = client.clone();
+        async move {
+            let options = FetchOptions {
+                encoding: Encoding::Json,
+                max_records,
+                max_bytes,
+                ..FetchOptions::default()
+            };
+            client
+                .fetch("caps", 0, offset, &options)
+                .await
+                .expect("fetch")
+        }
+    };
+    let offsets = |fetched: &floe_client::api::FetchResponse| {
+        fetched.records.iter().map(|r| r.offset).collect::<Vec<_>>()
+    };
+
+    // Batches per answer: 64 of them, however many records and bytes are allowed.
+    let most = fetch(Some(10_000), Some(64 << 20), 0).await;
+    assert_eq!(offsets(&most), (0..192).collect::<Vec<_>>());
+    assert_eq!(most.next_offset, 192);
+    assert_eq!(most.high_watermark, 300);
+    // Going on from next_offset reads the rest.
+    let rest = fetch(Some(10_000), None, most.next_offset).await;
+    assert_eq!(offsets(&rest), (192..300).collect::<Vec<_>>());
+    assert_eq!(rest.next_offset, 300);
+
+    // Records per answer: exactly max_records, from inside a batch too.
+    let five = fetch(Some(5), None, 1).await;
+    assert_eq!(offsets(&five), (1..6).collect::<Vec<_>>());
+    assert_eq!(five.next_offset, 6);
+
+    // Bytes per answer: records stop before the one that would pass max_bytes, but an
+    // answer holds at least one record, so one byte gets exactly the first.
+    let one_byte = fetch(None, Some(1), 0).await;
+    assert_eq!(offsets(&one_byte), vec![0]);
+    assert_eq!(one_byte.next_offset, 1);
+
+    // Above the maxima: read as the maxima; zero: refused, naming the parameter.
+    let http = reqwest::Client::new();
+    for (query, status) in [
+        ("max_records=10001&max_bytes=67108865", 200),
+        ("max_records=18446744073709551615", 200),
+        ("max_records=0", 400),
+        ("max_bytes=0", 400),
+    ] {
+        let response = http
+            .get(format!(
+                "{}/v1/topics/caps/partitions/0/records?offset=0&{query}",
+                server.url
+            ))
+            .send()
+            .await
+            .expect("fetch");
+        assert_eq!(response.status().as_u16(), status, "{query}");
+        if status == 200 {
+            let body: floe_client::api::FetchResponse = response.json().await.expect("answer");
+            assert_eq!(offsets(&body), (0..192).collect::<Vec<_>>(), "{query}");
+        } else {
+            let body: Value = response.json().await.expect("error body");
+            assert_eq!(body["error_code"], "invalid_query", "{query}");
+            let parameter = query.split('=').next().expect("name");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(parameter)),
+                "{query}: {body}"
+            );
+        }
+    }
+}
