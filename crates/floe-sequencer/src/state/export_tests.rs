@@ -341,3 +341,33 @@ fn acls_are_added_all_or_none_and_survive_a_snapshot() {
     assert_eq!(removed, Outcome::AclsDeleted(1));
     assert_eq!(state.acls().count(), 1);
 }
+
+/// The floor retention and keyed compaction keep above (the broker's jobs ask for it):
+/// the cursor while export is on, a begun file's start once it is off, none after.
+#[test]
+fn the_export_floor_follows_the_cursor_then_the_begun_file() {
+    let mut state = ClusterState::default();
+    let id = export_topic(&mut state, "delete");
+    let floor = |state: &ClusterState| {
+        let topic = state.topic("t").expect("topic");
+        topic.export_floor(&topic.partitions[0])
+    };
+    assert_eq!(floor(&state), Some(0));
+    state.apply(6, &begin_export(id, 0, 10)).expect("begin");
+    state
+        .apply(7, &commit_export(id, 0, 10, 1))
+        .expect("commit");
+    assert_eq!(floor(&state), Some(10));
+    state.apply(8, &begin_export(id, 10, 25)).expect("begin");
+    let off = Command::AlterTopicConfig {
+        name: "t".into(),
+        set: BTreeMap::new(),
+        reset: vec!["export.parquet.enabled".into()],
+    };
+    state.apply(9, &off).expect("disable");
+    assert_eq!(floor(&state), Some(10), "the begun file holds its start");
+    state
+        .apply(10, &commit_export(id, 10, 25, 1))
+        .expect("finish");
+    assert_eq!(floor(&state), None);
+}

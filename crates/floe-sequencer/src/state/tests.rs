@@ -602,8 +602,8 @@ mod groups {
 /// serialises but does not parse would stop recovery for good (integer map keys inside
 /// this internally tagged enum once did). The match has no wildcard, so a new command
 /// cannot be added without a sample here.
-#[test]
-fn every_command_round_trips_through_the_log_json() {
+/// One sample of every command (some twice, with and without their optional parts).
+fn sample_commands() -> Vec<Command> {
     use std::collections::BTreeMap;
 
     use crate::state::{GroupMember, MemberFence, OffsetCommit, OffsetReset};
@@ -612,7 +612,7 @@ fn every_command_round_trips_through_the_log_json() {
     let segment = SegmentId::generate();
     let mut partitions: crate::state::PartitionMap<u64> = BTreeMap::new();
     partitions.entry(topic).or_default().insert(3, 9);
-    let commands = vec![
+    vec![
         Command::CreateTopic {
             name: "t".into(),
             partitions: 2,
@@ -768,7 +768,12 @@ fn every_command_round_trips_through_the_log_json() {
             },
             at_ms: 14,
         },
-    ];
+    ]
+}
+
+#[test]
+fn every_command_round_trips_through_the_log_json() {
+    let commands = sample_commands();
     for command in &commands {
         match command {
             Command::CreateTopic { .. }
@@ -806,4 +811,429 @@ pub(super) fn sample_acl(principal: &str) -> floe_core::Acl {
         operation: floe_core::Operation::Write,
         permission: floe_core::Permission::Allow,
     }
+}
+
+/// `command` with every list in it `n` times as long and its free text long and full of
+/// characters JSON escapes (`\u0001` takes 6 bytes): the worst case an estimate must hold.
+fn grown(command: Command, n: usize) -> Command {
+    fn times<T: Clone>(items: Vec<T>, n: usize) -> Vec<T> {
+        items
+            .iter()
+            .cycle()
+            .take(items.len() * n)
+            .cloned()
+            .collect()
+    }
+    let text = |n: usize| "\u{1}\"".repeat(n);
+    match command {
+        Command::CommitSegment {
+            segment,
+            batches,
+            guards,
+            at_ms,
+        } => Command::CommitSegment {
+            segment,
+            batches: times(batches, n),
+            guards: times(guards, n),
+            at_ms,
+        },
+        Command::AssignOwners { changes } => Command::AssignOwners {
+            changes: times(changes, n),
+        },
+        Command::TrimPartitions { at_ms, trims } => Command::TrimPartitions {
+            at_ms,
+            trims: times(trims, n),
+        },
+        Command::ReplaceBatches {
+            at_ms,
+            topic_id,
+            partition,
+            segment,
+            level,
+            replaced,
+            batches,
+        } => Command::ReplaceBatches {
+            at_ms,
+            topic_id,
+            partition,
+            segment,
+            level,
+            replaced: times(replaced, n),
+            batches: times(batches, n),
+        },
+        Command::ForgetObjects { segments } => Command::ForgetObjects {
+            segments: times(segments, n),
+        },
+        Command::WriteGroup {
+            group,
+            expected_generation,
+            members,
+            at_ms,
+        } => {
+            let (_, member) = members.into_iter().next().expect("a member");
+            let members = (0..n)
+                .map(|i| {
+                    let mut member = member.clone();
+                    member.topics = vec![format!("topic-{i}"); 3];
+                    for (&topic, partitions) in member.partitions.iter_mut() {
+                        for partition in 0..n as u32 {
+                            partitions.insert(partition, u64::from(topic.0) + 1_000_000);
+                        }
+                    }
+                    (format!("member-{i}-{}", "m".repeat(36)), member)
+                })
+                .collect();
+            Command::WriteGroup {
+                group: format!("{group}{}", "g".repeat(200)),
+                expected_generation,
+                members,
+                at_ms,
+            }
+        }
+        Command::CommitOffsets {
+            group,
+            member,
+            offsets,
+            at_ms,
+        } => Command::CommitOffsets {
+            group,
+            member,
+            offsets: times(offsets, n)
+                .into_iter()
+                .map(|offset| crate::state::OffsetCommit {
+                    metadata: text(100),
+                    offset: u64::MAX,
+                    ..offset
+                })
+                .collect(),
+            at_ms,
+        },
+        Command::AlterTopicConfig { name, set, reset } => Command::AlterTopicConfig {
+            name,
+            set: (0..n)
+                .map(|i| (format!("key.{i}"), text(50)))
+                .chain(set)
+                .collect(),
+            reset: times(reset, n),
+        },
+        Command::BeginExport {
+            topic_id,
+            partition,
+            range,
+            schema: Some(_),
+            at_ms,
+        } => {
+            let fields: Vec<String> = (0..n)
+                .map(|i| format!(r#""field-{i}-\u0001\"":"double""#))
+                .collect();
+            let schema =
+                floe_core::JsonSchema::parse(&format!("{{{}}}", fields.join(","))).expect("schema");
+            Command::BeginExport {
+                topic_id,
+                partition,
+                range,
+                schema: Some(schema),
+                at_ms,
+            }
+        }
+        Command::ExportFailed {
+            topic_id,
+            partition,
+            error: _,
+            at_ms,
+        } => Command::ExportFailed {
+            topic_id,
+            partition,
+            error: text(n * 10),
+            at_ms,
+        },
+        Command::CreateAcls { acls } => Command::CreateAcls {
+            acls: times(acls, n),
+        },
+        Command::DeleteAcls { acls } => Command::DeleteAcls {
+            acls: times(acls, n),
+        },
+        other => other,
+    }
+}
+
+/// `approximate_size` decides how many commands one log entry groups and refuses a
+/// command over etcd's request limit before the log is touched, so it must never be
+/// below the command's log JSON, and must stay close to it (within 8× and 1 KiB) or
+/// groups would hold needlessly few commands. Each command's sample, as is and grown.
+#[test]
+fn approximate_size_bounds_the_log_json_closely() {
+    for sample in sample_commands() {
+        for command in [sample.clone(), grown(sample, 200)] {
+            let json = serde_json::to_vec(&command).expect("encode").len();
+            let estimate = command.approximate_size();
+            let name = format!("{command:?}").chars().take(60).collect::<String>();
+            assert!(
+                json <= estimate,
+                "{name}…: {json} bytes of JSON, estimated {estimate}"
+            );
+            assert!(
+                estimate <= 8 * json + 1024,
+                "{name}…: {json} bytes of JSON, estimated {estimate}"
+            );
+        }
+    }
+}
+
+/// A segment commit without producers or a seal time is written as brokers before
+/// idempotent producers wrote it (no `guards`, no `at_ms`), so a log shared with them
+/// during a rolling upgrade stays readable by both.
+#[test]
+fn a_plain_segment_commit_keeps_the_old_log_shape() {
+    let topic = TopicId(7);
+    let command = Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches: vec![batch(topic, 1, 3)],
+        guards: Vec::new(),
+        at_ms: 0,
+    };
+    let json: serde_json::Value = serde_json::to_value(&command).expect("encode");
+    let fields = json
+        .get("CommitSegment")
+        .or(Some(&json))
+        .and_then(|value| value.as_object())
+        .expect("an object");
+    assert!(!fields.contains_key("guards"), "{json}");
+    assert!(!fields.contains_key("at_ms"), "{json}");
+    let sealed = Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches: Vec::new(),
+        guards: Vec::new(),
+        at_ms: 5,
+    };
+    let json = serde_json::to_string(&sealed).expect("encode");
+    assert!(json.contains("\"at_ms\":5"), "{json}");
+}
+
+/// Offsets by time find the first batch whose newest record is at or after the time.
+#[test]
+fn the_first_batch_at_or_after_a_time() {
+    let mut state = ClusterState::default();
+    let id = create(&mut state, 1, "t", 1);
+    let timed = |max_timestamp: i64| BatchEntry {
+        first_timestamp: max_timestamp - 5,
+        max_timestamp,
+        ..batch(id, 0, 2)
+    };
+    let command = Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches: vec![timed(10), timed(20), timed(30)],
+        guards: Vec::new(),
+        at_ms: 0,
+    };
+    state.apply(2, &command).expect("commit");
+    let partition = &state.topic("t").expect("topic").partitions[0];
+    let base = |at: i64| partition.first_batch_at_or_after(at).map(|(base, _)| base);
+    assert_eq!(base(0), Some(0));
+    assert_eq!(base(10), Some(0));
+    assert_eq!(base(11), Some(2));
+    assert_eq!(base(20), Some(2));
+    assert_eq!(base(29), Some(4));
+    assert_eq!(base(30), Some(4));
+    assert_eq!(base(31), None);
+}
+
+/// An object is known while the index refers to it and while it awaits deletion; an
+/// object nobody committed is not (the orphan sweep deletes those).
+#[test]
+fn objects_are_known_while_indexed_or_awaiting_deletion() {
+    let mut state = ClusterState::default();
+    let id = create(&mut state, 1, "t", 1);
+    let (first, second) = (SegmentId::generate(), SegmentId::generate());
+    for (index, segment) in [(2, first), (3, second)] {
+        let command = Command::CommitSegment {
+            segment,
+            batches: vec![batch(id, 0, 3)],
+            guards: Vec::new(),
+            at_ms: 0,
+        };
+        state.apply(index, &command).expect("commit");
+    }
+    let trim = Command::TrimPartitions {
+        at_ms: 5,
+        trims: vec![Trim {
+            topic_id: id,
+            partition: 0,
+            log_start_offset: 3,
+        }],
+    };
+    state.apply(4, &trim).expect("trim");
+    assert!(state.garbage().contains_key(&first));
+    assert!(!state.segments().contains_key(&first));
+    assert!(state.knows_object(first), "awaiting deletion");
+    assert!(state.knows_object(second), "indexed");
+    assert!(
+        !state.knows_object(SegmentId::generate()),
+        "never committed"
+    );
+}
+
+/// A snapshot written before the object table existed has none: reading it rebuilds the
+/// table from the index, each object with the bytes and batches that refer to it.
+#[test]
+fn a_snapshot_without_an_object_table_rebuilds_it_from_the_index() {
+    let mut state = ClusterState::default();
+    let id = create(&mut state, 1, "t", 2);
+    let sized = |partition: u32, length: u32| BatchEntry {
+        length,
+        ..batch(id, partition, 1)
+    };
+    let (first, second) = (SegmentId::generate(), SegmentId::generate());
+    let commits = [
+        (first, vec![sized(0, 100), sized(1, 250), sized(0, 40)]),
+        (second, vec![sized(1, 7)]),
+    ];
+    for (index, (segment, batches)) in (2..).zip(commits) {
+        let command = Command::CommitSegment {
+            segment,
+            batches,
+            guards: Vec::new(),
+            at_ms: 0,
+        };
+        state.apply(index, &command).expect("commit");
+    }
+    let mut json = serde_json::to_value(&state).expect("encode");
+    json.as_object_mut().expect("an object").remove("segments");
+    let mut old: ClusterState = serde_json::from_value(json).expect("decode");
+    assert!(old.segments().is_empty());
+    old.rebuild_derived();
+    assert_eq!(old, state);
+    let info = |segment| old.segments()[&segment];
+    assert_eq!((info(first).live_bytes, info(first).live_batches), (390, 3));
+    assert_eq!((info(second).live_bytes, info(second).live_batches), (7, 1));
+}
+
+/// An owner change bumps the partition's owner epoch and counts; naming the owner it
+/// already has changes nothing.
+#[test]
+fn owner_changes_bump_the_epoch_only_when_the_owner_changes() {
+    let mut state = ClusterState::default();
+    let id = create(&mut state, 1, "t", 3);
+    let mut assign = |index: u64, owners: &[(u32, Option<&str>)]| {
+        let command = Command::AssignOwners {
+            changes: owners
+                .iter()
+                .map(|&(partition, owner)| OwnerChange {
+                    topic_id: id,
+                    partition,
+                    owner: owner.map(str::to_owned),
+                })
+                .collect(),
+        };
+        state.apply(index, &command).expect("assign")
+    };
+    assert_eq!(
+        assign(2, &[(0, Some("b1")), (1, Some("b1")), (2, None)]),
+        Outcome::OwnersAssigned(2)
+    );
+    assert_eq!(
+        assign(3, &[(0, Some("b1")), (1, Some("b2"))]),
+        Outcome::OwnersAssigned(1)
+    );
+    assert_eq!(
+        assign(4, &[(0, None), (7, Some("b1"))]),
+        Outcome::OwnersAssigned(1)
+    );
+    let epochs: Vec<(Option<String>, u64)> = state
+        .topic("t")
+        .expect("topic")
+        .partitions
+        .iter()
+        .map(|partition| (partition.owner.clone(), partition.owner_epoch))
+        .collect();
+    assert_eq!(
+        epochs,
+        vec![(None, 2), (Some("b2".to_owned()), 2), (None, 0),]
+    );
+}
+
+/// Partition counts: 1 to `MAX_PARTITIONS` at creation; adding partitions to the count a
+/// topic already has is a no-op (a retried request finds its work done), fewer is refused.
+#[test]
+fn partition_counts_at_their_bounds() {
+    let mut state = ClusterState::default();
+    let create_with = |state: &mut ClusterState, name: &str, partitions: u32| {
+        state.apply(
+            state.applied_index + 1,
+            &Command::CreateTopic {
+                name: name.into(),
+                partitions,
+                config: TopicConfig::default(),
+                created_ms: 0,
+            },
+        )
+    };
+    assert!(matches!(
+        create_with(&mut state, "none", 0),
+        Err(ApplyError::BadPartitionCount { requested: 0, .. })
+    ));
+    assert!(matches!(
+        create_with(&mut state, "over", MAX_PARTITIONS + 1),
+        Err(ApplyError::BadPartitionCount { .. })
+    ));
+    create_with(&mut state, "most", MAX_PARTITIONS).expect("the most partitions");
+    create_with(&mut state, "t", 2).expect("create");
+    let add = |state: &mut ClusterState, count: u32| {
+        state.apply(
+            state.applied_index + 1,
+            &Command::AddPartitions {
+                name: "t".into(),
+                count,
+            },
+        )
+    };
+    assert_eq!(
+        add(&mut state, 2).expect("the same count"),
+        Outcome::PartitionsAdded { from: 2, to: 2 }
+    );
+    assert!(matches!(
+        add(&mut state, 1),
+        Err(ApplyError::PartitionsCannotShrink {
+            current: 2,
+            requested: 1,
+            ..
+        })
+    ));
+    assert_eq!(
+        add(&mut state, 5).expect("grow"),
+        Outcome::PartitionsAdded { from: 2, to: 5 }
+    );
+    assert_eq!(state.topic("t").expect("topic").partition_count(), 5);
+}
+
+/// A cluster holds at most `MAX_ACLS` ACLs: exactly that many fit, one more is refused
+/// and changes nothing, and ACLs already present do not count again.
+#[test]
+fn acls_fill_up_to_their_limit_exactly() {
+    let mut state = ClusterState::default();
+    let acls = |from: usize, to: usize| -> Vec<floe_core::Acl> {
+        (from..to)
+            .map(|i| sample_acl(&format!("user-{i}")))
+            .collect()
+    };
+    let mut create_acls =
+        |index: u64, acls: Vec<floe_core::Acl>| state.apply(index, &Command::CreateAcls { acls });
+    assert_eq!(
+        create_acls(1, acls(0, 5_000)),
+        Ok(Outcome::AclsCreated(5_000))
+    );
+    assert_eq!(
+        create_acls(2, acls(5_000, 5_003)),
+        Ok(Outcome::AclsCreated(3))
+    );
+    assert_eq!(
+        create_acls(3, acls(4_000, crate::state::MAX_ACLS)),
+        Ok(Outcome::AclsCreated(crate::state::MAX_ACLS - 5_003))
+    );
+    assert_eq!(create_acls(4, acls(0, 10)), Ok(Outcome::AclsCreated(0)));
+    assert!(matches!(
+        create_acls(5, acls(9_990, crate::state::MAX_ACLS + 1)),
+        Err(ApplyError::TooManyAcls { .. })
+    ));
+    assert_eq!(state.acls().count(), crate::state::MAX_ACLS);
 }
