@@ -352,7 +352,12 @@ fn the_export_floor_follows_the_cursor_then_the_begun_file() {
         let topic = state.topic("t").expect("topic");
         topic.export_floor(&topic.partitions[0])
     };
+    let due = |state: &ClusterState| {
+        let topic = state.topic("t").expect("topic");
+        topic.export_due(&topic.partitions[0])
+    };
     assert_eq!(floor(&state), Some(0));
+    assert!(due(&state), "30 records past the cursor");
     state.apply(6, &begin_export(id, 0, 10)).expect("begin");
     state
         .apply(7, &commit_export(id, 0, 10, 1))
@@ -370,4 +375,60 @@ fn the_export_floor_follows_the_cursor_then_the_begun_file() {
         .apply(10, &commit_export(id, 10, 25, 1))
         .expect("finish");
     assert_eq!(floor(&state), None);
+}
+
+/// The cursor counts every file, byte and record committed; a failure is recorded with
+/// its time, cut to `MAX_EXPORT_ERROR` bytes on a character boundary, and cleared when
+/// the cursor next moves.
+#[test]
+fn the_cursor_counts_what_was_written_and_keeps_the_last_error_bounded() {
+    let mut state = ClusterState::default();
+    let id = export_topic(&mut state, "delete");
+    let cursor = |state: &ClusterState| {
+        state.topic("t").expect("topic").partitions[0]
+            .export
+            .clone()
+            .expect("a cursor")
+    };
+    let failed = |error: &str| Command::ExportFailed {
+        topic_id: id,
+        partition: 0,
+        error: error.into(),
+        at_ms: 40,
+    };
+    state.apply(6, &failed("store down")).expect("failed");
+    assert_eq!(
+        cursor(&state).last_error,
+        Some((40, "store down".to_owned()))
+    );
+    // 200 three-byte characters: 600 bytes, cut to the last boundary at or below 512.
+    let long = "€".repeat(200);
+    state.apply(7, &failed(&long)).expect("failed");
+    let (_, kept) = cursor(&state).last_error.expect("an error");
+    assert_eq!(kept.len(), 510);
+    assert!(long.starts_with(&kept));
+    let exactly = "x".repeat(super::export::MAX_EXPORT_ERROR);
+    state.apply(8, &failed(&exactly)).expect("failed");
+    assert_eq!(cursor(&state).last_error, Some((40, exactly)));
+    assert_eq!(cursor(&state).next_offset, 0, "a failure does not move it");
+
+    state.apply(9, &begin_export(id, 0, 10)).expect("begin");
+    state
+        .apply(10, &commit_export(id, 0, 10, 1))
+        .expect("commit");
+    state.apply(11, &begin_export(id, 10, 30)).expect("begin");
+    state
+        .apply(12, &commit_export(id, 10, 30, 3))
+        .expect("commit");
+    let cursor = cursor(&state);
+    assert_eq!(cursor.last_error, None);
+    assert_eq!(
+        (
+            cursor.next_offset,
+            cursor.files,
+            cursor.records,
+            cursor.bytes
+        ),
+        (30, 4, 30, 200)
+    );
 }
