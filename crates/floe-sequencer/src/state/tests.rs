@@ -418,6 +418,100 @@ mod groups {
         state.apply(index, &command)
     }
 
+    /// A member owns exactly the partitions written for it; partitions past the topic's
+    /// count are dropped from a write; every group is listed.
+    #[test]
+    fn members_own_what_the_write_gave_them_and_no_more() {
+        let mut state = ClusterState::default();
+        let t = topic_with_records(&mut state);
+        let other = create(&mut state, 3, "u", 1);
+        write(
+            &mut state,
+            4,
+            0,
+            &[("a", member(1, &[(t, 0, 1), (t, 2, 1), (other, 0, 1)]))],
+        )
+        .expect("write");
+        let group = state.group("g").expect("group");
+        let a = &group.members["a"];
+        assert!(a.owns(t, 0));
+        assert!(!a.owns(t, 1), "never given");
+        assert!(!a.owns(t, 2), "t has 2 partitions: dropped");
+        assert!(a.owns(other, 0));
+        assert!(!a.owns(TopicId(99), 0));
+        assert_eq!(a.partition_count(), 2);
+        assert_eq!(
+            state
+                .groups()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["g"]
+        );
+    }
+
+    /// Offset commits: metadata up to `MAX_OFFSET_METADATA` bytes, offsets from the log
+    /// start to the high watermark inclusive; anything else is refused whole.
+    #[test]
+    fn commits_at_the_bounds_of_metadata_and_the_log() {
+        let mut state = ClusterState::default();
+        let t = topic_with_records(&mut state);
+        let trim = Command::TrimPartitions {
+            at_ms: 0,
+            trims: vec![Trim {
+                topic_id: t,
+                partition: 0,
+                log_start_offset: 5,
+            }],
+        };
+        state.apply(3, &trim).expect("trim");
+        let with_metadata = |state: &mut ClusterState, index: u64, bytes: usize| {
+            let command = Command::CommitOffsets {
+                group: "g".into(),
+                member: None,
+                offsets: vec![OffsetCommit {
+                    topic_id: t,
+                    partition: 1,
+                    offset: 2,
+                    metadata: "m".repeat(bytes),
+                }],
+                at_ms: 2_000,
+            };
+            state.apply(index, &command)
+        };
+        let limit = crate::state::MAX_OFFSET_METADATA;
+        assert_eq!(
+            with_metadata(&mut state, 4, limit),
+            Ok(Outcome::OffsetsCommitted(1))
+        );
+        assert!(matches!(
+            with_metadata(&mut state, 5, limit + 1),
+            Err(ApplyError::BadGroupWrite(_))
+        ));
+        assert_eq!(
+            commit(&mut state, 6, None, &[(t, 0, 5)]),
+            Ok(Outcome::OffsetsCommitted(1))
+        );
+        assert!(matches!(
+            commit(&mut state, 7, None, &[(t, 1, 3), (t, 0, 4)]),
+            Err(ApplyError::OffsetBeforeStart {
+                offset: 4,
+                log_start_offset: 5,
+                ..
+            })
+        ));
+        assert!(matches!(
+            commit(&mut state, 8, None, &[(t, 1, 6)]),
+            Err(ApplyError::OffsetBeyondEnd {
+                offset: 6,
+                high_watermark: 5,
+                ..
+            })
+        ));
+        let offsets = &state.group("g").expect("group").offsets[&t];
+        assert_eq!(offsets[&0].offset, 5);
+        assert_eq!((offsets[&1].offset, offsets[&1].metadata.len()), (2, limit));
+    }
+
     /// A topic with two partitions, each holding five records.
     fn topic_with_records(state: &mut ClusterState) -> TopicId {
         let id = create(state, 1, "t", 2);
