@@ -971,7 +971,7 @@ fn grown(command: Command, n: usize) -> Command {
                     member.topics = vec![format!("topic-{i}"); 3];
                     for (&topic, partitions) in member.partitions.iter_mut() {
                         for partition in 0..n as u32 {
-                            partitions.insert(partition, u64::from(topic.0) + 1_000_000);
+                            partitions.insert(partition, topic.0 + 1_000_000);
                         }
                     }
                     (format!("member-{i}-{}", "m".repeat(36)), member)
