@@ -244,8 +244,15 @@ impl Command {
         match self {
             Self::CommitSegment {
                 batches, guards, ..
-            } => 96 + 220 * batches.len() + 128 * guards.len(),
-            Self::InitProducer { .. } | Self::ExpireProducers { .. } => 96,
+            } => {
+                96 + 220 * batches.len()
+                    + guards
+                        .iter()
+                        .map(|guard| 128 + escaped_len(guard.principal.as_deref()))
+                        .sum::<usize>()
+            }
+            Self::InitProducer { principal, .. } => 128 + escaped_len(principal.as_deref()),
+            Self::ExpireProducers { .. } => 96,
             Self::AssignOwners { changes } => 48 + 96 * changes.len(),
             Self::TrimPartitions { trims, .. } => 48 + 96 * trims.len(),
             Self::ReplaceBatches {
@@ -302,6 +309,11 @@ impl Command {
             | Self::RaiseOrphanHorizon { .. } => 1024,
         }
     }
+}
+
+/// The most a string's JSON can take beyond its quotes: six bytes a byte (`\u0001`).
+fn escaped_len(text: Option<&str>) -> usize {
+    text.map_or(0, |text| text.len() * 6)
 }
 
 /// The result of applying a command.

@@ -928,7 +928,22 @@ fn grown(command: Command, n: usize) -> Command {
         } => Command::CommitSegment {
             segment,
             batches: times(batches, n),
-            guards: times(guards, n),
+            guards: times(guards, n)
+                .into_iter()
+                .map(|guard| crate::state::RequestGuard {
+                    principal: guard.principal.map(|_| text(127)),
+                    ..guard
+                })
+                .collect(),
+            at_ms,
+        },
+        Command::InitProducer {
+            existing,
+            principal,
+            at_ms,
+        } => Command::InitProducer {
+            existing,
+            principal: principal.map(|_| text(127)),
             at_ms,
         },
         Command::AssignOwners { changes } => Command::AssignOwners {
@@ -952,7 +967,10 @@ fn grown(command: Command, n: usize) -> Command {
             partition,
             segment,
             level,
-            replaced: times(replaced, n),
+            replaced: times(replaced, n * 10)
+                .into_iter()
+                .map(|(_, segment)| (u64::MAX, segment))
+                .collect(),
             batches: times(batches, n),
         },
         Command::ForgetObjects { segments } => Command::ForgetObjects {
