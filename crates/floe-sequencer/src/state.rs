@@ -260,24 +260,32 @@ impl Command {
             } => 256 + 64 * replaced.len() + 220 * batches.len(),
             Self::ForgetObjects { segments } => 48 + 40 * segments.len(),
             Self::WriteGroup { group, members, .. } => {
-                128 + group.len()
+                128 + printable_len(group)
                     + members
                         .iter()
                         .map(|(id, member)| {
-                            160 + id.len()
+                            160 + printable_len(id)
                                 + member.topics.iter().map(|t| t.len() + 4).sum::<usize>()
                                 + 40 * member.partition_count()
                         })
                         .sum::<usize>()
             }
-            Self::CommitOffsets { group, offsets, .. } => {
-                160 + group.len()
+            Self::CommitOffsets {
+                group,
+                member,
+                offsets,
+                ..
+            } => {
+                160 + printable_len(group)
+                    + member
+                        .as_ref()
+                        .map_or(0, |member| 48 + printable_len(&member.member_id))
                     + offsets
                         .iter()
                         .map(|offset| 96 + offset.metadata.len() * 6)
                         .sum::<usize>()
             }
-            Self::DeleteGroup { group, .. } => 96 + group.len(),
+            Self::DeleteGroup { group, .. } => 96 + printable_len(group),
             Self::AlterTopicConfig { name, set, reset } => {
                 96 + name.len()
                     + set
@@ -309,6 +317,12 @@ impl Command {
             | Self::RaiseOrphanHorizon { .. } => 1024,
         }
     }
+}
+
+/// The most JSON can take for a group name or member id beyond its quotes: printable
+/// characters, of which `"` and `\` are escaped to two bytes.
+fn printable_len(text: &str) -> usize {
+    2 * text.len()
 }
 
 /// The most a string's JSON can take beyond its quotes: six bytes a byte (`\u0001`).

@@ -432,3 +432,38 @@ fn the_cursor_counts_what_was_written_and_keeps_the_last_error_bounded() {
         (30, 4, 30, 200)
     );
 }
+
+/// A partition has export work while records lie past the cursor and export is on, or a
+/// begun file is open: not once the cursor reaches the high watermark, and not for
+/// records past the cursor once export is off.
+#[test]
+fn export_is_due_only_for_records_past_the_cursor_while_enabled() {
+    let mut state = ClusterState::default();
+    let id = export_topic(&mut state, "delete");
+    let due = |state: &ClusterState| {
+        let topic = state.topic("t").expect("topic");
+        topic.export_due(&topic.partitions[0])
+    };
+    assert!(due(&state), "30 records past the cursor");
+    state.apply(6, &begin_export(id, 0, 30)).expect("begin");
+    assert!(due(&state), "a begun file");
+    state
+        .apply(7, &commit_export(id, 0, 30, 1))
+        .expect("commit");
+    assert!(!due(&state), "the cursor is at the high watermark");
+    let more = Command::CommitSegment {
+        segment: SegmentId::generate(),
+        batches: vec![batch(id, 0, 5)],
+        guards: Vec::new(),
+        at_ms: 0,
+    };
+    state.apply(8, &more).expect("commit");
+    assert!(due(&state), "5 new records");
+    let off = Command::AlterTopicConfig {
+        name: "t".into(),
+        set: BTreeMap::new(),
+        reset: vec!["export.parquet.enabled".into()],
+    };
+    state.apply(9, &off).expect("disable");
+    assert!(!due(&state), "records past the cursor, but export is off");
+}
