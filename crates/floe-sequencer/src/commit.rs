@@ -6,14 +6,18 @@
 //! without knowing the other or the [`crate::Sequencer`] handle wrapping it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::error::{ApplyError, LogError, SequencerError};
 use crate::log::{Fence, LogBackend, LogEntry, Snapshot};
 use crate::membership::Membership;
+use crate::metrics::{CommitMetrics, SnapshotStage};
 use crate::replica::Replica;
-use crate::state::{Command, Outcome};
+use crate::state::{ClusterState, Command, Outcome};
 
 /// A command made durable at `index`, with what applying it did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -46,6 +50,7 @@ impl std::fmt::Debug for Submission {
 #[derive(Debug)]
 pub(crate) struct Running {
     pub replica: Arc<Replica>,
+    pub metrics: CommitMetrics,
     pub submissions: mpsc::Sender<Submission>,
     pub stop: watch::Sender<bool>,
     pub task: tokio::task::JoinHandle<()>,
@@ -62,6 +67,10 @@ pub(crate) fn refuse_queued(receiver: &mut mpsc::Receiver<Submission>) {
 
 /// Writes groups of submissions through a backend and applies them: the embedded
 /// sequencer's whole life, and a cluster leader's term.
+///
+/// Snapshots run beside it: the loop only copies the state (under the replica's read
+/// lock, between two groups); encoding and installing the copy run in a task while groups
+/// keep committing, and at most one snapshot is in flight.
 pub(crate) struct CommitLoop {
     pub(crate) backend: Arc<dyn LogBackend>,
     replica: Arc<Replica>,
@@ -71,7 +80,26 @@ pub(crate) struct CommitLoop {
     max_group: usize,
     /// Take a snapshot (and trim the log) after this many entries.
     snapshot_every: u64,
+    snapshot: Option<PendingSnapshot>,
+    metrics: CommitMetrics,
 }
+
+/// A snapshot being encoded and installed beside the commit loop.
+struct PendingSnapshot {
+    index: u64,
+    task: JoinHandle<Result<usize, LogError>>,
+}
+
+/// What woke the commit loop.
+enum Next {
+    Stop,
+    Closed,
+    Submission(Submission),
+    Snapshot(Result<Result<usize, LogError>, tokio::task::JoinError>),
+}
+
+/// How long a loop that stops waits for its snapshot in flight before abandoning it.
+const SNAPSHOT_STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl CommitLoop {
     pub(crate) fn new(
@@ -79,6 +107,7 @@ impl CommitLoop {
         replica: Arc<Replica>,
         max_group: usize,
         snapshot_every: u64,
+        metrics: CommitMetrics,
     ) -> Self {
         let next_index = replica.applied_index() + 1;
         Self {
@@ -88,6 +117,8 @@ impl CommitLoop {
             entries_since_snapshot: 0,
             max_group,
             snapshot_every,
+            snapshot: None,
+            metrics,
         }
     }
 
@@ -101,13 +132,25 @@ impl CommitLoop {
         tokio::pin!(until);
         let mut group = Vec::with_capacity(self.max_group);
         loop {
-            let first = tokio::select! {
+            let next = tokio::select! {
                 biased;
-                () = &mut until => return Ok(()),
-                next = receiver.recv() => match next {
-                    Some(first) => first,
-                    None => return Ok(()),
-                },
+                () = &mut until => Next::Stop,
+                done = async {
+                    let pending = self.snapshot.as_mut().expect("a snapshot in flight");
+                    (&mut pending.task).await
+                }, if self.snapshot.is_some() => Next::Snapshot(done),
+                next = receiver.recv() => next.map_or(Next::Closed, Next::Submission),
+            };
+            let first = match next {
+                Next::Submission(first) => first,
+                Next::Snapshot(done) => {
+                    self.snapshot_done(done)?;
+                    continue;
+                }
+                Next::Stop | Next::Closed => {
+                    self.stop_snapshot().await;
+                    return Ok(());
+                }
             };
             let Some(first) = refuse_if_too_large(first) else {
                 continue;
@@ -127,16 +170,16 @@ impl CommitLoop {
                 }
             }
             self.commit_group(&mut group).await?;
-            if self.entries_since_snapshot >= self.snapshot_every {
-                match self.snapshot().await {
-                    Ok(()) => {}
-                    Err(error @ LogError::Deposed(_)) => return Err(error),
-                    Err(error) => {
-                        // Retry after another tenth of the interval, not after every group.
-                        self.entries_since_snapshot -= (self.snapshot_every / 10).max(1);
-                        tracing::warn!(%error, "sequencer snapshot failed; will retry later");
-                    }
-                }
+            if self.entries_since_snapshot >= 2 * self.snapshot_every
+                && let Some(pending) = self.snapshot.as_mut()
+            {
+                // A whole interval behind its snapshot (a slow store): wait for it, so the
+                // log stays bounded by twice the interval.
+                let done = (&mut pending.task).await;
+                self.snapshot_done(done)?;
+            }
+            if self.snapshot.is_none() && self.entries_since_snapshot >= self.snapshot_every {
+                self.start_snapshot();
             }
         }
     }
@@ -157,8 +200,9 @@ impl CommitLoop {
             let mut fences: Vec<Fence> = group.iter().filter_map(|s| s.fence.clone()).collect();
             fences.sort_by(|a, b| (&a.broker, a.session).cmp(&(&b.broker, b.session)));
             fences.dedup();
+            let started = Instant::now();
             match self.backend.append(&entries, &fences).await {
-                Ok(()) => {}
+                Ok(()) => self.metrics.appended(started.elapsed(), entries.len()),
                 Err(LogError::Fenced(stale)) => {
                     let (refused, kept): (Vec<_>, Vec<_>) = group
                         .drain(..)
@@ -198,16 +242,93 @@ impl CommitLoop {
         }
     }
 
-    async fn snapshot(&mut self) -> Result<(), LogError> {
-        let (index, state) = self.replica.encode()?;
-        let size = state.len();
-        self.backend
-            .install_snapshot(Snapshot { index, state })
-            .await?;
-        self.entries_since_snapshot = 0;
-        tracing::info!(index, size, "sequencer snapshot installed");
+    /// Copies the state and starts encoding and installing the copy in a task.
+    fn start_snapshot(&mut self) {
+        let started = Instant::now();
+        let state = self.replica.copy();
+        self.metrics
+            .snapshot_stage(SnapshotStage::Copy, started.elapsed());
+        let index = state.applied_index;
+        let backend = Arc::clone(&self.backend);
+        let metrics = self.metrics.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let bytes = tokio::task::spawn_blocking(move || encode_state(&state))
+                .await
+                .map_err(|error| LogError::Corrupt(format!("encode snapshot: {error}")))??;
+            metrics.snapshot_stage(SnapshotStage::Encode, started.elapsed());
+            let size = bytes.len();
+            let started = Instant::now();
+            backend
+                .install_snapshot(Snapshot {
+                    index,
+                    state: bytes,
+                })
+                .await?;
+            metrics.snapshot_stage(SnapshotStage::Install, started.elapsed());
+            metrics.snapshot_installed(size);
+            Ok(size)
+        });
+        self.snapshot = Some(PendingSnapshot { index, task });
+    }
+
+    /// Takes the outcome of the snapshot in flight. Only a deposed leader stops the loop;
+    /// any other failure is retried after another tenth of the interval.
+    fn snapshot_done(
+        &mut self,
+        done: Result<Result<usize, LogError>, tokio::task::JoinError>,
+    ) -> Result<(), LogError> {
+        let Some(PendingSnapshot { index, .. }) = self.snapshot.take() else {
+            return Ok(());
+        };
+        let error = match done {
+            Ok(Ok(size)) => {
+                // Entries committed while it was written are not in it.
+                self.entries_since_snapshot = (self.next_index - 1).saturating_sub(index);
+                tracing::info!(index, size, "sequencer snapshot installed");
+                return Ok(());
+            }
+            Ok(Err(error @ LogError::Deposed(_))) => return Err(error),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => format!("snapshot task failed: {error}"),
+        };
+        self.entries_since_snapshot = self
+            .snapshot_every
+            .saturating_sub((self.snapshot_every / 10).max(1));
+        tracing::warn!(%error, index, "sequencer snapshot failed; will retry later");
         Ok(())
     }
+
+    /// Lets the snapshot in flight finish (a stopping embedded sequencer keeps it), for
+    /// a bounded time: a deposed leader's install fails on its own.
+    async fn stop_snapshot(&mut self) {
+        let Some(mut pending) = self.snapshot.take() else {
+            return;
+        };
+        match tokio::time::timeout(SNAPSHOT_STOP_WAIT, &mut pending.task).await {
+            Ok(Ok(Ok(size))) => {
+                tracing::info!(index = pending.index, size, "sequencer snapshot installed")
+            }
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(%error, "sequencer snapshot failed while stopping")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "sequencer snapshot task failed"),
+            Err(_) => {
+                pending.task.abort();
+                tracing::warn!(
+                    index = pending.index,
+                    "sequencer snapshot abandoned while stopping"
+                );
+            }
+        }
+    }
+}
+
+/// Serialises a state for a snapshot.
+fn encode_state(state: &ClusterState) -> Result<Bytes, LogError> {
+    serde_json::to_vec(state)
+        .map(Bytes::from)
+        .map_err(|e| LogError::Corrupt(format!("encode snapshot: {e}")))
 }
 
 /// The largest command one log entry takes: a definite refusal before the log is

@@ -29,6 +29,7 @@ const MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
 /// The embedded, single-process command log.
 #[derive(Debug, Clone)]
 pub struct FileLog {
+    dir: PathBuf,
     inner: Arc<Mutex<FileLogInner>>,
 }
 
@@ -56,6 +57,7 @@ impl FileLog {
             return Err(LogError::Locked(dir.display().to_string()));
         }
         Ok(Self {
+            dir: dir.clone(),
             inner: Arc::new(Mutex::new(FileLogInner {
                 dir,
                 _lock: lock,
@@ -95,9 +97,15 @@ impl LogBackend for FileLog {
             .await
     }
 
+    /// Writes the snapshot without the log's lock, so appends go on meanwhile, then
+    /// rolls the log: see [`FileLogInner::roll`].
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
-        self.blocking(move |inner| inner.install_snapshot(&snapshot))
+        let dir = self.dir.clone();
+        let index = snapshot.index;
+        tokio::task::spawn_blocking(move || write_snapshot(&dir, &snapshot))
             .await
+            .map_err(|error| LogError::Poisoned(format!("snapshot task failed: {error}")))??;
+        self.blocking(move |inner| inner.roll(index)).await
     }
 }
 
@@ -174,7 +182,10 @@ impl FileLogInner {
                     .map_err(|e| LogError::io(path.display(), e))?;
                 self.active = Some((file, len));
             }
-            _ => self.start_log_file(snapshot_index + 1)?,
+            _ => {
+                self.start_log_file(snapshot_index + 1)?;
+                self.drop_covered(snapshot_index)?;
+            }
         }
         Ok(Recovery { snapshot, entries })
     }
@@ -189,9 +200,26 @@ impl FileLogInner {
             .map_err(|e| LogError::io(path.display(), e))?;
         sync_dir(&self.log_dir())?;
         self.active = Some((file, 0));
-        for (older_first, older) in self.log_files()? {
-            if older_first < first_index {
-                fs::remove_file(&older).map_err(|e| LogError::io(older.display(), e))?;
+        Ok(())
+    }
+
+    /// After a snapshot at `index` is durable: the next append starts a new file, and every
+    /// file whose entries the snapshot covers is deleted. The file appended to until now
+    /// may hold entries past `index`, committed while the snapshot was written: it stays
+    /// until a later snapshot covers it.
+    fn roll(&mut self, index: u64) -> Result<(), LogError> {
+        self.active = None;
+        self.drop_covered(index)
+    }
+
+    /// Deletes each log file whose last entry (the one before the next file's first) is at
+    /// or below `index`.
+    fn drop_covered(&self, index: u64) -> Result<(), LogError> {
+        let files = self.log_files()?;
+        for pair in files.windows(2) {
+            let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+            if *next_first <= index + 1 {
+                fs::remove_file(path).map_err(|e| LogError::io(path.display(), e))?;
             }
         }
         Ok(())
@@ -225,24 +253,22 @@ impl FileLogInner {
         *len += frames.len() as u64;
         Ok(())
     }
+}
 
-    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogError> {
-        let path = self.dir.join("snapshot");
-        let temporary = self.dir.join("snapshot.tmp");
-        let mut contents = Vec::with_capacity(snapshot.state.len() + 12);
-        contents.extend_from_slice(&snapshot.index.to_be_bytes());
-        contents.extend_from_slice(&crc32c::crc32c(&snapshot.state).to_be_bytes());
-        contents.extend_from_slice(&snapshot.state);
-        let mut file =
-            File::create(&temporary).map_err(|e| LogError::io(temporary.display(), e))?;
-        file.write_all(&contents)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| LogError::io(temporary.display(), e))?;
-        fs::rename(&temporary, &path).map_err(|e| LogError::io(path.display(), e))?;
-        sync_dir(&self.dir)?;
-        // Entries up to the snapshot are now redundant: start a new file, drop the old ones.
-        self.start_log_file(snapshot.index + 1)
-    }
+/// Writes `snapshot` beside the log, atomically (a temporary file renamed over the old).
+fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), LogError> {
+    let path = dir.join("snapshot");
+    let temporary = dir.join("snapshot.tmp");
+    let mut contents = Vec::with_capacity(snapshot.state.len() + 12);
+    contents.extend_from_slice(&snapshot.index.to_be_bytes());
+    contents.extend_from_slice(&crc32c::crc32c(&snapshot.state).to_be_bytes());
+    contents.extend_from_slice(&snapshot.state);
+    let mut file = File::create(&temporary).map_err(|e| LogError::io(temporary.display(), e))?;
+    file.write_all(&contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| LogError::io(temporary.display(), e))?;
+    fs::rename(&temporary, &path).map_err(|e| LogError::io(path.display(), e))?;
+    sync_dir(dir)
 }
 
 fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, LogError> {
@@ -410,6 +436,17 @@ mod tests {
     async fn conformance_snapshots() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::conformance::snapshots_restore_state(factory(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_snapshot_beside_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::conformance::snapshot_keeps_entries_appended_meanwhile(factory(dir.path())).await;
+        // Only files that hold entries past the last snapshot (12) are kept.
+        let files = fs::read_dir(dir.path().join("log"))
+            .expect("log dir")
+            .count();
+        assert_eq!(files, 2, "the files holding 6..=14 and 15");
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ mod error;
 mod log;
 mod membership;
 mod memory;
+mod metrics;
 mod replica;
 mod sequencer;
 mod settings;

@@ -43,7 +43,9 @@ pub struct Recovery {
 /// A durable, ordered command log. Implementations: [`crate::FileLog`] (embedded, one
 /// process), [`crate::MemoryLog`] (tests), and the etcd backend of the cluster.
 ///
-/// The sequencer calls these one at a time, never concurrently.
+/// The sequencer calls `recover` and `append` one at a time, never concurrently;
+/// `install_snapshot` runs beside appends (never beside another `install_snapshot`), so
+/// entries appended after the snapshot's index, even before it was installed, must stay.
 #[async_trait]
 pub trait LogBackend: Send + Sync + Debug + 'static {
     /// Loads the newest snapshot and every durable entry after it, in order.

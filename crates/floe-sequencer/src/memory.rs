@@ -74,6 +74,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn conformance_snapshot_beside_appends() {
+        conformance::snapshot_keeps_entries_appended_meanwhile(factory()).await;
+    }
+
+    #[tokio::test]
     async fn conformance_snapshots() {
         conformance::snapshots_restore_state(factory()).await;
     }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -98,11 +97,9 @@ impl Replica {
         self.applied.send_replace(index);
     }
 
-    pub(crate) fn encode(&self) -> Result<(u64, Bytes), LogError> {
-        let state = self.state.read();
-        let bytes = serde_json::to_vec(&*state)
-            .map_err(|e| LogError::Corrupt(format!("encode snapshot: {e}")))?;
-        Ok((state.applied_index, Bytes::from(bytes)))
+    /// A copy of the state, for a snapshot encoded beside the commit loop.
+    pub(crate) fn copy(&self) -> ClusterState {
+        self.state.read().clone()
     }
 }
 

@@ -13,6 +13,7 @@ use crate::commit::{CommitLoop, Committed, Running, Submission, refuse_queued};
 use crate::error::SequencerError;
 use crate::log::{Fence, LogBackend};
 use crate::membership::{Identity, Membership, Mode, SoleMember};
+use crate::metrics::CommitMetrics;
 use crate::replica::{ApplyObserver, Replica, decode_state};
 use crate::state::{ClusterState, Command, Outcome};
 
@@ -55,6 +56,7 @@ impl Default for SequencerOptions {
 #[derive(Debug, Clone)]
 pub struct Sequencer {
     replica: Arc<Replica>,
+    metrics: CommitMetrics,
     submissions: mpsc::Sender<Submission>,
     stop: Arc<watch::Sender<bool>>,
     driver: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -89,6 +91,7 @@ impl Sequencer {
         );
 
         let replica = Arc::new(Replica::new(state));
+        let metrics = CommitMetrics::default();
         let (submissions, mut receiver) = mpsc::channel(options.queue_depth);
         let (stop, mut stop_receiver) = watch::channel(false);
         let mut commit_loop = CommitLoop::new(
@@ -96,6 +99,7 @@ impl Sequencer {
             Arc::clone(&replica),
             options.max_group,
             options.snapshot_every,
+            metrics.clone(),
         );
         commit_loop.entries_since_snapshot = replayed as u64;
         let task = tokio::spawn(async move {
@@ -110,6 +114,7 @@ impl Sequencer {
         });
         Ok(Self::wrap(Running {
             replica,
+            metrics,
             submissions,
             stop,
             task,
@@ -121,6 +126,7 @@ impl Sequencer {
     pub(crate) fn wrap(running: Running) -> Self {
         Self {
             replica: running.replica,
+            metrics: running.metrics,
             submissions: running.submissions,
             stop: Arc::new(running.stop),
             driver: Arc::new(tokio::sync::Mutex::new(Some(running.task))),
@@ -210,6 +216,12 @@ impl Sequencer {
     /// Members, leadership, readiness and partition owners, in either mode.
     pub fn membership(&self) -> &dyn Membership {
         &*self.membership
+    }
+
+    /// Registers the sequencer's metrics (log appends, group sizes, snapshot stages, as
+    /// recorded by the commit loop in this process) on `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 
     /// Reads the replica under a shared lock. Keep `read` short: the commit loop waits for it.

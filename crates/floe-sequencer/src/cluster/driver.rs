@@ -18,6 +18,7 @@ use super::{
 use crate::commit::{CommitLoop, Running, Submission, refuse_queued};
 use crate::error::SequencerError;
 use crate::membership::{Identity, LeaderInfo};
+use crate::metrics::CommitMetrics;
 use crate::replica::Replica;
 use crate::state::{ClusterState, Command, OwnerChange};
 
@@ -41,6 +42,7 @@ pub(crate) async fn join(
     tracing::info!(endpoints = ?options.endpoints, "connected to etcd; loading the replica");
     let keys = Keys::new(&options.cluster);
     let replica = Arc::new(Replica::new(ClusterState::default()));
+    let metrics = CommitMetrics::default();
     catch_up(&client, &keys, &snapshots, &replica).await?;
     tracing::info!(
         applied_index = replica.applied_index(),
@@ -58,6 +60,7 @@ pub(crate) async fn join(
         keys,
         handle: Arc::clone(&handle),
         replica: Arc::clone(&replica),
+        metrics: metrics.clone(),
         snapshots,
         forwarder,
         submissions: submissions.clone(),
@@ -66,6 +69,7 @@ pub(crate) async fn join(
     let task = tokio::spawn(driver.run(receiver, stop_receiver));
     Ok(Running {
         replica,
+        metrics,
         submissions,
         stop,
         task,
@@ -78,6 +82,7 @@ struct Driver {
     keys: Keys,
     handle: Arc<ClusterHandle>,
     replica: Arc<Replica>,
+    metrics: CommitMetrics,
     snapshots: Arc<dyn SnapshotStore>,
     forwarder: Arc<dyn Forwarder>,
     submissions: mpsc::Sender<Submission>,
@@ -214,6 +219,7 @@ impl Driver {
             Arc::clone(&self.replica),
             self.options.sequencer.max_group,
             self.options.sequencer.snapshot_every,
+            self.metrics.clone(),
         );
         // Count from the last snapshot, so leader changes cannot postpone trimming etcd.
         commit.entries_since_snapshot = self.replica.applied_index().saturating_sub(snapshot_index);

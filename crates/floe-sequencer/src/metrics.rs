@@ -1,0 +1,94 @@
+//! The sequencer's metrics, recorded by whichever commit loop runs in this process (the
+//! embedded sequencer, or this broker while it leads the cluster): how long a group's
+//! durable append takes, how many commands a group carries, and what each snapshot cost,
+//! stage by stage — `copy` is the only stage that holds the commit loop.
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
+/// 0.5 ms to ~16 s, doubling, as the broker's latency histograms.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// What the commit loop measures; cheap to clone (the metrics are shared).
+#[derive(Debug, Clone)]
+pub(crate) struct CommitMetrics {
+    append: Histogram,
+    group: Histogram,
+    snapshot: StageFamily,
+    snapshot_bytes: Gauge,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> Self {
+        Self {
+            append: latency_histogram(),
+            group: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            snapshot: StageFamily::new_with_constructor(latency_histogram),
+            snapshot_bytes: Gauge::default(),
+        }
+    }
+}
+
+/// The stages of a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SnapshotStage {
+    /// Copying the state under its read lock: the commit loop waits for this.
+    Copy,
+    /// Serialising the copy, beside the commit loop.
+    Encode,
+    /// Storing it durably and trimming the log, beside the commit loop.
+    Install,
+}
+
+impl CommitMetrics {
+    /// One group written durably: its append's duration and its size in commands.
+    pub(crate) fn appended(&self, elapsed: std::time::Duration, commands: usize) {
+        self.append.observe(elapsed.as_secs_f64());
+        self.group.observe(commands as f64);
+    }
+
+    pub(crate) fn snapshot_stage(&self, stage: SnapshotStage, elapsed: std::time::Duration) {
+        let name = match stage {
+            SnapshotStage::Copy => "copy",
+            SnapshotStage::Encode => "encode",
+            SnapshotStage::Install => "install",
+        };
+        self.snapshot
+            .get_or_create(&[("stage", name)])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn snapshot_installed(&self, bytes: usize) {
+        self.snapshot_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "floe_sequencer_append_seconds",
+            "Durable log appends of one group of commands, by the commit loop in this process",
+            self.append.clone(),
+        );
+        registry.register(
+            "floe_sequencer_group_commands",
+            "Commands per durable log append",
+            self.group.clone(),
+        );
+        registry.register(
+            "floe_sequencer_snapshot_stage_seconds",
+            "Snapshot stages: copy (holds the commit loop), encode and install (beside it)",
+            self.snapshot.clone(),
+        );
+        registry.register(
+            "floe_sequencer_snapshot_bytes",
+            "Size of the last snapshot this process installed",
+            self.snapshot_bytes.clone(),
+        );
+    }
+}
