@@ -81,6 +81,11 @@ pub(crate) struct CommitLoop {
     /// Take a snapshot (and trim the log) after this many entries.
     snapshot_every: u64,
     snapshot: Option<PendingSnapshot>,
+    /// After a failed snapshot: the entry count at which to try again.
+    snapshot_retry_at: u64,
+    /// How long a stopping loop waits for its snapshot in flight before leaving it to
+    /// finish on its own (the embedded sequencer waits: its shutdown should keep it).
+    pub(crate) snapshot_stop_wait: Duration,
     metrics: CommitMetrics,
 }
 
@@ -97,9 +102,6 @@ enum Next {
     Submission(Submission),
     Snapshot(Result<Result<usize, LogError>, tokio::task::JoinError>),
 }
-
-/// How long a loop that stops waits for its snapshot in flight before abandoning it.
-const SNAPSHOT_STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl CommitLoop {
     pub(crate) fn new(
@@ -118,6 +120,8 @@ impl CommitLoop {
             max_group,
             snapshot_every,
             snapshot: None,
+            snapshot_retry_at: 0,
+            snapshot_stop_wait: Duration::ZERO,
             metrics,
         }
     }
@@ -139,7 +143,10 @@ impl CommitLoop {
                     let pending = self.snapshot.as_mut().expect("a snapshot in flight");
                     (&mut pending.task).await
                 }, if self.snapshot.is_some() => Next::Snapshot(done),
-                next = receiver.recv() => next.map_or(Next::Closed, Next::Submission),
+                // A whole interval behind its snapshot (a slow store): take nothing more
+                // until it is done, so the log stays bounded by twice the interval.
+                next = receiver.recv(), if !self.behind_snapshot() =>
+                    next.map_or(Next::Closed, Next::Submission),
             };
             let first = match next {
                 Next::Submission(first) => first,
@@ -170,15 +177,9 @@ impl CommitLoop {
                 }
             }
             self.commit_group(&mut group).await?;
-            if self.entries_since_snapshot >= 2 * self.snapshot_every
-                && let Some(pending) = self.snapshot.as_mut()
+            if self.snapshot.is_none()
+                && self.entries_since_snapshot >= self.snapshot_every.max(self.snapshot_retry_at)
             {
-                // A whole interval behind its snapshot (a slow store): wait for it, so the
-                // log stays bounded by twice the interval.
-                let done = (&mut pending.task).await;
-                self.snapshot_done(done)?;
-            }
-            if self.snapshot.is_none() && self.entries_since_snapshot >= self.snapshot_every {
                 self.start_snapshot();
             }
         }
@@ -242,6 +243,10 @@ impl CommitLoop {
         }
     }
 
+    fn behind_snapshot(&self) -> bool {
+        self.snapshot.is_some() && self.entries_since_snapshot >= 2 * self.snapshot_every
+    }
+
     /// Copies the state and starts encoding and installing the copy in a task.
     fn start_snapshot(&mut self) {
         let started = Instant::now();
@@ -273,7 +278,8 @@ impl CommitLoop {
     }
 
     /// Takes the outcome of the snapshot in flight. Only a deposed leader stops the loop;
-    /// any other failure is retried after another tenth of the interval.
+    /// any other failure is retried after another tenth of the interval (counted from
+    /// the entries since the last snapshot, which keep their true count).
     fn snapshot_done(
         &mut self,
         done: Result<Result<usize, LogError>, tokio::task::JoinError>,
@@ -285,6 +291,7 @@ impl CommitLoop {
             Ok(Ok(size)) => {
                 // Entries committed while it was written are not in it.
                 self.entries_since_snapshot = (self.next_index - 1).saturating_sub(index);
+                self.snapshot_retry_at = 0;
                 tracing::info!(index, size, "sequencer snapshot installed");
                 return Ok(());
             }
@@ -292,34 +299,24 @@ impl CommitLoop {
             Ok(Err(error)) => error.to_string(),
             Err(error) => format!("snapshot task failed: {error}"),
         };
-        self.entries_since_snapshot = self
-            .snapshot_every
-            .saturating_sub((self.snapshot_every / 10).max(1));
+        self.snapshot_retry_at = self.entries_since_snapshot + (self.snapshot_every / 10).max(1);
         tracing::warn!(%error, index, "sequencer snapshot failed; will retry later");
         Ok(())
     }
 
-    /// Lets the snapshot in flight finish (a stopping embedded sequencer keeps it), for
-    /// a bounded time: a deposed leader's install fails on its own.
+    /// Waits up to `snapshot_stop_wait` for the snapshot in flight, then leaves it to
+    /// finish on its own: an etcd install only moves the pointer forward from what it
+    /// read, under the term's check, and a file install holds the log until it is done.
     async fn stop_snapshot(&mut self) {
         let Some(mut pending) = self.snapshot.take() else {
             return;
         };
-        match tokio::time::timeout(SNAPSHOT_STOP_WAIT, &mut pending.task).await {
-            Ok(Ok(Ok(size))) => {
-                tracing::info!(index = pending.index, size, "sequencer snapshot installed")
-            }
-            Ok(Ok(Err(error))) => {
-                tracing::warn!(%error, "sequencer snapshot failed while stopping")
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "sequencer snapshot task failed"),
-            Err(_) => {
-                pending.task.abort();
-                tracing::warn!(
-                    index = pending.index,
-                    "sequencer snapshot abandoned while stopping"
-                );
-            }
+        let index = pending.index;
+        match tokio::time::timeout(self.snapshot_stop_wait, &mut pending.task).await {
+            Ok(Ok(Ok(size))) => tracing::info!(index, size, "sequencer snapshot installed"),
+            Ok(Ok(Err(error))) => tracing::warn!(%error, index, "sequencer snapshot failed"),
+            Ok(Err(error)) => tracing::warn!(%error, index, "sequencer snapshot task failed"),
+            Err(_) => tracing::info!(index, "sequencer snapshot left to finish on its own"),
         }
     }
 }

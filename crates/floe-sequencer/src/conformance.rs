@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use floe_core::TopicConfig;
 
+use crate::error::LogError;
 use crate::log::{LogBackend, LogEntry, Recovery, Snapshot};
 use crate::membership::Identity;
 use crate::sequencer::{Sequencer, SequencerOptions};
@@ -199,6 +200,20 @@ where
             .expect("append");
         backend.close().await;
     }
+    let backend = open().await;
+    let recovery = backend.recover().await.expect("recover");
+    assert_eq!(indexes(&recovery), (Some(12), (13..=15).collect()));
+    // A snapshot task an earlier loop left running lands late: it must not move the
+    // snapshot back past entries the newer one trimmed.
+    assert!(matches!(
+        backend.install_snapshot(state_at(10)).await,
+        Err(LogError::SnapshotSuperseded {
+            installed: 12,
+            offered: 10
+        })
+    ));
+    backend.close().await;
+    drop(backend);
     let backend = open().await;
     let recovery = backend.recover().await.expect("recover");
     assert_eq!(indexes(&recovery), (Some(12), (13..=15).collect()));

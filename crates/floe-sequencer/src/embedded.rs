@@ -4,6 +4,7 @@
 //! ```text
 //! DIR/LOCK                         held exclusively while open (one writer per directory)
 //! DIR/snapshot                     newest snapshot: u64 index · u32 crc32c · state bytes
+//! DIR/snapshot.<index>.tmp         a snapshot being written (removed on open)
 //! DIR/log/<first index, 20 digits>.log
 //!                                  frames: u32 length · u32 crc32c · JSON LogEntry
 //! ```
@@ -39,6 +40,8 @@ struct FileLogInner {
     _lock: File,
     /// The file appends go to, with its length after the last durable append.
     active: Option<(File, u64)>,
+    /// The index of the snapshot in `DIR/snapshot` (0 for none).
+    snapshot_index: u64,
 }
 
 impl FileLog {
@@ -62,6 +65,7 @@ impl FileLog {
                 dir,
                 _lock: lock,
                 active: None,
+                snapshot_index: 0,
             })),
         })
     }
@@ -97,21 +101,54 @@ impl LogBackend for FileLog {
             .await
     }
 
-    /// Writes the snapshot without the log's lock, so appends go on meanwhile, then
-    /// rolls the log: see [`FileLogInner::roll`].
+    /// Writes the snapshot to a temporary file without the log's lock, so appends go on
+    /// meanwhile; then, under the lock, renames it in (only over an older snapshot) and
+    /// rolls the log: see [`FileLogInner::roll`]. The blocking task holds the log (and
+    /// its directory lock) until it is done, even if the caller stops waiting.
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
         let dir = self.dir.clone();
-        let index = snapshot.index;
-        tokio::task::spawn_blocking(move || write_snapshot(&dir, &snapshot))
-            .await
-            .map_err(|error| LogError::Poisoned(format!("snapshot task failed: {error}")))??;
-        self.blocking(move |inner| inner.roll(index)).await
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let temporary = write_temporary_snapshot(&dir, &snapshot)?;
+            let mut inner = inner.lock();
+            if snapshot.index <= inner.snapshot_index {
+                let _ = fs::remove_file(&temporary);
+                return Err(LogError::SnapshotSuperseded {
+                    installed: inner.snapshot_index,
+                    offered: snapshot.index,
+                });
+            }
+            let path = dir.join("snapshot");
+            fs::rename(&temporary, &path).map_err(|e| LogError::io(path.display(), e))?;
+            sync_dir(&dir)?;
+            inner.snapshot_index = snapshot.index;
+            inner.roll(snapshot.index)
+        })
+        .await
+        .map_err(|error| LogError::Poisoned(format!("snapshot task failed: {error}")))?
     }
 }
 
 impl FileLogInner {
     fn log_dir(&self) -> PathBuf {
         self.dir.join("log")
+    }
+
+    /// Snapshots a crash left half written (never renamed in).
+    fn remove_temporary_snapshots(&self) -> Result<(), LogError> {
+        for dir_entry in fs::read_dir(&self.dir).map_err(|e| LogError::io(self.dir.display(), e))? {
+            let path = dir_entry
+                .map_err(|e| LogError::io(self.dir.display(), e))?
+                .path();
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
+            if name.starts_with("snapshot.") && name.ends_with(".tmp") {
+                fs::remove_file(&path).map_err(|e| LogError::io(path.display(), e))?;
+            }
+        }
+        Ok(())
     }
 
     fn log_files(&self) -> Result<Vec<(u64, PathBuf)>, LogError> {
@@ -137,6 +174,8 @@ impl FileLogInner {
     fn recover(&mut self) -> Result<Recovery, LogError> {
         let snapshot = read_snapshot(&self.dir.join("snapshot"))?;
         let snapshot_index = snapshot.as_ref().map_or(0, |s| s.index);
+        self.snapshot_index = snapshot_index;
+        self.remove_temporary_snapshots()?;
         let files = self.log_files()?;
         let mut entries = Vec::new();
         let mut last_path = None;
@@ -255,10 +294,10 @@ impl FileLogInner {
     }
 }
 
-/// Writes `snapshot` beside the log, atomically (a temporary file renamed over the old).
-fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), LogError> {
-    let path = dir.join("snapshot");
-    let temporary = dir.join("snapshot.tmp");
+/// Writes `snapshot` durably to a temporary file of its own beside the log, to be renamed
+/// over the current one.
+fn write_temporary_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, LogError> {
+    let temporary = dir.join(format!("snapshot.{}.tmp", snapshot.index));
     let mut contents = Vec::with_capacity(snapshot.state.len() + 12);
     contents.extend_from_slice(&snapshot.index.to_be_bytes());
     contents.extend_from_slice(&crc32c::crc32c(&snapshot.state).to_be_bytes());
@@ -267,8 +306,7 @@ fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), LogError> {
     file.write_all(&contents)
         .and_then(|()| file.sync_all())
         .map_err(|e| LogError::io(temporary.display(), e))?;
-    fs::rename(&temporary, &path).map_err(|e| LogError::io(path.display(), e))?;
-    sync_dir(dir)
+    Ok(temporary)
 }
 
 fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, LogError> {
@@ -446,7 +484,7 @@ mod tests {
         let files = fs::read_dir(dir.path().join("log"))
             .expect("log dir")
             .count();
-        assert_eq!(files, 2, "the files holding 6..=14 and 15");
+        assert_eq!(files, 2, "the files holding 11..=14 and 15");
     }
 
     #[tokio::test]

@@ -225,6 +225,10 @@ pub enum LogError {
     /// This process is no longer the sequencer leader; nothing was written.
     #[error("no longer the sequencer leader: {0}")]
     Deposed(String),
+    /// Another snapshot was installed before this one (at least as new, or while this
+    /// one was written); this one was not.
+    #[error("snapshot at index {offered} not installed: the pointer is at index {installed}")]
+    SnapshotSuperseded { installed: u64, offered: u64 },
 }
 
 impl LogError {

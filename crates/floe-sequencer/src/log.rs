@@ -44,8 +44,10 @@ pub struct Recovery {
 /// process), [`crate::MemoryLog`] (tests), and the etcd backend of the cluster.
 ///
 /// The sequencer calls `recover` and `append` one at a time, never concurrently;
-/// `install_snapshot` runs beside appends (never beside another `install_snapshot`), so
-/// entries appended after the snapshot's index, even before it was installed, must stay.
+/// `install_snapshot` runs beside appends, so entries appended after the snapshot's
+/// index, even before it was installed, must stay. A commit loop has one snapshot in flight
+/// at most, but one that ended may leave its install running beside the next loop's: an
+/// install must never replace a newer snapshot ([`LogError::SnapshotSuperseded`]).
 #[async_trait]
 pub trait LogBackend: Send + Sync + Debug + 'static {
     /// Loads the newest snapshot and every durable entry after it, in order.

@@ -45,6 +45,14 @@ impl LogBackend for MemoryLog {
 
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
+        if let Some(installed) = &inner.snapshot
+            && installed.index >= snapshot.index
+        {
+            return Err(LogError::SnapshotSuperseded {
+                installed: installed.index,
+                offered: snapshot.index,
+            });
+        }
         inner.entries.retain(|entry| entry.index > snapshot.index);
         inner.snapshot = Some(snapshot);
         Ok(())

@@ -102,6 +102,7 @@ impl Sequencer {
             metrics.clone(),
         );
         commit_loop.entries_since_snapshot = replayed as u64;
+        commit_loop.snapshot_stop_wait = Duration::from_secs(10);
         let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop_receiver.wait_for(|stopped| *stopped).await;

@@ -220,8 +220,36 @@ impl LogBackend for EtcdLog {
         Err(LogError::Fenced(stale))
     }
 
+    /// The pointer moves only forward, from the pointer this install read: a snapshot
+    /// task a previous loop of the same term left running (snapshots are written beside
+    /// the commit loop) can neither move it back nor swap it under a newer install.
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
-        let (previous, _) = read_pointer(&self.client, &self.keys).await?;
+        let response = etcd(
+            "read snapshot pointer",
+            self.client.clone().get(self.keys.snapshot(), None),
+        )
+        .await?;
+        let (previous, pointer_unchanged) = match response.kvs().first() {
+            Some(kv) => (
+                Some(
+                    serde_json::from_slice::<SnapshotPointer>(kv.value())
+                        .map_err(|e| LogError::Corrupt(format!("snapshot pointer: {e}")))?,
+                ),
+                Compare::mod_revision(self.keys.snapshot(), CompareOp::Equal, kv.mod_revision()),
+            ),
+            None => (
+                None,
+                Compare::version(self.keys.snapshot(), CompareOp::Equal, 0),
+            ),
+        };
+        if let Some(previous) = &previous
+            && previous.index >= snapshot.index
+        {
+            return Err(LogError::SnapshotSuperseded {
+                installed: previous.index,
+                offered: snapshot.index,
+            });
+        }
         let object = self.snapshots.put(snapshot.index, snapshot.state).await?;
         let pointer = SnapshotPointer {
             index: snapshot.index,
@@ -232,10 +260,12 @@ impl LogBackend for EtcdLog {
         // Groups are applied whole, so `index` ends a group and every key below
         // `log(index + 1)` is covered by the snapshot.
         let trim = DeleteOptions::new().with_range(self.keys.log(snapshot.index + 1));
-        let txn = Txn::new().when([self.leader_compare()]).and_then([
-            TxnOp::put(self.keys.snapshot(), value, None),
-            TxnOp::delete(self.keys.log(0), Some(trim)),
-        ]);
+        let txn = Txn::new()
+            .when([self.leader_compare(), pointer_unchanged])
+            .and_then([
+                TxnOp::put(self.keys.snapshot(), value, None),
+                TxnOp::delete(self.keys.log(0), Some(trim)),
+            ]);
         let response = match etcd("install snapshot", self.client.clone().txn(txn)).await {
             Ok(response) => response,
             Err(error) => {
@@ -251,7 +281,25 @@ impl LogBackend for EtcdLog {
         };
         if !response.succeeded() {
             let _ = self.snapshots.delete(&object).await;
-            return Err(LogError::Deposed("snapshot refused: term is over".into()));
+            // Either compare failed: the term, or the pointer (another install of this
+            // term landed while this one was written).
+            let leader = etcd(
+                "read leader",
+                self.client.clone().get(self.keys.leader(), None),
+            )
+            .await?;
+            let still_leading = leader
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.create_revision() == self.term);
+            if !still_leading {
+                return Err(LogError::Deposed("snapshot refused: term is over".into()));
+            }
+            let (current, _) = read_pointer(&self.client, &self.keys).await?;
+            return Err(LogError::SnapshotSuperseded {
+                installed: current.map_or(0, |pointer| pointer.index),
+                offered: snapshot.index,
+            });
         }
         if let Some(previous) = previous {
             // Followers still loading it retry with the new pointer.

@@ -1115,8 +1115,24 @@ fn approximate_size_bounds_the_log_json_closely() {
     }
 }
 
+/// ACLs of the longest principals (printable: quotes) and resource names (not checked:
+/// control characters).
+fn long_acls(acls: Vec<floe_core::Acl>) -> Vec<floe_core::Acl> {
+    let name = floe_core::acl::MAX_ACL_NAME;
+    acls.into_iter()
+        .map(|acl| floe_core::Acl {
+            principal: "\"".repeat(name),
+            resource: format!("topic:{}", "\u{1}".repeat(name))
+                .parse()
+                .expect("resource"),
+            ..acl
+        })
+        .collect()
+}
+
 /// `command` with its names at their longest: group names and member ids of quotes (the
-/// printable character JSON escapes), many of the longest topic names and config keys.
+/// printable character JSON escapes), twenty members of ten of the longest topic names,
+/// many config keys.
 fn long_names(command: Command) -> Command {
     let group = "\"".repeat(floe_core::ids::MAX_GROUP_NAME_LEN);
     let member_id = "\"".repeat(floe_core::ids::MAX_MEMBER_ID_LEN);
@@ -1129,11 +1145,17 @@ fn long_names(command: Command) -> Command {
             ..
         } => {
             let (_, mut member) = members.into_iter().next().expect("a member");
-            member.topics = vec![topic; 200];
+            member.topics = vec![topic; 10];
+            let members = (0..20)
+                .map(|i| {
+                    let id = format!("{}{i:02}", &member_id[2..]);
+                    (id, member.clone())
+                })
+                .collect();
             Command::WriteGroup {
                 group,
                 expected_generation,
-                members: [(member_id, member)].into_iter().collect(),
+                members,
                 at_ms,
             }
         }
@@ -1152,10 +1174,40 @@ fn long_names(command: Command) -> Command {
             group,
             idle_before_ms,
         },
-        Command::AlterTopicConfig { set, .. } => Command::AlterTopicConfig {
+        Command::AlterTopicConfig { .. } => Command::AlterTopicConfig {
             name: topic,
-            set,
+            set: (0..100)
+                .map(|i| (format!("message.timestamp.after.max.ms.{i:03}"), "1".into()))
+                .collect(),
             reset: vec!["message.timestamp.after.max.ms".into(); 100],
+        },
+        Command::BeginExport {
+            topic_id,
+            partition,
+            range,
+            schema: Some(_),
+            at_ms,
+        } => {
+            // Field names come from the user's schema: control characters escape to six
+            // bytes each.
+            let fields: Vec<String> = (0..20)
+                .map(|i| format!(r#""{}{i:02}":"double""#, "\\u0001".repeat(60)))
+                .collect();
+            let schema =
+                floe_core::JsonSchema::parse(&format!("{{{}}}", fields.join(","))).expect("schema");
+            Command::BeginExport {
+                topic_id,
+                partition,
+                range,
+                schema: Some(schema),
+                at_ms,
+            }
+        }
+        Command::CreateAcls { acls } => Command::CreateAcls {
+            acls: long_acls(acls),
+        },
+        Command::DeleteAcls { acls } => Command::DeleteAcls {
+            acls: long_acls(acls),
         },
         other => other,
     }
