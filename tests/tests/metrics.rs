@@ -49,7 +49,8 @@ const KEPT: &[&str] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_and_keep_every_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = FloeProcess::start(dir.path(), &[]);
+    // A snapshot every 3 entries, so the snapshot stages have samples too.
+    let server = FloeProcess::start(dir.path(), &["--snapshot-every", "3"]);
     let client = server.client();
     floe_tests::create_topic(&client, "orders", 2).await;
     for round in 0..3 {
@@ -142,9 +143,34 @@ async fn metrics_parse_and_keep_every_name() {
         async move { floe_tests::metric_at(&url, &name).await.unwrap_or(0.0) }
     };
     assert_eq!(count("floe_produce_latency_seconds_count").await, 3.0);
-    for stage in ["segment_wait", "upload", "commit"] {
+    for stage in [
+        "segment_wait",
+        "upload_queue",
+        "upload",
+        "commit_order",
+        "commit",
+    ] {
         let sample = format!("floe_produce_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(count(&sample).await >= 1.0, "{sample}");
     }
     assert!(count("floe_fetch_latency_seconds_count").await >= 1.0);
+
+    // The embedded sequencer's commit loop: the topic, three segments and the offset
+    // commit were appended, and the state was copied for a snapshot after the third
+    // entry (before the loop took the next one); encoding and installing it run beside
+    // the loop, so they are waited for.
+    assert!(count("floe_sequencer_append_seconds_count").await >= 5.0);
+    assert!(count("floe_sequencer_group_commands_sum").await >= 5.0);
+    let copied = "floe_sequencer_snapshot_stage_seconds_count{stage=\"copy\"}";
+    assert!(count(copied).await >= 1.0, "{copied}");
+    let installed = "floe_sequencer_snapshot_stage_seconds_count{stage=\"install\"}";
+    let mut waited = 0;
+    while count(installed).await < 1.0 {
+        waited += 1;
+        assert!(waited < 200, "no snapshot installed within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let encoded = "floe_sequencer_snapshot_stage_seconds_count{stage=\"encode\"}";
+    assert!(count(encoded).await >= 1.0, "{encoded}");
+    assert!(count("floe_sequencer_snapshot_bytes").await > 100.0);
 }

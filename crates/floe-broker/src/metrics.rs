@@ -33,8 +33,13 @@ pub(crate) struct LatencyMetrics {
     stages: StageFamily,
     /// A segment from its first batch to its seal (linger or size).
     pub segment_wait: Histogram,
+    /// A sealed segment waiting for one of the upload slots.
+    pub upload_queue: Histogram,
     /// One segment upload, retries included.
     pub upload: Histogram,
+    /// An uploaded segment waiting for the segments sealed before it (commits go in seal
+    /// order).
+    pub commit_order: Histogram,
     /// One segment commit, from submission to the sequencer's answer.
     pub commit: Histogram,
     /// The reading part of a fetch: index lookup, cache or store, verification and decode
@@ -49,7 +54,9 @@ impl Default for LatencyMetrics {
         Self {
             produce: latency_histogram(),
             segment_wait: stage("segment_wait"),
+            upload_queue: stage("upload_queue"),
             upload: stage("upload"),
+            commit_order: stage("commit_order"),
             commit: stage("commit"),
             stages,
             fetch: latency_histogram(),
@@ -74,7 +81,8 @@ impl Broker {
         );
         registry.register(
             "floe_produce_stage_seconds",
-            "Produce stages per segment: segment_wait (first batch to seal), upload, commit",
+            "Produce stages per segment: segment_wait (first batch to seal), upload_queue, \
+             upload, commit_order (waiting for earlier segments), commit",
             latency.stages.clone(),
         );
         registry.register(
@@ -82,6 +90,7 @@ impl Broker {
             "Fetch reads: index lookup, cache or store, verification and decode",
             latency.fetch.clone(),
         );
+        self.inner.sequencer.register_metrics(registry);
         self.inner.job_counters.register(registry);
         self.inner.cache.register_metrics(registry);
         self.inner.store.register_metrics(registry);

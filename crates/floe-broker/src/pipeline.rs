@@ -17,7 +17,6 @@ use floe_storage::{ReadCache, SegmentStore, StorageError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use parking_lot::Mutex;
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -94,6 +93,8 @@ struct SealedSegment {
     fence: Option<Fence>,
     /// When it was sealed (ms).
     sealed_ms: i64,
+    /// When it was sealed, for the stages that follow.
+    sealed_at: Instant,
 }
 
 /// Reads a pipeline's buffered bytes (for the metrics registry).
@@ -303,6 +304,7 @@ impl Shared {
             waiters: full.waiters,
             fence: full.fence,
             sealed_ms: self.clock.now_ms(),
+            sealed_at: Instant::now(),
         };
         let sender = self.sealed.lock();
         match sender.as_ref() {
@@ -352,11 +354,12 @@ impl Flusher {
         loop {
             tokio::select! {
                 next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
-                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment, self.shared.latency.upload.clone())),
+                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment, self.shared.latency.clone())),
                     None => receiving = false,
                 },
-                Some((segment, uploaded)) = uploads.next(), if !uploads.is_empty() => {
+                Some((segment, uploaded, done)) = uploads.next(), if !uploads.is_empty() => {
                     // Uploads finish in any order but are committed in seal order.
+                    observe(&self.shared.latency.commit_order, done.elapsed());
                     if let Some(commit) = self.commit(segment, uploaded).await {
                         commits.push(commit);
                     }
@@ -460,14 +463,18 @@ fn answer(shared: &Shared, waiters: Vec<Waiter>, results: &floe_sequencer::Segme
 }
 
 /// Uploads a sealed segment ([`SegmentStore::upload`]: create-only, retried, exactly
-/// once) and hands it back with the outcome.
+/// once) and hands it back with the outcome and when it was done.
 async fn upload(
     store: SegmentStore,
     segment: SealedSegment,
-    latency: Histogram,
-) -> (SealedSegment, Result<(), StorageError>) {
+    latency: LatencyMetrics,
+) -> (SealedSegment, Result<(), StorageError>, Instant) {
     let started = Instant::now();
+    observe(
+        &latency.upload_queue,
+        started.saturating_duration_since(segment.sealed_at),
+    );
     let result = store.upload(segment.id, &segment.bytes).await;
-    observe(&latency, started.elapsed());
-    (segment, result)
+    observe(&latency.upload, started.elapsed());
+    (segment, result, Instant::now())
 }

@@ -5,7 +5,8 @@
 //! saturated phase). Latency is from submission to the durable, applied commit, as the
 //! broker's produce path sees it.
 //!
-//! `cargo run --release -p floe-server --example sequencer_bench [-- SECONDS]`
+//! `cargo run --release -p floe-server --example sequencer_bench [-- SECONDS [SNAPSHOT_EVERY]]`
+//! (SNAPSHOT_EVERY: sequencer log entries between snapshots, 20,000 by default).
 
 use std::time::{Duration, Instant};
 
@@ -132,6 +133,10 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10);
+    let snapshot_every: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
     let length = Duration::from_secs(seconds);
     let etcd = EtcdCluster::start(1);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -147,6 +152,7 @@ async fn main() {
         config.broker.id = format!("b{index}");
         config.cluster.name = "bench".into();
         config.cluster.etcd = Some(etcd.endpoints_flag());
+        config.sequencer.snapshot_every = snapshot_every;
         let server = Server::bind(&config).await.expect("bind");
         brokers.push(server.broker().sequencer().clone());
         let mut stopped = stopped.clone();
@@ -181,7 +187,8 @@ async fn main() {
 
     println!(
         "sequencer commit benchmark: 3 brokers, 1-member etcd on loopback, segments of \
-         {BATCHES_PER_SEGMENT} batches over {PARTITIONS} partitions, {seconds} s per phase"
+         {BATCHES_PER_SEGMENT} batches over {PARTITIONS} partitions, {seconds} s per phase, \
+         a snapshot every {snapshot_every} entries"
     );
     let (histograms, total) =
         phase(&brokers, topic, 1, Some(Duration::from_millis(10)), length).await;
