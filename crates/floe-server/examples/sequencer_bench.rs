@@ -207,6 +207,20 @@ async fn main() {
         total,
         length,
     );
+    // What the leader's commit loop measured: its appends and the snapshot stages
+    // (copy holds the loop; encode and install run beside it).
+    if let Some(leader) = brokers.iter().find(|b| b.membership().is_leader()) {
+        let mut registry = prometheus_client::registry::Registry::default();
+        leader.register_metrics(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        println!("\nleader's sequencer metrics (sums in seconds):");
+        for line in text.lines().filter(|line| {
+            line.contains("_sum") || line.contains("_count") || line.contains("snapshot_bytes ")
+        }) {
+            println!("  {line}");
+        }
+    }
     stop.send_replace(true);
     for server in servers {
         let _ = server.await;
