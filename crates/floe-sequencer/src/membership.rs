@@ -133,6 +133,13 @@ pub trait Membership: Send + Sync + Debug + 'static {
     /// Whether this broker can commit now; the error says why not.
     fn ready(&self) -> Result<(), SequencerError>;
 
+    /// Why this broker can never commit again until it restarts, if so: the embedded
+    /// sequencer's log failed in a way only recovery from the file can repair (an append
+    /// whose outcome is unknown). A cluster broker never is: another term takes over.
+    fn failed(&self) -> Option<String> {
+        None
+    }
+
     /// The broker that owns a partition whose state names `recorded` as its owner, if any
     /// does yet.
     fn owner_of(&self, recorded: Option<&str>) -> Option<String>;
@@ -152,11 +159,20 @@ pub trait Membership: Send + Sync + Debug + 'static {
 #[derive(Debug)]
 pub(crate) struct SoleMember {
     identity: Identity,
+    failed: parking_lot::Mutex<Option<String>>,
 }
 
 impl SoleMember {
     pub(crate) fn new(identity: Identity) -> Self {
-        Self { identity }
+        Self {
+            identity,
+            failed: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Records that the commit loop stopped for good on `error`.
+    pub(crate) fn fail(&self, error: String) {
+        *self.failed.lock() = Some(error);
     }
 }
 
@@ -198,7 +214,16 @@ impl Membership for SoleMember {
     }
 
     fn ready(&self) -> Result<(), SequencerError> {
-        Ok(())
+        match self.failed() {
+            Some(error) => Err(SequencerError::Unavailable(format!(
+                "the sequencer log failed and nothing commits until the broker restarts: {error}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn failed(&self) -> Option<String> {
+        self.failed.lock().clone()
     }
 
     fn owner_of(&self, _recorded: Option<&str>) -> Option<String> {

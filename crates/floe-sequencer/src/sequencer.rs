@@ -103,12 +103,15 @@ impl Sequencer {
         );
         commit_loop.entries_since_snapshot = replayed as u64;
         commit_loop.snapshot_stop_wait = Duration::from_secs(10);
+        let membership = Arc::new(SoleMember::new(identity));
+        let failed = Arc::clone(&membership);
         let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop_receiver.wait_for(|stopped| *stopped).await;
             };
             if let Err(error) = commit_loop.run(&mut receiver, stopped).await {
                 tracing::error!(%error, "sequencer log failed; stopping the commit loop");
+                failed.fail(error.to_string());
             }
             commit_loop.backend.close().await;
             refuse_queued(&mut receiver);
@@ -119,7 +122,7 @@ impl Sequencer {
             submissions,
             stop,
             task,
-            membership: Arc::new(SoleMember::new(identity)),
+            membership,
         }))
     }
 
@@ -254,6 +257,7 @@ mod tests {
     use floe_core::TopicConfig;
 
     use super::*;
+    use crate::error::LogError;
     use crate::memory::MemoryLog;
 
     /// An embedded sequencer on an in-memory log.
@@ -331,6 +335,61 @@ mod tests {
         };
         sequencer.submit(small).await.expect("a normal commit");
         assert_eq!(sequencer.read(|state| state.applied_index), 2);
+        sequencer.shutdown().await;
+    }
+
+    /// A log whose appends fail for good, as when an append's outcome is unknown.
+    #[derive(Debug, Default)]
+    struct PoisonedLog(MemoryLog);
+
+    #[async_trait::async_trait]
+    impl crate::log::LogBackend for PoisonedLog {
+        async fn recover(&self) -> Result<crate::log::Recovery, LogError> {
+            self.0.recover().await
+        }
+
+        async fn append(&self, _: &[crate::log::LogEntry], _: &[Fence]) -> Result<(), LogError> {
+            Err(LogError::Poisoned("the disk is gone".into()))
+        }
+
+        async fn install_snapshot(&self, snapshot: crate::log::Snapshot) -> Result<(), LogError> {
+            self.0.install_snapshot(snapshot).await
+        }
+    }
+
+    /// An embedded sequencer whose log failed for good says so: not ready, and failed
+    /// (so a liveness probe restarts the broker), instead of answering every commit with
+    /// an error while reporting ready.
+    #[tokio::test]
+    async fn an_embedded_sequencer_whose_log_failed_is_neither_ready_nor_alive() {
+        let sequencer = Sequencer::open(
+            Arc::new(PoisonedLog::default()),
+            SequencerOptions::default(),
+            Identity::new("b0", "127.0.0.1:0"),
+        )
+        .await
+        .expect("open");
+        assert!(sequencer.membership().ready().is_ok());
+        assert_eq!(sequencer.membership().failed(), None);
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            config: TopicConfig::default(),
+            created_ms: 0,
+        };
+        assert!(sequencer.submit(create.clone()).await.is_err());
+        // The loop records the failure as it stops; later commits are refused.
+        for _ in 0..100 {
+            if sequencer.membership().failed().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let failed = sequencer.membership().failed().expect("failed");
+        assert!(failed.contains("the disk is gone"), "{failed}");
+        let not_ready = sequencer.membership().ready().expect_err("not ready");
+        assert!(not_ready.to_string().contains("restarts"), "{not_ready}");
+        assert!(sequencer.submit(create).await.is_err());
         sequencer.shutdown().await;
     }
 }

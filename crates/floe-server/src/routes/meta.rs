@@ -59,12 +59,21 @@ pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-pub async fn healthz() -> &'static str {
-    "ok"
+/// Alive unless this broker can never commit again without a restart (an embedded
+/// sequencer whose log failed): then `503`, so a liveness probe restarts it.
+pub async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    match state.broker.sequencer().membership().failed() {
+        Some(error) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "failed",
+            format!("the sequencer log failed; restart the broker: {error}"),
+        )),
+        None => Ok("ok"),
+    }
 }
 
-/// Ready when this broker can commit: always when embedded; in a cluster, while its
-/// session is live and a sequencer leader is known.
+/// Ready when this broker can commit: when embedded, unless its log failed; in a
+/// cluster, while its session is live and a sequencer leader is known.
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state
         .broker
