@@ -154,6 +154,13 @@ async fn metrics_parse_and_keep_every_name() {
         assert!(count(&sample).await >= 1.0, "{sample}");
     }
     assert!(count("floe_fetch_latency_seconds_count").await >= 1.0);
+    // Every request by its route's template: the three produces, and the scrape that
+    // asked for /metrics before this one.
+    let produces =
+        "floe_http_request_seconds_count{route=\"/v1/topics/{topic}/records\",method=\"POST\"}";
+    assert_eq!(count(produces).await, 3.0, "{produces}");
+    let scrapes = "floe_http_request_seconds_count{route=\"/metrics\",method=\"GET\"}";
+    assert!(count(scrapes).await >= 1.0, "{scrapes}");
 
     // The embedded sequencer's commit loop: the topic, three segments and the offset
     // commit were appended, and the state was copied for a snapshot after the third

@@ -218,11 +218,14 @@ impl Server {
             server.max_waiting_fetches_per_client,
         );
         waits.register(&mut registry);
+        let requests = crate::routes::timing::RequestMetrics::default();
+        requests.register(&mut registry);
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.name.as_str().into(),
             stopping: stopping_receiver,
             metrics: Arc::new(registry),
+            requests,
             budget: floe_core::MemoryBudget::new(server.request_memory_bytes),
             max_request_bytes: server.max_request_bytes,
             body_read_timeout: server.body_read_timeout,

@@ -9,6 +9,7 @@ mod produce_body;
 mod producers;
 mod records;
 mod stream;
+pub mod timing;
 mod topics;
 pub mod waiting;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub waits: Arc<waiting::WaitSlots>,
     /// Every metric of this broker, served by `/metrics`.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// Request latency by route.
+    pub requests: timing::RequestMetrics,
     /// Carries group calls to their coordinator when it is another broker.
     pub forwarder: reqwest::Client,
     /// Who is calling and what they may do.
@@ -133,6 +136,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            timing::record,
         ))
         .with_state(state)
 }
