@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
-
 /// Where the `etcd` binary is: `$FLOE_ETCD_BIN`, or `etcd` on the `PATH`.
 pub fn etcd_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("FLOE_ETCD_BIN") {
@@ -56,22 +54,68 @@ impl EtcdCluster {
     }
 
     /// Starts `size` members serving clients over TLS with client certificates required.
+    /// A cluster that elects no leader within 30 s is started once more on new ports and
+    /// directories, after printing its members' logs (a port taken between choosing and
+    /// binding it is the known cause); a second failure panics with the logs.
     pub fn start_with_tls(size: usize, tls: Option<EtcdTlsFiles>) -> Self {
+        let first = Self::launch(size, tls.clone());
+        if first.wait_healthy(Duration::from_secs(30)) {
+            return first;
+        }
+        eprintln!(
+            "etcd elected no leader within 30 s; starting it again. Its logs:\n{}",
+            first.log_tails()
+        );
+        drop(first);
+        let second = Self::launch(size, tls);
+        if !second.wait_healthy(Duration::from_secs(30)) {
+            panic!(
+                "etcd did not elect a leader within 30 s, twice. Its logs:\n{}",
+                second.log_tails()
+            );
+        }
+        second
+    }
+
+    fn launch(size: usize, tls: Option<EtcdTlsFiles>) -> Self {
         let dir = tempfile::tempdir().expect("etcd tempdir");
+        // Held until every port is chosen, so no two members are given the same one.
+        let listeners: Vec<std::net::TcpListener> = (0..2 * size)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+            .collect();
+        let port = |index: usize| listeners[index].local_addr().expect("local addr").port();
         let members: Vec<Member> = (0..size)
             .map(|index| Member {
                 name: format!("e{index}"),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: port(2 * index),
+                peer_port: port(2 * index + 1),
                 child: None,
             })
             .collect();
+        drop(listeners);
         let mut cluster = Self { members, dir, tls };
         for index in 0..size {
             cluster.spawn(index);
         }
-        cluster.wait_healthy(Duration::from_secs(30));
         cluster
+    }
+
+    /// The last lines of each member's log.
+    fn log_tails(&self) -> String {
+        self.members
+            .iter()
+            .map(|member| {
+                let path = self.dir.path().join(format!("{}.log", member.name));
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                format!(
+                    "--- {} (client {}, peer {})\n{tail}",
+                    member.name, member.client_port, member.peer_port
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn initial_cluster(&self) -> String {
@@ -188,15 +232,16 @@ impl EtcdCluster {
         None
     }
 
-    fn wait_healthy(&self, limit: Duration) {
+    /// Whether a leader is elected within `limit`.
+    fn wait_healthy(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self.leader().is_some() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("etcd did not elect a leader within {limit:?}");
+        false
     }
 
     /// Starts a killed member again on its data directory and ports.
