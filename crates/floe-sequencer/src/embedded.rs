@@ -30,7 +30,6 @@ const MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
 /// The embedded, single-process command log.
 #[derive(Debug, Clone)]
 pub struct FileLog {
-    dir: PathBuf,
     inner: Arc<Mutex<FileLogInner>>,
 }
 
@@ -60,7 +59,6 @@ impl FileLog {
             return Err(LogError::Locked(dir.display().to_string()));
         }
         Ok(Self {
-            dir: dir.clone(),
             inner: Arc::new(Mutex::new(FileLogInner {
                 dir,
                 _lock: lock,
@@ -106,9 +104,9 @@ impl LogBackend for FileLog {
     /// rolls the log: see [`FileLogInner::roll`]. The blocking task holds the log (and
     /// its directory lock) until it is done, even if the caller stops waiting.
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
-        let dir = self.dir.clone();
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let dir = inner.lock().dir.clone();
             let temporary = write_temporary_snapshot(&dir, &snapshot)?;
             let mut inner = inner.lock();
             if snapshot.index <= inner.snapshot_index {

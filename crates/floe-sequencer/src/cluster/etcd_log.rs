@@ -231,10 +231,7 @@ impl LogBackend for EtcdLog {
         .await?;
         let (previous, pointer_unchanged) = match response.kvs().first() {
             Some(kv) => (
-                Some(
-                    serde_json::from_slice::<SnapshotPointer>(kv.value())
-                        .map_err(|e| LogError::Corrupt(format!("snapshot pointer: {e}")))?,
-                ),
+                Some(parse_pointer(kv.value())?),
                 Compare::mod_revision(self.keys.snapshot(), CompareOp::Equal, kv.mod_revision()),
             ),
             None => (
@@ -337,13 +334,14 @@ pub(crate) async fn read_pointer(
     .await?;
     let revision = response.header().map_or(0, |h| h.revision());
     let pointer = match response.kvs().first() {
-        Some(kv) => Some(
-            serde_json::from_slice(kv.value())
-                .map_err(|e| LogError::Corrupt(format!("snapshot pointer: {e}")))?,
-        ),
+        Some(kv) => Some(parse_pointer(kv.value())?),
         None => None,
     };
     Ok((pointer, revision))
+}
+
+fn parse_pointer(value: &[u8]) -> Result<SnapshotPointer, LogError> {
+    serde_json::from_slice(value).map_err(|e| LogError::Corrupt(format!("snapshot pointer: {e}")))
 }
 
 /// Log groups whose keys are at or after `from`, in order, read page by page at one
