@@ -11,7 +11,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::Broker;
@@ -19,10 +19,9 @@ use crate::jobs::StoreFootprint;
 
 type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
 
-/// Buckets from 0.5 ms to ~16 s, doubling: a local flush lands in the first few, an S3
-/// PUT in the middle, a stall at the top.
+/// A latency histogram on floe's shared buckets ([`floe_core::metrics::latency_buckets`]).
 pub(crate) fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::new(floe_core::metrics::latency_buckets())
 }
 
 /// Produce and fetch latencies.

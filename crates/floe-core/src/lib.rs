@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod ids;
+pub mod metrics;
 pub mod partitioner;
 pub mod record;
 pub mod segment;

@@ -10,9 +10,8 @@ use prometheus_client::registry::Registry;
 
 type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
 
-/// 0.5 ms to ~16 s, doubling, as the broker's latency histograms.
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::new(floe_core::metrics::latency_buckets())
 }
 
 /// What the commit loop measures; cheap to clone (the metrics are shared).

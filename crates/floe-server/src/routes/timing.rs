@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
@@ -22,9 +22,8 @@ struct RouteLabels {
     method: String,
 }
 
-/// 0.5 ms to ~16 s, doubling, as every floe latency histogram.
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::new(floe_core::metrics::latency_buckets())
 }
 
 /// The request histograms, shared by every connection.
