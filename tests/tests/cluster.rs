@@ -302,8 +302,8 @@ async fn a_paused_broker_commits_nothing_after_its_lease_lapses() {
     let mut cluster = FloeCluster::start(2, 1, FLAGS);
     let leader = cluster.wait_settled(2, Duration::from_secs(30)).await;
     create_topic(&cluster.client(leader), "paused").await;
-    // A third broker that holds records for 2 s before flushing them.
-    let paused = cluster.spawn(2, &["--linger", "2s"]);
+    // A third broker that holds records for 2 s before flushing them, idle or not.
+    let paused = cluster.spawn(2, &["--linger", "2s", "--flush-when-idle", "false"]);
     cluster.brokers.push(Some(paused));
     cluster.wait_settled(3, Duration::from_secs(30)).await;
 

@@ -424,11 +424,12 @@ fn segment_values(data_dir: &Path, name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_upload_and_commit_under_load_writes_each_value_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // The doomed broker gathers the load's first requests for 300 ms into one segment,
-    // uploads it, and dies before committing it.
+    // The doomed broker gathers the load's first requests for 300 ms into one segment
+    // (not sealing the first alone on its idle pipeline), uploads it, and dies before
+    // committing it.
     let mut doomed = FloeProcess::start_with_env(
         dir.path(),
-        &["--linger", "300ms"],
+        &["--linger", "300ms", "--flush-when-idle", "false"],
         &[("FLOE_TEST_CRASH_AFTER_UPLOAD", "1".into())],
     );
     floe_tests::create_topic(&doomed.client(), TOPIC, PARTITIONS).await;

@@ -153,7 +153,15 @@ async fn metrics_parse_and_keep_every_name() {
         let sample = format!("floe_produce_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(count(&sample).await >= 1.0, "{sample}");
     }
+    // Each produce came to an idle pipeline, which sealed its segment at once.
+    let sealed = |reason: &str| format!("floe_segments_sealed_total{{reason=\"{reason}\"}}");
+    assert_eq!(count(&sealed("idle")).await, 3.0);
+    assert_eq!(count(&sealed("linger")).await, 0.0);
     assert!(count("floe_fetch_latency_seconds_count").await >= 1.0);
+    for stage in ["index", "read", "decode", "encode"] {
+        let sample = format!("floe_fetch_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(count(&sample).await >= 1.0, "{sample}");
+    }
     // Every request by its route's template: the three produces, and the scrape that
     // asked for /metrics before this one.
     let produces =

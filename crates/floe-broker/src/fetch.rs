@@ -126,6 +126,7 @@ impl Broker {
             if let Some(waiter) = waiter.as_mut() {
                 waiter.mark_seen();
             }
+            let looking = Instant::now();
             let view = self.inner.sequencer.read(|state| {
                 let topic_id = state
                     .topic(&request.topic)
@@ -145,6 +146,7 @@ impl Broker {
                     }
                 })
             })?;
+            crate::metrics::observe(&self.inner.latency.fetch_index, looking.elapsed());
             if offset < view.log_start_offset || offset > view.high_watermark {
                 if !request.clamp {
                     return Err(BrokerError::OffsetOutOfRange {
@@ -266,11 +268,15 @@ impl Broker {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<FetchedRecord>, BrokerError> {
+        let reading = Instant::now();
         let fetched = self
             .inner
             .reader
             .read_verified(batches, ReadCause::Fetch)
             .await?;
+        let latency = &self.inner.latency;
+        crate::metrics::observe(&latency.fetch_read, reading.elapsed());
+        let _decoding = crate::metrics::Timer::start(&latency.fetch_decode);
         let mut records = Vec::new();
         let mut bytes = 0usize;
         for (base, location, raw) in fetched {

@@ -54,6 +54,15 @@ pub struct BrokerOptions {
     /// billed PUT.
     #[serde(with = "humantime_serde")]
     pub linger: Option<Duration>,
+    /// Seal the open segment as soon as no earlier segment is uploading or committing,
+    /// instead of waiting out the linger (group commit: the batch grows with the load, and
+    /// the linger stays the longest wait). See ADR 0011.
+    pub flush_when_idle: bool,
+    /// The shortest time between a seal and the next seal made because the pipeline went
+    /// idle. When unset: 0 on a local store, the linger on S3, which keeps the linger's
+    /// bound of one flush PUT per linger.
+    #[serde(with = "humantime_serde")]
+    pub min_flush_interval: Option<Duration>,
     /// Bytes accepted but not yet committed, across all segments, before produce is
     /// refused with `429` and `Retry-After`.
     pub max_buffered_bytes: usize,
@@ -82,6 +91,8 @@ impl Default for BrokerOptions {
             id: "broker-0".into(),
             segment_max_bytes: 8 * 1024 * 1024,
             linger: None,
+            flush_when_idle: true,
+            min_flush_interval: None,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_inflight_uploads: 4,
             max_topics: 10_000,
@@ -102,6 +113,16 @@ impl BrokerOptions {
             LOCAL_LINGER
         } else {
             REMOTE_LINGER
+        })
+    }
+
+    /// The shortest time between idle flushes, with its default resolved for the store
+    /// kind: none locally, one linger on S3 (a flush there is a billed PUT).
+    pub fn min_flush_interval_for(&self, store_is_local: bool) -> Duration {
+        self.min_flush_interval.unwrap_or(if store_is_local {
+            Duration::ZERO
+        } else {
+            self.linger_for(false)
         })
     }
 
@@ -385,5 +406,7 @@ impl Broker {
 mod compression_tests;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod tests;

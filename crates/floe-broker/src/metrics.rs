@@ -9,6 +9,7 @@ use floe_sequencer::Sequencer;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -18,6 +19,42 @@ use crate::Broker;
 use crate::jobs::StoreFootprint;
 
 type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+type ReasonFamily = Family<[(&'static str, &'static str); 1], Counter>;
+
+/// Why a segment was sealed, the `reason` of `floe_segments_sealed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SealReason {
+    /// It reached `segment_max_bytes` (or the batch count a commit can carry).
+    Size,
+    /// Its linger passed.
+    Linger,
+    /// Nothing sealed before it was still in flight (`flush_when_idle`).
+    Idle,
+    /// The next request came under another broker session.
+    Fence,
+    /// The broker is stopping.
+    Shutdown,
+}
+
+impl SealReason {
+    const ALL: [SealReason; 5] = [
+        SealReason::Size,
+        SealReason::Linger,
+        SealReason::Idle,
+        SealReason::Fence,
+        SealReason::Shutdown,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            SealReason::Size => "size",
+            SealReason::Linger => "linger",
+            SealReason::Idle => "idle",
+            SealReason::Fence => "fence",
+            SealReason::Shutdown => "shutdown",
+        }
+    }
+}
 
 /// A latency histogram on floe's shared buckets ([`floe_core::metrics::latency_buckets`]).
 pub(crate) fn latency_histogram() -> Histogram {
@@ -44,12 +81,26 @@ pub(crate) struct LatencyMetrics {
     /// The reading part of a fetch: index lookup, cache or store, verification and decode
     /// (not the long-poll's wait for new records).
     pub fetch: Histogram,
+    fetch_stages: StageFamily,
+    /// Finding the batches of a fetch in the replicated index (under its read lock).
+    pub fetch_index: Histogram,
+    /// Reading those batches through the read cache (memory, disk, store) and checking
+    /// their CRCs.
+    pub fetch_read: Histogram,
+    /// Decoding the batches into records.
+    pub fetch_decode: Histogram,
+    /// Encoding the answer (JSON, text or binary framing), measured by the HTTP layer.
+    pub fetch_encode: Histogram,
+    /// Segments sealed, by reason.
+    sealed: ReasonFamily,
 }
 
 impl Default for LatencyMetrics {
     fn default() -> Self {
         let stages = StageFamily::new_with_constructor(latency_histogram);
         let stage = |name| stages.get_or_create(&[("stage", name)]).clone();
+        let fetch_stages = StageFamily::new_with_constructor(latency_histogram);
+        let fetch_stage = |name| fetch_stages.get_or_create(&[("stage", name)]).clone();
         Self {
             produce: latency_histogram(),
             segment_wait: stage("segment_wait"),
@@ -59,7 +110,29 @@ impl Default for LatencyMetrics {
             commit: stage("commit"),
             stages,
             fetch: latency_histogram(),
+            fetch_index: fetch_stage("index"),
+            fetch_read: fetch_stage("read"),
+            fetch_decode: fetch_stage("decode"),
+            fetch_encode: fetch_stage("encode"),
+            fetch_stages,
+            sealed: {
+                let sealed = ReasonFamily::default();
+                // Every reason is exported from the start, at zero.
+                for reason in SealReason::ALL {
+                    let _ = sealed.get_or_create(&[("reason", reason.label())]);
+                }
+                sealed
+            },
         }
+    }
+}
+
+impl LatencyMetrics {
+    /// The counter of segments sealed for `reason`.
+    pub(crate) fn sealed(&self, reason: SealReason) -> Counter {
+        self.sealed
+            .get_or_create(&[("reason", reason.label())])
+            .clone()
     }
 }
 
@@ -68,7 +141,34 @@ pub(crate) fn observe(histogram: &Histogram, elapsed: Duration) {
     histogram.observe(elapsed.as_secs_f64());
 }
 
+/// Observes the time from its start to its drop, whichever way the scope is left.
+pub(crate) struct Timer<'a> {
+    histogram: &'a Histogram,
+    started: std::time::Instant,
+}
+
+impl<'a> Timer<'a> {
+    pub(crate) fn start(histogram: &'a Histogram) -> Self {
+        Self {
+            histogram,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        observe(self.histogram, self.started.elapsed());
+    }
+}
+
 impl Broker {
+    /// Records the time taken to encode a fetch's answer (`floe_fetch_stage_seconds`,
+    /// stage `encode`); the HTTP layer does the encoding.
+    pub fn observe_fetch_encode(&self, elapsed: Duration) {
+        observe(&self.inner.latency.fetch_encode, elapsed);
+    }
+
     /// Registers every metric of this broker (produce, fetch, jobs, the read cache, and
     /// the state gauges) on `registry`.
     pub fn register_metrics(&self, registry: &mut Registry) {
@@ -85,9 +185,21 @@ impl Broker {
             latency.stages.clone(),
         );
         registry.register(
+            "floe_segments_sealed",
+            "Segments sealed, by reason: size, linger, idle (nothing earlier in flight), fence \
+             (another broker session), shutdown",
+            latency.sealed.clone(),
+        );
+        registry.register(
             "floe_fetch_latency_seconds",
             "Fetch reads: index lookup, cache or store, verification and decode",
             latency.fetch.clone(),
+        );
+        registry.register(
+            "floe_fetch_stage_seconds",
+            "Fetch stages: index (finding the batches), read (cache, disk or store, CRC \
+             checks), decode (into records), encode (the answer's body)",
+            latency.fetch_stages.clone(),
         );
         self.inner.sequencer.register_metrics(registry);
         self.inner.job_counters.register(registry);

@@ -1,6 +1,7 @@
 //! The write pipeline: batches from many requests share one open segment, which is sealed
-//! on size or linger, uploaded with a create-only put, and committed through the sequencer
-//! in the order it was sealed. Producers are answered only after the commit is durable.
+//! on size, on linger, or as soon as the pipeline is idle (group commit, ADR 0011),
+//! uploaded with a create-only put, and committed through the sequencer in the order it was
+//! sealed. Producers are answered only after the commit is durable.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::BrokerError;
-use crate::metrics::{LatencyMetrics, observe};
+use crate::metrics::{LatencyMetrics, SealReason, observe};
 use crate::{BrokerOptions, Failpoints};
 
 /// One encoded batch on its way into a segment.
@@ -82,6 +83,8 @@ struct OpenSegment {
     fence: Option<Fence>,
     /// When the first batch arrived.
     opened: Option<Instant>,
+    /// When the segment before this one was sealed (none yet: `None`).
+    previous_seal: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -119,10 +122,15 @@ struct Shared {
     /// `None` once shutdown has begun.
     sealed: Mutex<Option<mpsc::UnboundedSender<SealedSegment>>>,
     buffered: AtomicUsize,
+    /// Segments sealed and not yet answered (uploading, waiting, committing). Changed under
+    /// the `open` lock when it grows, so a check made under that lock sees every seal.
+    in_flight: AtomicUsize,
     closed: AtomicBool,
     segment_max_bytes: usize,
     max_buffered_bytes: usize,
     linger: Duration,
+    flush_when_idle: bool,
+    min_flush_interval: Duration,
     latency: LatencyMetrics,
     clock: Arc<dyn Clock>,
 }
@@ -147,13 +155,17 @@ impl Pipeline {
                 generation: 0,
                 fence: None,
                 opened: None,
+                previous_seal: None,
             }),
             sealed: Mutex::new(Some(sealed_sender)),
             buffered: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             segment_max_bytes: options.segment_max_bytes,
             max_buffered_bytes: options.max_buffered_bytes,
             linger: options.linger_for(true),
+            flush_when_idle: options.flush_when_idle,
+            min_flush_interval: options.min_flush_interval_for(true),
             latency,
             clock,
         });
@@ -206,7 +218,12 @@ impl Pipeline {
             || 96 + 220 * (open.builder.entries().len() + batches.len()) + GUARD_BYTES * guards
                 > floe_sequencer::MAX_COMMAND_BYTES;
         if !open.builder.is_empty() && (full || open.fence != fence) {
-            self.shared.seal(&mut open);
+            let reason = if full {
+                SealReason::Size
+            } else {
+                SealReason::Fence
+            };
+            self.shared.seal(&mut open, reason);
         }
         let was_empty = open.builder.is_empty();
         if was_empty {
@@ -232,8 +249,8 @@ impl Pipeline {
             reply,
         });
         if open.builder.len() >= self.shared.segment_max_bytes {
-            self.shared.seal(&mut open);
-        } else if was_empty {
+            self.shared.seal(&mut open, SealReason::Size);
+        } else if was_empty && !self.shared.seal_if_idle(&mut open) {
             self.shared.schedule_linger(open.generation);
         }
         Ok(receiver)
@@ -269,7 +286,7 @@ impl Pipeline {
             let mut open = self.shared.open.lock();
             self.shared.closed.store(true, Ordering::Release);
             if !open.builder.is_empty() {
-                self.shared.seal(&mut open);
+                self.shared.seal(&mut open, SealReason::Shutdown);
             }
         }
         self.shared.sealed.lock().take();
@@ -284,18 +301,24 @@ impl Shared {
         self.buffered.fetch_sub(size, Ordering::AcqRel);
     }
 
-    fn seal(&self, open: &mut OpenSegment) {
+    fn seal(&self, open: &mut OpenSegment, reason: SealReason) {
+        let now = Instant::now();
         let fresh = OpenSegment {
             builder: SegmentBuilder::new(),
             waiters: Vec::new(),
             generation: open.generation + 1,
             fence: None,
             opened: None,
+            previous_seal: Some(now),
         };
         let full = std::mem::replace(open, fresh);
         if let Some(opened) = full.opened {
-            observe(&self.latency.segment_wait, opened.elapsed());
+            observe(
+                &self.latency.segment_wait,
+                now.saturating_duration_since(opened),
+            );
         }
+        self.latency.sealed(reason).inc();
         let (bytes, entries) = full.builder.finish();
         let segment = SealedSegment {
             id: SegmentId::generate(),
@@ -304,12 +327,14 @@ impl Shared {
             waiters: full.waiters,
             fence: full.fence,
             sealed_ms: self.clock.now_ms(),
-            sealed_at: Instant::now(),
+            sealed_at: now,
         };
         let sender = self.sealed.lock();
         match sender.as_ref() {
             Some(sender) => {
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
                 if let Err(mpsc::error::SendError(segment)) = sender.send(segment) {
+                    self.in_flight.fetch_sub(1, Ordering::AcqRel);
                     self.fail(segment.waiters, || BrokerError::ShuttingDown);
                 }
             }
@@ -323,9 +348,51 @@ impl Shared {
             tokio::time::sleep(shared.linger).await;
             let mut open = shared.open.lock();
             if open.generation == generation && !open.builder.is_empty() {
-                shared.seal(&mut open);
+                shared.seal(&mut open, SealReason::Linger);
             }
         });
+    }
+
+    /// Seals the open segment if nothing sealed before it is still in flight and the last
+    /// seal is at least `min_flush_interval` old; if only the interval is missing, comes
+    /// back when it has passed. Called with the `open` lock held; true if it sealed.
+    fn seal_if_idle(self: &Arc<Self>, open: &mut OpenSegment) -> bool {
+        if !self.flush_when_idle
+            || open.builder.is_empty()
+            || self.in_flight.load(Ordering::Acquire) > 0
+        {
+            return false;
+        }
+        let due = open
+            .previous_seal
+            .map_or(Instant::now(), |sealed| sealed + self.min_flush_interval);
+        if due <= Instant::now() {
+            self.seal(open, SealReason::Idle);
+            return true;
+        }
+        let linger_ends = open.opened.map(|opened| opened + self.linger);
+        if linger_ends.is_some_and(|ends| ends <= due) {
+            return false;
+        }
+        let shared = Arc::clone(self);
+        let generation = open.generation;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let mut open = shared.open.lock();
+            if open.generation == generation {
+                shared.seal_if_idle(&mut open);
+            }
+        });
+        false
+    }
+
+    /// One sealed segment has been answered (committed or failed): if it was the last in
+    /// flight, the segment that gathered meanwhile goes now.
+    fn segment_done(self: &Arc<Self>) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.flush_when_idle {
+            let mut open = self.open.lock();
+            self.seal_if_idle(&mut open);
+        }
     }
 
     fn fail(&self, waiters: Vec<Waiter>, error: impl Fn() -> BrokerError) {
@@ -360,8 +427,9 @@ impl Flusher {
                 Some((segment, uploaded, done)) = uploads.next(), if !uploads.is_empty() => {
                     // Uploads finish in any order but are committed in seal order.
                     observe(&self.shared.latency.commit_order, done.elapsed());
-                    if let Some(commit) = self.commit(segment, uploaded).await {
-                        commits.push(commit);
+                    match self.commit(segment, uploaded).await {
+                        Some(commit) => commits.push(commit),
+                        None => self.shared.segment_done(),
                     }
                 }
                 Some(()) = commits.next(), if !commits.is_empty() => {}
@@ -441,6 +509,7 @@ impl Flusher {
                     });
                 }
             }
+            shared.segment_done();
         }))
     }
 }

@@ -27,12 +27,17 @@ pub(crate) async fn memory_sequencer() -> Sequencer {
 }
 
 pub(crate) async fn broker() -> Broker {
-    let sequencer = memory_sequencer().await;
-    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
-    let options = BrokerOptions {
+    broker_with(BrokerOptions {
         linger: Some(Duration::from_millis(2)),
         ..BrokerOptions::default()
-    };
+    })
+    .await
+}
+
+/// A broker on an in-memory sequencer and store.
+pub(crate) async fn broker_with(options: BrokerOptions) -> Broker {
+    let sequencer = memory_sequencer().await;
+    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
     let store = SegmentStore::new(store, prefix);
     Broker::builder(sequencer, store.clone(), cache(store).await)
         .options(options)
@@ -235,17 +240,14 @@ async fn keyed_records_follow_murmur2_and_requests_are_all_or_nothing() {
 
 #[tokio::test]
 async fn full_buffers_refuse_produce_with_a_retry_hint() {
-    let sequencer = memory_sequencer().await;
-    let (store, prefix) = open_store(&StoreUrl::Memory).expect("store");
-    let options = BrokerOptions {
+    let broker = broker_with(BrokerOptions {
         linger: Some(Duration::from_millis(500)),
+        // The first request lingers in the open segment while the second is refused.
+        flush_when_idle: false,
         max_buffered_bytes: 1,
         ..BrokerOptions::default()
-    };
-    let store = SegmentStore::new(store, prefix);
-    let broker = Broker::builder(sequencer, store.clone(), cache(store).await)
-        .options(options)
-        .build();
+    })
+    .await;
     broker
         .create_topic("t", 1, TopicConfig::default())
         .await

@@ -197,6 +197,7 @@ impl Server {
         };
         let broker_options = BrokerOptions {
             linger: Some(config.broker.linger_for(store_is_local)),
+            min_flush_interval: Some(config.broker.min_flush_interval_for(store_is_local)),
             ..config.broker.clone()
         };
         let builder = Broker::builder(sequencer, segments, cache)

@@ -69,6 +69,11 @@ serve_flags! {
     broker_id: String => "broker.id",
     /// Flush the open segment after this long, e.g. 5ms, 250ms.
     linger: String => "broker.linger",
+    /// Flush as soon as the pipeline is idle (true) or only on linger and size (false).
+    [arg num_args = 0..=1, default_missing_value = "true"]
+    flush_when_idle: bool => "broker.flush_when_idle",
+    /// Shortest time between two idle flushes, e.g. 0ms, 100ms.
+    min_flush_interval: String => "broker.min_flush_interval",
     /// Flush the open segment at this many bytes.
     segment_max_bytes: usize => "broker.segment_max_bytes",
     /// Uncommitted bytes before produce answers 429.

@@ -49,6 +49,39 @@ fn linger_defaults_by_store_kind_and_a_setting_wins_on_both() {
 }
 
 #[test]
+fn the_idle_flush_interval_follows_the_linger_on_s3_only() {
+    figment::Jail::expect_with(|_jail| {
+        let config = load(None, &[]).expect("defaults");
+        assert!(config.broker.flush_when_idle);
+        assert_eq!(config.broker.min_flush_interval_for(true), Duration::ZERO);
+        assert_eq!(
+            config.broker.min_flush_interval_for(false),
+            Duration::from_millis(100)
+        );
+        let config = load(None, &[("broker.linger", json!("250ms"))]).expect("linger");
+        assert_eq!(config.broker.min_flush_interval_for(true), Duration::ZERO);
+        assert_eq!(
+            config.broker.min_flush_interval_for(false),
+            Duration::from_millis(250)
+        );
+        let config = load(
+            None,
+            &[
+                ("broker.min_flush_interval", json!("40ms")),
+                ("broker.flush_when_idle", json!(false)),
+            ],
+        )
+        .expect("set");
+        assert!(!config.broker.flush_when_idle);
+        assert_eq!(
+            config.broker.min_flush_interval_for(false),
+            Duration::from_millis(40)
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn unknown_keys_are_refused_from_the_file_and_the_environment() {
     figment::Jail::expect_with(|jail| {
         jail.create_file("floe.toml", "[broker]\nlingr = \"5ms\"\n")?;

@@ -313,11 +313,18 @@ pub async fn fetch(
             credential: credential.map(|Extension(credential)| credential),
         };
         super::stream::events(state, request, encoding, result, slot, caller)
-    } else if accept.contains(binary::CONTENT_TYPE) {
-        let body = binary::encode_fetch(&binary_fetch(result));
-        ([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response()
     } else {
-        Json(json_fetch(result, encoding, owner)?).into_response()
+        let encoding_started = std::time::Instant::now();
+        let response = if accept.contains(binary::CONTENT_TYPE) {
+            let body = binary::encode_fetch(&binary_fetch(result));
+            ([(header::CONTENT_TYPE, binary::CONTENT_TYPE)], body).into_response()
+        } else {
+            Json(json_fetch(result, encoding, owner)?).into_response()
+        };
+        state
+            .broker
+            .observe_fetch_encode(encoding_started.elapsed());
+        response
     };
     if let Some(value) = owner_header {
         response.headers_mut().insert(OWNER_HEADER, value);
