@@ -135,6 +135,10 @@ side_by_side W1 local "${W1[@]}"
 side_by_side W3 local --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
 # W6: 1,000 partitions.
 side_by_side W6 local --partitions 1000 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}"
+# W7: the curl user's path: one partition, JSON bodies of 100 text values of 1 KiB, 16
+# connections, maximum rate.
+W7=(--partitions 1 --record-size 1024 --batch 100 --producers 16 --body json "${COMMON[@]}")
+side_by_side W7 local "${W7[@]}"
 
 # W2: the same fixed rates on both, as fractions of the faster system's W1 rate.
 TOP=$(python3 -c "print(max($(rate_of W1 floe), $(rate_of W1 s2)))")
@@ -223,6 +227,7 @@ if [ "$WITH_PROFILE" = 1 ]; then
   profile W3 --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
   profile W4 "${W4[@]}"
   profile W6 --partitions 1000 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}"
+  profile W7 "${W7[@]}"
 fi
 
 python3 scripts/bench_report.py "$RESULTS" >"$OUT/report.md"

@@ -8,6 +8,8 @@ use prost::Message;
 
 pub const BASIN_HEADER: &str = "s2-basin";
 pub const PROTOBUF: &str = "application/protobuf";
+/// How JSON bodies carry record bytes: `raw` (UTF-8 text as it is) or `base64`.
+pub const FORMAT_HEADER: &str = "s2-format";
 
 #[derive(Clone, PartialEq, Message)]
 pub struct StreamPosition {

@@ -63,6 +63,18 @@ pub struct Target {
     /// Topic (floe) or stream-name prefix (s2-lite).
     pub topic: String,
     basin: String,
+    body: Body,
+}
+
+/// How produce requests carry their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Body {
+    /// floe's binary framing; s2-lite's protobuf.
+    Binary,
+    /// JSON with the values as text: floe's `{"records":[{"partition","value"}]}`,
+    /// s2-lite's `{"records":[{"body"}]}`.
+    Json,
 }
 
 impl Target {
@@ -78,7 +90,13 @@ impl Target {
             http,
             topic: topic.to_owned(),
             basin: basin.to_owned(),
+            body: Body::Binary,
         })
+    }
+
+    /// The same target, producing with `body`.
+    pub fn with_body(self, body: Body) -> Self {
+        Self { body, ..self }
     }
 
     fn stream(&self, partition: u32) -> String {
@@ -158,8 +176,44 @@ impl Target {
         values: &[Bytes],
         producing: Option<Producing>,
     ) -> anyhow::Result<()> {
-        let request = match self.system {
-            System::Floe | System::Sink => {
+        let request = match (self.system, self.body) {
+            (System::Floe, Body::Json) => {
+                let mut path = format!("{}/v1/topics/{}/records", self.base, self.topic);
+                if let Some(producing) = producing {
+                    path = format!(
+                        "{path}?producer_id={}&producer_epoch={}&sequence={}",
+                        producing.producer_id, producing.epoch, producing.sequence
+                    );
+                }
+                let records: Vec<serde_json::Value> = values
+                    .iter()
+                    .map(|value| {
+                        serde_json::json!({
+                            "partition": partition,
+                            "value": String::from_utf8_lossy(value),
+                        })
+                    })
+                    .collect();
+                self.http
+                    .post(path)
+                    .json(&serde_json::json!({ "records": records }))
+            }
+            (System::S2, Body::Json) => {
+                let records: Vec<serde_json::Value> = values
+                    .iter()
+                    .map(|value| serde_json::json!({ "body": String::from_utf8_lossy(value) }))
+                    .collect();
+                self.http
+                    .post(format!(
+                        "{}/v1/streams/{}/records",
+                        self.base,
+                        self.stream(partition)
+                    ))
+                    .header(s2::BASIN_HEADER, &self.basin)
+                    .header(s2::FORMAT_HEADER, "raw")
+                    .json(&serde_json::json!({ "records": records }))
+            }
+            (System::Floe | System::Sink, _) => {
                 let records: Vec<BinaryRecord> = values
                     .iter()
                     .map(|value| BinaryRecord {
@@ -183,7 +237,7 @@ impl Target {
                     .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)
                     .body(binary::encode_produce(&records))
             }
-            System::S2 => self
+            (System::S2, Body::Binary) => self
                 .http
                 .post(format!(
                     "{}/v1/streams/{}/records",

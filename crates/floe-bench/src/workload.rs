@@ -21,7 +21,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::probe::{self, StoreCounts};
-use crate::target::{Producing, System, Target};
+use crate::target::{Body, Producing, System, Target};
 
 /// Bytes at the head of every record value: the intended send time (µs since the Unix
 /// epoch) and a sequence number.
@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Records per produce request.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub batch: u64,
+    /// Produce request bodies: binary framing (floe) / protobuf (s2-lite), or JSON with
+    /// text values, as a curl user sends them (produce mode only).
+    #[arg(long, value_enum, default_value_t = Body::Binary)]
+    pub body: Body,
     /// Concurrent producers (each has one request in flight).
     #[arg(long, default_value_t = 16)]
     pub producers: usize,
@@ -111,6 +115,7 @@ pub struct Report {
     pub partitions: u32,
     pub record_size: u64,
     pub batch: u64,
+    pub body: Body,
     /// Producers, or readers for a catch-up run.
     pub producers: usize,
     pub target_rate: Option<f64>,
@@ -246,6 +251,9 @@ async fn snapshot(shared: &Shared, args: &RunArgs) -> Snapshot {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
+    if args.body == Body::Json && args.mode != Mode::Produce {
+        bail!("--body json is for --mode produce: tail readers decode binary stamps");
+    }
     if args.system == System::Sink && args.mode != Mode::Produce {
         bail!("the sink only takes produce runs");
     }
@@ -257,7 +265,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         .label
         .clone()
         .unwrap_or_else(|| format!("{:?}", args.mode).to_lowercase());
-    let target = Target::new(args.system, &args.url, &topic, &args.basin)?;
+    let target = Target::new(args.system, &args.url, &topic, &args.basin)?.with_body(args.body);
     if !args.existing && args.mode != Mode::CatchUp {
         target
             .create(args.partitions)
@@ -413,6 +421,7 @@ fn finish(
         partitions: args.partitions,
         record_size: args.record_size,
         batch: args.batch,
+        body: args.body,
         producers: match args.mode {
             Mode::CatchUp => args.readers,
             _ => args.producers,
@@ -550,6 +559,14 @@ impl Producer {
     fn values(&self, intended: Instant, sequence: &mut u64) -> Vec<Bytes> {
         let size = self.args.record_size as usize;
         let stamp = self.clock.us(intended);
+        if self.args.body == Body::Json {
+            return (0..self.args.batch)
+                .map(|_| {
+                    *sequence += 1;
+                    text_value(&self.pool, size, stamp, *sequence)
+                })
+                .collect();
+        }
         (0..self.args.batch)
             .map(|_| {
                 *sequence += 1;
@@ -564,6 +581,23 @@ impl Producer {
             })
             .collect()
     }
+}
+
+/// A value of `size` printable ASCII bytes (JSON needs no escapes for it): the stamp and
+/// sequence in decimal, then letters and digits drawn from `pool`.
+fn text_value(pool: &[u8], size: usize, stamp: u64, sequence: u64) -> Bytes {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut value = BytesMut::with_capacity(size);
+    let head = format!("{stamp}.{sequence}.");
+    value.put_slice(&head.as_bytes()[..head.len().min(size)]);
+    let body = size - value.len();
+    let at = (sequence as usize * 4099) % (pool.len() - body.min(pool.len()) + 1);
+    value.extend(
+        pool[at..at + body]
+            .iter()
+            .map(|byte| ALPHABET[usize::from(byte & 63)]),
+    );
+    value.freeze()
 }
 
 #[derive(Debug)]
@@ -735,8 +769,14 @@ pub fn print_report(report: &Report) {
         match report.mode {
             Mode::CatchUp => format!("{} readers", report.producers),
             _ => format!(
-                "{} B records, {} per request, {} producers",
-                report.record_size, report.batch, report.producers
+                "{} B records, {} per {} request, {} producers",
+                report.record_size,
+                report.batch,
+                match report.body {
+                    Body::Binary => "binary",
+                    Body::Json => "JSON",
+                },
+                report.producers
             ),
         },
         report
@@ -782,5 +822,29 @@ pub fn print_report(report: &Report) {
                 .gets_per_gib
                 .map_or("-".into(), |v| format!("{v:.0}")),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_values_have_the_record_size_and_need_no_json_escapes() {
+        let pool: Vec<u8> = (0..=255u8).cycle().take(1 << 12).collect();
+        for size in [16, 100, 1024] {
+            let value = text_value(&pool, size, 1_764_000_000_000_000, 42);
+            assert_eq!(value.len(), size);
+            let head = b"1764000000000000.42.";
+            assert_eq!(value[..size.min(head.len())], head[..size.min(head.len())]);
+            assert!(
+                value
+                    .iter()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(byte)),
+                "{value:?}"
+            );
+            let json = serde_json::to_string(&String::from_utf8_lossy(&value)).expect("json");
+            assert_eq!(json.len(), size + 2, "no escapes");
+        }
     }
 }
