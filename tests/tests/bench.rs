@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use floe_bench::target::System;
+use floe_bench::target::{Body, System};
 use floe_bench::workload::{self, Mode, RunArgs};
 use floe_tests::FloeProcess;
 use floe_tests::s3::S3Server;
@@ -22,6 +22,7 @@ fn args(system: System, url: &str, topic: &str) -> RunArgs {
         partitions: 4,
         record_size: 200,
         batch: 10,
+        body: Body::Binary,
         producers: 4,
         idempotent: false,
         readers: 2,
@@ -32,6 +33,44 @@ fn args(system: System, url: &str, topic: &str) -> RunArgs {
         server_pids: Vec::new(),
         store_counts: None,
         json: None,
+    }
+}
+
+/// `--body json` sends what a curl user would: JSON bodies whose values are text of the
+/// record size, each acknowledged request written whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_body_run_writes_text_values_of_the_record_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let floe = FloeProcess::start(dir.path(), &[]);
+    let report = workload::run(RunArgs {
+        body: Body::Json,
+        partitions: 1,
+        ..args(System::Floe, &floe.url, "json")
+    })
+    .await
+    .expect("json run");
+    assert_eq!(report.errors, 0);
+    assert!(report.records > 0, "nothing acknowledged in the window");
+    let client = floe.client();
+    let fetched = client
+        .fetch_binary("json", 0, 0, &Default::default())
+        .await
+        .expect("fetch");
+    assert!(fetched.high_watermark >= report.records);
+    assert_eq!(fetched.high_watermark % 10, 0, "whole requests only");
+    for record in &fetched.records {
+        let value = record.value.as_ref().expect("a value");
+        assert_eq!(value.len(), 200);
+        let text = std::str::from_utf8(value).expect("text");
+        let mut parts = text.splitn(3, '.');
+        let stamp: u64 = parts.next().unwrap_or_default().parse().expect("a stamp");
+        assert!(stamp > 0);
+        let sequence: u64 = parts
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .expect("a sequence");
+        assert!(sequence > 0);
     }
 }
 

@@ -8,6 +8,7 @@ use floe_core::{MemoryBudget, Record, Reservation};
 use floe_sequencer::{ClusterState, PartitionState};
 use floe_storage::{ReadCause, StorageError};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::Broker;
 use crate::error::BrokerError;
@@ -105,6 +106,16 @@ impl Broker {
         self.fetch_reserving(request, Some(budget)).await
     }
 
+    #[tracing::instrument(
+        name = "fetch",
+        skip_all,
+        fields(
+            topic = %request.topic,
+            partition = request.partition,
+            offset = request.offset,
+            records = tracing::field::Empty,
+        )
+    )]
     async fn fetch_reserving(
         &self,
         request: FetchRequest,
@@ -215,6 +226,7 @@ impl Broker {
                     (None, Some(last)) => PartitionState::batch_end(last.base, &last.location),
                     (None, None) => offset,
                 };
+                tracing::Span::current().record("records", records.len());
                 let result = FetchResult {
                     records,
                     next_offset,
@@ -273,6 +285,7 @@ impl Broker {
             .inner
             .reader
             .read_verified(batches, ReadCause::Fetch)
+            .instrument(tracing::info_span!("read", batches = batches.len()))
             .await?;
         let latency = &self.inner.latency;
         crate::metrics::observe(&latency.fetch_read, reading.elapsed());

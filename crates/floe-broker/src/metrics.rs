@@ -45,7 +45,7 @@ impl SealReason {
         SealReason::Shutdown,
     ];
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SealReason::Size => "size",
             SealReason::Linger => "linger",

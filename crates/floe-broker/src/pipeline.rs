@@ -20,6 +20,7 @@ use futures::stream::FuturesOrdered;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::BrokerError;
 use crate::metrics::{LatencyMetrics, SealReason, observe};
@@ -71,6 +72,9 @@ struct Waiter {
     reserved: usize,
     conditions: Conditions,
     reply: oneshot::Sender<CommitReply>,
+    /// The request's span: it records the segment, and the first request's span is the
+    /// parent of the segment's.
+    span: tracing::Span,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,8 @@ struct SealedSegment {
     sealed_ms: i64,
     /// When it was sealed, for the stages that follow.
     sealed_at: Instant,
+    /// From seal to answer, with the upload and the commit as children.
+    span: tracing::Span,
 }
 
 /// Reads a pipeline's buffered bytes (for the metrics registry).
@@ -247,6 +253,7 @@ impl Pipeline {
             reserved: size,
             conditions,
             reply,
+            span: tracing::Span::current(),
         });
         if open.builder.len() >= self.shared.segment_max_bytes {
             self.shared.seal(&mut open, SealReason::Size);
@@ -320,14 +327,31 @@ impl Shared {
         }
         self.latency.sealed(reason).inc();
         let (bytes, entries) = full.builder.finish();
+        let id = SegmentId::generate();
+        let span = match full.waiters.first() {
+            Some(first) => tracing::info_span!(
+                parent: &first.span,
+                "segment",
+                segment = %id,
+                bytes = bytes.len(),
+                batches = entries.len(),
+                requests = full.waiters.len(),
+                reason = reason.label(),
+            ),
+            None => tracing::Span::none(),
+        };
+        for waiter in &full.waiters {
+            waiter.span.record("segment", tracing::field::display(id));
+        }
         let segment = SealedSegment {
-            id: SegmentId::generate(),
+            id,
             bytes,
             entries,
             waiters: full.waiters,
             fence: full.fence,
             sealed_ms: self.clock.now_ms(),
             sealed_at: now,
+            span,
         };
         let sender = self.sealed.lock();
         match sender.as_ref() {
@@ -421,7 +445,10 @@ impl Flusher {
         loop {
             tokio::select! {
                 next = sealed.recv(), if receiving && uploads.len() < self.max_inflight => match next {
-                    Some(segment) => uploads.push_back(upload(self.store.clone(), segment, self.shared.latency.clone())),
+                    Some(segment) => {
+                        let span = tracing::info_span!(parent: &segment.span, "upload");
+                        uploads.push_back(upload(self.store.clone(), segment, self.shared.latency.clone()).instrument(span));
+                    }
                     None => receiving = false,
                 },
                 Some((segment, uploaded, done)) = uploads.next(), if !uploads.is_empty() => {
@@ -490,6 +517,7 @@ impl Flusher {
         let shared = Arc::clone(&self.shared);
         let segment_id = segment.id;
         let waiters = segment.waiters;
+        let span = tracing::info_span!(parent: &segment.span, "commit");
         Some(Box::pin(async move {
             let outcome = outcome.await;
             observe(&shared.latency.commit, submitted.elapsed());
@@ -510,7 +538,7 @@ impl Flusher {
                 }
             }
             shared.segment_done();
-        }))
+        }.instrument(span)))
     }
 }
 

@@ -66,7 +66,14 @@ impl Broker {
             .await
     }
 
-    /// [`Broker::produce`] under `conditions`.
+    /// [`Broker::produce`] under `conditions`. Traced as `produce`, whose `segment` names
+    /// the segment its batches went into (that segment's span, with its upload and commit,
+    /// is a child of the first request in it).
+    #[tracing::instrument(
+        name = "produce",
+        skip_all,
+        fields(topic = topic, records = records.len(), segment = tracing::field::Empty)
+    )]
     pub async fn produce_with(
         &self,
         topic: &str,

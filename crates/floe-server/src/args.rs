@@ -129,6 +129,8 @@ serve_flags! {
     /// Principals allowed everything, semicolon-separated (subjects hold commas).
     [arg value_delimiter = ';']
     super_users: Vec<String> => "auth.super_users",
+    /// OTLP/HTTP collector to export traces to, e.g. http://otel-collector:4318.
+    otlp_endpoint: String => "tracing.otlp_endpoint",
     /// Serve without authentication on a non-loopback address (logged as a warning).
     [arg num_args = 0..=1, default_missing_value = "true"]
     allow_anonymous: bool => "auth.allow_anonymous",

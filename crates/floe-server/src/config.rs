@@ -34,11 +34,12 @@ pub struct ServeConfig {
     pub groups: GroupOptions,
     pub auth: crate::auth::AuthOptions,
     pub quotas: crate::quotas::QuotaOptions,
+    pub tracing: crate::telemetry::TracingOptions,
 }
 
 /// The sections, in the order of `docs/configuration.md`: environment variables are
 /// read only for these, so `FLOE_SERVER_URL`-style variables of other tools are ignored.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "server",
     "store",
     "broker",
@@ -49,6 +50,7 @@ pub const SECTIONS: [&str; 10] = [
     "groups",
     "auth",
     "quotas",
+    "tracing",
 ];
 
 /// The HTTP listener and the process: the `[server]` section.
@@ -371,7 +373,8 @@ impl ServeConfig {
             .map_err(|e| e.in_section("cluster"))?;
         self.jobs.validate().map_err(|e| e.in_section("jobs"))?;
         self.groups.validate().map_err(|e| e.in_section("groups"))?;
-        self.auth.validate().map_err(|e| e.in_section("auth"))
+        self.auth.validate().map_err(|e| e.in_section("auth"))?;
+        self.tracing.validate().map_err(|e| e.in_section("tracing"))
     }
 
     /// The object store's URL, `file://<data_dir>/objects` by default.

@@ -12,7 +12,7 @@ mod error;
 mod listener;
 pub mod quotas;
 pub(crate) mod routes;
-mod telemetry;
+pub mod telemetry;
 pub mod tls;
 
 pub use app::Server;
@@ -20,11 +20,14 @@ pub use args::ServeArgs;
 pub use config::ServeConfig;
 
 /// `floe serve`: loads the configuration (defaults < file < environment < flags), starts
-/// logging, serves until SIGINT or SIGTERM, then shuts down gracefully.
+/// logging (and trace export, when configured), serves until SIGINT or SIGTERM, then shuts
+/// down gracefully and sends the spans still queued.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig::load(args.config.as_deref(), &args.settings())?;
-    telemetry::init_logging(config.server.log_format);
+    let tracing = telemetry::init(config.server.log_format, &config.tracing)?;
     let server = Server::bind(&config).await?;
     tracing::info!(data_dir = %config.server.data_dir.display(), store = %config.store_url(), "floe starting");
-    server.run(app::shutdown_signal()).await
+    let served = server.run(app::shutdown_signal()).await;
+    tracing.shutdown().await;
+    served
 }

@@ -1,20 +1,154 @@
-//! Logs: `tracing` to stderr, as text or JSON, filtered by `RUST_LOG` (default `info`).
+//! Logs and traces. Logs: `tracing` to stderr, as text or JSON, filtered by `RUST_LOG`
+//! (default `info`). Traces: when `tracing.otlp_endpoint` is set, the spans of requests,
+//! produce (with its segment's upload and commit), and fetch are exported to an
+//! OpenTelemetry collector over OTLP/HTTP. A request carrying a W3C `traceparent` joins
+//! the caller's trace and follows its sampling decision; others are sampled at
+//! `tracing.sample_ratio`.
 
-use tracing_subscriber::EnvFilter;
+use std::time::Duration;
+
+use floe_core::InvalidSetting;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; call once, before the server starts.
-pub fn init_logging(format: LogFormat) {
+/// Trace export: the `[tracing]` section of `floe.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingOptions {
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver, e.g.
+    /// `http://otel-collector:4318`; spans are posted to `<url>/v1/traces`. Unset: no
+    /// spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of traces started here that are exported, 0 to 1. A request with a
+    /// `traceparent` follows its caller's decision instead.
+    pub sample_ratio: f64,
+    /// The `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracingOptions {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: 0.01,
+            service_name: "floe".into(),
+        }
+    }
+}
+
+impl TracingOptions {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(InvalidSetting::new(
+                "sample_ratio",
+                format!("{} must be between 0 and 1", self.sample_ratio),
+            ));
+        }
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(InvalidSetting::new(
+                "otlp_endpoint",
+                format!("{endpoint:?} must be an http:// or https:// URL"),
+            ));
+        }
+        if self.service_name.is_empty() {
+            return Err(InvalidSetting::new(
+                "service_name",
+                "must not be empty".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Exports spans until [`Tracing::shutdown`], which sends what is still queued.
+#[derive(Debug)]
+pub struct Tracing {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Tracing {
+    /// Sends the spans still queued (at most a few seconds) and stops exporting.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown());
+        match tokio::time::timeout(Duration::from_secs(10), flushed).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => eprintln!("floe: exporting the last spans failed: {error}"),
+            _ => eprintln!("floe: exporting the last spans did not finish"),
+        }
+    }
+}
+
+/// The spans exported: the server's and the broker's, at `info` and above.
+fn exported_targets() -> Targets {
+    Targets::new()
+        .with_target("floe_server", tracing::Level::INFO)
+        .with_target("floe_broker", tracing::Level::INFO)
+}
+
+/// Installs the global subscriber (logs, and traces when configured); call once, before
+/// the server starts.
+pub fn init(format: LogFormat, options: &TracingOptions) -> anyhow::Result<Tracing> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only for a terminal: a container's or a service manager's log collector
     // would store the escape codes.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let Some(endpoint) = &options.otlp_endpoint else {
+        tracing_subscriber::registry().with(logs).init();
+        return Ok(Tracing { provider: None });
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .with_timeout(Duration::from_secs(10))
+        .build()?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            options.sample_ratio,
+        ))))
+        .with_resource(
+            Resource::builder()
+                .with_service_name(options.service_name.clone())
+                .build(),
+        )
+        .build();
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("floe"))
+        .with_filter(exported_targets());
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .init();
+    Ok(Tracing {
+        provider: Some(provider),
+    })
 }
