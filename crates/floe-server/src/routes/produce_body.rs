@@ -2,7 +2,8 @@
 //! checked as each record arrives (a body of ten million empty records stops at the
 //! limit, not after building all of them), and every byte a decoded record holds is
 //! reserved from the request's memory budget first. Keys, values and header values are
-//! taken from the body's text as it is (`RawValue`), never built into a JSON tree.
+//! taken from the body's text as it is (`RawValue`), never built into a JSON tree; a text
+//! value without escapes is a slice of the body, not a copy.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -61,13 +62,14 @@ impl ProducerFields {
 /// producer's `producer_id`, `producer_epoch` and `sequence`), at most `max_records`
 /// records.
 pub fn json_records(
-    body: &[u8],
+    body: &Bytes,
     encoding: Encoding,
     max_records: usize,
     reservation: &mut Reservation,
 ) -> ApiResult<(Vec<ProduceRecord>, ProducerFields)> {
     let mut failure = None;
     let seed = BodySeed {
+        body,
         encoding,
         max_records,
         reservation,
@@ -134,6 +136,7 @@ fn reserve(reservation: &mut Reservation, bytes: usize) -> ApiResult<()> {
 
 /// The whole body: an object whose only field is `records`.
 struct BodySeed<'a> {
+    body: &'a Bytes,
     encoding: Encoding,
     max_records: usize,
     reservation: &'a mut Reservation,
@@ -178,6 +181,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                         return Err(de::Error::duplicate_field("records"));
                     }
                     records = Some(map.next_value_seed(RecordsSeed {
+                        body: self.body,
                         encoding: self.encoding,
                         max_records: self.max_records,
                         reservation: &mut *self.reservation,
@@ -202,6 +206,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 
 /// The `records` array, decoded one record at a time.
 struct RecordsSeed<'a> {
+    body: &'a Bytes,
     encoding: Encoding,
     max_records: usize,
     reservation: &'a mut Reservation,
@@ -247,10 +252,11 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
                     ),
                 )));
             }
+            let mut copied = 0;
             let record = incoming
-                .into_record(index, self.encoding)
+                .into_record(index, self.encoding, self.body, &mut copied)
                 .and_then(|record| {
-                    reserve(self.reservation, cost(&record))?;
+                    reserve(self.reservation, cost(&record, copied))?;
                     Ok(record)
                 });
             match record {
@@ -270,17 +276,34 @@ impl RecordsSeed<'_> {
     }
 }
 
-/// What a decoded record holds in memory.
-fn cost(record: &ProduceRecord) -> usize {
-    let bytes = |value: &Option<Bytes>| value.as_ref().map_or(0, Bytes::len);
+/// What a decoded record holds in memory beyond the body: `copied` bytes of keys, values
+/// and header values it could not slice from the body, and its structure.
+fn cost(record: &ProduceRecord, copied: usize) -> usize {
     RECORD_OVERHEAD
-        + bytes(&record.key)
-        + bytes(&record.value)
+        + copied
         + record
             .headers
             .iter()
-            .map(|header| HEADER_OVERHEAD + header.name.len() + bytes(&header.value))
+            .map(|header| HEADER_OVERHEAD + header.name.len())
             .sum::<usize>()
+}
+
+/// Where a record's field came from, for errors: built only when one is reported.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Key(usize),
+    Value(usize),
+    Header(usize, &'a str),
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Field::Key(index) => write!(formatter, "records[{index}].key"),
+            Field::Value(index) => write!(formatter, "records[{index}].value"),
+            Field::Header(index, name) => write!(formatter, "records[{index}].headers.{name}"),
+        }
+    }
 }
 
 /// One record as it stands in the body; fields are raw JSON text until converted.
@@ -309,22 +332,30 @@ struct IncomingHeader<'a> {
 }
 
 impl IncomingRecord<'_> {
-    fn into_record(self, index: usize, encoding: Encoding) -> ApiResult<ProduceRecord> {
+    /// The record, its bytes sliced from `body` where they can be; adds the bytes it had
+    /// to copy to `copied`.
+    fn into_record(
+        self,
+        index: usize,
+        encoding: Encoding,
+        body: &Bytes,
+        copied: &mut usize,
+    ) -> ApiResult<ProduceRecord> {
         let headers = self
             .headers
             .into_iter()
             .map(|header| {
-                let field = format!("records[{index}].headers.{}", header.name);
+                let field = Field::Header(index, &header.name);
                 Ok(Header {
-                    value: raw_bytes(header.value, encoding, &field)?,
-                    name: header.name.into_owned(),
+                    value: raw_bytes(header.value, encoding, field, body, copied)?,
+                    name: header.name.as_ref().to_owned(),
                 })
             })
             .collect::<ApiResult<Vec<_>>>()?;
         Ok(ProduceRecord {
             partition: self.partition,
-            key: key_bytes(self.key, encoding, index)?,
-            value: raw_bytes(self.value, encoding, &format!("records[{index}].value"))?,
+            key: key_bytes(self.key, encoding, index, body, copied)?,
+            value: raw_bytes(self.value, encoding, Field::Value(index), body, copied)?,
             headers,
             timestamp_ms: self.timestamp,
         })
@@ -374,10 +405,16 @@ const MAX_JSON_KEY_BYTES: usize = 64 * 1024;
 /// A key's bytes. With `encoding=json` the key is stored compact with its object fields
 /// sorted, as before raw values: the partitioner and compaction compare key bytes, so
 /// `{"id": 1}` and `{"id":1}` must be the same key. Values are stored as sent.
-fn key_bytes(raw: Option<&RawValue>, encoding: Encoding, index: usize) -> ApiResult<Option<Bytes>> {
-    let field = format!("records[{index}].key");
+fn key_bytes(
+    raw: Option<&RawValue>,
+    encoding: Encoding,
+    index: usize,
+    body: &Bytes,
+    copied: &mut usize,
+) -> ApiResult<Option<Bytes>> {
+    let field = Field::Key(index);
     let Some(raw) = raw.filter(|_| encoding == Encoding::Json) else {
-        return raw_bytes(raw, encoding, &field);
+        return raw_bytes(raw, encoding, field, body, copied);
     };
     if raw.get() == "null" {
         return Ok(None);
@@ -392,15 +429,37 @@ fn key_bytes(raw: Option<&RawValue>, encoding: Encoding, index: usize) -> ApiRes
         .map_err(|error| ApiError::unprocessable("invalid_record", format!("{field}: {error}")))?;
     let bytes = serde_json::to_vec(&value)
         .map_err(|error| ApiError::unprocessable("invalid_record", format!("{field}: {error}")))?;
+    *copied += bytes.len();
     Ok(Some(Bytes::from(bytes)))
 }
 
-/// Turns a field's raw JSON into bytes per `encoding`; `null` or absent is none.
-fn raw_bytes(raw: Option<&RawValue>, encoding: Encoding, field: &str) -> ApiResult<Option<Bytes>> {
+/// `text` (a part of `body`'s bytes, borrowed by the decoder) as a slice of `body`.
+fn slice_of(body: &Bytes, text: &str) -> Bytes {
+    body.slice_ref(text.as_bytes())
+}
+
+/// Turns a field's raw JSON into bytes per `encoding`; `null` or absent is none. Text
+/// without escapes and JSON values are slices of `body`; what has to be built (unescaped
+/// text, decoded base64) is added to `copied`.
+fn raw_bytes(
+    raw: Option<&RawValue>,
+    encoding: Encoding,
+    field: Field,
+    body: &Bytes,
+    copied: &mut usize,
+) -> ApiResult<Option<Bytes>> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
     if text == "null" {
         return Ok(None);
+    }
+    // The parser has checked the string: between its quotes, with no escape, are exactly
+    // its UTF-8 bytes.
+    if encoding == Encoding::Text
+        && let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Ok(Some(slice_of(body, inner)));
     }
     let string = || -> ApiResult<String> {
         serde_json::from_str::<String>(text).map_err(|_| {
@@ -412,10 +471,17 @@ fn raw_bytes(raw: Option<&RawValue>, encoding: Encoding, field: &str) -> ApiResu
         })
     };
     match encoding {
-        Encoding::Text => Ok(Some(Bytes::from(string()?))),
+        Encoding::Text => {
+            let text = string()?;
+            *copied += text.len();
+            Ok(Some(Bytes::from(text)))
+        }
         Encoding::Base64 => BASE64
             .decode(string()?.as_bytes())
-            .map(|decoded| Some(Bytes::from(decoded)))
+            .map(|decoded| {
+                *copied += decoded.len();
+                Some(Bytes::from(decoded))
+            })
             .map_err(|error| {
                 ApiError::unprocessable(
                     "invalid_base64",
@@ -423,6 +489,71 @@ fn raw_bytes(raw: Option<&RawValue>, encoding: Encoding, field: &str) -> ApiResu
                 )
             }),
         // The value as it was written: valid JSON, which the parser has checked.
-        Encoding::Json => Ok(Some(Bytes::copy_from_slice(text.as_bytes()))),
+        Encoding::Json => Ok(Some(slice_of(body, text))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use floe_core::MemoryBudget;
+
+    use super::*;
+
+    fn decode(body: &str, encoding: Encoding) -> (ApiResult<Vec<ProduceRecord>>, usize) {
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let mut reservation = budget.try_reserve(0).expect("reserve");
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        let records =
+            json_records(&body, encoding, 100, &mut reservation).map(|(records, _)| records);
+        (records, reservation.bytes())
+    }
+
+    fn values(records: &[ProduceRecord]) -> Vec<&[u8]> {
+        records
+            .iter()
+            .map(|record| record.value.as_deref().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn text_values_are_unescaped_and_only_copies_are_charged() {
+        let plain = r#"{"records":[{"value":"plain text, é"}]}"#;
+        let (records, plain_charge) = decode(plain, Encoding::Text);
+        assert_eq!(
+            values(&records.expect("plain")),
+            [&"plain text, é".as_bytes()[..]]
+        );
+        let escaped = r#"{"records":[{"value":"a \"quote\", \u00e9 and \\"}]}"#;
+        let (records, escaped_charge) = decode(escaped, Encoding::Text);
+        let unescaped = "a \"quote\", é and \\";
+        assert_eq!(values(&records.expect("escaped")), [unescaped.as_bytes()]);
+        // The plain value is a slice of the body; the escaped one had to be built.
+        assert_eq!(escaped_charge - plain_charge, unescaped.len());
+    }
+
+    #[test]
+    fn json_values_are_kept_as_written_and_base64_is_decoded() {
+        let body = r#"{"records":[{"value":{"b": 1, "a": [true]}},{"value":"x"}]}"#;
+        let (records, _) = decode(body, Encoding::Json);
+        assert_eq!(
+            values(&records.expect("json")),
+            [&br#"{"b": 1, "a": [true]}"#[..], &br#""x""#[..]]
+        );
+        let body = r#"{"records":[{"value":"aGVsbG8="}]}"#;
+        let (records, _) = decode(body, Encoding::Base64);
+        assert_eq!(values(&records.expect("base64")), [&b"hello"[..]]);
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_record() {
+        let body = r#"{"records":[{"value":"ok"},{"value":5}]}"#;
+        let (records, _) = decode(body, Encoding::Text);
+        let error = records.expect_err("a number with encoding=text");
+        assert!(
+            format!("{error:?}").contains("records[1].value"),
+            "{error:?}"
+        );
     }
 }
