@@ -523,7 +523,7 @@ mod tests {
         let (records, plain_charge) = decode(plain, Encoding::Text);
         assert_eq!(
             values(&records.expect("plain")),
-            [&"plain text, é".as_bytes()[..]]
+            ["plain text, é".as_bytes()]
         );
         let escaped = r#"{"records":[{"value":"a \"quote\", \u00e9 and \\"}]}"#;
         let (records, escaped_charge) = decode(escaped, Encoding::Text);
