@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -103,7 +103,11 @@ fn exported_targets() -> Targets {
 /// Installs the global subscriber (logs, and traces when configured); call once, before
 /// the server starts.
 pub fn init(format: LogFormat, options: &TracingOptions) -> anyhow::Result<Tracing> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs are events only: spans are for the trace export, so without it no span is
+    // ever built (each costs an allocation per request) and log lines stay as they were.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .and(filter_fn(|metadata| metadata.is_event()));
     // Colour only for a terminal: a container's or a service manager's log collector
     // would store the escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
