@@ -55,7 +55,7 @@ DOCS = ROOT / "docs" / "configuration.md"
 KUBE_VERSION = "1.31"
 RELEASE = "floe"
 NAMESPACE = "streams"
-SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups", "auth", "quotas"]
+SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups", "auth", "quotas", "tracing"]
 # Custom resources kubernetes-validate has no schema for: checked structurally instead.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 README_START = "<!-- values:start (scripts/chart_check.py --write-readme) -->"
@@ -151,8 +151,20 @@ def deployment_env(values: dict[str, Any], chart: Path | None = None) -> dict[st
 # ------------------------------------------------------------- docs/configuration.md
 
 
+def server_sections() -> list[str]:
+    """The sections `floe serve` reads (`SECTIONS` in crates/floe-server/src/config.rs)."""
+    source = (ROOT / "crates/floe-server/src/config.rs").read_text()
+    match = re.search(r"pub const SECTIONS: \[&str; \d+\] = \[(.*?)\];", source, re.S)
+    assert match, "SECTIONS not found in config.rs"
+    return re.findall(r'"([a-z_]+)"', match.group(1))
+
+
 def documented_settings() -> dict[str, dict[str, str]]:
     """The setting table of docs/configuration.md: {section: {key: default cell}}."""
+    assert SECTIONS == server_sections(), f"chart_check SECTIONS {SECTIONS} != config.rs {server_sections()}"
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    chart = re.search(r'\$sections := list ((?:"[a-z_]+" ?)+)', helpers)
+    assert chart and re.findall(r'"([a-z_]+)"', chart.group(1)) == SECTIONS, "the chart's section list differs"
     settings: dict[str, dict[str, str]] = {section: {} for section in SECTIONS}
     for line in DOCS.read_text().splitlines():
         match = re.match(r"^\| `([a-z_]+)\.([a-z_0-9]+)` \| [^|]* \| ([^|]*) \|", line)
@@ -162,8 +174,17 @@ def documented_settings() -> dict[str, dict[str, str]]:
 
 
 # Settings whose type the default column does not show.
-SETTING_TYPES = {"store.s3_path_style": "boolean", "cluster.etcd": "string", "auth.tokens_file": "string"}
+SETTING_TYPES = {
+    "store.s3_path_style": "boolean",
+    "cluster.etcd": "string",
+    "auth.tokens_file": "string",
+    "tracing.sample_ratio": "number",
+    "tracing.otlp_endpoint": "string",
+}
+DURATION = {"type": "string", "minLength": 1, "description": "a duration: 250ms, 5s, 2m, 7days"}
 SETTING_SCHEMAS = {
+    # Shown as `0` (local store) in the docs, but a duration like the linger it follows.
+    "broker.min_flush_interval": DURATION,
     "auth.super_users": {"type": "array", "items": {"type": "string", "minLength": 1}},
     "quotas.principals": {"type": "object", "additionalProperties": {"type": "object"}},
 }
@@ -181,7 +202,7 @@ def setting_schema(path: str, default: str) -> dict[str, Any]:
     if re.fullmatch(r"-?[0-9]+", value):
         return {"type": "integer"}
     if re.fullmatch(r"[0-9]+ ?(ns|us|ms|s|m|h|d|days?|w|weeks?)", value):
-        return {"type": "string", "minLength": 1, "description": "a duration: 250ms, 5s, 2m, 7days"}
+        return DURATION
     if value:
         return {"type": "string"}
     return {"type": ["string", "integer", "boolean"]}
@@ -445,9 +466,11 @@ def check_broker(documents: list[dict[str, Any]], values: dict[str, Any], docume
         assert section in documentation, f"floe.toml: unknown section [{section}]"
         for key, value in keys.items():
             assert key in documentation[section], f"floe.toml: {section}.{key} is not in docs/configuration.md"
-            assert not isinstance(value, float), f"floe.toml: {section}.{key} = {value} is a float"
+            # Only a setting documented as a number may be fractional; integers stay integers.
             shown = setting_schema(f"{section}.{key}", documentation[section][key])["type"]
-            kind = {bool: "boolean", int: "integer", str: "string", list: "array", dict: "object"}[type(value)]
+            assert shown == "number" or not isinstance(value, float), f"floe.toml: {section}.{key} = {value} is a float"
+            kinds = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+            kind = kinds[type(value)]
             assert kind == shown or (isinstance(shown, list) and kind in shown), f"floe.toml: {section}.{key} = {value!r} is not a {shown}"
     for owned in ("listen", "advertise", "log_format"):
         assert owned not in settings.get("server", {}), f"floe.toml sets server.{owned}, which the environment overrides"

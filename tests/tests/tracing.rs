@@ -1,7 +1,8 @@
 //! Traces reach an OpenTelemetry collector over OTLP/HTTP. The collector here is a real
 //! HTTP server that decodes the OTLP protobuf bodies floe posts; floe runs with sampling
 //! off, so only the request that carries a sampled W3C `traceparent` is exported, with its
-//! produce, the segment it went into, and that segment's upload and commit.
+//! produce, the segment it went into (which an unsampled request opened), and that
+//! segment's upload and commit.
 
 use std::sync::Arc;
 
@@ -101,23 +102,41 @@ async fn a_request_with_a_sampled_traceparent_is_traced_through_its_segment() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let endpoint = format!("http://{address}");
+    // Segments gather for a second, so both requests below share one.
     let mut server = FloeProcess::start_with_env(
         dir.path(),
-        &["--otlp-endpoint", &endpoint],
+        &[
+            "--otlp-endpoint",
+            &endpoint,
+            "--linger",
+            "1s",
+            "--flush-when-idle",
+            "false",
+        ],
         &[("FLOE_TRACING__SAMPLE_RATIO", "0".into())],
     );
     let client = server.client();
     floe_tests::create_topic(&client, "traced", 2).await;
-    // Without a traceparent, sampling (off) decides: nothing of this one is exported.
+    // Without a traceparent, sampling (off) decides: nothing of this one is exported. It
+    // opens the segment the traced request joins.
     let record = ProduceRecordJson {
         value: Some(Value::String("untraced".into())),
         partition: Some(1),
         ..ProduceRecordJson::default()
     };
-    client
-        .produce("traced", vec![record], Encoding::Text)
+    let untraced = tokio::spawn(async move {
+        client
+            .produce("traced", vec![record], Encoding::Text)
+            .await
+            .expect("untraced produce")
+    });
+    while floe_tests::metric_at(&server.url, "floe_buffered_bytes")
         .await
-        .expect("untraced produce");
+        .unwrap_or(0.0)
+        <= 0.0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let answer = reqwest::Client::new()
         .post(format!("{}/v1/topics/traced/records", server.url))
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
@@ -126,6 +145,7 @@ async fn a_request_with_a_sampled_traceparent_is_traced_through_its_segment() {
         .await
         .expect("traced produce");
     assert_eq!(answer.status(), 200);
+    untraced.await.expect("untraced task");
     // A graceful stop sends the spans still queued.
     tokio::task::block_in_place(|| server.stop());
     serving.abort();
@@ -163,10 +183,13 @@ async fn a_request_with_a_sampled_traceparent_is_traced_through_its_segment() {
     assert_eq!(produce.parent_span_id, request.span_id);
     assert_eq!(attribute(produce, "topic").as_deref(), Some("traced"));
     let segment_id = attribute(produce, "segment").expect("the produce names its segment");
+    // The segment hangs under the sampled request, though the other one opened it.
     let segment = named(&spans, "segment");
     assert_eq!(segment.parent_span_id, produce.span_id);
     assert_eq!(attribute(segment, "segment"), Some(segment_id));
-    assert_eq!(attribute(segment, "reason").as_deref(), Some("idle"));
+    assert_eq!(attribute(segment, "requests").as_deref(), Some("2"));
+    assert_eq!(attribute(segment, "reason").as_deref(), Some("linger"));
+    assert_eq!(segment.links.len(), 1, "linked to the untraced request");
     for stage in ["upload", "commit"] {
         let stage_span = named(&spans, stage);
         assert_eq!(stage_span.parent_span_id, segment.span_id, "{stage}");

@@ -254,6 +254,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     if args.body == Body::Json && args.mode != Mode::Produce {
         bail!("--body json is for --mode produce: tail readers decode binary stamps");
     }
+    if args.body == Body::Json && args.system == System::Sink {
+        bail!("--body json is for floe and s2: the sink takes binary framing only");
+    }
     if args.system == System::Sink && args.mode != Mode::Produce {
         bail!("the sink only takes produce runs");
     }

@@ -328,18 +328,7 @@ impl Shared {
         self.latency.sealed(reason).inc();
         let (bytes, entries) = full.builder.finish();
         let id = SegmentId::generate();
-        let span = match full.waiters.first() {
-            Some(first) => tracing::info_span!(
-                parent: &first.span,
-                "segment",
-                segment = %id,
-                bytes = bytes.len(),
-                batches = entries.len(),
-                requests = full.waiters.len(),
-                reason = reason.label(),
-            ),
-            None => tracing::Span::none(),
-        };
+        let span = segment_span(&full.waiters, id, bytes.len(), entries.len(), reason);
         for waiter in &full.waiters {
             waiter.span.record("segment", tracing::field::display(id));
         }
@@ -425,6 +414,46 @@ impl Shared {
             let _ = waiter.reply.send(Err(error()));
         }
     }
+}
+
+/// The span of a segment from seal to answer: a child of the first of its requests that
+/// is sampled (a caller's `traceparent` can ask for one), or of the first, and linked to
+/// the others ("follows from"), so every request's trace reaches it.
+fn segment_span(
+    waiters: &[Waiter],
+    id: SegmentId,
+    bytes: usize,
+    batches: usize,
+    reason: SealReason,
+) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let Some(first) = waiters.first() else {
+        return tracing::Span::none();
+    };
+    if first.span.is_disabled() {
+        return tracing::Span::none();
+    }
+    let sampled = |waiter: &&Waiter| {
+        opentelemetry::trace::TraceContextExt::span(&waiter.span.context())
+            .span_context()
+            .is_sampled()
+    };
+    let parent = waiters.iter().find(sampled).unwrap_or(first);
+    let span = tracing::info_span!(
+        parent: &parent.span,
+        "segment",
+        segment = %id,
+        bytes,
+        batches,
+        requests = waiters.len(),
+        reason = reason.label(),
+    );
+    for waiter in waiters {
+        if !std::ptr::eq(waiter, parent) {
+            span.follows_from(&waiter.span);
+        }
+    }
+    span
 }
 
 #[derive(Debug)]

@@ -105,9 +105,13 @@ fn exported_targets() -> Targets {
 pub fn init(format: LogFormat, options: &TracingOptions) -> anyhow::Result<Tracing> {
     // Logs are events only: spans are for the trace export, so without it no span is
     // ever built (each costs an allocation per request) and log lines stay as they were.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .and(filter_fn(|metadata| metadata.is_event()));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Keep the level hint, so that disabled `debug!` and `trace!` sites stay free.
+    let hint = filter.max_level_hint();
+    let filter = filter.and(
+        filter_fn(|metadata| metadata.is_event())
+            .with_max_level_hint(hint.unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)),
+    );
     // Colour only for a terminal: a container's or a service manager's log collector
     // would store the escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -367,8 +367,8 @@ hold when a user skips schema validation.
 
 {{/*
 One TOML value. Helm reads YAML numbers as floats, and floe refuses 1.0e+06 where it
-expects an integer: whole numbers are printed as integers, and floe has no fractional
-settings. Lists become arrays (auth.super_users) and maps inline tables with quoted keys
+expects an integer: whole numbers are printed as integers, others as TOML floats
+(tracing.sample_ratio: 0.05; floe refuses one where it expects an integer). Lists become arrays (auth.super_users) and maps inline tables with quoted keys
 (quotas.principals, whose keys are principals such as "CN=bob,O=acme").
 */}}
 {{- define "floe.tomlValue" -}}
@@ -379,9 +379,10 @@ settings. Lists become arrays (auth.super_users) and maps inline tables with quo
 {{- ternary "true" "false" $value -}}
 {{- else if or (kindIs "float64" $value) (kindIs "float32" $value) -}}
 {{- if ne (float64 (int64 $value)) (float64 $value) -}}
-{{- fail (printf "config.%s: %v is not a whole number" .path $value) -}}
-{{- end -}}
+{{- printf "%v" $value -}}
+{{- else -}}
 {{- printf "%d" (int64 $value) -}}
+{{- end -}}
 {{- else if or (kindIs "int" $value) (kindIs "int64" $value) (kindIs "uint64" $value) -}}
 {{- printf "%d" $value -}}
 {{- else if kindIs "slice" $value -}}
@@ -487,7 +488,7 @@ keys sorted.
 {{- range $section, $settings := .Values.config -}}
 {{- $_ := set $merged $section (merge (deepCopy $settings) (get $merged $section | default (dict))) -}}
 {{- end -}}
-{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" "auth" "quotas" -}}
+{{- $sections := list "server" "store" "broker" "cache" "sequencer" "cluster" "jobs" "groups" "auth" "quotas" "tracing" -}}
 {{- range $section, $_ := $merged -}}
 {{- if not (has $section $sections) -}}
 {{- fail (printf "config.%s: floe has no [%s] section (%s)" $section $section (join ", " $sections)) -}}

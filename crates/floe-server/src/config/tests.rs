@@ -49,6 +49,29 @@ fn linger_defaults_by_store_kind_and_a_setting_wins_on_both() {
 }
 
 #[test]
+fn the_trace_sample_ratio_is_a_fraction_and_a_whole_number_is_one_too() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("floe.toml", "[tracing]\nsample_ratio = 1\n")?;
+        let config = load(Some("floe.toml"), &[]).expect("an integer ratio");
+        assert!((config.tracing.sample_ratio - 1.0).abs() < f64::EPSILON);
+        let config = load(None, &[("tracing.sample_ratio", json!(0.25))]).expect("0.25");
+        assert!((config.tracing.sample_ratio - 0.25).abs() < f64::EPSILON);
+        let error = load(None, &[("tracing.sample_ratio", json!(1.5))]).expect_err("over 1");
+        assert!(
+            error.to_string().contains("tracing.sample_ratio"),
+            "{error}"
+        );
+        let error = load(None, &[("tracing.otlp_endpoint", json!("collector:4318"))])
+            .expect_err("no scheme");
+        assert!(
+            error.to_string().contains("tracing.otlp_endpoint"),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn the_idle_flush_interval_follows_the_linger_on_s3_only() {
     figment::Jail::expect_with(|_jail| {
         let config = load(None, &[]).expect("defaults");

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use floe_api::Encoding;
 use floe_broker::{FetchRequest, FetchResult};
 use futures::stream::{self, Stream, StreamExt};
+use tracing::Instrument;
 
 use super::AppState;
 use super::records::{json_fetch, owner_ref, reserve_answer};
@@ -73,9 +74,13 @@ fn follow(
     first: FetchResult,
     caller: Caller,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    // The stream is polled after the request's handler returned: its fetches stay in the
+    // request's trace.
+    let span = tracing::Span::current();
     stream::unfold(Step::Send(first, request), move |step| {
         let state = state.clone();
         let caller = caller.clone();
+        let span = span.clone();
         async move {
             if let (Step::Fetch(_), Some(principal)) = (&step, &caller.principal) {
                 let brokers = state.broker.sequencer().membership().members().len();
@@ -149,6 +154,7 @@ fn follow(
                 Err(error) => (Some(error_event(&error)), Step::Done),
             })
         }
+        .instrument(span)
     })
     .filter_map(|event| async move { event.map(Ok) })
 }
