@@ -72,8 +72,8 @@ struct Waiter {
     reserved: usize,
     conditions: Conditions,
     reply: oneshot::Sender<CommitReply>,
-    /// The request's span: it records the segment, and the first request's span is the
-    /// parent of the segment's.
+    /// The request's span: it records the segment; the first sampled request's span is
+    /// the parent of the segment's, the others are linked to it.
     span: tracing::Span,
 }
 
