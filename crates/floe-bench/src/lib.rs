@@ -9,6 +9,7 @@ pub mod probe;
 pub mod proxy;
 pub mod s2;
 pub mod target;
+pub mod values;
 pub mod workload;
 
 use clap::Subcommand;

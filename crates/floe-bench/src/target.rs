@@ -167,6 +167,21 @@ impl Target {
         })
     }
 
+    /// floe's (or the sink's) produce URL, with `producing`'s request in its query.
+    fn produce_path(&self, producing: Option<Producing>) -> String {
+        let path = match self.system {
+            System::Sink => format!("{}/sink", self.base),
+            _ => format!("{}/v1/topics/{}/records", self.base, self.topic),
+        };
+        match producing {
+            Some(producing) => format!(
+                "{path}?producer_id={}&producer_epoch={}&sequence={}",
+                producing.producer_id, producing.epoch, producing.sequence
+            ),
+            None => path,
+        }
+    }
+
     /// Appends `values` to one partition, as `producing`'s request when given; returns
     /// once the system acknowledges them (both acknowledge only what their store has
     /// durably accepted).
@@ -178,13 +193,7 @@ impl Target {
     ) -> anyhow::Result<()> {
         let request = match (self.system, self.body) {
             (System::Floe, Body::Json) => {
-                let mut path = format!("{}/v1/topics/{}/records", self.base, self.topic);
-                if let Some(producing) = producing {
-                    path = format!(
-                        "{path}?producer_id={}&producer_epoch={}&sequence={}",
-                        producing.producer_id, producing.epoch, producing.sequence
-                    );
-                }
+                let path = self.produce_path(producing);
                 let head = format!(r#"{{"partition":{partition},"value":"#);
                 self.http
                     .post(path)
@@ -211,16 +220,7 @@ impl Target {
                         ..BinaryRecord::default()
                     })
                     .collect();
-                let mut path = match self.system {
-                    System::Floe => format!("{}/v1/topics/{}/records", self.base, self.topic),
-                    _ => format!("{}/sink", self.base),
-                };
-                if let Some(producing) = producing {
-                    path = format!(
-                        "{path}?producer_id={}&producer_epoch={}&sequence={}",
-                        producing.producer_id, producing.epoch, producing.sequence
-                    );
-                }
+                let path = self.produce_path(producing);
                 self.http
                     .post(path)
                     .header(reqwest::header::CONTENT_TYPE, binary::CONTENT_TYPE)

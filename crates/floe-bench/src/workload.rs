@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -22,10 +22,7 @@ use serde::Serialize;
 
 use crate::probe::{self, StoreCounts};
 use crate::target::{Body, Producing, System, Target};
-
-/// Bytes at the head of every record value: the intended send time (µs since the Unix
-/// epoch) and a sequence number.
-const STAMP: usize = 16;
+use crate::values;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -562,45 +559,16 @@ impl Producer {
     fn values(&self, intended: Instant, sequence: &mut u64) -> Vec<Bytes> {
         let size = self.args.record_size as usize;
         let stamp = self.clock.us(intended);
-        if self.args.body == Body::Json {
-            return (0..self.args.batch)
-                .map(|_| {
-                    *sequence += 1;
-                    text_value(&self.pool, size, stamp, *sequence)
-                })
-                .collect();
-        }
         (0..self.args.batch)
             .map(|_| {
                 *sequence += 1;
-                let mut value = BytesMut::with_capacity(size);
-                value.put_u64_le(stamp);
-                value.put_u64_le(*sequence);
-                let body = size - STAMP;
-                let at =
-                    (*sequence as usize * 4099) % (self.pool.len() - body.min(self.pool.len()) + 1);
-                value.put_slice(&self.pool[at..at + body]);
-                value.freeze()
+                match self.args.body {
+                    Body::Binary => values::binary(&self.pool, size, stamp, *sequence),
+                    Body::Json => values::text(&self.pool, size, stamp, *sequence),
+                }
             })
             .collect()
     }
-}
-
-/// A value of `size` printable ASCII bytes (JSON needs no escapes for it): the stamp and
-/// sequence in decimal, then letters and digits drawn from `pool`.
-fn text_value(pool: &[u8], size: usize, stamp: u64, sequence: u64) -> Bytes {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut value = BytesMut::with_capacity(size);
-    let head = format!("{stamp}.{sequence}.");
-    value.put_slice(&head.as_bytes()[..head.len().min(size)]);
-    let body = size - value.len();
-    let at = (sequence as usize * 4099) % (pool.len() - body.min(pool.len()) + 1);
-    value.extend(
-        pool[at..at + body]
-            .iter()
-            .map(|byte| ALPHABET[usize::from(byte & 63)]),
-    );
-    value.freeze()
 }
 
 #[derive(Debug)]
@@ -825,29 +793,5 @@ pub fn print_report(report: &Report) {
                 .gets_per_gib
                 .map_or("-".into(), |v| format!("{v:.0}")),
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_values_have_the_record_size_and_need_no_json_escapes() {
-        let pool: Vec<u8> = (0..=255u8).cycle().take(1 << 12).collect();
-        for size in [16, 100, 1024] {
-            let value = text_value(&pool, size, 1_764_000_000_000_000, 42);
-            assert_eq!(value.len(), size);
-            let head = b"1764000000000000.42.";
-            assert_eq!(value[..size.min(head.len())], head[..size.min(head.len())]);
-            assert!(
-                value
-                    .iter()
-                    .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(byte)),
-                "{value:?}"
-            );
-            let json = serde_json::to_string(&String::from_utf8_lossy(&value)).expect("json");
-            assert_eq!(json.len(), size + 2, "no escapes");
-        }
     }
 }
