@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use floe_core::segment::BatchEntry;
 use floe_core::{Acl, JsonSchema, SegmentId, TopicConfig, TopicId};
+pub use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApplyError;
@@ -397,7 +398,7 @@ pub struct PartitionState {
     pub log_start_offset: u64,
     pub high_watermark: u64,
     /// Committed batches by base offset; consecutive entries tile `[log_start, hwm)`.
-    pub batches: BTreeMap<u64, BatchLocation>,
+    pub batches: OrdMap<u64, BatchLocation>,
     /// Bytes of batches currently indexed.
     pub size_bytes: u64,
     /// The broker that runs this partition's background jobs and keeps its tail warm.
@@ -467,23 +468,23 @@ pub struct ClusterState {
     topics: BTreeMap<String, TopicState>,
     /// Every object the index refers to.
     #[serde(default)]
-    segments: BTreeMap<SegmentId, SegmentInfo>,
+    segments: OrdMap<SegmentId, SegmentInfo>,
     /// Objects with nothing live left, and since when (ms): they are deleted from the store
     /// after the grace period, then forgotten.
     #[serde(default)]
-    garbage: BTreeMap<SegmentId, i64>,
+    garbage: OrdMap<SegmentId, i64>,
     /// Objects created at or before this time (ms) are never committed any more.
     #[serde(default)]
     orphan_horizon_ms: i64,
     /// Consumer groups by name.
     #[serde(default)]
-    groups: BTreeMap<String, GroupState>,
+    groups: OrdMap<String, GroupState>,
     /// Access control lists.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     acls: std::collections::BTreeSet<Acl>,
     /// Idempotent producers by id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    producers: BTreeMap<u64, ProducerState>,
+    #[serde(default, skip_serializing_if = "OrdMap::is_empty")]
+    producers: OrdMap<u64, ProducerState>,
     /// The last producer id handed out (ids are never reused).
     #[serde(default)]
     next_producer_id: u64,
@@ -507,12 +508,12 @@ impl ClusterState {
     }
 
     /// Every object the index refers to, with its live bytes.
-    pub fn segments(&self) -> &BTreeMap<SegmentId, SegmentInfo> {
+    pub fn segments(&self) -> &OrdMap<SegmentId, SegmentInfo> {
         &self.segments
     }
 
     /// Objects with nothing live left, and since when (ms).
-    pub fn garbage(&self) -> &BTreeMap<SegmentId, i64> {
+    pub fn garbage(&self) -> &OrdMap<SegmentId, i64> {
         &self.garbage
     }
 
@@ -602,7 +603,7 @@ impl ClusterState {
             Command::ForgetObjects { segments } => {
                 let forgotten = segments
                     .iter()
-                    .filter(|segment| self.garbage.remove(segment).is_some())
+                    .filter(|segment| self.garbage.remove(*segment).is_some())
                     .count();
                 Ok(Outcome::ObjectsForgotten(forgotten))
             }
@@ -765,5 +766,7 @@ mod export_tests;
 mod log_json_tests;
 #[cfg(test)]
 mod producer_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

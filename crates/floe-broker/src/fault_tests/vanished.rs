@@ -210,7 +210,7 @@ async fn four_flushes(writer: &Broker, old: i64, now: i64) -> SegmentId {
         let topic = state.topic("v").expect("topic");
         topic.partitions[0]
             .batches
-            .first_key_value()
+            .get_min()
             .map(|(_, location)| location.segment)
             .expect("a batch")
     })

@@ -17,14 +17,14 @@
 //! that read the old index entries still finds the old objects: they are deleted only after
 //! the grace period.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use floe_core::segment::SegmentBuilder;
 use floe_core::{CleanupPolicy, Record, SegmentId, TopicConfig, TopicId, encode_batch_at};
 use floe_sequencer::{
-    BatchLocation, CLEANED_LEVEL, Command, FLUSH_LEVEL, PartitionState, Replacement, SegmentInfo,
-    SequencerError,
+    BatchLocation, CLEANED_LEVEL, Command, FLUSH_LEVEL, OrdMap, PartitionState, Replacement,
+    SegmentInfo, SequencerError,
 };
 use floe_storage::ReadCause;
 use futures::StreamExt;
@@ -135,7 +135,7 @@ struct Piece {
 /// Chooses the next compaction of a partition, if any.
 pub(crate) fn plan(
     partition: &PartitionState,
-    segments: &BTreeMap<SegmentId, SegmentInfo>,
+    segments: &OrdMap<SegmentId, SegmentInfo>,
     config: &TopicConfig,
     now_ms: i64,
     options: &JobOptions,

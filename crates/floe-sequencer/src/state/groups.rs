@@ -273,7 +273,24 @@ impl ClusterState {
     /// assignments (those groups move to a new generation, so a coordinator that read
     /// them before re-reads).
     pub(super) fn forget_topic_in_groups(&mut self, topic: TopicId) {
-        for group in self.groups.values_mut() {
+        // Only the groups that know the topic are touched (each write copies what a
+        // snapshot still shares).
+        let knowing: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, group)| {
+                group.offsets.contains_key(&topic)
+                    || group
+                        .members
+                        .values()
+                        .any(|member| member.partitions.contains_key(&topic))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &knowing {
+            let Some(group) = self.groups.get_mut(name) else {
+                continue;
+            };
             group.offsets.remove(&topic);
             let mut changed = false;
             for member in group.members.values_mut() {

@@ -2,14 +2,13 @@
 //! swaps, and the live-bytes accounting of the objects they refer to.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 
 use floe_core::segment::BatchEntry;
 use floe_core::{SegmentId, TopicId};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BatchLocation, ClusterState, FLUSH_LEVEL, Outcome, PartitionState, Replacement, SegmentInfo,
+    BatchLocation, ClusterState, FLUSH_LEVEL, OrdMap, Outcome, PartitionState, Replacement, SegmentInfo,
     TopicState, Trim,
 };
 use crate::error::ApplyError;
@@ -34,19 +33,18 @@ impl ClusterState {
 
     /// Takes an index entry off its object; an object with no entries left becomes garbage.
     pub(super) fn release(
-        segments: &mut BTreeMap<SegmentId, SegmentInfo>,
-        garbage: &mut BTreeMap<SegmentId, i64>,
+        segments: &mut OrdMap<SegmentId, SegmentInfo>,
+        garbage: &mut OrdMap<SegmentId, i64>,
         location: &BatchLocation,
         at_ms: i64,
     ) {
-        let Entry::Occupied(mut entry) = segments.entry(location.segment) else {
+        let Some(info) = segments.get_mut(&location.segment) else {
             return;
         };
-        let info = entry.get_mut();
         info.live_bytes = info.live_bytes.saturating_sub(u64::from(location.length));
         info.live_batches = info.live_batches.saturating_sub(1);
         if info.live_batches == 0 {
-            entry.remove();
+            segments.remove(&location.segment);
             garbage.insert(location.segment, at_ms);
         }
     }
@@ -75,11 +73,11 @@ impl ClusterState {
             }
             partition.log_start_offset = start;
             moved += 1;
-            while let Some(entry) = partition.batches.first_entry() {
-                if PartitionState::batch_end(*entry.key(), entry.get()) > start {
+            while let Some(&(base, location)) = partition.batches.get_min() {
+                if PartitionState::batch_end(base, &location) > start {
                     break;
                 }
-                let location = entry.remove();
+                partition.batches.remove(&base);
                 partition.size_bytes -= u64::from(location.length);
                 Self::release(&mut self.segments, &mut self.garbage, &location, at_ms);
             }

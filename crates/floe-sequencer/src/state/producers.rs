@@ -171,10 +171,16 @@ impl ClusterState {
 
     /// Forgets producers idle since before `idle_before_ms`.
     pub(super) fn expire_producers(&mut self, idle_before_ms: i64) -> Outcome {
-        let before = self.producers.len();
-        self.producers
-            .retain(|_, producer| producer.last_seen_ms >= idle_before_ms);
-        Outcome::ProducersExpired(before - self.producers.len())
+        let idle: Vec<u64> = self
+            .producers
+            .iter()
+            .filter(|(_, producer)| producer.last_seen_ms < idle_before_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &idle {
+            self.producers.remove(id);
+        }
+        Outcome::ProducersExpired(idle.len())
     }
 
     /// Commits one guarded request's batches, all or none, and returns each batch's base
