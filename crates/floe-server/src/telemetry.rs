@@ -2,8 +2,8 @@
 //! (default `info`). Traces: when `tracing.otlp_endpoint` is set, the spans of requests,
 //! produce (with its segment's upload and commit), and fetch are exported to an
 //! OpenTelemetry collector over OTLP/HTTP. A request carrying a W3C `traceparent` joins
-//! the caller's trace and follows its sampling decision; others are sampled at
-//! `tracing.sample_ratio`.
+//! the caller's trace and follows its sampling decision (unless
+//! `tracing.trust_remote_parent` is off); others are sampled at `tracing.sample_ratio`.
 
 use std::time::Duration;
 
@@ -30,8 +30,13 @@ pub struct TracingOptions {
     /// spans are exported.
     pub otlp_endpoint: Option<String>,
     /// Fraction of traces started here that are exported, 0 to 1. A request with a
-    /// `traceparent` follows its caller's decision instead.
+    /// `traceparent` follows its caller's decision instead, while
+    /// [`trust_remote_parent`](Self::trust_remote_parent) is on.
     pub sample_ratio: f64,
+    /// Whether a caller's `traceparent` decides if its request is exported (the W3C
+    /// default). Off, the caller's trace is still joined, but `sample_ratio` decides by
+    /// its trace id, so no client can raise the export rate.
+    pub trust_remote_parent: bool,
     /// The `service.name` of the exported spans.
     pub service_name: String,
 }
@@ -41,6 +46,7 @@ impl Default for TracingOptions {
         Self {
             otlp_endpoint: None,
             sample_ratio: 0.01,
+            trust_remote_parent: true,
             service_name: "floe".into(),
         }
     }
@@ -93,6 +99,17 @@ impl Tracing {
     }
 }
 
+/// Decides which traces are exported. A trace's spans all decide alike: by the parent's
+/// flag, or by the trace id, which they share.
+fn sampler(options: &TracingOptions) -> Sampler {
+    let ratio = Sampler::TraceIdRatioBased(options.sample_ratio);
+    if options.trust_remote_parent {
+        Sampler::ParentBased(Box::new(ratio))
+    } else {
+        ratio
+    }
+}
+
 /// The spans exported: the server's and the broker's, at `info` and above.
 fn exported_targets() -> Targets {
     Targets::new()
@@ -140,9 +157,7 @@ pub fn init(format: LogFormat, options: &TracingOptions) -> anyhow::Result<Traci
         .build()?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            options.sample_ratio,
-        ))))
+        .with_sampler(sampler(options))
         .with_resource(
             Resource::builder()
                 .with_service_name(options.service_name.clone())
@@ -159,4 +174,57 @@ pub fn init(format: LogFormat, options: &TracingOptions) -> anyhow::Result<Traci
     Ok(Tracing {
         provider: Some(provider),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use opentelemetry::{Context, KeyValue};
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+
+    use super::*;
+
+    /// What the sampler decides for a span under a caller's `traceparent` with the
+    /// sampled flag, and for one with no parent.
+    fn decisions(ratio: f64, trust: bool) -> (SamplingDecision, SamplingDecision) {
+        let options = TracingOptions {
+            sample_ratio: ratio,
+            trust_remote_parent: trust,
+            ..TracingOptions::default()
+        };
+        let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("trace id");
+        let remote = SpanContext::new(
+            trace_id,
+            SpanId::from_hex("00f067aa0ba902b7").expect("span id"),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let parent = Context::new().with_remote_span_context(remote);
+        let attributes: [KeyValue; 0] = [];
+        let decide = |parent: Option<&Context>| {
+            sampler(&options)
+                .should_sample(
+                    parent,
+                    trace_id,
+                    "POST /route",
+                    &SpanKind::Server,
+                    &attributes,
+                    &[],
+                )
+                .decision
+        };
+        (decide(Some(&parent)), decide(None))
+    }
+
+    #[test]
+    fn a_callers_sampled_flag_decides_only_while_trusted() {
+        use SamplingDecision::{Drop, RecordAndSample};
+        assert_eq!(decisions(0.0, true), (RecordAndSample, Drop));
+        assert_eq!(decisions(0.0, false), (Drop, Drop));
+        // Untrusted, the caller's trace is still sampled at the ratio, like any other.
+        assert_eq!(decisions(1.0, false), (RecordAndSample, RecordAndSample));
+    }
 }
