@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -17,7 +16,7 @@ use crate::log::{Fence, LogBackend, LogEntry, Snapshot};
 use crate::membership::Membership;
 use crate::metrics::{CommitMetrics, SnapshotStage};
 use crate::replica::Replica;
-use crate::state::{ClusterState, Command, Outcome};
+use crate::state::{Command, Outcome};
 
 /// A command made durable at `index`, with what applying it did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -258,7 +257,7 @@ impl CommitLoop {
         let metrics = self.metrics.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let bytes = tokio::task::spawn_blocking(move || encode_state(&state))
+            let bytes = tokio::task::spawn_blocking(move || crate::replica::encode_state(&state))
                 .await
                 .map_err(|error| LogError::Corrupt(format!("encode snapshot: {error}")))??;
             metrics.snapshot_stage(SnapshotStage::Encode, started.elapsed());
@@ -319,13 +318,6 @@ impl CommitLoop {
             Err(_) => tracing::info!(index, "sequencer snapshot left to finish on its own"),
         }
     }
-}
-
-/// Serialises a state for a snapshot.
-fn encode_state(state: &ClusterState) -> Result<Bytes, LogError> {
-    serde_json::to_vec(state)
-        .map(Bytes::from)
-        .map_err(|e| LogError::Corrupt(format!("encode snapshot: {e}")))
 }
 
 /// The largest command one log entry takes: a definite refusal before the log is

@@ -50,8 +50,9 @@ pub use state::{
     ExportRange, ExportWritten, FLUSH_LEVEL, GroupMember, GroupState, MAX_ACLS,
     MAX_IDEMPOTENT_BATCHES, MAX_OFFSET_METADATA, MAX_PARTITIONS, MAX_PRODUCERS,
     MAX_PRODUCERS_PER_PRINCIPAL, MAX_WINDOW_BATCHES, MemberFence, OffsetCommit, OffsetReset,
-    OrdMap, Outcome, OwnerChange, PRODUCER_WINDOW, PartitionMap, PartitionState, Produced, ProducerState,
-    ProducerTag, Replacement, RequestGuard, SegmentInfo, SegmentResults, TopicState, Trim,
+    OrdMap, Outcome, OwnerChange, PRODUCER_WINDOW, PartitionMap, PartitionState, Produced,
+    ProducerState, ProducerTag, Replacement, RequestGuard, SegmentInfo, SegmentResults, TopicState,
+    Trim,
 };
 
 /// Joins the cluster on etcd as `identity`: connects, loads the replica, registers this

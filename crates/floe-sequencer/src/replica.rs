@@ -103,10 +103,31 @@ impl Replica {
     }
 }
 
-/// Decodes a snapshot's bytes into a state.
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Encodes a state for a snapshot: its JSON, compressed with zstd as it is written.
+pub(crate) fn encode_state(state: &ClusterState) -> Result<bytes::Bytes, LogError> {
+    let failed = |e: std::io::Error| LogError::Corrupt(format!("encode snapshot: {e}"));
+    let encoder = zstd::stream::Encoder::new(Vec::new(), 1).map_err(failed)?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 16, encoder);
+    serde_json::to_writer(&mut writer, state)
+        .map_err(|e| LogError::Corrupt(format!("encode snapshot: {e}")))?;
+    let encoder = writer.into_inner().map_err(|e| failed(e.into_error()))?;
+    encoder.finish().map(bytes::Bytes::from).map_err(failed)
+}
+
+/// Decodes a snapshot's bytes into a state: zstd-compressed JSON, or the plain JSON that
+/// builds before 2026-12-03 wrote.
 pub(crate) fn decode_state(index: u64, bytes: &[u8]) -> Result<ClusterState, LogError> {
-    let mut state: ClusterState = serde_json::from_slice(bytes)
-        .map_err(|e| LogError::Corrupt(format!("snapshot at index {index}: {e}")))?;
+    let corrupt =
+        |e: &dyn std::fmt::Display| LogError::Corrupt(format!("snapshot at index {index}: {e}"));
+    let mut state: ClusterState = if bytes.starts_with(&ZSTD_MAGIC) {
+        let json = zstd::stream::decode_all(bytes).map_err(|e| corrupt(&e))?;
+        serde_json::from_slice(&json).map_err(|e| corrupt(&e))?
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| corrupt(&e))?
+    };
     state.rebuild_derived();
     Ok(state)
 }

@@ -140,7 +140,12 @@ async fn main() {
     let length = Duration::from_secs(seconds);
     let etcd = EtcdCluster::start(1);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = format!("file://{}", dir.path().join("objects").display());
+    // SEQUENCER_BENCH_OBJECTS puts the object store (snapshots) elsewhere, e.g. on tmpfs
+    // to take its disk writes out of etcd's way.
+    let objects = std::env::var_os("SEQUENCER_BENCH_OBJECTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("objects"));
+    let store = format!("file://{}", objects.display());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut brokers = Vec::new();
     let mut servers = Vec::new();
@@ -153,6 +158,9 @@ async fn main() {
         config.cluster.name = "bench".into();
         config.cluster.etcd = Some(etcd.endpoints_flag());
         config.sequencer.snapshot_every = snapshot_every;
+        // SEQUENCER_BENCH_COMPACT=0: leave etcd's history uncompacted after snapshots.
+        config.cluster.compact_etcd =
+            std::env::var("SEQUENCER_BENCH_COMPACT").as_deref() != Ok("0");
         let server = Server::bind(&config).await.expect("bind");
         brokers.push(server.broker().sequencer().clone());
         let mut stopped = stopped.clone();
@@ -216,7 +224,10 @@ async fn main() {
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         println!("\nleader's sequencer metrics (sums in seconds):");
         for line in text.lines().filter(|line| {
-            line.contains("_sum") || line.contains("_count") || line.contains("snapshot_bytes ")
+            line.contains("_sum")
+                || line.contains("_count")
+                || line.contains("snapshot_bytes ")
+                || line.contains("append_seconds_bucket")
         }) {
             println!("  {line}");
         }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <prefix>/segments/<ULID>.seg                       segment objects (docs/segment-format.md)
-//! <prefix>/sequencer/snapshots/<INDEX>-<ULID>.json   sequencer state snapshots (cluster mode)
+//! <prefix>/sequencer/snapshots/<INDEX>-<ULID>.json.zst   sequencer state snapshots (cluster mode)
 //! <prefix>/_probe/<ULID>                              start-up create-only check, deleted at once
 //! ```
 //! ULIDs sort by creation time, so a listing walks segments oldest first.
@@ -28,7 +28,7 @@ pub fn snapshots_folder(prefix: &Path) -> Path {
 /// The key of a sequencer snapshot taken at `index`; `nonce` keeps a retried or competing
 /// upload from colliding with an earlier one.
 pub fn snapshot(prefix: &Path, index: u64, nonce: &str) -> Path {
-    snapshots_folder(prefix).join(format!("{index:020}-{nonce}.json"))
+    snapshots_folder(prefix).join(format!("{index:020}-{nonce}.json.zst"))
 }
 
 /// The key of a start-up probe object.

@@ -8,8 +8,8 @@ use floe_core::{SegmentId, TopicId};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BatchLocation, ClusterState, FLUSH_LEVEL, OrdMap, Outcome, PartitionState, Replacement, SegmentInfo,
-    TopicState, Trim,
+    BatchLocation, ClusterState, FLUSH_LEVEL, OrdMap, Outcome, PartitionState, Replacement,
+    SegmentInfo, TopicState, Trim,
 };
 use crate::error::ApplyError;
 

@@ -1,6 +1,6 @@
 //! The state as snapshots take it: a copy is independent of the state it was taken from,
-//! and the persistent maps write the JSON that `BTreeMap`s wrote, so snapshots of earlier
-//! builds still load.
+//! the persistent maps write the JSON that `BTreeMap`s wrote, and snapshots are that JSON
+//! compressed, while the plain JSON of earlier builds still loads.
 
 use std::collections::BTreeMap;
 
@@ -39,7 +39,11 @@ fn filled() -> (ClusterState, TopicId) {
             at_ms: 20,
         },
     );
-    let producer_id = state.producers().next().map(|(id, _)| *id).expect("producer");
+    let producer_id = state
+        .producers()
+        .next()
+        .map(|(id, _)| *id)
+        .expect("producer");
     apply(
         &mut state,
         Command::CommitSegment {
@@ -123,17 +127,17 @@ fn the_persistent_maps_write_what_ordered_maps_wrote() {
     let batches: BTreeMap<u64, BatchLocation> =
         partition.batches.iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(partition.batches.len(), 3);
-    assert_eq!(written["topics"]["t"]["partitions"][1]["batches"], json(&batches));
+    assert_eq!(
+        written["topics"]["t"]["partitions"][1]["batches"],
+        json(&batches)
+    );
     let segments: BTreeMap<SegmentId, SegmentInfo> =
         state.segments().iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(written["segments"], json(&segments));
-    let garbage: BTreeMap<SegmentId, i64> =
-        state.garbage().iter().map(|(k, v)| (*k, *v)).collect();
+    let garbage: BTreeMap<SegmentId, i64> = state.garbage().iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(written["garbage"], json(&garbage));
-    let producers: BTreeMap<u64, ProducerState> = state
-        .producers()
-        .map(|(k, v)| (*k, v.clone()))
-        .collect();
+    let producers: BTreeMap<u64, ProducerState> =
+        state.producers().map(|(k, v)| (*k, v.clone())).collect();
     assert_eq!(written["producers"], json(&producers));
     let groups = as_std(
         state
@@ -200,4 +204,26 @@ fn a_copy_does_not_see_what_is_applied_after_it() {
     assert_eq!(json(&copy), before, "the copy changed with the state");
     assert_eq!(copy.producers().count(), 1);
     assert_eq!(copy.garbage().len(), 1);
+}
+
+#[test]
+fn snapshots_are_compressed_and_plain_json_ones_still_load() {
+    use crate::replica::{decode_state, encode_state};
+
+    let (state, _) = filled();
+    let encoded = encode_state(&state).expect("encode");
+    let plain = serde_json::to_vec(&state).expect("json");
+    assert!(
+        encoded.len() < plain.len(),
+        "{} >= {}",
+        encoded.len(),
+        plain.len()
+    );
+    assert_eq!(decode_state(7, &encoded).expect("compressed"), state);
+    // What builds before compression wrote.
+    assert_eq!(decode_state(7, &plain).expect("plain"), state);
+    let mut cut = encoded.to_vec();
+    cut.truncate(cut.len() / 2);
+    let error = decode_state(7, &cut).expect_err("a cut snapshot");
+    assert!(error.to_string().contains("snapshot at index 7"), "{error}");
 }
