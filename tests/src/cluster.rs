@@ -161,4 +161,11 @@ impl FloeCluster {
             broker.kill();
         }
     }
+
+    /// Stops a broker gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self, index: usize) {
+        if let Some(mut broker) = self.brokers[index].take() {
+            broker.stop();
+        }
+    }
 }

@@ -298,6 +298,67 @@ async fn killing_a_broker_and_then_the_leader_loses_no_acknowledged_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_hands_over_so_the_others_commit_while_it_drains() {
+    let mut cluster = FloeCluster::start(3, 1, FLAGS);
+    let leader = cluster.wait_settled(3, Duration::from_secs(30)).await;
+    create_topic(&cluster.client(leader), "handover").await;
+    let load = start_load(&cluster, "handover", 4);
+    // Only the other brokers take produce: their commits go through the leader.
+    *load.targets.lock().expect("lock") = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| cluster.client(i))
+        .collect();
+    load.wait_acked(400).await;
+    // A consumer long-polls an idle partition on the leader: its drain waits for it.
+    create_topic(&cluster.client(leader), "idle").await;
+    let poller = cluster.client(leader);
+    let poll = tokio::spawn(async move {
+        let options = floe_client::FetchOptions {
+            wait: Some(Duration::from_secs(3)),
+            ..Default::default()
+        };
+        poller.fetch("idle", 0, 0, &options).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.stop(leader));
+    let poll = poll.await.expect("poll");
+    assert!(poll.is_ok(), "the long-poll was answered: {poll:?}");
+    let stop_took = stopped_at.elapsed();
+    let before = load.acked();
+    load.wait_acked(before + 400).await;
+    let gap = longest_gap(&load.load.lock().expect("lock").ack_times, stopped_at);
+    let load = load.finish().await;
+    // Acknowledgements while the old leader was still draining (after a second, which a
+    // hand-over takes far less than).
+    let (from, exited) = (stopped_at + Duration::from_secs(1), stopped_at + stop_took);
+    let while_draining = load
+        .ack_times
+        .iter()
+        .filter(|at| **at >= from && **at < exited)
+        .count();
+    eprintln!(
+        "the leader stopped in {stop_took:?}; {while_draining} acknowledgements while it \
+         drained; the longest pause in acknowledgements {gap:?}; {} acknowledged, {} \
+         failed requests",
+        load.acked.len(),
+        load.failures
+    );
+    assert!(
+        stop_took >= Duration::from_millis(1500),
+        "the long-poll held the leader's drain ({stop_took:?})"
+    );
+    // It handed the leadership over before it stopped answering: the others' commits
+    // went on through the new leader while it drained, and none failed.
+    assert!(
+        while_draining > 0,
+        "no produce was acknowledged while the leader drained"
+    );
+    assert_eq!(load.failures, 0, "produce failed while the leader stopped");
+    check_logs(&cluster, "handover", &load.acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_broker_commits_nothing_after_its_lease_lapses() {
     let mut cluster = FloeCluster::start(2, 1, FLAGS);
     let leader = cluster.wait_settled(2, Duration::from_secs(30)).await;

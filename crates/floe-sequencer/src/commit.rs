@@ -187,6 +187,35 @@ impl CommitLoop {
     /// Writes the group durably, applies it and answers every submitter. Submissions whose
     /// fence is stale are refused and the rest retried. Returns an error only when the log
     /// can no longer be trusted by this process.
+    /// Commits, before anything queued, submissions a previous leader refused as no
+    /// longer leading (none of them was appended), in order and in groups as
+    /// [`run`](Self::run) makes them.
+    pub(crate) async fn commit_first(
+        &mut self,
+        submissions: Vec<Submission>,
+    ) -> Result<(), LogError> {
+        let mut group = Vec::with_capacity(self.max_group);
+        let mut size = 0;
+        for submission in submissions {
+            let Some(submission) = refuse_if_too_large(submission) else {
+                continue;
+            };
+            let command_size = submission.command.approximate_size();
+            if !group.is_empty()
+                && (group.len() >= self.max_group || size + command_size > MAX_GROUP_BYTES)
+            {
+                self.commit_group(&mut group).await?;
+                size = 0;
+            }
+            size += command_size;
+            group.push(submission);
+        }
+        if !group.is_empty() {
+            self.commit_group(&mut group).await?;
+        }
+        Ok(())
+    }
+
     async fn commit_group(&mut self, group: &mut Vec<Submission>) -> Result<(), LogError> {
         loop {
             let entries: Vec<LogEntry> = group

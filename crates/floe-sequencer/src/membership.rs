@@ -140,6 +140,13 @@ pub trait Membership: Send + Sync + Debug + 'static {
         None
     }
 
+    /// Gives the leadership up for a graceful stop: a cluster broker that leads ends its
+    /// term between two groups and resigns, and from then on follows whoever leads
+    /// instead of campaigning, so its last commits go through the next leader while the
+    /// others' commits no longer wait for it. A broker alone in its cluster keeps leading.
+    /// Nothing to do for the embedded sequencer.
+    fn hand_over(&self) {}
+
     /// The broker that owns a partition whose state names `recorded` as its owner, if any
     /// does yet.
     fn owner_of(&self, recorded: Option<&str>) -> Option<String>;

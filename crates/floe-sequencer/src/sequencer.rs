@@ -138,6 +138,33 @@ impl Sequencer {
         }
     }
 
+    /// Before a graceful stop: hands the sequencer leadership to another broker (see
+    /// [`Membership::hand_over`]) and waits, at most `patience`, until another broker
+    /// leads or none can take over. This broker's commits go on, through the next leader.
+    pub async fn hand_over(&self, patience: Duration) {
+        if self.membership.mode() != Mode::Etcd {
+            return;
+        }
+        self.membership.hand_over();
+        let me = self.membership.broker().to_owned();
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let alone = self.membership.members().iter().all(|m| m.broker == me);
+            let another_leads = self.membership.leader().is_some_and(|l| l.broker != me);
+            if alone || another_leads {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    ?patience,
+                    "no other broker took the sequencer leadership over"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the commit loop after the group in progress and releases the log backend.
     /// Later submissions fail with [`SequencerError::Stopped`].
     pub async fn shutdown(&self) {

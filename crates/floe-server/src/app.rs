@@ -287,8 +287,12 @@ impl Server {
         let app = router(self.state);
         tracing::info!(addr = %self.local_addr, "floe is serving");
         let stopping = self.stopping;
+        let sequencer = self.broker.sequencer().clone();
         let shutdown = async move {
             shutdown.await;
+            // While this broker still answers the others' forwarded commits, another takes
+            // the sequencer leadership; this broker's last commits go through it.
+            sequencer.hand_over(HAND_OVER_PATIENCE).await;
             stopping.send_replace(true);
         };
         crate::listener::serve(
@@ -309,6 +313,9 @@ impl Server {
         Ok(())
     }
 }
+
+/// How long a stopping broker waits for another to take the sequencer leadership over.
+const HAND_OVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a starting broker keeps trying etcd: an election in etcd (a member restarting,
 /// a leader lost) makes it refuse requests for a few seconds, which should delay a start,

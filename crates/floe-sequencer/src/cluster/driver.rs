@@ -3,7 +3,7 @@
 //! commands to the leader. Repeat whenever the term or the session ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -13,7 +13,8 @@ use super::session::{self, Campaign};
 use floe_core::Clock;
 
 use super::{
-    ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, Keys, SnapshotStore, etcd,
+    ClusterHandle, ClusterOptions, EtcdLog, ForwardedCommand, Forwarder, Keys, RemoteError,
+    SnapshotStore, etcd,
 };
 use crate::commit::{CommitLoop, Running, Submission, refuse_queued};
 use crate::error::SequencerError;
@@ -65,6 +66,7 @@ pub(crate) async fn join(
         forwarder,
         submissions: submissions.clone(),
         options,
+        refused: parking_lot::Mutex::new(Refused::default()),
     };
     let task = tokio::spawn(driver.run(receiver, stop_receiver));
     Ok(Running {
@@ -87,7 +89,26 @@ struct Driver {
     forwarder: Arc<dyn Forwarder>,
     submissions: mpsc::Sender<Submission>,
     options: ClusterOptions,
+    /// This broker's commands that a leader refused because it had stopped leading.
+    refused: parking_lot::Mutex<Refused>,
 }
+
+/// Commands a leader refused as no longer leading (so none was appended): they go
+/// first, in order, to the next leader, or to this broker's own commit loop if it leads
+/// next. Given up after [`REFUSED_PATIENCE`] without a leader taking them.
+#[derive(Default)]
+struct Refused {
+    submissions: Vec<Submission>,
+    since: Option<Instant>,
+}
+
+/// How long refused commands wait for a leader that takes them.
+const REFUSED_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long a call forwarded to a leader whose term has ended may still take: a leader
+/// handing over answers at once (committed, or refused as no longer leading); one that
+/// crashed never does, and its commands' outcome is unknown.
+const TERM_OVER_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(PartialEq)]
 enum Flow {
@@ -114,6 +135,9 @@ impl Driver {
         }
         maintain.abort();
         members.abort();
+        for submission in self.take_refused() {
+            let _ = submission.reply.send(Err(SequencerError::Stopped));
+        }
         refuse_queued(&mut receiver);
         let session = self.handle.session.lock().take();
         if let Some(session) = session {
@@ -143,6 +167,9 @@ impl Driver {
             }
             return Flow::Continue;
         };
+        if self.handle.handing_over() {
+            return self.stand_by(lease, receiver, stop).await;
+        }
         let info = LeaderInfo {
             broker: self.handle.identity.broker.clone(),
             advertise: self.handle.identity.advertise.clone(),
@@ -229,14 +256,24 @@ impl Driver {
                 _ = stopped.wait_for(|stopped| *stopped) => {}
                 _ = session_changes.changed() => {}
                 () = session::wait_term_over(&self.client, &self.keys, term) => {}
+                () = self.wait_handing_over() => {}
             }
         };
-        let result = tokio::select! {
-            result = commit.run(receiver, until) => result,
-            () = self.rebalance() => Ok(()),
+        // What the last leader refused goes first; then the queue.
+        let result = match commit.commit_first(self.take_refused()).await {
+            Ok(()) => tokio::select! {
+                result = commit.run(receiver, until) => result,
+                () = self.rebalance() => Ok(()),
+            },
+            Err(error) => Err(error),
         };
         // The term is over: stop claiming it until the next election says who leads.
         self.handle.leader.send_replace(None);
+        if self.handle.handing_over() && !*stop.borrow() {
+            self.set_aside_queued(receiver);
+            self.resign(term).await;
+            tracing::info!(term, "handed the sequencer leadership over");
+        }
         if let Err(error) = result {
             tracing::warn!(%error, term, "sequencer term ended");
         } else {
@@ -272,13 +309,115 @@ impl Driver {
             Arc::clone(&self.snapshots),
             Arc::clone(&self.replica),
         );
-        tokio::select! {
+        // The term's end lets a call in flight finish (a leader handing over answers it),
+        // so it is a flag for `forward`, not a branch that would drop the call.
+        let (over, term_over) = watch::channel(false);
+        let watcher = tokio::spawn({
+            let (client, keys, term) = (self.client.clone(), self.keys.clone(), leader.term);
+            async move {
+                session::wait_term_over(&client, &keys, term).await;
+                over.send_replace(true);
+            }
+        });
+        let flow = tokio::select! {
             () = replica => Flow::Continue,
-            () = self.forward(&leader, receiver) => Flow::Continue,
-            () = session::wait_term_over(&self.client, &self.keys, leader.term) => Flow::Continue,
+            () = self.forward(&leader, receiver, term_over) => Flow::Continue,
             _ = session_changes.changed() => Flow::Continue,
             _ = stop.wait_for(|stopped| *stopped) => Flow::Stop,
+        };
+        watcher.abort();
+        flow
+    }
+
+    /// While handing over: follows whoever leads, without campaigning; a term still held
+    /// under this broker's lease (one whose resignation failed) is resigned.
+    async fn stand_by(
+        &self,
+        lease: i64,
+        receiver: &mut mpsc::Receiver<Submission>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Flow {
+        self.set_aside_queued(receiver);
+        match session::current_leader(&self.client, &self.keys).await {
+            Ok(Some((leader, holder))) if holder != lease => {
+                return self.follow(leader, receiver, stop).await;
+            }
+            Ok(Some((ours, _))) => self.resign(ours.term).await,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "handing over: reading the leader failed"),
         }
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => Flow::Stop,
+            () = tokio::time::sleep(Duration::from_millis(50)) => Flow::Continue,
+        }
+    }
+
+    /// Between terms while handing over: other brokers' queued commands are refused as
+    /// not leading (their brokers send them to the next leader), and this broker's own
+    /// join the refused ones, to go first to the next leader. None was appended.
+    fn set_aside_queued(&self, receiver: &mut mpsc::Receiver<Submission>) {
+        let mut own = Vec::new();
+        while let Ok(submission) = receiver.try_recv() {
+            if submission.remote {
+                let _ = submission.reply.send(Err(SequencerError::NotLeader));
+            } else {
+                own.push(submission);
+            }
+        }
+        if !own.is_empty() {
+            let mut refused = self.refused.lock();
+            refused.since.get_or_insert_with(Instant::now);
+            refused.submissions.append(&mut own);
+        }
+    }
+
+    /// Returns once this broker hands the leadership over (and another can take it).
+    async fn wait_handing_over(&self) {
+        let mut flag = self.handle.handing_over.subscribe();
+        loop {
+            if self.handle.handing_over() {
+                return;
+            }
+            if *flag.borrow_and_update() {
+                // Alone for now: look again when another broker may have joined.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            } else if flag.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Takes the refused commands, failing them instead once they have waited
+    /// [`REFUSED_PATIENCE`] for a leader.
+    fn take_refused(&self) -> Vec<Submission> {
+        let mut refused = self.refused.lock();
+        let submissions = std::mem::take(&mut refused.submissions);
+        if refused
+            .since
+            .is_some_and(|since| since.elapsed() >= REFUSED_PATIENCE)
+        {
+            refused.since = None;
+            for submission in submissions {
+                let _ = submission
+                    .reply
+                    .send(Err(SequencerError::Unavailable(format!(
+                        "no sequencer leader took the command within {REFUSED_PATIENCE:?}"
+                    ))));
+            }
+            return Vec::new();
+        }
+        if submissions.is_empty() {
+            refused.since = None;
+        }
+        submissions
+    }
+
+    /// Keeps commands a leader refused as no longer leading, to send to the next one.
+    fn keep_refused(&self, submissions: Vec<Submission>) {
+        let mut refused = self.refused.lock();
+        refused.since.get_or_insert_with(Instant::now);
+        let mut later = std::mem::replace(&mut refused.submissions, submissions);
+        refused.submissions.append(&mut later);
     }
 
     /// Gives up leadership of `term` (only if it is still ours).
@@ -298,12 +437,28 @@ impl Driver {
     /// Sends this broker's submissions to the leader in groups, in order, one group at a
     /// time. Answers each once the local replica has applied it, so a client reading
     /// from this broker sees its own writes.
-    async fn forward(&self, leader: &LeaderInfo, receiver: &mut mpsc::Receiver<Submission>) {
+    /// Returns when `term_over` is set, at once when idle, and otherwise once the call in
+    /// flight is answered or [`TERM_OVER_GRACE`] has passed.
+    async fn forward(
+        &self,
+        leader: &LeaderInfo,
+        receiver: &mut mpsc::Receiver<Submission>,
+        mut term_over: watch::Receiver<bool>,
+    ) {
         loop {
-            let Some(first) = receiver.recv().await else {
-                return std::future::pending().await;
-            };
-            let mut group = vec![first];
+            let mut group = self.take_refused();
+            if group.is_empty() {
+                let next = tokio::select! {
+                    next = receiver.recv() => next,
+                    _ = term_over.wait_for(|over| *over) => return,
+                };
+                let Some(first) = next else {
+                    // Closed: only a stopping driver closes it; wait for the term's end.
+                    let _ = term_over.wait_for(|over| *over).await;
+                    return;
+                };
+                group.push(first);
+            }
             while group.len() < self.options.sequencer.max_group {
                 match receiver.try_recv() {
                     Ok(next) => group.push(next),
@@ -324,11 +479,24 @@ impl Driver {
                     fence: s.fence.clone(),
                 })
                 .collect();
-            match self.forwarder.forward(leader, commands).await {
+            let answer = tokio::select! {
+                answer = self.forwarder.forward(leader, commands) => answer,
+                () = async {
+                    let _ = term_over.wait_for(|over| *over).await;
+                    tokio::time::sleep(TERM_OVER_GRACE).await;
+                } => Err("the leader's term ended while the call was in flight".to_owned()),
+            };
+            match answer {
                 Ok(results) if results.len() == local.len() => {
+                    // A leader that stepped down refuses what it has not appended: those
+                    // (the tail of the group) go to the next leader instead of failing.
+                    let (refused, answered): (Vec<_>, Vec<_>) = local
+                        .into_iter()
+                        .zip(results)
+                        .partition(|(_, result)| matches!(result, Err(RemoteError::NotLeader)));
                     let mut applied = self.replica.subscribe();
                     tokio::spawn(async move {
-                        for (submission, result) in local.into_iter().zip(results) {
+                        for (submission, result) in answered {
                             if let Ok(committed) = &result {
                                 let index = committed.index;
                                 let _ = tokio::time::timeout(
@@ -340,6 +508,17 @@ impl Driver {
                             let _ = submission.reply.send(result.map_err(SequencerError::from));
                         }
                     });
+                    if !refused.is_empty() {
+                        tracing::info!(
+                            leader = leader.broker,
+                            commands = refused.len(),
+                            "the sequencer leader stepped down; its refusals go to the next"
+                        );
+                        self.keep_refused(refused.into_iter().map(|(s, _)| s).collect());
+                        // Give the election a moment before asking etcd who leads.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
                 }
                 Ok(results) => {
                     let message = format!(

@@ -148,6 +148,8 @@ pub(crate) struct ClusterHandle {
     pub(crate) session_changed: watch::Sender<u64>,
     pub(crate) leader: watch::Sender<Option<LeaderInfo>>,
     pub(crate) members: watch::Sender<BTreeMap<String, Member>>,
+    /// Set by [`Membership::hand_over`]: stop leading, stop campaigning.
+    pub(crate) handing_over: watch::Sender<bool>,
 }
 
 impl ClusterHandle {
@@ -164,6 +166,7 @@ impl ClusterHandle {
             session_changed: watch::channel(0).0,
             leader: watch::channel(None).0,
             members: watch::channel(BTreeMap::new()).0,
+            handing_over: watch::channel(false).0,
         })
     }
 
@@ -183,6 +186,17 @@ impl ClusterHandle {
                 self.identity.broker
             ))),
         }
+    }
+
+    /// Whether this broker is handing the leadership over and another live broker can
+    /// take it.
+    pub(crate) fn handing_over(&self) -> bool {
+        *self.handing_over.borrow()
+            && self
+                .members
+                .borrow()
+                .keys()
+                .any(|broker| *broker != self.identity.broker)
     }
 
     pub(crate) fn set_session(&self, session: Option<SessionState>) {
@@ -226,6 +240,10 @@ impl Membership for ClusterHandle {
             return Err(SequencerError::NoLeader);
         }
         Ok(())
+    }
+
+    fn hand_over(&self) {
+        self.handing_over.send_replace(true);
     }
 
     /// The leader assigns owners; until it has, a partition has none.

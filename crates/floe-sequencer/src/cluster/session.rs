@@ -224,6 +224,21 @@ pub(crate) async fn campaign(
     Ok(Campaign::Lost { leader })
 }
 
+/// Who holds the election key now, if anyone.
+pub(crate) async fn current_leader(
+    client: &Client,
+    keys: &Keys,
+) -> Result<Option<(LeaderInfo, i64)>, LogError> {
+    let response = etcd("read leader", client.clone().get(keys.leader(), None)).await?;
+    let Some(holder) = response.kvs().first() else {
+        return Ok(None);
+    };
+    let mut leader: LeaderInfo = serde_json::from_slice(holder.value())
+        .map_err(|e| LogError::Corrupt(format!("leader key: {e}")))?;
+    leader.term = holder.create_revision();
+    Ok(Some((leader, holder.lease())))
+}
+
 /// Returns once the election key no longer holds term `term` (deleted or replaced).
 pub(crate) async fn wait_term_over(client: &Client, keys: &Keys, term: i64) {
     loop {

@@ -483,3 +483,154 @@ async fn the_log_reads_in_pages_that_fit_the_message_limit() {
         .expect("read the tail");
     assert_eq!(tail.len(), 2, "from a later index, only what follows it");
 }
+
+/// Commits one record at a time to `partition` on `broker` until `stop`, counting the
+/// commits that fail and remembering each committed base offset with when it landed.
+async fn commit_until(
+    broker: Sequencer,
+    topic: floe_core::TopicId,
+    partition: u32,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<(u64, tokio::time::Instant)>, Vec<String>) {
+    let (mut committed, mut failed) = (Vec::new(), Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let outcome = match broker.fence() {
+            Ok(fence) => match broker
+                .submit_ordered(commit(topic, partition, 1), fence)
+                .await
+            {
+                Ok(pending) => pending.await,
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Outcome::SegmentCommitted(results)) => {
+                let base = results[0].clone().expect("base offset");
+                committed.push((base, tokio::time::Instant::now()));
+            }
+            Ok(other) => panic!("outcome {other:?}"),
+            Err(error) => failed.push(error.to_string()),
+        }
+    }
+    (committed, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hands_over_without_failing_a_commit() {
+    let etcd = EtcdCluster::start(1);
+    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
+    let forwarder = Arc::new(LocalForwarder::default());
+    let mut brokers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let sequencer = open_cluster(
+            identity(name),
+            options(&etcd, "handover"),
+            snapshots.clone(),
+            forwarder.clone(),
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("join");
+        forwarder
+            .peers
+            .lock()
+            .insert(name.into(), sequencer.clone());
+        brokers.push(sequencer);
+    }
+    wait_until("a leader", || {
+        brokers.iter().any(|b| b.membership().is_leader())
+    })
+    .await;
+    wait_until("every broker sees the others", || {
+        brokers.iter().all(|b| b.membership().members().len() == 3)
+    })
+    .await;
+    let Outcome::TopicCreated(topic) = brokers[0].submit(create("t", 6)).await.expect("create")
+    else {
+        panic!("create answered something else");
+    };
+    let leader = brokers
+        .iter()
+        .position(|b| b.membership().is_leader())
+        .expect("leader");
+    // Two committers per broker, the leader's included, each on a partition of its own.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut committers = Vec::new();
+    for (index, broker) in brokers.iter().enumerate() {
+        for lane in 0..2 {
+            let flag = if index == leader { &stop_leader } else { &stop };
+            committers.push(tokio::spawn(commit_until(
+                broker.clone(),
+                topic,
+                (index * 2 + lane) as u32,
+                flag.clone(),
+            )));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let handed_at = tokio::time::Instant::now();
+    brokers[leader].hand_over(Duration::from_secs(10)).await;
+    let took = handed_at.elapsed();
+    assert!(!brokers[leader].membership().is_leader(), "still leading");
+    let next = brokers[leader]
+        .membership()
+        .leader()
+        .expect("a leader is known");
+    assert_ne!(next.broker, brokers[leader].membership().broker());
+    // The broker that handed over still commits, through the next leader.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_leader.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut committed = Vec::new();
+    let mut failed = Vec::new();
+    let mut after = [0usize; 3];
+    for (slot, committer) in committers.into_iter().enumerate() {
+        let (landed, errors) = committer.await.expect("committer");
+        after[slot / 2] += landed
+            .iter()
+            .filter(|(_, at)| *at > handed_at + took)
+            .count();
+        committed.push(landed);
+        failed.extend(errors);
+    }
+    assert!(
+        failed.is_empty(),
+        "commits failed during the hand-over: {failed:?}"
+    );
+    assert!(
+        after.iter().all(|count| *count > 0),
+        "every broker committed after the hand-over: {after:?}"
+    );
+    // Each partition's offsets are dense: nothing was lost or committed twice.
+    for (slot, landed) in committed.iter().enumerate() {
+        let offsets: Vec<u64> = landed.iter().map(|(base, _)| *base).collect();
+        assert_eq!(
+            offsets,
+            (0..landed.len() as u64).collect::<Vec<_>>(),
+            "partition {slot}"
+        );
+        let hwm = brokers[0].read(|s| s.topic("t").map(|t| t.partitions[slot].high_watermark));
+        assert!(
+            hwm <= Some(landed.len() as u64),
+            "partition {slot}: {hwm:?}"
+        );
+    }
+    // The longest pause between two commits anywhere around the hand-over.
+    let mut times: Vec<_> = committed.iter().flatten().map(|(_, at)| *at).collect();
+    times.sort();
+    let pause = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "hand-over took {took:?}; {} commits, the longest pause between two {pause:?}",
+        times.len()
+    );
+    for broker in brokers {
+        broker.shutdown().await;
+    }
+}
