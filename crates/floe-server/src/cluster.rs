@@ -38,6 +38,14 @@ impl SnapshotStore for StoredSnapshots {
     async fn delete(&self, key: &str) -> Result<(), LogError> {
         self.0.delete(&Path::from(key)).await.map_err(log_error)
     }
+
+    async fn list(&self) -> Result<Vec<(u64, String)>, LogError> {
+        let listed = self.0.list().await.map_err(log_error)?;
+        Ok(listed
+            .into_iter()
+            .map(|(index, key)| (index, key.to_string()))
+            .collect())
+    }
 }
 
 /// The header that carries the cluster's credential on internal routes.

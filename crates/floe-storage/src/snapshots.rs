@@ -65,6 +65,27 @@ impl SnapshotObjects {
             .map_err(|source| failed("read", source))
     }
 
+    /// Every snapshot in the folder, with the log index it was taken at (from its key;
+    /// objects whose names do not carry one are left out).
+    pub async fn list(&self) -> Result<Vec<(u64, Path)>, StorageError> {
+        use futures::TryStreamExt;
+        let folder = keys::snapshots_folder(&self.prefix);
+        let objects: Vec<Path> = self
+            .store
+            .list(Some(&folder))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|error| StorageError::Listing(error.to_string()))?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|location| {
+                let index = location.filename()?.split('-').next()?.parse().ok()?;
+                Some((index, location))
+            })
+            .collect())
+    }
+
     /// Deletes the snapshot stored under `key`; one already gone counts as deleted, so a
     /// retried delete succeeds.
     pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
@@ -108,6 +129,11 @@ mod tests {
             snapshots.get(&first).await.expect("get").as_ref(),
             b"state at 7"
         );
+        let mut listed = snapshots.list().await.expect("list");
+        listed.sort();
+        let mut expected = vec![(7, first.clone()), (7, second.clone())];
+        expected.sort();
+        assert_eq!(listed, expected);
         snapshots.delete(&first).await.expect("delete");
         snapshots.delete(&first).await.expect("a second delete");
         assert!(matches!(

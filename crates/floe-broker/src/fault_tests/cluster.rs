@@ -330,6 +330,15 @@ impl SnapshotStore for MemorySnapshots {
         self.objects.lock().remove(key);
         Ok(())
     }
+
+    async fn list(&self) -> Result<Vec<(u64, String)>, LogError> {
+        Ok(self
+            .objects
+            .lock()
+            .keys()
+            .filter_map(|key| Some((key.split('-').next()?.parse().ok()?, key.clone())))
+            .collect())
+    }
 }
 
 /// Forwards to sequencers in this process, by broker id. The answers of the next

@@ -304,6 +304,7 @@ impl LogBackend for EtcdLog {
                 tracing::warn!(%error, object = previous.object, "old snapshot not deleted");
             }
         }
+        self.sweep_snapshots(snapshot.index, &object).await;
         let revision = response.header().map_or(0, |h| h.revision());
         let compact_to = self.last_snapshot_revision.lock().replace(revision);
         if self.compact
@@ -318,6 +319,31 @@ impl LogBackend for EtcdLog {
     async fn close(&self) {
         if let Some(lease) = self.lease {
             let _ = etcd("lease revoke", self.client.clone().lease_revoke(lease)).await;
+        }
+    }
+}
+
+impl EtcdLog {
+    /// Deletes every snapshot object older than the one just installed: uploads whose
+    /// install failed, or whose answer was lost, would otherwise stay in the store for
+    /// ever. The pointer names `installed` now and only ever moves forward, so nothing
+    /// older is read again (a follower still loading one retries with the new pointer).
+    async fn sweep_snapshots(&self, index: u64, installed: &str) {
+        let listed = match self.snapshots.list().await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%error, "listing snapshots to sweep failed");
+                return;
+            }
+        };
+        for (taken_at, key) in listed {
+            if taken_at >= index || key == installed {
+                continue;
+            }
+            match self.snapshots.delete(&key).await {
+                Ok(()) => tracing::info!(object = key, taken_at, "deleted an orphan snapshot"),
+                Err(error) => tracing::warn!(%error, object = key, "orphan snapshot not deleted"),
+            }
         }
     }
 }

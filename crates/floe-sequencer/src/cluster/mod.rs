@@ -70,6 +70,8 @@ pub trait SnapshotStore: Send + Sync + Debug + 'static {
     async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError>;
     async fn get(&self, key: &str) -> Result<Bytes, LogError>;
     async fn delete(&self, key: &str) -> Result<(), LogError>;
+    /// Every stored snapshot's key, with the log index it was taken at.
+    async fn list(&self) -> Result<Vec<(u64, String)>, LogError>;
 }
 
 /// Why a forwarded command was not committed, as it travels between brokers.

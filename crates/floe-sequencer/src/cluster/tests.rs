@@ -41,6 +41,15 @@ impl SnapshotStore for MemorySnapshots {
         self.objects.lock().remove(key);
         Ok(())
     }
+
+    async fn list(&self) -> Result<Vec<(u64, String)>, LogError> {
+        Ok(self
+            .objects
+            .lock()
+            .keys()
+            .filter_map(|key| Some((key.split('-').next()?.parse().ok()?, key.clone())))
+            .collect())
+    }
 }
 
 /// Forwards to sequencers in this process, by broker id.
@@ -633,4 +642,38 @@ async fn a_leader_hands_over_without_failing_a_commit() {
     for broker in brokers {
         broker.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installing_a_snapshot_deletes_older_orphans_and_keeps_newer_objects() {
+    let etcd = EtcdCluster::start(1);
+    let snapshots = Arc::new(MemorySnapshots::default());
+    let backend = standalone(&etcd, &snapshots).await;
+    // Uploads whose install never happened: one older than the next install, one newer.
+    let older = snapshots
+        .put(3, Bytes::from_static(b"orphan"))
+        .await
+        .expect("put");
+    let newer = snapshots
+        .put(90, Bytes::from_static(b"in flight"))
+        .await
+        .expect("put");
+    let state = |index: u64| crate::log::Snapshot {
+        index,
+        state: Bytes::from(format!("state at {index}")),
+    };
+    backend
+        .install_snapshot(state(10))
+        .await
+        .expect("install 10");
+    backend
+        .install_snapshot(state(20))
+        .await
+        .expect("install 20");
+    let mut left: Vec<(u64, String)> = snapshots.list().await.expect("list");
+    left.sort();
+    let indexes: Vec<u64> = left.iter().map(|(index, _)| *index).collect();
+    assert_eq!(indexes, vec![20, 90], "{left:?}");
+    assert!(!left.iter().any(|(_, key)| *key == older));
+    assert!(left.iter().any(|(_, key)| *key == newer));
 }
