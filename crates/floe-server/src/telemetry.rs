@@ -34,8 +34,8 @@ pub struct TracingOptions {
     /// [`trust_remote_parent`](Self::trust_remote_parent) is on.
     pub sample_ratio: f64,
     /// Whether a caller's `traceparent` decides if its request is exported (the W3C
-    /// default). Off, the caller's trace is still joined, but `sample_ratio` decides by
-    /// its trace id, so no client can raise the export rate.
+    /// default). Off, the caller's trace is still joined, but `sample_ratio` decides by a
+    /// keyed hash of its trace id, so no client can raise the export rate.
     pub trust_remote_parent: bool,
     /// The `service.name` of the exported spans.
     pub service_name: String,
@@ -99,14 +99,70 @@ impl Tracing {
     }
 }
 
-/// Decides which traces are exported. A trace's spans all decide alike: by the parent's
-/// flag, or by the trace id, which they share.
-fn sampler(options: &TracingOptions) -> Sampler {
-    let ratio = Sampler::TraceIdRatioBased(options.sample_ratio);
+/// Decides which traces are exported: trusting a caller's flag, the W3C way, or not.
+fn sampler(options: &TracingOptions) -> Box<dyn opentelemetry_sdk::trace::ShouldSample> {
     if options.trust_remote_parent {
-        Sampler::ParentBased(Box::new(ratio))
+        Box::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            options.sample_ratio,
+        ))))
     } else {
-        ratio
+        Box::new(OwnDecision::new(options.sample_ratio))
+    }
+}
+
+/// Samples a trace started here or joined from a caller at `ratio`, by a keyed hash of
+/// its trace id: the caller chooses the id, and the SDK's ratio sampler reads its bits
+/// directly, so a crafted id (low half zero) would always be sampled. The key is this
+/// process's, so the spans of one trace here all decide alike; a span under a local
+/// parent follows the parent.
+#[derive(Debug, Clone)]
+struct OwnDecision {
+    threshold: u64,
+    always: bool,
+    key: std::hash::RandomState,
+}
+
+impl OwnDecision {
+    fn new(ratio: f64) -> Self {
+        Self {
+            threshold: (ratio.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
+            always: ratio >= 1.0,
+            key: std::hash::RandomState::new(),
+        }
+    }
+}
+
+impl opentelemetry_sdk::trace::ShouldSample for OwnDecision {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        _name: &str,
+        _span_kind: &opentelemetry::trace::SpanKind,
+        _attributes: &[opentelemetry::KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        use opentelemetry::trace::TraceContextExt;
+        use opentelemetry_sdk::trace::SamplingDecision;
+        use std::hash::BuildHasher;
+        let parent = parent_context
+            .map(|context| context.span().span_context().clone())
+            .filter(|parent| parent.is_valid());
+        let sampled = match &parent {
+            Some(parent) if !parent.is_remote() => parent.is_sampled(),
+            _ => self.always || self.key.hash_one(trace_id.to_bytes()) < self.threshold,
+        };
+        opentelemetry_sdk::trace::SamplingResult {
+            decision: if sampled {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: parent
+                .map(|parent| parent.trace_state().clone())
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -182,7 +238,7 @@ mod tests {
         SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
     use opentelemetry::{Context, KeyValue};
-    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+    use opentelemetry_sdk::trace::SamplingDecision;
 
     use super::*;
 
@@ -217,6 +273,61 @@ mod tests {
                 .decision
         };
         (decide(Some(&parent)), decide(None))
+    }
+
+    #[test]
+    fn an_untrusted_callers_trace_id_does_not_choose_its_sampling() {
+        // The SDK's ratio sampler samples any id whose low half is zero; ours hashes it.
+        let sampler = sampler(&TracingOptions {
+            sample_ratio: 0.5,
+            trust_remote_parent: false,
+            ..TracingOptions::default()
+        });
+        let attributes: [KeyValue; 0] = [];
+        let sampled = (0..1000u64)
+            .filter(|high| {
+                let id = TraceId::from_bytes(((u128::from(*high) + 1) << 64).to_be_bytes());
+                let decision = sampler
+                    .should_sample(None, id, "GET /route", &SpanKind::Server, &attributes, &[])
+                    .decision;
+                decision == SamplingDecision::RecordAndSample
+            })
+            .count();
+        assert!(
+            (350..650).contains(&sampled),
+            "{sampled} of 1000 crafted ids sampled"
+        );
+        // A span under a local parent follows it, whatever its id.
+        let local = SpanContext::new(
+            TraceId::from_bytes(1u128.to_be_bytes()),
+            SpanId::from_hex("00f067aa0ba902b7").expect("span id"),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let parent = Context::new().with_remote_span_context(local.clone());
+        let child = |parent: &Context| {
+            sampler
+                .should_sample(
+                    Some(parent),
+                    local.trace_id(),
+                    "segment",
+                    &SpanKind::Internal,
+                    &attributes,
+                    &[],
+                )
+                .decision
+        };
+        assert_eq!(child(&parent), SamplingDecision::RecordAndSample);
+        let unsampled = SpanContext::new(
+            local.trace_id(),
+            local.span_id(),
+            TraceFlags::default(),
+            false,
+            TraceState::default(),
+        );
+        let parent = Context::new().with_remote_span_context(unsampled);
+        assert_eq!(child(&parent), SamplingDecision::Drop);
     }
 
     #[test]
