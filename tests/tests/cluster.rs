@@ -320,18 +320,39 @@ async fn a_stopping_leader_hands_over_so_the_others_commit_while_it_drains() {
         poller.fetch("idle", 0, 0, &options).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // When a surviving broker first names another leader.
+    let survivor = cluster.client((leader + 1) % 3);
+    let old_leader = format!("b{leader}");
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let moved = tokio::spawn({
+        let watching = watching.clone();
+        async move {
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(info) = survivor.cluster().await
+                    && info.leader.is_some_and(|leader| leader != old_leader)
+                {
+                    return Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            None
+        }
+    });
     let stopped_at = Instant::now();
     tokio::task::block_in_place(|| cluster.stop(leader));
     let poll = poll.await.expect("poll");
     assert!(poll.is_ok(), "the long-poll was answered: {poll:?}");
     let stop_took = stopped_at.elapsed();
+    let exited = Instant::now();
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let moved = moved.await.expect("watcher");
     let before = load.acked();
     load.wait_acked(before + 400).await;
     let gap = longest_gap(&load.load.lock().expect("lock").ack_times, stopped_at);
     let load = load.finish().await;
     // Acknowledgements while the old leader was still draining (after a second, which a
     // hand-over takes far less than).
-    let (from, exited) = (stopped_at + Duration::from_secs(1), stopped_at + stop_took);
+    let from = stopped_at + Duration::from_secs(1);
     let while_draining = load
         .ack_times
         .iter()
@@ -347,6 +368,10 @@ async fn a_stopping_leader_hands_over_so_the_others_commit_while_it_drains() {
     assert!(
         stop_took >= Duration::from_millis(1500),
         "the long-poll held the leader's drain ({stop_took:?})"
+    );
+    assert!(
+        moved.is_some_and(|moved| moved < exited),
+        "another broker led before the old leader exited"
     );
     // It handed the leadership over before it stopped answering: the others' commits
     // went on through the new leader while it drained, and none failed.

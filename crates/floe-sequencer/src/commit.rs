@@ -184,9 +184,6 @@ impl CommitLoop {
         }
     }
 
-    /// Writes the group durably, applies it and answers every submitter. Submissions whose
-    /// fence is stale are refused and the rest retried. Returns an error only when the log
-    /// can no longer be trusted by this process.
     /// Commits, before anything queued, submissions a previous leader refused as no
     /// longer leading (none of them was appended), in order and in groups as
     /// [`run`](Self::run) makes them.
@@ -196,26 +193,39 @@ impl CommitLoop {
     ) -> Result<(), LogError> {
         let mut group = Vec::with_capacity(self.max_group);
         let mut size = 0;
-        for submission in submissions {
-            let Some(submission) = refuse_if_too_large(submission) else {
-                continue;
-            };
-            let command_size = submission.command.approximate_size();
-            if !group.is_empty()
-                && (group.len() >= self.max_group || size + command_size > MAX_GROUP_BYTES)
-            {
-                self.commit_group(&mut group).await?;
+        let mut pending = submissions.into_iter();
+        loop {
+            let next = pending.next();
+            let full = next.as_ref().is_some_and(|next| {
+                group.len() >= self.max_group
+                    || size + next.command.approximate_size() > MAX_GROUP_BYTES
+            });
+            if !group.is_empty() && (next.is_none() || full) {
+                if let Err(error) = self.commit_group(&mut group).await {
+                    // The group was answered; so is what had not been grouped yet.
+                    let message = error.to_string();
+                    for submission in next.into_iter().chain(pending) {
+                        let _ = submission
+                            .reply
+                            .send(Err(SequencerError::Unavailable(message.clone())));
+                    }
+                    return Err(error);
+                }
                 size = 0;
             }
-            size += command_size;
-            group.push(submission);
+            let Some(next) = next else {
+                return Ok(());
+            };
+            if let Some(next) = refuse_if_too_large(next) {
+                size += next.command.approximate_size();
+                group.push(next);
+            }
         }
-        if !group.is_empty() {
-            self.commit_group(&mut group).await?;
-        }
-        Ok(())
     }
 
+    /// Writes the group durably, applies it and answers every submitter. Submissions whose
+    /// fence is stale are refused and the rest retried. Returns an error only when the log
+    /// can no longer be trusted by this process.
     async fn commit_group(&mut self, group: &mut Vec<Submission>) -> Result<(), LogError> {
         loop {
             let entries: Vec<LogEntry> = group

@@ -143,9 +143,17 @@ pub trait Membership: Send + Sync + Debug + 'static {
     /// Gives the leadership up for a graceful stop: a cluster broker that leads ends its
     /// term between two groups and resigns, and from then on follows whoever leads
     /// instead of campaigning, so its last commits go through the next leader while the
-    /// others' commits no longer wait for it. A broker alone in its cluster keeps leading.
+    /// others' commits no longer wait for it. A broker alone in its cluster keeps leading,
+    /// and one that finds nobody leading for a second (every broker stopping at once)
+    /// takes the leadership back.
     /// Nothing to do for the embedded sequencer.
     fn hand_over(&self) {}
+
+    /// Whether [`hand_over`](Self::hand_over) is in force: asked for, and not taken back
+    /// because no other broker took the leadership.
+    fn is_handing_over(&self) -> bool {
+        false
+    }
 
     /// The broker that owns a partition whose state names `recorded` as its owner, if any
     /// does yet.

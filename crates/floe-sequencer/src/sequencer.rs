@@ -151,7 +151,7 @@ impl Sequencer {
         loop {
             let alone = self.membership.members().iter().all(|m| m.broker == me);
             let another_leads = self.membership.leader().is_some_and(|l| l.broker != me);
-            if alone || another_leads {
+            if alone || another_leads || !self.membership.is_handing_over() {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -67,6 +67,7 @@ pub(crate) async fn join(
         submissions: submissions.clone(),
         options,
         refused: parking_lot::Mutex::new(Refused::default()),
+        leaderless_since: parking_lot::Mutex::new(None),
     };
     let task = tokio::spawn(driver.run(receiver, stop_receiver));
     Ok(Running {
@@ -91,6 +92,8 @@ struct Driver {
     options: ClusterOptions,
     /// This broker's commands that a leader refused because it had stopped leading.
     refused: parking_lot::Mutex<Refused>,
+    /// Since when this broker, standing by, has seen nobody lead.
+    leaderless_since: parking_lot::Mutex<Option<Instant>>,
 }
 
 /// Commands a leader refused as no longer leading (so none was appended): they go
@@ -101,6 +104,11 @@ struct Refused {
     submissions: Vec<Submission>,
     since: Option<Instant>,
 }
+
+/// How long a broker handing over waits for another to take the leadership before it
+/// takes it back (every broker may be stopping at once). A campaign writes the election
+/// key at once, so a second without one means nobody is campaigning.
+const STAND_BY_PATIENCE: Duration = Duration::from_secs(1);
 
 /// How long refused commands wait for a leader that takes them.
 const REFUSED_PATIENCE: Duration = Duration::from_secs(10);
@@ -135,7 +143,7 @@ impl Driver {
         }
         maintain.abort();
         members.abort();
-        for submission in self.take_refused() {
+        for submission in self.take_refused().0 {
             let _ = submission.reply.send(Err(SequencerError::Stopped));
         }
         refuse_queued(&mut receiver);
@@ -260,7 +268,7 @@ impl Driver {
             }
         };
         // What the last leader refused goes first; then the queue.
-        let result = match commit.commit_first(self.take_refused()).await {
+        let result = match commit.commit_first(self.take_refused().0).await {
             Ok(()) => tokio::select! {
                 result = commit.run(receiver, until) => result,
                 () = self.rebalance() => Ok(()),
@@ -338,12 +346,27 @@ impl Driver {
         stop: &mut watch::Receiver<bool>,
     ) -> Flow {
         self.set_aside_queued(receiver);
+        self.expire_refused();
         match session::current_leader(&self.client, &self.keys).await {
             Ok(Some((leader, holder))) if holder != lease => {
+                *self.leaderless_since.lock() = None;
                 return self.follow(leader, receiver, stop).await;
             }
             Ok(Some((ours, _))) => self.resign(ours.term).await,
-            Ok(None) => {}
+            Ok(None) => {
+                let since = *self
+                    .leaderless_since
+                    .lock()
+                    .get_or_insert_with(Instant::now);
+                if since.elapsed() >= STAND_BY_PATIENCE {
+                    tracing::warn!(
+                        "no other broker took the sequencer leadership over; taking it back"
+                    );
+                    *self.leaderless_since.lock() = None;
+                    self.handle.handing_over.send_replace(false);
+                    return Flow::Continue;
+                }
+            }
             Err(error) => tracing::warn!(%error, "handing over: reading the leader failed"),
         }
         tokio::select! {
@@ -358,7 +381,9 @@ impl Driver {
     fn set_aside_queued(&self, receiver: &mut mpsc::Receiver<Submission>) {
         let mut own = Vec::new();
         while let Ok(submission) = receiver.try_recv() {
-            if submission.remote {
+            // Owner assignments are the leader's own: the next leader makes its own.
+            let assignment = matches!(submission.command, Command::AssignOwners { .. });
+            if submission.remote || assignment {
                 let _ = submission.reply.send(Err(SequencerError::NotLeader));
             } else {
                 own.push(submission);
@@ -387,16 +412,13 @@ impl Driver {
         }
     }
 
-    /// Takes the refused commands, failing them instead once they have waited
-    /// [`REFUSED_PATIENCE`] for a leader.
-    fn take_refused(&self) -> Vec<Submission> {
+    /// Takes the refused commands with when the oldest was first refused, failing them
+    /// instead once they have waited [`REFUSED_PATIENCE`] for a leader.
+    fn take_refused(&self) -> (Vec<Submission>, Option<Instant>) {
         let mut refused = self.refused.lock();
         let submissions = std::mem::take(&mut refused.submissions);
-        if refused
-            .since
-            .is_some_and(|since| since.elapsed() >= REFUSED_PATIENCE)
-        {
-            refused.since = None;
+        let since = refused.since.take();
+        if since.is_some_and(|since| since.elapsed() >= REFUSED_PATIENCE) {
             for submission in submissions {
                 let _ = submission
                     .reply
@@ -404,20 +426,27 @@ impl Driver {
                         "no sequencer leader took the command within {REFUSED_PATIENCE:?}"
                     ))));
             }
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        if submissions.is_empty() {
-            refused.since = None;
-        }
-        submissions
+        (submissions, since)
     }
 
-    /// Keeps commands a leader refused as no longer leading, to send to the next one.
-    fn keep_refused(&self, submissions: Vec<Submission>) {
+    /// Keeps commands a leader refused as no longer leading, to send first to the next
+    /// one; `since` is when the oldest was first refused (`None`: now).
+    fn keep_refused(&self, submissions: Vec<Submission>, since: Option<Instant>) {
         let mut refused = self.refused.lock();
-        refused.since.get_or_insert_with(Instant::now);
+        let since = since.unwrap_or_else(Instant::now);
+        refused.since = Some(refused.since.map_or(since, |kept| kept.min(since)));
         let mut later = std::mem::replace(&mut refused.submissions, submissions);
         refused.submissions.append(&mut later);
+    }
+
+    /// Fails refused commands that have waited too long for a leader.
+    fn expire_refused(&self) {
+        let (submissions, since) = self.take_refused();
+        if !submissions.is_empty() {
+            self.keep_refused(submissions, since);
+        }
     }
 
     /// Gives up leadership of `term` (only if it is still ours).
@@ -437,7 +466,8 @@ impl Driver {
     /// Sends this broker's submissions to the leader in groups, in order, one group at a
     /// time. Answers each once the local replica has applied it, so a client reading
     /// from this broker sees its own writes.
-    /// Returns when `term_over` is set, at once when idle, and otherwise once the call in
+    ///
+    /// Returns when `term_over` is set: at once when idle, and otherwise once the call in
     /// flight is answered or [`TERM_OVER_GRACE`] has passed.
     async fn forward(
         &self,
@@ -446,11 +476,16 @@ impl Driver {
         mut term_over: watch::Receiver<bool>,
     ) {
         loop {
-            let mut group = self.take_refused();
+            // A term known to be over gets nothing more; what is kept waits for the next.
+            if *term_over.borrow() {
+                return;
+            }
+            let (mut group, since) = self.take_refused();
             if group.is_empty() {
                 let next = tokio::select! {
-                    next = receiver.recv() => next,
+                    biased;
                     _ = term_over.wait_for(|over| *over) => return,
+                    next = receiver.recv() => next,
                 };
                 let Some(first) = next else {
                     // Closed: only a stopping driver closes it; wait for the term's end.
@@ -488,12 +523,25 @@ impl Driver {
             };
             match answer {
                 Ok(results) if results.len() == local.len() => {
-                    // A leader that stepped down refuses what it has not appended: those
-                    // (the tail of the group) go to the next leader instead of failing.
-                    let (refused, answered): (Vec<_>, Vec<_>) = local
-                        .into_iter()
-                        .zip(results)
-                        .partition(|(_, result)| matches!(result, Err(RemoteError::NotLeader)));
+                    // A leader that stepped down refuses what it has not appended. The
+                    // refused tail of the group goes to the next leader instead of
+                    // failing; a refusal before a command that did commit fails, since
+                    // sending it again would put it after that command.
+                    let mut answered: Vec<_> = local.into_iter().zip(results).collect();
+                    let tail = answered
+                        .iter()
+                        .rposition(|(_, result)| !matches!(result, Err(RemoteError::NotLeader)))
+                        .map_or(0, |last_answered| last_answered + 1);
+                    let refused = answered.split_off(tail);
+                    for (_, result) in &mut answered {
+                        if matches!(result, Err(RemoteError::NotLeader)) {
+                            *result = Err(RemoteError::Unavailable(
+                                "refused by a sequencer leader that stepped down, before a \
+                                 later command of this broker committed"
+                                    .into(),
+                            ));
+                        }
+                    }
                     let mut applied = self.replica.subscribe();
                     tokio::spawn(async move {
                         for (submission, result) in answered {
@@ -514,7 +562,7 @@ impl Driver {
                             commands = refused.len(),
                             "the sequencer leader stepped down; its refusals go to the next"
                         );
-                        self.keep_refused(refused.into_iter().map(|(s, _)| s).collect());
+                        self.keep_refused(refused.into_iter().map(|(s, _)| s).collect(), since);
                         // Give the election a moment before asking etcd who leads.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         return;

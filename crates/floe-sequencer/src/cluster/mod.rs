@@ -248,6 +248,10 @@ impl Membership for ClusterHandle {
         self.handing_over.send_replace(true);
     }
 
+    fn is_handing_over(&self) -> bool {
+        *self.handing_over.borrow()
+    }
+
     /// The leader assigns owners; until it has, a partition has none.
     fn owner_of(&self, recorded: Option<&str>) -> Option<String> {
         recorded.map(str::to_owned)

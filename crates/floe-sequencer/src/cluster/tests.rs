@@ -621,12 +621,26 @@ async fn a_leader_hands_over_without_failing_a_commit() {
             (0..landed.len() as u64).collect::<Vec<_>>(),
             "partition {slot}"
         );
-        let hwm = brokers[0].read(|s| s.topic("t").map(|t| t.partitions[slot].high_watermark));
-        assert!(
-            hwm <= Some(landed.len() as u64),
-            "partition {slot}: {hwm:?}"
-        );
     }
+    // And the log holds exactly those: no command was appended twice.
+    let expected: Vec<u64> = committed.iter().map(|landed| landed.len() as u64).collect();
+    let high_watermarks = |broker: &Sequencer| {
+        broker.read(|s| {
+            s.topic("t").map(|t| {
+                t.partitions[..expected.len()]
+                    .iter()
+                    .map(|p| p.high_watermark)
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    let survivor = &brokers[(leader + 1) % 3];
+    wait_until("the survivor's replica holds every commit", || {
+        high_watermarks(survivor)
+            .is_some_and(|hwms| hwms.iter().zip(&expected).all(|(hwm, want)| hwm >= want))
+    })
+    .await;
+    assert_eq!(high_watermarks(survivor), Some(expected));
     // The longest pause between two commits anywhere around the hand-over.
     let mut times: Vec<_> = committed.iter().flatten().map(|(_, at)| *at).collect();
     times.sort();
@@ -676,4 +690,66 @@ async fn installing_a_snapshot_deletes_older_orphans_and_keeps_newer_objects() {
     assert_eq!(indexes, vec![20, 90], "{left:?}");
     assert!(!left.iter().any(|(_, key)| *key == older));
     assert!(left.iter().any(|(_, key)| *key == newer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_that_all_hand_over_at_once_still_get_a_leader() {
+    let etcd = EtcdCluster::start(1);
+    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
+    let forwarder = Arc::new(LocalForwarder::default());
+    let mut brokers = Vec::new();
+    for name in ["a", "b"] {
+        let sequencer = open_cluster(
+            identity(name),
+            options(&etcd, "everyone-stops"),
+            snapshots.clone(),
+            forwarder.clone(),
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("join");
+        forwarder
+            .peers
+            .lock()
+            .insert(name.into(), sequencer.clone());
+        brokers.push(sequencer);
+    }
+    wait_until("a leader, seen by both", || {
+        brokers.iter().all(|b| b.membership().leader().is_some())
+            && brokers.iter().all(|b| b.membership().members().len() == 2)
+    })
+    .await;
+    let Outcome::TopicCreated(topic) = brokers[0].submit(create("t", 2)).await.expect("create")
+    else {
+        panic!("create answered something else");
+    };
+    // Both stop at once: neither can leave the leadership to the other for good.
+    tokio::join!(
+        brokers[0].hand_over(Duration::from_secs(30)),
+        brokers[1].hand_over(Duration::from_secs(30)),
+    );
+    for (partition, broker) in brokers.iter().enumerate() {
+        let fence = broker.fence().expect("session");
+        let outcome = broker
+            .submit_ordered(commit(topic, partition as u32, 1), fence)
+            .await
+            .expect("enqueue")
+            .await
+            .expect("a commit after both handed over");
+        assert!(
+            matches!(outcome, Outcome::SegmentCommitted(_)),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        brokers
+            .iter()
+            .filter(|b| b.membership().is_leader())
+            .count(),
+        1,
+        "one of them leads again"
+    );
+    for broker in brokers {
+        broker.shutdown().await;
+    }
 }
