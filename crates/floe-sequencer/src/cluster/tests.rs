@@ -214,16 +214,16 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
-    let etcd = EtcdCluster::start(1);
+/// Brokers `names` of cluster `cluster` in this process, forwarding to each other, on
+/// one snapshot store in memory.
+async fn join_brokers(etcd: &EtcdCluster, cluster: &str, names: &[&str]) -> Vec<Sequencer> {
     let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
     let forwarder = Arc::new(LocalForwarder::default());
     let mut brokers = Vec::new();
-    for name in ["a", "b", "c"] {
+    for name in names {
         let sequencer = open_cluster(
             identity(name),
-            options(&etcd, "c1"),
+            options(etcd, cluster),
             snapshots.clone(),
             forwarder.clone(),
             Arc::new(SystemClock),
@@ -233,9 +233,16 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
         forwarder
             .peers
             .lock()
-            .insert(name.into(), sequencer.clone());
+            .insert((*name).into(), sequencer.clone());
         brokers.push(sequencer);
     }
+    brokers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
+    let etcd = EtcdCluster::start(1);
+    let mut brokers = join_brokers(&etcd, "c1", &["a", "b", "c"]).await;
     wait_until("a leader", || {
         brokers.iter().any(|b| b.membership().is_leader())
     })
@@ -528,25 +535,7 @@ async fn commit_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_hands_over_without_failing_a_commit() {
     let etcd = EtcdCluster::start(1);
-    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
-    let forwarder = Arc::new(LocalForwarder::default());
-    let mut brokers = Vec::new();
-    for name in ["a", "b", "c"] {
-        let sequencer = open_cluster(
-            identity(name),
-            options(&etcd, "handover"),
-            snapshots.clone(),
-            forwarder.clone(),
-            Arc::new(SystemClock),
-        )
-        .await
-        .expect("join");
-        forwarder
-            .peers
-            .lock()
-            .insert(name.into(), sequencer.clone());
-        brokers.push(sequencer);
-    }
+    let brokers = join_brokers(&etcd, "handover", &["a", "b", "c"]).await;
     wait_until("a leader", || {
         brokers.iter().any(|b| b.membership().is_leader())
     })
@@ -695,25 +684,7 @@ async fn installing_a_snapshot_deletes_older_orphans_and_keeps_newer_objects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_that_all_hand_over_at_once_still_get_a_leader() {
     let etcd = EtcdCluster::start(1);
-    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
-    let forwarder = Arc::new(LocalForwarder::default());
-    let mut brokers = Vec::new();
-    for name in ["a", "b"] {
-        let sequencer = open_cluster(
-            identity(name),
-            options(&etcd, "everyone-stops"),
-            snapshots.clone(),
-            forwarder.clone(),
-            Arc::new(SystemClock),
-        )
-        .await
-        .expect("join");
-        forwarder
-            .peers
-            .lock()
-            .insert(name.into(), sequencer.clone());
-        brokers.push(sequencer);
-    }
+    let brokers = join_brokers(&etcd, "everyone-stops", &["a", "b"]).await;
     wait_until("a leader, seen by both", || {
         brokers.iter().all(|b| b.membership().leader().is_some())
             && brokers.iter().all(|b| b.membership().members().len() == 2)
