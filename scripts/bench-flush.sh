@@ -8,40 +8,26 @@
 #   RATES="5000 60000" ROUNDS=3 SECS=30 scripts/bench-flush.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/bootstrap.sh
-cargo build --release --bin floe --bin floe-bench
-FLOE="$CARGO_TARGET_DIR/release/floe"
-BENCH="$CARGO_TARGET_DIR/release/floe-bench"
 ROUNDS="${ROUNDS:-2}"
 SECS="${SECS:-20}"
 WARM="${WARM:-3}"
 RATES="${RATES:-2000 18000 45000}"
 WORK="$(mktemp -d -t floe-flush.XXXXXX)"
+source scripts/bench-common.sh
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PID=""
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for round in $(seq 1 "$ROUNDS"); do
   for rate in $RATES; do
     for idle in true false; do
       P=$(port)
-      rm -rf "$WORK/data"
-      "$FLOE" serve --data-dir "$WORK/data" --listen "127.0.0.1:$P" --flush-when-idle "$idle" \
-        >"$WORK/serve.log" 2>&1 &
-      PID=$!
-      for _ in $(seq 1 100); do
-        curl -fs "http://127.0.0.1:$P/healthz" >/dev/null 2>&1 && break
-        sleep 0.1
-      done
+      start_floe "$P" --flush-when-idle "$idle"
       echo "== round $round: rate $rate, flush_when_idle $idle" >&2
       "$BENCH" run --system floe --url "http://127.0.0.1:$P" --label "W2-$rate-idle-$idle" \
         --server-pid "$PID" --rate "$rate" --partitions 100 --record-size 1024 --batch 100 \
         --producers 64 --duration "${SECS}s" --warmup "${WARM}s" 2>/dev/null | grep -E "records/s|ack"
       curl -fs "http://127.0.0.1:$P/metrics" | grep '^floe_segments_sealed_total' | tr '\n' ' '
       echo
-      kill "$PID"
-      wait "$PID" 2>/dev/null || true
-      PID=""
+      stop_floe
     done
   done
 done
