@@ -153,6 +153,11 @@ async fn metrics_parse_and_keep_every_name() {
         let sample = format!("floe_produce_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(count(&sample).await >= 1.0, "{sample}");
     }
+    // And each of the three requests passed both of its own stages once.
+    for stage in ["admit", "resume"] {
+        let sample = format!("floe_produce_request_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert_eq!(count(&sample).await, 3.0, "{sample}");
+    }
     // Each produce came to an idle pipeline, which sealed its segment at once.
     let sealed = |reason: &str| format!("floe_segments_sealed_total{{reason=\"{reason}\"}}");
     assert_eq!(count(&sealed("idle")).await, 3.0);

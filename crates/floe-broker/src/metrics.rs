@@ -78,6 +78,13 @@ pub(crate) struct LatencyMetrics {
     pub commit_order: Histogram,
     /// One segment commit, from submission to the sequencer's answer.
     pub commit: Histogram,
+    request_stages: StageFamily,
+    /// A produce request from arrival in the broker until its batches are in the open
+    /// segment: validation, partitioning, encoding, the state lookup and the append.
+    pub admit: Histogram,
+    /// A produce request from its segment's answer until its own task runs again (the
+    /// scheduler's delay).
+    pub resume: Histogram,
     /// The reading part of a fetch: index lookup, cache or store, verification and decode
     /// (not the long-poll's wait for new records).
     pub fetch: Histogram,
@@ -99,6 +106,9 @@ impl Default for LatencyMetrics {
     fn default() -> Self {
         let stages = StageFamily::new_with_constructor(latency_histogram);
         let stage = |name| stages.get_or_create(&[("stage", name)]).clone();
+        let request_stages = StageFamily::new_with_constructor(latency_histogram);
+        let admit = request_stages.get_or_create(&[("stage", "admit")]).clone();
+        let resume = request_stages.get_or_create(&[("stage", "resume")]).clone();
         let fetch_stages = StageFamily::new_with_constructor(latency_histogram);
         let fetch_stage = |name| fetch_stages.get_or_create(&[("stage", name)]).clone();
         Self {
@@ -109,6 +119,9 @@ impl Default for LatencyMetrics {
             commit_order: stage("commit_order"),
             commit: stage("commit"),
             stages,
+            admit,
+            resume,
+            request_stages,
             fetch: latency_histogram(),
             fetch_index: fetch_stage("index"),
             fetch_read: fetch_stage("read"),
@@ -183,6 +196,13 @@ impl Broker {
             "Produce stages per segment: segment_wait (first batch to seal), upload_queue, \
              upload, commit_order (waiting for earlier segments), commit",
             latency.stages.clone(),
+        );
+        registry.register(
+            "floe_produce_request_stage_seconds",
+            "Produce stages per request, outside its segment's: admit (arrival in the broker \
+             to its batches joining the open segment), resume (its segment's answer to the \
+             request running again)",
+            latency.request_stages.clone(),
         );
         registry.register(
             "floe_segments_sealed",

@@ -71,7 +71,7 @@ struct Waiter {
     batches: Range<usize>,
     reserved: usize,
     conditions: Conditions,
-    reply: oneshot::Sender<CommitReply>,
+    reply: oneshot::Sender<(CommitReply, Instant)>,
     /// The request's span: it records the segment; the first sampled request's span is
     /// the parent of the segment's, the others are linked to it.
     span: tracing::Span,
@@ -201,13 +201,13 @@ impl Pipeline {
 
     /// Adds one request's batches to the open segment; they commit together, under
     /// `fence` and `conditions`. The returned receiver yields their base offsets once the
-    /// segment is committed.
+    /// segment is committed, and when they were sent.
     pub(crate) fn append(
         &self,
         batches: Vec<PendingBatch>,
         fence: Option<Fence>,
         conditions: Conditions,
-    ) -> Result<oneshot::Receiver<CommitReply>, BrokerError> {
+    ) -> Result<oneshot::Receiver<(CommitReply, Instant)>, BrokerError> {
         let size: usize = batches.iter().map(|batch| batch.bytes.len()).sum();
         self.reserve(size)?;
         let (reply, receiver) = oneshot::channel();
@@ -411,7 +411,7 @@ impl Shared {
     fn fail(&self, waiters: Vec<Waiter>, error: impl Fn() -> BrokerError) {
         for waiter in waiters {
             self.release(waiter.reserved);
-            let _ = waiter.reply.send(Err(error()));
+            let _ = waiter.reply.send((Err(error()), Instant::now()));
         }
     }
 }
@@ -584,7 +584,7 @@ fn answer(shared: &Shared, waiters: Vec<Waiter>, results: &floe_sequencer::Segme
             .map(|result| result.clone().map_err(BrokerError::from))
             .collect::<Result<Vec<u64>, BrokerError>>()
             .map(|bases| (bases, repeated));
-        let _ = waiter.reply.send(reply);
+        let _ = waiter.reply.send((reply, Instant::now()));
     }
 }
 

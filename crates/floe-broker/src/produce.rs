@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use floe_core::partitioner::partition_for_key;
 use floe_core::{CleanupPolicy, Header, Record, TimestampType, TopicConfig, TopicId, encode_batch};
+use tokio::time::Instant;
 
 use crate::Broker;
 use crate::error::BrokerError;
@@ -129,6 +130,7 @@ impl Broker {
         records: Vec<ProduceRecord>,
         conditions: ProduceConditions,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        let arrived = Instant::now();
         if conditions.producer.is_some() || conditions.expected_next_offset.is_some() {
             self.check_guards_supported()?;
         }
@@ -253,7 +255,11 @@ impl Broker {
                 principal: conditions.principal,
             },
         )?;
-        let (base_offsets, repeated) = receiver.await.map_err(|_| BrokerError::ShuttingDown)??;
+        let latency = &self.inner.latency;
+        crate::metrics::observe(&latency.admit, arrived.elapsed());
+        let (reply, answered) = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
+        crate::metrics::observe(&latency.resume, answered.elapsed());
+        let (base_offsets, repeated) = reply?;
 
         let total = placements.iter().map(|p| p.indexes.len()).sum();
         let mut acks = vec![
