@@ -7,6 +7,7 @@
 
 mod cache;
 pub mod keys;
+mod local;
 mod s3;
 mod segments;
 mod snapshots;

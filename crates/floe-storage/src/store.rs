@@ -13,6 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use floe_core::settings::{self, InvalidSetting};
 use serde::{Deserialize, Serialize};
 
+use crate::local::LocalStore;
 use crate::segments::StorageError;
 
 /// A parsed store location.
@@ -195,7 +196,7 @@ pub fn open_store_with(
                 .map_err(|source| StorageError::Setup(format!("open {}: {source}", dir.display())))?
                 .with_fsync(true)
                 .with_automatic_cleanup(true);
-            Ok((Arc::new(store), Path::default()))
+            Ok((Arc::new(LocalStore::new(store)), Path::default()))
         }
         StoreUrl::Memory => Ok((Arc::new(InMemory::new()), Path::default())),
         StoreUrl::S3 { bucket, prefix } => {
