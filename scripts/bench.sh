@@ -10,7 +10,8 @@
 # Settings (environment): FLOE_BENCH_SECONDS (measured seconds per run, 20),
 # FLOE_BENCH_WARMUP (5), FLOE_BENCH_HISTORY_BYTES (W5's history, 1 GiB),
 # FLOE_BENCH_S3=0 (skip the S3 runs), FLOE_BENCH_PROFILE=0 (skip the profiles),
-# FLOE_BENCH_OUT (output directory, bench-out/<time>).
+# FLOE_BENCH_OUT (output directory, bench-out/<time>). Each floe W2 step also leaves
+# W2-<fraction>.stages.txt: the quantiles of floe's stage histograms over that step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
@@ -147,8 +148,15 @@ for fraction in 0.1 0.25 0.5 0.75 0.9 1.0 1.25; do
   rate=$(python3 -c "print(round($TOP * $fraction))")
   for system in floe s2; do
     start_server "$system" "W2-$system"
+    [ "$system" = floe ] && curl -sf "$URL/metrics" >"$WORK/metrics-before.txt"
     bench "$system" W2 --rate "$rate" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
       --duration "${STEP_SECS}s" --warmup 2s
+    if [ "$system" = floe ]; then
+      # Which stage held the time: floe's histograms over this step (warm-up included).
+      curl -sf "$URL/metrics" >"$WORK/metrics-after.txt"
+      python3 scripts/stage_quantiles.py "$WORK/metrics-before.txt" "$WORK/metrics-after.txt" \
+        >"$OUT/W2-$fraction.stages.txt"
+    fi
     stop_server
     forget "W2-$system"
   done
