@@ -1,7 +1,9 @@
 //! The sequencer's metrics, recorded by whichever commit loop runs in this process (the
 //! embedded sequencer, or this broker while it leads the cluster): how long a group's
 //! durable append takes, how many commands a group carries, and what each snapshot cost,
-//! stage by stage — `copy` is the only stage that holds the commit loop.
+//! stage by stage — `copy` is the only stage that holds the commit loop. A follower
+//! records its side of a commit: the call that forwards a group to the leader, and its own
+//! replica's catch-up to each committed command before it answers.
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -21,6 +23,8 @@ pub(crate) struct CommitMetrics {
     group: Histogram,
     snapshot: StageFamily,
     snapshot_bytes: Gauge,
+    forward: Histogram,
+    catch_up: Histogram,
 }
 
 impl Default for CommitMetrics {
@@ -30,6 +34,8 @@ impl Default for CommitMetrics {
             group: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             snapshot: StageFamily::new_with_constructor(latency_histogram),
             snapshot_bytes: Gauge::default(),
+            forward: latency_histogram(),
+            catch_up: latency_histogram(),
         }
     }
 }
@@ -63,6 +69,16 @@ impl CommitMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A follower's call forwarding one group to the leader, answered (or failed).
+    pub(crate) fn forwarded(&self, elapsed: std::time::Duration) {
+        self.forward.observe(elapsed.as_secs_f64());
+    }
+
+    /// A follower's wait, after the leader's answer, until its replica applied a command.
+    pub(crate) fn caught_up(&self, elapsed: std::time::Duration) {
+        self.catch_up.observe(elapsed.as_secs_f64());
+    }
+
     pub(crate) fn snapshot_installed(&self, bytes: usize) {
         self.snapshot_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -88,6 +104,16 @@ impl CommitMetrics {
             "floe_sequencer_snapshot_bytes",
             "Size of the last snapshot this process installed",
             self.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "floe_sequencer_forward_seconds",
+            "A follower's calls forwarding a group of commands to the leader",
+            self.forward.clone(),
+        );
+        registry.register(
+            "floe_sequencer_catch_up_seconds",
+            "A follower's wait, after the leader answered, for its replica to apply a command",
+            self.catch_up.clone(),
         );
     }
 }

@@ -218,12 +218,8 @@ async fn main() {
     // What the leader's commit loop measured: its appends and the snapshot stages
     // (copy holds the loop; encode and install run beside it).
     if let Some(leader) = brokers.iter().find(|b| b.membership().is_leader()) {
-        let mut registry = prometheus_client::registry::Registry::default();
-        leader.register_metrics(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         println!("\nleader's sequencer metrics (sums in seconds):");
-        for line in text.lines().filter(|line| {
+        for line in sequencer_metrics(leader).lines().filter(|line| {
             line.contains("_sum")
                 || line.contains("_count")
                 || line.contains("snapshot_bytes ")
@@ -232,8 +228,31 @@ async fn main() {
             println!("  {line}");
         }
     }
+    // And the followers' side of their commits: the forwarding call, and their replica's
+    // catch-up to each answered command.
+    for (index, follower) in brokers.iter().enumerate() {
+        if follower.membership().is_leader() {
+            continue;
+        }
+        println!("\nb{index}'s forward and catch-up (sums in seconds):");
+        for line in sequencer_metrics(follower).lines().filter(|line| {
+            (line.contains("forward_seconds") || line.contains("catch_up_seconds"))
+                && !line.starts_with('#')
+        }) {
+            println!("  {line}");
+        }
+    }
     stop.send_replace(true);
     for server in servers {
         let _ = server.await;
     }
+}
+
+/// A broker's sequencer metrics in the text exposition format.
+fn sequencer_metrics(broker: &Sequencer) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    broker.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    text
 }

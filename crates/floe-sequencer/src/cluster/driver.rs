@@ -514,6 +514,7 @@ impl Driver {
                     fence: s.fence.clone(),
                 })
                 .collect();
+            let called = Instant::now();
             let answer = tokio::select! {
                 answer = self.forwarder.forward(leader, commands) => answer,
                 () = async {
@@ -521,6 +522,7 @@ impl Driver {
                     tokio::time::sleep(TERM_OVER_GRACE).await;
                 } => Err("the leader's term ended while the call was in flight".to_owned()),
             };
+            self.metrics.forwarded(called.elapsed());
             match answer {
                 Ok(results) if results.len() == local.len() => {
                     // A leader that stepped down refuses what it has not appended. The
@@ -543,6 +545,8 @@ impl Driver {
                         }
                     }
                     let mut applied = self.replica.subscribe();
+                    let metrics = self.metrics.clone();
+                    let answered_at = Instant::now();
                     tokio::spawn(async move {
                         for (submission, result) in answered {
                             if let Ok(committed) = &result {
@@ -552,6 +556,7 @@ impl Driver {
                                     applied.wait_for(|applied| *applied >= index),
                                 )
                                 .await;
+                                metrics.caught_up(answered_at.elapsed());
                             }
                             let _ = submission.reply.send(result.map_err(SequencerError::from));
                         }

@@ -214,6 +214,17 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A sample of `broker`'s sequencer metrics, by its name in the text exposition.
+fn metric(broker: &Sequencer, sample: &str) -> f64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    broker.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in {text}"))
+}
+
 /// Brokers `names` of cluster `cluster` in this process, forwarding to each other, on
 /// one snapshot store in memory.
 async fn join_brokers(etcd: &EtcdCluster, cluster: &str, names: &[&str]) -> Vec<Sequencer> {
@@ -271,6 +282,21 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
         assert!(hwm >= Some(offsets.last().copied().unwrap_or(0) + 2));
     }
     assert_eq!(offsets, (0..60).map(|i| i * 2).collect::<Vec<u64>>());
+    // Each follower timed its side of the 20 commits it made (and b, of the topic's
+    // creation): one forwarding call and one catch-up each, as its commands went one at a
+    // time; the leader forwarded nothing.
+    for (index, broker) in brokers.iter().enumerate() {
+        let (forwarded, caught_up) = (
+            metric(broker, "floe_sequencer_forward_seconds_count"),
+            metric(broker, "floe_sequencer_catch_up_seconds_count"),
+        );
+        if broker.membership().is_leader() {
+            assert_eq!((forwarded, caught_up), (0.0, 0.0));
+        } else {
+            let made = if index == 1 { 21.0 } else { 20.0 };
+            assert_eq!((forwarded, caught_up), (made, made));
+        }
+    }
     // Every replica converges on the same state (snapshots and compaction happened on the
     // way: snapshot_every is 50).
     let leader_state = || {
