@@ -111,7 +111,11 @@ impl Server {
         };
 
         let store_url = StoreUrl::parse(&config.store_url())?;
-        let (store, prefix) = open_store_with(&store_url, &config.store.s3())?;
+        let (store, prefix) = open_store_with(
+            &store_url,
+            &config.store.s3(),
+            config.store.keep_written_pages,
+        )?;
         check_store(&store, &prefix, &config.store_url()).await?;
         let store_is_local = !matches!(store_url, StoreUrl::S3 { .. });
         let segments = SegmentStore::new(store.clone(), prefix.clone())

@@ -85,6 +85,9 @@ pub struct StoreOptions {
     /// Stop retrying one S3 request after this long in total.
     #[serde(with = "humantime_serde")]
     pub retry_timeout: Duration,
+    /// Local store only: keep what floe writes in the OS page cache. Off by default:
+    /// written objects' pages are dropped once durable (ADR 0002).
+    pub keep_written_pages: bool,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +103,7 @@ impl Default for StoreOptions {
             connect_timeout: s3.connect_timeout,
             max_retries: s3.max_retries,
             retry_timeout: s3.retry_timeout,
+            keep_written_pages: false,
         }
     }
 }
@@ -179,13 +183,15 @@ impl Default for S3Options {
 
 /// Opens the store a URL names, returning it with the key prefix floe writes under.
 pub fn open_store(url: &StoreUrl) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
-    open_store_with(url, &S3Options::default())
+    open_store_with(url, &S3Options::default(), false)
 }
 
-/// [`open_store`] with explicit S3 settings (ignored by the other kinds).
+/// [`open_store`] with explicit S3 settings (ignored by the other kinds) and, for a local
+/// store, whether written objects keep their pages in the page cache.
 pub fn open_store_with(
     url: &StoreUrl,
     s3: &S3Options,
+    keep_written_pages: bool,
 ) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
     match url {
         StoreUrl::File(dir) => {
@@ -196,6 +202,9 @@ pub fn open_store_with(
                 .map_err(|source| StorageError::Setup(format!("open {}: {source}", dir.display())))?
                 .with_fsync(true)
                 .with_automatic_cleanup(true);
+            if keep_written_pages {
+                return Ok((Arc::new(store), Path::default()));
+            }
             Ok((Arc::new(LocalStore::new(store)), Path::default()))
         }
         StoreUrl::Memory => Ok((Arc::new(InMemory::new()), Path::default())),

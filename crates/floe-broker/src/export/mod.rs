@@ -235,7 +235,7 @@ impl Broker {
             return Ok(destination.clone());
         }
         let parsed = StoreUrl::parse(url)?;
-        let (store, prefix) = open_store_with(&parsed, &exporter.s3)?;
+        let (store, prefix) = open_store_with(&parsed, &exporter.s3, false)?;
         let destination = Destination { store, prefix };
         exporter
             .destinations

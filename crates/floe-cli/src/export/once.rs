@@ -324,7 +324,7 @@ impl Destination {
                 "--out {url}: memory:// is gone when floe exits; use file://DIR or s3://BUCKET/PREFIX"
             );
         }
-        let (store, prefix) = open_store_with(&parsed, &S3Options::default())
+        let (store, prefix) = open_store_with(&parsed, &S3Options::default(), false)
             .map_err(|error| anyhow!("--out {url}: {error}"))?;
         let destination = Self {
             url: url.to_owned(),

@@ -551,12 +551,19 @@ impl Driver {
                         for (submission, result) in answered {
                             if let Ok(committed) = &result {
                                 let index = committed.index;
-                                let _ = tokio::time::timeout(
+                                let caught_up = tokio::time::timeout(
                                     Duration::from_secs(5),
                                     applied.wait_for(|applied| *applied >= index),
                                 )
                                 .await;
-                                metrics.caught_up(answered_at.elapsed());
+                                match caught_up {
+                                    Ok(Ok(_)) => metrics.caught_up(answered_at.elapsed()),
+                                    _ => tracing::warn!(
+                                        index,
+                                        "this broker's replica did not apply a committed \
+                                         command within 5 s; answering without it"
+                                    ),
+                                }
                             }
                             let _ = submission.reply.send(result.map_err(SequencerError::from));
                         }
