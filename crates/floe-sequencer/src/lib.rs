@@ -41,7 +41,7 @@ pub use embedded::FileLog;
 pub use error::{ApplyError, LogError, SequencerError};
 pub use log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 pub use membership::{FEATURES, Identity, LeaderInfo, Member, Membership, Mode, all_have};
-pub use memory::MemoryLog;
+pub use memory::{MemoryLog, MemorySnapshots};
 pub use replica::ApplyObserver;
 pub use sequencer::{Sequencer, SequencerOptions};
 pub use settings::{ClusterSettings, EtcdTls};

@@ -1,8 +1,13 @@
-//! An in-memory log for unit tests: same contract, no durability across processes.
+//! An in-memory log and snapshot store for unit tests: same contracts, no durability
+//! across processes.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::cluster::SnapshotStore;
 use crate::error::LogError;
 use crate::log::{Fence, LogBackend, LogEntry, Recovery, Snapshot};
 
@@ -89,5 +94,43 @@ mod tests {
     #[tokio::test]
     async fn conformance_snapshots() {
         conformance::snapshots_restore_state(factory()).await;
+    }
+}
+
+/// Snapshots in process memory, keyed as the object store keys them (the index first, so
+/// `list` can read it back).
+#[derive(Debug, Default)]
+pub struct MemorySnapshots {
+    objects: Mutex<HashMap<String, Bytes>>,
+}
+
+#[async_trait]
+impl SnapshotStore for MemorySnapshots {
+    async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError> {
+        let key = format!("{index:020}-{}", ulid::Ulid::new());
+        self.objects.lock().insert(key.clone(), state);
+        Ok(key)
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, LogError> {
+        self.objects
+            .lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| LogError::Corrupt(format!("no snapshot {key}")))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LogError> {
+        self.objects.lock().remove(key);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<(u64, String)>, LogError> {
+        Ok(self
+            .objects
+            .lock()
+            .keys()
+            .filter_map(|key| Some((key.split('-').next()?.parse().ok()?, key.clone())))
+            .collect())
     }
 }

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use floe_core::{SystemClock, TopicConfig};
 use floe_sequencer::{
-    ClusterOptions, Committed, ForwardedCommand, Forwarder, Identity, LeaderInfo, LogError,
-    ProducerTag, RemoteError, Sequencer, SequencerOptions, SnapshotStore,
+    ClusterOptions, Committed, ForwardedCommand, Forwarder, Identity, LeaderInfo, MemorySnapshots,
+    ProducerTag, RemoteError, Sequencer, SequencerOptions,
 };
 use floe_storage::SegmentStore;
 use object_store::memory::InMemory;
@@ -301,43 +301,6 @@ async fn relay(
         _ = up => {}
         _ = down => {}
         _ = cuts.changed() => {}
-    }
-}
-
-/// Snapshots in process memory.
-#[derive(Debug, Default)]
-struct MemorySnapshots {
-    objects: Mutex<HashMap<String, Bytes>>,
-}
-
-#[async_trait]
-impl SnapshotStore for MemorySnapshots {
-    async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError> {
-        let key = format!("{index:020}-{}", ulid::Ulid::new());
-        self.objects.lock().insert(key.clone(), state);
-        Ok(key)
-    }
-
-    async fn get(&self, key: &str) -> Result<Bytes, LogError> {
-        self.objects
-            .lock()
-            .get(key)
-            .cloned()
-            .ok_or_else(|| LogError::Corrupt(format!("no snapshot {key}")))
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), LogError> {
-        self.objects.lock().remove(key);
-        Ok(())
-    }
-
-    async fn list(&self) -> Result<Vec<(u64, String)>, LogError> {
-        Ok(self
-            .objects
-            .lock()
-            .keys()
-            .filter_map(|key| Some((key.split('-').next()?.parse().ok()?, key.clone())))
-            .collect())
     }
 }
 

@@ -13,44 +13,10 @@ use floe_core::SystemClock;
 use super::*;
 use crate::conformance;
 use crate::log::LogBackend;
+use crate::memory::MemorySnapshots;
 use crate::open_cluster;
 use crate::sequencer::Sequencer;
 use crate::state::Outcome;
-
-/// Snapshots in process memory.
-#[derive(Debug, Default)]
-pub(crate) struct MemorySnapshots {
-    objects: Mutex<HashMap<String, Bytes>>,
-}
-
-#[async_trait]
-impl SnapshotStore for MemorySnapshots {
-    async fn put(&self, index: u64, state: Bytes) -> Result<String, LogError> {
-        let key = format!("{index:020}-{}", ulid::Ulid::new());
-        self.objects.lock().insert(key.clone(), state);
-        Ok(key)
-    }
-    async fn get(&self, key: &str) -> Result<Bytes, LogError> {
-        self.objects
-            .lock()
-            .get(key)
-            .cloned()
-            .ok_or_else(|| LogError::Corrupt(format!("no snapshot {key}")))
-    }
-    async fn delete(&self, key: &str) -> Result<(), LogError> {
-        self.objects.lock().remove(key);
-        Ok(())
-    }
-
-    async fn list(&self) -> Result<Vec<(u64, String)>, LogError> {
-        Ok(self
-            .objects
-            .lock()
-            .keys()
-            .filter_map(|key| Some((key.split('-').next()?.parse().ok()?, key.clone())))
-            .collect())
-    }
-}
 
 /// Forwards to sequencers in this process, by broker id.
 #[derive(Debug, Default)]
