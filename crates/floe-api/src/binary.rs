@@ -60,7 +60,9 @@ pub enum FramingError {
 }
 
 pub fn encode_produce(records: &[BinaryRecord]) -> Bytes {
-    let mut out = BytesMut::new();
+    // Sized exactly up front: a request of 100 KiB grown by doubling copied itself 7 times.
+    let mut out =
+        BytesMut::with_capacity(4 + records.iter().map(|r| 12 + body_len(r)).sum::<usize>());
     out.put_u32(records.len() as u32);
     for record in records {
         out.put_i32(record.partition.map_or(-1, |p| p as i32));
@@ -120,7 +122,8 @@ pub fn decode_produce(
 }
 
 pub fn encode_fetch(fetch: &BinaryFetch) -> Bytes {
-    let mut out = BytesMut::new();
+    let records: usize = fetch.records.iter().map(|r| 16 + body_len(r)).sum();
+    let mut out = BytesMut::with_capacity(28 + records);
     out.put_u64(fetch.next_offset);
     out.put_u64(fetch.high_watermark);
     out.put_u64(fetch.log_start_offset);
@@ -156,6 +159,19 @@ pub fn decode_fetch(mut body: Bytes) -> Result<BinaryFetch, FramingError> {
         log_start_offset,
         records,
     })
+}
+
+/// The bytes [`put_record_body`] writes for `record`.
+fn body_len(record: &BinaryRecord) -> usize {
+    let bytes = |value: Option<&[u8]>| 4 + value.map_or(0, <[u8]>::len);
+    bytes(record.key.as_deref())
+        + bytes(record.value.as_deref())
+        + 2
+        + record
+            .headers
+            .iter()
+            .map(|(name, value)| 2 + name.len() + bytes(value.as_deref()))
+            .sum::<usize>()
 }
 
 fn put_record_body(out: &mut BytesMut, record: &BinaryRecord) {
@@ -292,6 +308,16 @@ mod tests {
             decode_produce(Bytes::from(longer), usize::MAX),
             Err(FramingError::TrailingBytes(1))
         );
+    }
+
+    /// The encoders size their buffer from `body_len`: it must be what is written.
+    #[test]
+    fn body_len_is_what_a_record_body_takes() {
+        for record in sample() {
+            let mut out = BytesMut::new();
+            put_record_body(&mut out, &record);
+            assert_eq!(body_len(&record), out.len(), "{record:?}");
+        }
     }
 
     #[test]

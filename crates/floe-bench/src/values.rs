@@ -17,26 +17,36 @@ fn filler(pool: &[u8], body: usize, sequence: u64) -> &[u8] {
 /// A binary value: the stamp, then random bytes.
 pub fn binary(pool: &[u8], size: usize, stamp: u64, sequence: u64) -> Bytes {
     let mut value = BytesMut::with_capacity(size);
-    value.put_u64_le(stamp);
-    value.put_u64_le(sequence);
-    value.put_slice(filler(pool, size - STAMP, sequence));
+    put_binary(&mut value, pool, size, stamp, sequence);
     value.freeze()
+}
+
+/// Writes a binary value of `size` bytes to `out`.
+pub fn put_binary(out: &mut BytesMut, pool: &[u8], size: usize, stamp: u64, sequence: u64) {
+    out.put_u64_le(stamp);
+    out.put_u64_le(sequence);
+    out.put_slice(filler(pool, size - STAMP, sequence));
 }
 
 /// A value of `size` printable ASCII bytes (JSON needs no escapes for it): the stamp and
 /// sequence in decimal, then letters and digits drawn from `pool`.
 pub fn text(pool: &[u8], size: usize, stamp: u64, sequence: u64) -> Bytes {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut value = BytesMut::with_capacity(size);
+    put_text(&mut value, pool, size, stamp, sequence);
+    value.freeze()
+}
+
+/// Writes a text value of `size` bytes to `out`.
+pub fn put_text(out: &mut BytesMut, pool: &[u8], size: usize, stamp: u64, sequence: u64) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let head = format!("{stamp}.{sequence}.");
-    value.put_slice(&head.as_bytes()[..head.len().min(size)]);
-    let body = size - value.len();
-    value.extend(
-        filler(pool, body, sequence)
+    let head = &head.as_bytes()[..head.len().min(size)];
+    out.put_slice(head);
+    out.extend(
+        filler(pool, size - head.len(), sequence)
             .iter()
             .map(|byte| ALPHABET[usize::from(byte & 63)]),
     );
-    value.freeze()
 }
 
 #[cfg(test)]

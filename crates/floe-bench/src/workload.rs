@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -556,17 +556,23 @@ impl Producer {
         result
     }
 
+    /// One request's values: written into one buffer and handed out as slices of it, so
+    /// the load generator makes one allocation per request rather than one per record.
     fn values(&self, intended: Instant, sequence: &mut u64) -> Vec<Bytes> {
         let size = self.args.record_size as usize;
+        let count = self.args.batch as usize;
         let stamp = self.clock.us(intended);
-        (0..self.args.batch)
-            .map(|_| {
-                *sequence += 1;
-                match self.args.body {
-                    Body::Binary => values::binary(&self.pool, size, stamp, *sequence),
-                    Body::Json => values::text(&self.pool, size, stamp, *sequence),
-                }
-            })
+        let mut all = BytesMut::with_capacity(size * count);
+        for _ in 0..count {
+            *sequence += 1;
+            match self.args.body {
+                Body::Binary => values::put_binary(&mut all, &self.pool, size, stamp, *sequence),
+                Body::Json => values::put_text(&mut all, &self.pool, size, stamp, *sequence),
+            }
+        }
+        let all = all.freeze();
+        (0..count)
+            .map(|index| all.slice(index * size..(index + 1) * size))
             .collect()
     }
 }

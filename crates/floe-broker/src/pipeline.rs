@@ -17,6 +17,7 @@ use floe_sequencer::{
 use floe_storage::{ReadCache, SegmentStore, StorageError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use object_store::PutPayload;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -94,7 +95,8 @@ struct OpenSegment {
 #[derive(Debug)]
 struct SealedSegment {
     id: SegmentId,
-    bytes: Bytes,
+    /// The object as its parts: header, the requests' batches uncopied, footer.
+    payload: PutPayload,
     entries: Vec<BatchEntry>,
     waiters: Vec<Waiter>,
     fence: Option<Fence>,
@@ -237,11 +239,11 @@ impl Pipeline {
             open.opened = Some(Instant::now());
         }
         let first = open.builder.entries().len();
-        for batch in &batches {
+        for batch in batches {
             open.builder.append_batch(
                 batch.topic_id,
                 batch.partition,
-                &batch.bytes,
+                batch.bytes,
                 batch.record_count,
                 batch.first_timestamp,
                 batch.max_timestamp,
@@ -326,15 +328,22 @@ impl Shared {
             );
         }
         self.latency.sealed(reason).inc();
-        let (bytes, entries) = full.builder.finish();
+        let (parts, entries) = full.builder.finish_parts();
+        let payload = PutPayload::from_iter(parts);
         let id = SegmentId::generate();
-        let span = segment_span(&full.waiters, id, bytes.len(), entries.len(), reason);
+        let span = segment_span(
+            &full.waiters,
+            id,
+            payload.content_length(),
+            entries.len(),
+            reason,
+        );
         for waiter in &full.waiters {
             waiter.span.record("segment", tracing::field::display(id));
         }
         let segment = SealedSegment {
             id,
-            bytes,
+            payload,
             entries,
             waiters: full.waiters,
             fence: full.fence,
@@ -512,7 +521,8 @@ impl Flusher {
             std::process::abort();
         }
         // Readers of this segment on this broker, the tail consumers above all, need no GET.
-        self.cache.insert_segment(segment.id, &segment.bytes);
+        self.cache
+            .insert_segment(segment.id, segment.payload.as_ref());
         let guards = segment
             .waiters
             .iter()
@@ -600,7 +610,7 @@ async fn upload(
         &latency.upload_queue,
         started.saturating_duration_since(segment.sealed_at),
     );
-    let result = store.upload(segment.id, &segment.bytes).await;
+    let result = store.upload(segment.id, &segment.payload).await;
     observe(&latency.upload, started.elapsed());
     (segment, result, Instant::now())
 }

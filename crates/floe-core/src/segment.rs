@@ -72,10 +72,15 @@ pub enum SegmentError {
     },
 }
 
-/// Accumulates batches into one segment object.
+/// Accumulates batches into one segment object. The batches are kept as they were
+/// encoded, not copied into one buffer: a finished segment is its parts (header, each
+/// batch, footer and trailer), which an upload writes in order
+/// ([`SegmentBuilder::finish_parts`]).
 #[derive(Debug)]
 pub struct SegmentBuilder {
-    buffer: BytesMut,
+    parts: Vec<Bytes>,
+    /// Bytes in `parts`: the header and the batches.
+    len: usize,
     entries: Vec<BatchEntry>,
 }
 
@@ -87,23 +92,25 @@ impl Default for SegmentBuilder {
 
 impl SegmentBuilder {
     pub fn new() -> Self {
-        let mut buffer = BytesMut::with_capacity(64 * 1024);
-        buffer.put_slice(&SEGMENT_MAGIC);
-        buffer.put_u16(FORMAT_VERSION);
-        buffer.put_u16(0);
-        buffer.put_u32(HEADER_LEN as u32);
+        let mut header = BytesMut::with_capacity(HEADER_LEN);
+        header.put_slice(&SEGMENT_MAGIC);
+        header.put_u16(FORMAT_VERSION);
+        header.put_u16(0);
+        header.put_u32(HEADER_LEN as u32);
         Self {
-            buffer,
+            parts: vec![header.freeze()],
+            len: HEADER_LEN,
             entries: Vec::new(),
         }
     }
 
-    /// Appends an encoded batch and returns its footer entry.
+    /// Appends an encoded batch and returns its footer entry. The segment keeps `batch`
+    /// itself (a reference count, not a copy).
     pub fn append_batch(
         &mut self,
         topic_id: TopicId,
         partition: u32,
-        batch: &[u8],
+        batch: Bytes,
         record_count: u32,
         first_timestamp: i64,
         max_timestamp: i64,
@@ -111,21 +118,24 @@ impl SegmentBuilder {
         let entry = BatchEntry {
             topic_id,
             partition,
-            byte_offset: self.buffer.len() as u64,
+            byte_offset: self.len as u64,
             length: u32::try_from(batch.len()).expect("batches are bounded far below 4 GiB"),
             record_count,
             first_timestamp,
             max_timestamp,
-            crc32c: crc32c::crc32c(batch),
+            crc32c: crc32c::crc32c(&batch),
         };
-        self.buffer.put_slice(batch);
+        self.len += batch.len();
+        if !batch.is_empty() {
+            self.parts.push(batch);
+        }
         self.entries.push(entry);
         entry
     }
 
     /// Bytes written so far, before the footer.
     pub fn len(&self) -> usize {
-        self.buffer.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,26 +146,39 @@ impl SegmentBuilder {
         &self.entries
     }
 
-    /// Writes footer and trailer and returns the object bytes with the index.
-    pub fn finish(mut self) -> (Bytes, Vec<BatchEntry>) {
-        let footer_start = self.buffer.len();
-        self.buffer.put_u32(self.entries.len() as u32);
-        for entry in &self.entries {
-            self.buffer.put_u64(entry.topic_id.0);
-            self.buffer.put_u32(entry.partition);
-            self.buffer.put_u64(entry.byte_offset);
-            self.buffer.put_u32(entry.length);
-            self.buffer.put_u32(entry.record_count);
-            self.buffer.put_i64(entry.first_timestamp);
-            self.buffer.put_i64(entry.max_timestamp);
-            self.buffer.put_u32(entry.crc32c);
+    /// Writes footer and trailer and returns the object's bytes, joined into one buffer
+    /// (a copy), with the index.
+    pub fn finish(self) -> (Bytes, Vec<BatchEntry>) {
+        let (parts, entries) = self.finish_parts();
+        let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for part in &parts {
+            joined.put_slice(part);
         }
-        let footer_len = self.buffer.len() - footer_start;
-        let footer_crc = crc32c::crc32c(&self.buffer[footer_start..]);
-        self.buffer.put_u32(footer_len as u32);
-        self.buffer.put_u32(footer_crc);
-        self.buffer.put_slice(&TRAILER_MAGIC);
-        (self.buffer.freeze(), self.entries)
+        (joined.freeze(), entries)
+    }
+
+    /// Writes footer and trailer and returns the object as its parts, in order, with the
+    /// index. Nothing is copied: the batches are the ones appended.
+    pub fn finish_parts(mut self) -> (Vec<Bytes>, Vec<BatchEntry>) {
+        let mut footer = BytesMut::with_capacity(4 + ENTRY_LEN * self.entries.len() + TRAILER_LEN);
+        footer.put_u32(self.entries.len() as u32);
+        for entry in &self.entries {
+            footer.put_u64(entry.topic_id.0);
+            footer.put_u32(entry.partition);
+            footer.put_u64(entry.byte_offset);
+            footer.put_u32(entry.length);
+            footer.put_u32(entry.record_count);
+            footer.put_i64(entry.first_timestamp);
+            footer.put_i64(entry.max_timestamp);
+            footer.put_u32(entry.crc32c);
+        }
+        let footer_len = footer.len();
+        let footer_crc = crc32c::crc32c(&footer);
+        footer.put_u32(footer_len as u32);
+        footer.put_u32(footer_crc);
+        footer.put_slice(&TRAILER_MAGIC);
+        self.parts.push(footer.freeze());
+        (self.parts, self.entries)
     }
 }
 

@@ -244,7 +244,7 @@ fn a_segment_of_kafka_batches_decodes_to_kafka_records() {
         builder.append_batch(
             TopicId(9),
             partition as u32,
-            &bytes,
+            bytes,
             vector.records.len() as u32,
             vector.records[0].timestamp_ms,
             timestamps.max().expect("records"),

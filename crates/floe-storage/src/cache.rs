@@ -434,16 +434,42 @@ impl ReadCache {
     }
 
     /// Puts a segment this broker just uploaded into the cache, so reads of it need no GET.
-    pub fn insert_segment(&self, segment: SegmentId, bytes: &Bytes) {
+    /// Caches a whole segment, given as its parts in order (a segment the broker built is
+    /// its header, its batches and its footer; one read back is a single part).
+    pub fn insert_segment(&self, segment: SegmentId, parts: &[Bytes]) {
         let inner = &self.inner;
-        let mut written = 0;
-        for (index, chunk) in bytes.chunks(inner.block_bytes as usize).enumerate() {
-            // A copy, so an evicted block frees its memory even while neighbours stay.
-            let block = Block(Bytes::copy_from_slice(chunk));
-            inner.cache.insert(key(segment, index as u64), block);
-            written += 1;
+        let block_bytes = inner.block_bytes as usize;
+        let mut remaining: usize = parts.iter().map(Bytes::len).sum();
+        // Each block is a copy, so an evicted block frees its memory even while its
+        // neighbours stay; a block may gather the ends of several parts.
+        let mut block = BytesMut::with_capacity(block_bytes.min(remaining));
+        let mut index = 0u64;
+        for part in parts {
+            let mut rest = &part[..];
+            while !rest.is_empty() {
+                let take = rest.len().min(block_bytes - block.len());
+                block.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                remaining -= take;
+                if block.len() == block_bytes {
+                    let full = std::mem::replace(
+                        &mut block,
+                        BytesMut::with_capacity(block_bytes.min(remaining)),
+                    );
+                    inner
+                        .cache
+                        .insert(key(segment, index), Block(full.freeze()));
+                    index += 1;
+                }
+            }
         }
-        inner.metrics.blocks_written.inc_by(written);
+        if !block.is_empty() {
+            inner
+                .cache
+                .insert(key(segment, index), Block(block.freeze()));
+            index += 1;
+        }
+        inner.metrics.blocks_written.inc_by(index);
     }
 
     pub fn stats(&self) -> CacheStats {

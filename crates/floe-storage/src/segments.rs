@@ -155,12 +155,12 @@ impl SegmentStore {
     /// Uploads a finished object exactly once, whatever happens to responses: a
     /// create-only put, retried per [`UPLOAD_ATTEMPTS`]; an object already there with the
     /// same length counts as landed (an earlier attempt's answer was lost), anything else
-    /// there is an error, never overwritten.
-    pub async fn upload(&self, id: SegmentId, bytes: &Bytes) -> Result<(), StorageError> {
+    /// there is an error, never overwritten. The object is `payload`'s parts in order.
+    pub async fn upload(&self, id: SegmentId, payload: &PutPayload) -> Result<(), StorageError> {
         let mut backoff = UPLOAD_FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            let put = self.put_segment(id, bytes.clone());
+            let put = self.put_segment(id, payload.clone());
             let result = match tokio::time::timeout(self.attempt_timeout, put).await {
                 Ok(result) => result,
                 Err(_) => Err(StorageError::Timeout {
@@ -172,7 +172,7 @@ impl SegmentStore {
                 Ok(()) => return Ok(()),
                 Err(StorageError::AlreadyExists(_)) => {
                     return match self.segment_len(id).await {
-                        Ok(len) if len == bytes.len() as u64 => Ok(()),
+                        Ok(len) if len == payload.content_length() as u64 => Ok(()),
                         _ => Err(StorageError::AlreadyExists(id)),
                     };
                 }
@@ -193,13 +193,17 @@ impl SegmentStore {
 
     /// Uploads a finished segment with a create-only put: an existing object is never
     /// overwritten.
-    pub async fn put_segment(&self, id: SegmentId, bytes: Bytes) -> Result<(), StorageError> {
+    pub async fn put_segment(
+        &self,
+        id: SegmentId,
+        payload: impl Into<PutPayload>,
+    ) -> Result<(), StorageError> {
         let location = keys::segment(&self.prefix, id);
         let options = PutOptions::from(PutMode::Create);
         self.puts.inc();
         match self
             .store
-            .put_opts(&location, PutPayload::from(bytes), options)
+            .put_opts(&location, payload.into(), options)
             .await
         {
             Ok(_) => Ok(()),

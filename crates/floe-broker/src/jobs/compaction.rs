@@ -28,6 +28,7 @@ use floe_sequencer::{
 };
 use floe_storage::ReadCause;
 use futures::StreamExt;
+use object_store::PutPayload;
 use tokio::sync::watch;
 
 use super::JobOptions;
@@ -246,7 +247,7 @@ pub(crate) fn plan(
     Some(make(PlanKind::Flush, first..end, FLUSH_LEVEL + 1))
 }
 
-/// The new object's bytes and its index entries, tiling `from..to` exactly.
+/// The new object, as its parts, and its index entries, tiling `from..to` exactly.
 pub(crate) fn rewrite(
     records: Vec<(u64, Record)>,
     span: std::ops::Range<u64>,
@@ -254,7 +255,7 @@ pub(crate) fn rewrite(
     config: &TopicConfig,
     plan: &Plan,
     batch_bytes: usize,
-) -> Result<(Bytes, Vec<Replacement>), BrokerError> {
+) -> Result<(PutPayload, Vec<Replacement>), BrokerError> {
     let kept: Vec<(u64, Record)> = if plan.dedupe {
         let mut newest: HashMap<Bytes, u64> = HashMap::new();
         for (offset, record) in &records {
@@ -335,7 +336,7 @@ pub(crate) fn rewrite(
         let entry = builder.append_batch(
             place.0,
             place.1,
-            &encoded,
+            encoded,
             offset_count,
             first_timestamp,
             max_timestamp,
@@ -350,8 +351,8 @@ pub(crate) fn rewrite(
             crc32c: entry.crc32c,
         });
     }
-    let (bytes, _) = builder.finish();
-    Ok((bytes, replacements))
+    let (parts, _) = builder.finish_parts();
+    Ok((PutPayload::from_iter(parts), replacements))
 }
 
 impl Broker {
@@ -517,7 +518,7 @@ impl Broker {
         let span = first_base..PartitionState::batch_end(last_base, &last);
         let batch_bytes = self.inner.job_options.compaction_batch_bytes;
         let (config_owned, plan_owned) = (config.clone(), plan.clone());
-        let (bytes, batches) = tokio::task::spawn_blocking(move || {
+        let (payload, batches) = tokio::task::spawn_blocking(move || {
             let records = inputs.into_iter().flatten().collect();
             rewrite(
                 records,
@@ -530,10 +531,11 @@ impl Broker {
         })
         .await
         .map_err(|error| BrokerError::Corrupt(format!("compaction task: {error}")))??;
-        self.pace(bytes.len() as u64).await;
+        let written = payload.content_length() as u64;
+        self.pace(written).await;
         let segment = SegmentId::generate();
-        self.inner.store.upload(segment, &bytes).await?;
-        counters.compaction_bytes_written.inc_by(bytes.len() as u64);
+        self.inner.store.upload(segment, &payload).await?;
+        counters.compaction_bytes_written.inc_by(written);
         let command = Command::ReplaceBatches {
             at_ms: self.inner.clock.now_ms(),
             topic_id,
@@ -557,7 +559,7 @@ impl Broker {
                 counter.inc();
                 tracing::debug!(
                     %topic_id, partition, %segment, kind = ?plan.kind,
-                    replaced = plan.run.len(), bytes_in, bytes_out = bytes.len(),
+                    replaced = plan.run.len(), bytes_in, bytes_out = written,
                     "compacted"
                 );
                 Ok(())

@@ -344,7 +344,7 @@ async fn orphans_are_swept_and_can_never_be_committed_after() {
     )
     .expect("encode");
     let topic_id = broker.sequencer().read(|s| s.topic("o").expect("topic").id);
-    builder.append_batch(topic_id, 0, &batch, 1, 1, 1);
+    builder.append_batch(topic_id, 0, batch, 1, 1, 1);
     let (bytes, entries) = builder.finish();
     let orphan = SegmentId::generate();
     broker

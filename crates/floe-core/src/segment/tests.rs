@@ -47,7 +47,7 @@ fn test_vector_segment() -> (Bytes, Vec<BatchEntry>) {
         builder.append_batch(
             TopicId(7),
             partition,
-            &bytes,
+            bytes,
             records.len() as u32,
             first_ts,
             max_ts,
@@ -163,11 +163,42 @@ fn the_smallest_segment_holds_no_batches_and_anything_shorter_is_refused() {
 fn the_builder_reports_what_it_holds() {
     let (segment, entries) = test_vector_segment();
     let mut builder = SegmentBuilder::new();
-    let first = &segment[entries[0].byte_offset as usize..][..entries[0].length as usize];
-    let entry = builder.append_batch(TopicId(7), 0, first, 2, 1, 2);
+    let start = entries[0].byte_offset as usize;
+    let first = segment.slice(start..start + entries[0].length as usize);
+    let entry = builder.append_batch(TopicId(7), 0, first.clone(), 2, 1, 2);
     assert!(!builder.is_empty());
     assert_eq!(builder.len(), HEADER_LEN + first.len());
     assert_eq!(builder.entries(), &[entry]);
+}
+
+/// The parts are the header, each batch as appended (the same memory, not a copy), and
+/// the footer with the trailer; in order they are the joined object byte for byte.
+#[test]
+fn a_segment_is_its_parts_in_order_and_keeps_its_batches_uncopied() {
+    let (segment, entries) = test_vector_segment();
+    let mut builder = SegmentBuilder::new();
+    let mut batches = Vec::new();
+    for entry in &entries {
+        let start = entry.byte_offset as usize;
+        let batch = segment.slice(start..start + entry.length as usize);
+        builder.append_batch(
+            entry.topic_id,
+            entry.partition,
+            batch.clone(),
+            entry.record_count,
+            entry.first_timestamp,
+            entry.max_timestamp,
+        );
+        batches.push(batch);
+    }
+    let (parts, rebuilt) = builder.finish_parts();
+    assert_eq!(rebuilt, entries);
+    assert_eq!(parts.len(), entries.len() + 2);
+    assert_eq!(parts[0].len(), HEADER_LEN);
+    for (part, batch) in parts[1..].iter().zip(&batches) {
+        assert_eq!(part.as_ptr(), batch.as_ptr(), "a batch was copied");
+    }
+    assert_eq!(parts.concat(), segment.to_vec());
 }
 
 #[test]
@@ -221,7 +252,7 @@ fn an_entry_covers_at_least_its_batch() {
         crate::batch::encode_batch_at(&records, Compression::None, TimestampType::CreateTime)
             .expect("encode");
     let mut builder = SegmentBuilder::new();
-    builder.append_batch(TopicId(1), 0, &sparse, 10, 1, 2);
+    builder.append_batch(TopicId(1), 0, sparse, 10, 1, 2);
     let (segment, _) = builder.finish();
     assert!(decode_segment(&segment).is_ok());
     assert!(matches!(

@@ -220,12 +220,31 @@ async fn a_written_segment_is_read_without_a_get() {
     let data = pattern(2 * MIB + 77, 3);
     let id = fixture.segment(&data).await;
     let cache = fixture.cache(&small(64 * MIB)).await;
-    cache.insert_segment(id, &data);
+    // As the pipeline gives it: parts that straddle the block boundaries.
+    let len = data.len();
+    let cuts = [
+        0,
+        16,
+        100,
+        MIB as usize + 5,
+        MIB as usize + 5,
+        2 * MIB as usize,
+        len,
+    ];
+    let parts: Vec<Bytes> = cuts.windows(2).map(|w| data.slice(w[0]..w[1])).collect();
+    cache.insert_segment(id, &parts);
     let read = cache
         .read(id, 10..2 * MIB + 77, 0, ReadCause::Fetch)
         .await
         .expect("read");
     assert_eq!(read, data.slice(10..));
+    for (start, end) in [(0, MIB), (MIB - 3, MIB + 9), (2 * MIB, 2 * MIB + 77)] {
+        let read = cache
+            .read(id, start..end, 0, ReadCause::Fetch)
+            .await
+            .expect("read");
+        assert_eq!(read, data.slice(start as usize..end as usize));
+    }
     assert_eq!(fixture.counting.gets(), 0);
     assert_eq!(cache.stats().blocks_written, 3);
 }
