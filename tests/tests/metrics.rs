@@ -167,6 +167,14 @@ async fn metrics_parse_and_keep_every_name() {
         let sample = format!("floe_fetch_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(count(&sample).await >= 1.0, "{sample}");
     }
+    // Long-poll wake-ups are exported from the start, every cause and outcome.
+    for cause in ["partition", "broadcast", "recheck"] {
+        for found in ["records", "nothing"] {
+            let sample = format!("floe_fetch_wakeups_total{{cause=\"{cause}\",found=\"{found}\"}}");
+            let value = floe_tests::metric_at(&server.url, &sample).await;
+            assert!(value.is_some(), "{sample}");
+        }
+    }
     // Every request by its route's template: the three produces, and the scrape that
     // asked for /metrics before this one.
     let produces =

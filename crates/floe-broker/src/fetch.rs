@@ -130,6 +130,8 @@ impl Broker {
         // The object a read found gone from the store, and until when to wait for the
         // state to move past it.
         let mut vanished: Option<(floe_core::SegmentId, Instant)> = None;
+        // What ended the last wait, until the look after it says whether it found records.
+        let mut woken: Option<crate::wakeups::Woken> = None;
         loop {
             // Mark the current version seen before reading, so a commit landing between the
             // read and the wait still wakes us.
@@ -183,6 +185,9 @@ impl Broker {
                 }
             }
             if offset < view.high_watermark {
+                if let Some(cause) = woken.take() {
+                    self.inner.latency.woken(cause, true).inc();
+                }
                 let reservation = budget
                     .map(|budget| budget.try_reserve(request.max_bytes))
                     .transpose()
@@ -247,6 +252,9 @@ impl Broker {
                 };
                 Ok((result, None))
             };
+            if let Some(cause) = woken.take() {
+                self.inner.latency.woken(cause, false).inc();
+            }
             if Instant::now() >= deadline {
                 return nothing(view);
             }
@@ -267,9 +275,11 @@ impl Broker {
             // Commits to this partition wake the wait; a look every second also covers a
             // replica that jumped ahead by installing a snapshot, which no commit announces.
             let next_look = deadline.min(Instant::now() + RECHECK_WHILE_WAITING);
-            if !waiter.wait(next_look).await && Instant::now() >= deadline {
-                return nothing(view);
-            }
+            woken = match waiter.wait(next_look).await {
+                Some(cause) => Some(cause),
+                None if Instant::now() >= deadline => return nothing(view),
+                None => Some(crate::wakeups::Woken::Recheck),
+            };
         }
     }
 

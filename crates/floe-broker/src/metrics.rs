@@ -17,9 +17,11 @@ use prometheus_client::registry::Registry;
 
 use crate::Broker;
 use crate::jobs::StoreFootprint;
+use crate::wakeups::Woken;
 
 type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
 type ReasonFamily = Family<[(&'static str, &'static str); 1], Counter>;
+type WakeupFamily = Family<[(&'static str, &'static str); 2], Counter>;
 
 /// Why a segment was sealed, the `reason` of `floe_segments_sealed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,8 @@ pub(crate) struct LatencyMetrics {
     pub fetch_encode: Histogram,
     /// Segments sealed, by reason.
     sealed: ReasonFamily,
+    /// Waiting fetches woken, by cause and by whether the look after found records.
+    wakeups: WakeupFamily,
 }
 
 impl Default for LatencyMetrics {
@@ -136,8 +140,24 @@ impl Default for LatencyMetrics {
                 }
                 sealed
             },
+            wakeups: {
+                let wakeups = WakeupFamily::default();
+                for cause in Woken::ALL {
+                    for found in [true, false] {
+                        let _ = wakeups.get_or_create(&wakeup_labels(cause, found));
+                    }
+                }
+                wakeups
+            },
         }
     }
+}
+
+fn wakeup_labels(cause: Woken, found: bool) -> [(&'static str, &'static str); 2] {
+    [
+        ("cause", cause.label()),
+        ("found", if found { "records" } else { "nothing" }),
+    ]
 }
 
 impl LatencyMetrics {
@@ -145,6 +165,14 @@ impl LatencyMetrics {
     pub(crate) fn sealed(&self, reason: SealReason) -> Counter {
         self.sealed
             .get_or_create(&[("reason", reason.label())])
+            .clone()
+    }
+
+    /// The counter of waiting fetches woken by `cause` whose next look found records
+    /// (`found`) or nothing.
+    pub(crate) fn woken(&self, cause: Woken, found: bool) -> Counter {
+        self.wakeups
+            .get_or_create(&wakeup_labels(cause, found))
             .clone()
     }
 }
@@ -220,6 +248,13 @@ impl Broker {
             "Fetch stages: index (finding the batches), read (cache, disk or store, CRC \
              checks), decode (into records), encode (the answer's body)",
             latency.fetch_stages.clone(),
+        );
+        registry.register(
+            "floe_fetch_wakeups",
+            "Waiting fetches (long-polls, event streams) woken before their deadline, by cause \
+             (partition: a commit to it; broadcast: a command that may move any partition; \
+             recheck: the periodic look) and by whether the look after found records",
+            latency.wakeups.clone(),
         );
         self.inner.sequencer.register_metrics(registry);
         self.inner.job_counters.register(registry);

@@ -7,6 +7,7 @@ use floe_sequencer::{Identity, MemoryLog, Sequencer, SequencerOptions};
 use floe_storage::{SegmentStore, StoreUrl, open_store};
 
 use super::*;
+use crate::wakeups::Woken;
 
 /// A read cache in memory only, over `store`.
 pub(crate) async fn cache(store: SegmentStore) -> ReadCache {
@@ -149,6 +150,13 @@ async fn long_poll_wakes_on_commit() {
         }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // Another topic's creation may move any partition's view: it wakes the wait, which
+    // finds nothing and waits on.
+    broker
+        .create_topic("other", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_millis(50)).await;
     broker
         .produce("t", vec![record(None, None, "wake")])
         .await
@@ -159,6 +167,12 @@ async fn long_poll_wakes_on_commit() {
         .expect("task")
         .expect("fetch");
     assert_eq!(fetched.records.len(), 1);
+    let woken = |cause, found| broker.inner.latency.woken(cause, found).get();
+    assert_eq!(woken(Woken::Partition, true), 1);
+    assert_eq!(woken(Woken::Partition, false), 0);
+    assert!(woken(Woken::Broadcast, false) >= 1);
+    assert_eq!(woken(Woken::Broadcast, true), 0);
+    assert_eq!(woken(Woken::Recheck, true), 0);
     broker.shutdown().await;
 }
 

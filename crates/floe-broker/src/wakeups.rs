@@ -65,15 +65,42 @@ impl Waiter {
     }
 
     /// Waits for a commit to the partition (or a change to everyone) until `deadline`.
-    /// Returns false when the deadline passed.
-    pub(crate) async fn wait(&mut self, deadline: Instant) -> bool {
+    /// Returns what woke it, or `None` when the deadline passed.
+    pub(crate) async fn wait(&mut self, deadline: Instant) -> Option<Woken> {
         let woken = async {
             tokio::select! {
-                changed = self.partition.changed() => changed.is_ok(),
-                changed = self.everyone.changed() => changed.is_ok(),
+                changed = self.partition.changed() => changed.ok().map(|()| Woken::Partition),
+                changed = self.everyone.changed() => changed.ok().map(|()| Woken::Broadcast),
             }
         };
-        matches!(tokio::time::timeout_at(deadline, woken).await, Ok(true))
+        tokio::time::timeout_at(deadline, woken)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// What ended a waiting fetch's wait before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// A commit to its partition.
+    Partition,
+    /// A command that may move any partition's view (a topic deleted, a trim, a
+    /// replacement, a configuration change).
+    Broadcast,
+    /// Nothing: the periodic look (a replica that installed a snapshot announces nothing).
+    Recheck,
+}
+
+impl Woken {
+    pub(crate) const ALL: [Woken; 3] = [Woken::Partition, Woken::Broadcast, Woken::Recheck];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Woken::Partition => "partition",
+            Woken::Broadcast => "broadcast",
+            Woken::Recheck => "recheck",
+        }
     }
 }
 
@@ -136,10 +163,18 @@ mod tests {
         one.mark_seen();
         wakeups.partitions.lock()[&(topic, 0)].send_replace(());
         let soon = Instant::now() + std::time::Duration::from_millis(10);
-        assert!(zero.wait(soon).await, "its partition committed");
-        assert!(!one.wait(soon).await, "another partition's commit");
+        assert_eq!(
+            zero.wait(soon).await,
+            Some(Woken::Partition),
+            "its partition committed"
+        );
+        assert_eq!(one.wait(soon).await, None, "another partition's commit");
         wakeups.everyone.send_replace(());
         let later = Instant::now() + std::time::Duration::from_millis(10);
-        assert!(one.wait(later).await, "a change for everyone");
+        assert_eq!(
+            one.wait(later).await,
+            Some(Woken::Broadcast),
+            "a change for everyone"
+        );
     }
 }

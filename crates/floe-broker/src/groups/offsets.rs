@@ -277,7 +277,7 @@ impl Broker {
                     .map(|waiter| Box::pin(waiter.wait(deadline))),
             );
             let (woke, _, _) = woken.await;
-            if !woke && Instant::now() >= deadline {
+            if woke.is_none() && Instant::now() >= deadline {
                 break;
             }
         }
