@@ -104,6 +104,20 @@ impl Woken {
     }
 }
 
+impl Wakeups {
+    /// Wakes the fetches waiting on one partition.
+    fn wake(partitions: &mut HashMap<(TopicId, u32), watch::Sender<()>>, key: (TopicId, u32)) {
+        let forgotten = match partitions.get(&key) {
+            Some(sender) => sender.send(()).is_err(),
+            None => false,
+        };
+        // Nobody waits on it any more; the next waiter makes a new one.
+        if forgotten {
+            partitions.remove(&key);
+        }
+    }
+}
+
 impl ApplyObserver for Wakeups {
     fn applied(
         &self,
@@ -115,33 +129,53 @@ impl ApplyObserver for Wakeups {
             (Command::CommitSegment { batches, .. }, Ok(Outcome::SegmentCommitted(results))) => {
                 let mut partitions = self.partitions.lock();
                 for (batch, written) in batches.iter().zip(results.written()) {
-                    if written.is_none() {
-                        continue;
-                    }
-                    let key = (batch.topic_id, batch.partition);
-                    let forgotten = match partitions.get(&key) {
-                        Some(sender) => sender.send(()).is_err(),
-                        None => false,
-                    };
-                    // Nobody waits on it any more; the next waiter makes a new one.
-                    if forgotten {
-                        partitions.remove(&key);
+                    if written.is_some() {
+                        Self::wake(&mut partitions, (batch.topic_id, batch.partition));
                     }
                 }
             }
-            // Failed commits change nothing, and groups' writes move no partition's log;
-            // everything else may move a waiter's view.
+            // A compaction's swap and a retention trim change the partitions they name, and
+            // only those. (Neither moves a high watermark, so a fetch waiting at the tail
+            // finds nothing new; it looks again all the same.) Each compaction used to
+            // wake every waiting fetch of the broker.
+            (
+                Command::ReplaceBatches {
+                    topic_id,
+                    partition,
+                    ..
+                },
+                Ok(_),
+            ) => Self::wake(&mut self.partitions.lock(), (*topic_id, *partition)),
+            (Command::TrimPartitions { trims, .. }, Ok(_)) => {
+                let mut partitions = self.partitions.lock();
+                for trim in trims {
+                    Self::wake(&mut partitions, (trim.topic_id, trim.partition));
+                }
+            }
+            // Failed commits, swaps and trims change nothing; groups' writes, producer ids,
+            // exports and the object lifecycle move no partition's log.
             (
                 Command::CommitSegment { .. }
+                | Command::ReplaceBatches { .. }
+                | Command::TrimPartitions { .. }
                 | Command::WriteGroup { .. }
                 | Command::CommitOffsets { .. }
-                | Command::DeleteGroup { .. },
+                | Command::DeleteGroup { .. }
+                | Command::InitProducer { .. }
+                | Command::ExpireProducers { .. }
+                | Command::RaiseOrphanHorizon { .. }
+                | Command::ForgetObjects { .. }
+                | Command::BeginExport { .. }
+                | Command::ExportFailed { .. }
+                | Command::CommitExport { .. },
                 _,
             ) => {}
             (Command::DeleteTopic { .. }, Ok(Outcome::TopicDeleted(topic))) => {
                 self.partitions.lock().retain(|(id, _), _| id != topic);
                 self.everyone.send_replace(());
             }
+            // Everything else (topics created or deleted, partitions added, owners, topic
+            // configuration, ACLs) may move any waiter's view.
             _ => {
                 self.everyone.send_replace(());
             }
@@ -176,5 +210,41 @@ mod tests {
             Some(Woken::Broadcast),
             "a change for everyone"
         );
+    }
+
+    /// A compaction's swap wakes the fetches of its partition, not every waiting fetch;
+    /// the object lifecycle wakes none.
+    #[tokio::test(start_paused = true)]
+    async fn a_swap_wakes_its_partition_only_and_the_lifecycle_nobody() {
+        let wakeups = Wakeups::new();
+        let topic = TopicId(1);
+        let mut zero = wakeups.subscribe(topic, 0);
+        let mut one = wakeups.subscribe(topic, 1);
+        zero.mark_seen();
+        one.mark_seen();
+        let state = ClusterState::default();
+        let swap = Command::ReplaceBatches {
+            at_ms: 1,
+            topic_id: topic,
+            partition: 0,
+            segment: floe_core::SegmentId::generate(),
+            level: 1,
+            replaced: Vec::new(),
+            batches: Vec::new(),
+        };
+        let swapped = Ok(Outcome::BatchesReplaced {
+            removed: 2,
+            added: 1,
+        });
+        wakeups.applied(&state, &swap, &swapped);
+        let forget = Command::ForgetObjects {
+            segments: Vec::new(),
+        };
+        wakeups.applied(&state, &forget, &Ok(Outcome::ObjectsForgotten(0)));
+        let soon = Instant::now() + std::time::Duration::from_millis(10);
+        assert_eq!(zero.wait(soon).await, Some(Woken::Partition));
+        assert_eq!(one.wait(soon).await, None, "another partition's swap");
+        let later = Instant::now() + std::time::Duration::from_millis(10);
+        assert_eq!(zero.wait(later).await, None, "the lifecycle moved nothing");
     }
 }
