@@ -3,7 +3,8 @@
 # s2-lite and this machine's limits (loopback HTTP, local disk) in one run, for the
 # standard workloads W1–W6 on the local store and W1/W4/W5 on S3 (moto behind a counting
 # proxy), then a profile of floe on each workload. Not part of CI; about 30 minutes.
-# A maximum-rate run writes several GB; each store is deleted as soon as its run ends.
+# A maximum-rate run writes several GB; each store is emptied as soon as its run ends
+# (see `forget`), and the empty files are deleted at exit.
 #
 #   scripts/bench.sh
 #
@@ -103,7 +104,7 @@ forget() {
   [ -e "$dir" ] || return 0
   find "$dir" -type f -exec truncate -s 0 {} +
   mkdir -p "$WORK/forgotten"
-  aside=$(mktemp -d "$WORK/forgotten/$1.XXXXXX")
+  aside=$(mktemp -d "$WORK/forgotten/${1//\//-}.XXXXXX")
   mv "$dir" "$aside/"
 }
 
@@ -190,7 +191,7 @@ w5() {
     stop_server
     # Cold: floe's disk tier (on by default on S3) would otherwise keep what the writer
     # cached; the sequencer log and the store stay.
-    rm -rf "${WORK:?}/$label-$system/cache"
+    forget "$label-$system/cache"
     start_server "$system" "$label-$system" "$store"
     bench "$system" "$label" --mode catch-up --existing --topic history --partitions 100 --readers 16 \
       $(store_counts_arg "$store")

@@ -1,7 +1,8 @@
-//! Per-partition wake-ups for fetches waiting at the tail. A commit wakes only the
-//! fetches of the partitions it wrote to, instead of every long-poll and event stream of
-//! the broker; commands that change more than one partition's tail (topic deletion,
-//! trims, replacements) wake everyone.
+//! Per-partition wake-ups for fetches waiting at the tail. A commit, a compaction's swap
+//! or a retention trim wakes only the fetches of the partitions it names, instead of every
+//! long-poll and event stream of the broker; commands that may change any partition's view
+//! (topics created or deleted, partitions added, owners, configuration, ACLs) wake
+//! everyone; the rest (groups, producer ids, exports, the object lifecycle) wake nobody.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,18 +66,27 @@ impl Waiter {
     }
 
     /// Waits for a commit to the partition (or a change to everyone) until `deadline`.
-    /// Returns what woke it, or `None` when the deadline passed.
+    /// Returns what woke it, or `None` when the deadline passed. A partition whose topic
+    /// was deleted has no sender any more: its waiter then waits for the others or the
+    /// deadline instead of returning at once (a caller looping on it would spin).
     pub(crate) async fn wait(&mut self, deadline: Instant) -> Option<Woken> {
         let woken = async {
-            tokio::select! {
-                changed = self.partition.changed() => changed.ok().map(|()| Woken::Partition),
-                changed = self.everyone.changed() => changed.ok().map(|()| Woken::Broadcast),
+            let (mut partition_open, mut everyone_open) = (true, true);
+            loop {
+                tokio::select! {
+                    changed = self.partition.changed(), if partition_open => match changed {
+                        Ok(()) => return Woken::Partition,
+                        Err(_) => partition_open = false,
+                    },
+                    changed = self.everyone.changed(), if everyone_open => match changed {
+                        Ok(()) => return Woken::Broadcast,
+                        Err(_) => everyone_open = false,
+                    },
+                    else => std::future::pending::<()>().await,
+                }
             }
         };
-        tokio::time::timeout_at(deadline, woken)
-            .await
-            .ok()
-            .flatten()
+        tokio::time::timeout_at(deadline, woken).await.ok()
     }
 }
 
@@ -85,8 +95,8 @@ impl Waiter {
 pub(crate) enum Woken {
     /// A commit to its partition.
     Partition,
-    /// A command that may move any partition's view (a topic deleted, a trim, a
-    /// replacement, a configuration change).
+    /// A command that may move any partition's view (a topic created or deleted,
+    /// partitions added, owners, a configuration or ACL change).
     Broadcast,
     /// Nothing: the periodic look (a replica that installed a snapshot announces nothing).
     Recheck,
@@ -210,6 +220,24 @@ mod tests {
             Some(Woken::Broadcast),
             "a change for everyone"
         );
+    }
+
+    /// A waiter whose partition's sender is gone (its topic was deleted) waits out its
+    /// deadline rather than returning at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_partition_waits_for_the_deadline() {
+        let wakeups = Wakeups::new();
+        let topic = TopicId(1);
+        let mut zero = wakeups.subscribe(topic, 0);
+        zero.mark_seen();
+        wakeups.partitions.lock().clear();
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        assert_eq!(zero.wait(deadline).await, None);
+        assert!(Instant::now() >= deadline, "returned before its deadline");
+        // A broadcast still wakes it.
+        wakeups.everyone.send_replace(());
+        let later = Instant::now() + std::time::Duration::from_millis(500);
+        assert_eq!(zero.wait(later).await, Some(Woken::Broadcast));
     }
 
     /// A compaction's swap wakes the fetches of its partition, not every waiting fetch;

@@ -133,6 +133,13 @@ fn encode_records<'a>(
     let mut buffer = BytesMut::with_capacity(estimated);
     RecordBatchEncoder::encode(&mut buffer, &kafka_records, &options)
         .map_err(|error| BatchError::Codec(error.to_string()))?;
+    // The buffer was sized for the records uncompressed, and a compressed batch fills a
+    // fraction of it. A segment keeps its batches until they commit while the pipeline
+    // counts their length, so a batch much smaller than its allocation is copied out and
+    // the allocation given back.
+    if buffer.capacity() - buffer.len() > buffer.len() / 8 {
+        return Ok(Bytes::copy_from_slice(&buffer));
+    }
     Ok(buffer.freeze())
 }
 

@@ -73,8 +73,8 @@ pub enum SegmentError {
 }
 
 /// Accumulates batches into one segment object. The batches are kept as they were
-/// encoded, not copied into one buffer: a finished segment is its parts (header, each
-/// batch, footer and trailer), which an upload writes in order
+/// encoded, not copied into one buffer: a finished segment is its parts (header, the
+/// batches, footer and trailer; small neighbours joined), which an upload writes in order
 /// ([`SegmentBuilder::finish_parts`]).
 #[derive(Debug)]
 pub struct SegmentBuilder {
@@ -158,7 +158,8 @@ impl SegmentBuilder {
     }
 
     /// Writes footer and trailer and returns the object as its parts, in order, with the
-    /// index. Nothing is copied: the batches are the ones appended.
+    /// index. Batches of 16 KiB or more are the ones appended, not copies; smaller parts
+    /// are joined with their small neighbours.
     pub fn finish_parts(mut self) -> (Vec<Bytes>, Vec<BatchEntry>) {
         let mut footer = BytesMut::with_capacity(4 + ENTRY_LEN * self.entries.len() + TRAILER_LEN);
         footer.put_u32(self.entries.len() as u32);
@@ -178,8 +179,36 @@ impl SegmentBuilder {
         footer.put_u32(footer_crc);
         footer.put_slice(&TRAILER_MAGIC);
         self.parts.push(footer.freeze());
-        (self.parts, self.entries)
+        (coalesce_small_parts(self.parts), self.entries)
     }
+}
+
+/// Parts under this size are joined with their small neighbours, so that a segment of many
+/// tiny batches is not written as thousands of tiny writes.
+const SMALL_PART: usize = 16 * 1024;
+
+/// Joins runs of parts under [`SMALL_PART`] (copying only those); larger parts stay as
+/// they are.
+fn coalesce_small_parts(parts: Vec<Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(parts.len());
+    let mut run = BytesMut::new();
+    for part in parts {
+        if part.len() < SMALL_PART {
+            run.extend_from_slice(&part);
+            if run.len() >= SMALL_PART {
+                out.push(std::mem::take(&mut run).freeze());
+            }
+        } else {
+            if !run.is_empty() {
+                out.push(std::mem::take(&mut run).freeze());
+            }
+            out.push(part);
+        }
+    }
+    if !run.is_empty() {
+        out.push(run.freeze());
+    }
+    out
 }
 
 /// Reads and checks a whole segment's header, footer and trailer, and returns its index.

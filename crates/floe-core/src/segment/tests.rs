@@ -171,34 +171,50 @@ fn the_builder_reports_what_it_holds() {
     assert_eq!(builder.entries(), &[entry]);
 }
 
-/// The parts are the header, each batch as appended (the same memory, not a copy), and
-/// the footer with the trailer; in order they are the joined object byte for byte.
+/// The parts, in order, are the joined object byte for byte. A large batch is its own
+/// part, the appended memory itself; small neighbours (the header, small batches, the
+/// footer) are joined into one part.
 #[test]
-fn a_segment_is_its_parts_in_order_and_keeps_its_batches_uncopied() {
-    let (segment, entries) = test_vector_segment();
+fn a_segment_is_its_parts_in_order_and_keeps_large_batches_uncopied() {
+    let small = || Bytes::from(vec![7u8; 100]);
+    let large = Bytes::from((0..20 * 1024).map(|i| i as u8).collect::<Vec<_>>());
     let mut builder = SegmentBuilder::new();
-    let mut batches = Vec::new();
-    for entry in &entries {
-        let start = entry.byte_offset as usize;
-        let batch = segment.slice(start..start + entry.length as usize);
-        builder.append_batch(
-            entry.topic_id,
-            entry.partition,
-            batch.clone(),
-            entry.record_count,
-            entry.first_timestamp,
-            entry.max_timestamp,
-        );
-        batches.push(batch);
+    for (partition, batch) in [small(), large.clone(), small(), small()]
+        .into_iter()
+        .enumerate()
+    {
+        builder.append_batch(TopicId(3), partition as u32, batch, 1, 1, 1);
     }
-    let (parts, rebuilt) = builder.finish_parts();
-    assert_eq!(rebuilt, entries);
-    assert_eq!(parts.len(), entries.len() + 2);
-    assert_eq!(parts[0].len(), HEADER_LEN);
-    for (part, batch) in parts[1..].iter().zip(&batches) {
-        assert_eq!(part.as_ptr(), batch.as_ptr(), "a batch was copied");
-    }
-    assert_eq!(parts.concat(), segment.to_vec());
+    let entries = builder.entries().to_vec();
+    let joined = {
+        let mut again = SegmentBuilder::new();
+        for (entry, batch) in entries
+            .iter()
+            .zip([small(), large.clone(), small(), small()])
+        {
+            again.append_batch(entry.topic_id, entry.partition, batch, 1, 1, 1);
+        }
+        again.finish().0
+    };
+    let (parts, finished) = builder.finish_parts();
+    assert_eq!(finished, entries);
+    // header + small · large · small + small + footer
+    let lengths: Vec<usize> = parts.iter().map(Bytes::len).collect();
+    assert_eq!(
+        lengths,
+        [
+            HEADER_LEN + 100,
+            large.len(),
+            200 + 4 + 4 * ENTRY_LEN + TRAILER_LEN
+        ]
+    );
+    assert_eq!(
+        parts[1].as_ptr(),
+        large.as_ptr(),
+        "the large batch was copied"
+    );
+    assert_eq!(parts.concat(), joined.to_vec());
+    assert_eq!(decode_footer(&joined).expect("footer"), entries);
 }
 
 #[test]
