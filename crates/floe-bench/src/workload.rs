@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -556,24 +556,15 @@ impl Producer {
         result
     }
 
-    /// One request's values: written into one buffer and handed out as slices of it, so
-    /// the load generator makes one allocation per request rather than one per record.
     fn values(&self, intended: Instant, sequence: &mut u64) -> Vec<Bytes> {
-        let size = self.args.record_size as usize;
-        let count = self.args.batch as usize;
-        let stamp = self.clock.us(intended);
-        let mut all = BytesMut::with_capacity(size * count);
-        for _ in 0..count {
-            *sequence += 1;
-            match self.args.body {
-                Body::Binary => values::put_binary(&mut all, &self.pool, size, stamp, *sequence),
-                Body::Json => values::put_text(&mut all, &self.pool, size, stamp, *sequence),
-            }
-        }
-        let all = all.freeze();
-        (0..count)
-            .map(|index| all.slice(index * size..(index + 1) * size))
-            .collect()
+        values::request(
+            &self.pool,
+            self.args.body,
+            self.args.record_size as usize,
+            self.args.batch as usize,
+            self.clock.us(intended),
+            sequence,
+        )
     }
 }
 

@@ -197,14 +197,18 @@ impl ApplyObserver for Wakeups {
 mod tests {
     use super::*;
 
+    /// A waiter on `partition` that has seen everything so far.
+    fn waiting(wakeups: &Wakeups, topic: TopicId, partition: u32) -> Waiter {
+        let mut waiter = wakeups.subscribe(topic, partition);
+        waiter.mark_seen();
+        waiter
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_waiter_wakes_for_its_partition_only() {
         let wakeups = Wakeups::new();
         let topic = TopicId(1);
-        let mut zero = wakeups.subscribe(topic, 0);
-        let mut one = wakeups.subscribe(topic, 1);
-        zero.mark_seen();
-        one.mark_seen();
+        let [mut zero, mut one] = [0, 1].map(|partition| waiting(&wakeups, topic, partition));
         wakeups.partitions.lock()[&(topic, 0)].send_replace(());
         let soon = Instant::now() + std::time::Duration::from_millis(10);
         assert_eq!(
@@ -228,8 +232,7 @@ mod tests {
     async fn a_closed_partition_waits_for_the_deadline() {
         let wakeups = Wakeups::new();
         let topic = TopicId(1);
-        let mut zero = wakeups.subscribe(topic, 0);
-        zero.mark_seen();
+        let mut zero = waiting(&wakeups, topic, 0);
         wakeups.partitions.lock().clear();
         let deadline = Instant::now() + std::time::Duration::from_millis(500);
         assert_eq!(zero.wait(deadline).await, None);
@@ -246,10 +249,7 @@ mod tests {
     async fn a_swap_wakes_its_partition_only_and_the_lifecycle_nobody() {
         let wakeups = Wakeups::new();
         let topic = TopicId(1);
-        let mut zero = wakeups.subscribe(topic, 0);
-        let mut one = wakeups.subscribe(topic, 1);
-        zero.mark_seen();
-        one.mark_seen();
+        let [mut zero, mut one] = [0, 1].map(|partition| waiting(&wakeups, topic, partition));
         let state = ClusterState::default();
         let swap = Command::ReplaceBatches {
             at_ms: 1,
