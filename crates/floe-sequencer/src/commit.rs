@@ -25,6 +25,9 @@ pub struct Committed {
     pub outcome: Result<Outcome, ApplyError>,
 }
 
+/// An append at least this slow is logged: every commit in flight waited for it.
+const SLOW_APPEND: Duration = Duration::from_millis(100);
+
 pub(crate) type Reply = oneshot::Sender<Result<Committed, SequencerError>>;
 
 pub(crate) struct Submission {
@@ -241,7 +244,18 @@ impl CommitLoop {
             fences.dedup();
             let started = Instant::now();
             match self.backend.append(&entries, &fences).await {
-                Ok(()) => self.metrics.appended(started.elapsed(), entries.len()),
+                Ok(()) => {
+                    let elapsed = started.elapsed();
+                    self.metrics.appended(elapsed, entries.len());
+                    if elapsed >= SLOW_APPEND {
+                        tracing::warn!(
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            commands = entries.len(),
+                            first_index = self.next_index,
+                            "sequencer log append was slow; every commit in flight waited"
+                        );
+                    }
+                }
                 Err(LogError::Fenced(stale)) => {
                     let (refused, kept): (Vec<_>, Vec<_>) = group
                         .drain(..)

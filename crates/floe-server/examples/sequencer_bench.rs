@@ -138,6 +138,16 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
     let length = Duration::from_secs(seconds);
+    // Warnings (a slow append among them) go to stderr with their time, beside the
+    // runtime's stalls below: RUST_LOG=info shows snapshots and catch-ups too.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    watch_runtime(tokio::runtime::Handle::current());
     let etcd = EtcdCluster::start(1);
     let dir = tempfile::tempdir().expect("tempdir");
     // SEQUENCER_BENCH_OBJECTS puts the object store (snapshots) elsewhere, e.g. on tmpfs
@@ -158,6 +168,11 @@ async fn main() {
         config.cluster.name = "bench".into();
         config.cluster.etcd = Some(etcd.endpoints_flag());
         config.sequencer.snapshot_every = snapshot_every;
+        // The segments committed here are index entries without objects: compaction
+        // would fail on each and retention (their timestamps are 1970) would trim them
+        // all at once, 30 s in. Neither is the sequencer's cost. SEQUENCER_BENCH_JOBS=1
+        // runs the jobs anyway.
+        config.jobs.enabled = std::env::var("SEQUENCER_BENCH_JOBS").as_deref() == Ok("1");
         // SEQUENCER_BENCH_COMPACT=0: leave etcd's history uncompacted after snapshots.
         config.cluster.compact_etcd =
             std::env::var("SEQUENCER_BENCH_COMPACT").as_deref() != Ok("0");
@@ -242,10 +257,62 @@ async fn main() {
             println!("  {line}");
         }
     }
+    // etcd's own view of the same appends: how long it held each Txn (from receiving it
+    // to answering), its WAL fsyncs and backend commits. A slow append the leader saw
+    // that etcd did not is time spent on the client's side of the connection.
+    println!("\netcd's side (buckets in seconds, cumulative):");
+    match etcd_metrics(&etcd.endpoints()[0]).await {
+        Ok(text) => {
+            for line in text.lines().filter(|line| {
+                (line.starts_with("grpc_server_handling_seconds_bucket")
+                    && line.contains("grpc_method=\"Txn\""))
+                    || line.starts_with("etcd_disk_wal_fsync_duration_seconds_bucket")
+                    || line.starts_with("etcd_disk_backend_commit_duration_seconds_bucket")
+                    || line.starts_with("etcd_server_slow_apply_total")
+                    || line.starts_with("go_gc_duration_seconds{")
+            }) {
+                println!("  {line}");
+            }
+        }
+        Err(error) => println!("  unavailable: {error}"),
+    }
     stop.send_replace(true);
     for server in servers {
         let _ = server.await;
     }
+}
+
+/// Every 10 ms, from a thread of its own, spawns an empty task on the runtime and logs
+/// when it started running 50 ms or more late: a runtime whose workers are all busy or
+/// blocked delays every task in this process, the commit loop and etcd's answers among
+/// them.
+fn watch_runtime(runtime: tokio::runtime::Handle) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+            let spawned = Instant::now();
+            let started = runtime.spawn(async move { spawned.elapsed() });
+            let waited = match runtime.block_on(started) {
+                Ok(waited) => waited,
+                Err(_) => return,
+            };
+            if waited >= Duration::from_millis(50) {
+                tracing::warn!(
+                    waited_ms = waited.as_millis() as u64,
+                    "runtime stall: a task waited to start"
+                );
+            }
+        }
+    });
+}
+
+/// etcd's `/metrics` page (the test cluster runs it with `--metrics extensive`).
+async fn etcd_metrics(endpoint: &str) -> Result<String, reqwest::Error> {
+    reqwest::get(format!("{endpoint}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await
 }
 
 /// A broker's sequencer metrics in the text exposition format.
