@@ -718,11 +718,13 @@ impl ClusterState {
             .ok_or_else(|| ApplyError::UnknownTopic(name.to_owned()))?;
         self.names_by_id.remove(&topic.id);
         self.forget_topic_in_groups(topic.id);
+        let mut released = index::Released::default();
         for partition in &topic.partitions {
             for location in partition.batches.values() {
-                Self::release(&mut self.segments, &mut self.garbage, location, at_ms);
+                released.add(location);
             }
         }
+        released.apply(&mut self.segments, &mut self.garbage, at_ms);
         Ok(Outcome::TopicDeleted(topic.id))
     }
 

@@ -320,6 +320,58 @@ async fn retention_advances_the_log_start_and_frees_objects() {
 }
 
 #[tokio::test]
+async fn retention_of_a_backlog_goes_in_bounded_steps_and_misses_nothing() {
+    let broker = broker().await;
+    let config = TopicConfig {
+        retention_ms: 60_000,
+        ..TopicConfig::default()
+    };
+    let topic = broker
+        .create_topic("backlog", 2, config)
+        .await
+        .expect("create");
+    // Six objects of 4,000 hour-old batches each, half in each partition: 24,000 index
+    // entries, more than one step may remove.
+    let old = floe_core::Clock::now_ms(&SystemClock) - 3_600_000;
+    for _ in 0..6 {
+        let batches = (0..4_000u32)
+            .map(|i| floe_core::segment::BatchEntry {
+                topic_id: topic.id,
+                partition: i % 2,
+                byte_offset: 16 + u64::from(i) * 100,
+                length: 100,
+                record_count: 5,
+                first_timestamp: old,
+                max_timestamp: old,
+                crc32c: 0,
+            })
+            .collect();
+        let command = Command::CommitSegment {
+            segment: SegmentId::generate(),
+            batches,
+            guards: Vec::new(),
+            at_ms: old,
+        };
+        broker.sequencer().submit(command).await.expect("commit");
+    }
+    const { assert!(24_000 > super::retention::MAX_TRIM_BATCHES) };
+    broker.enforce_retention().await.expect("retention");
+    let described = broker.describe_topic("backlog").expect("describe");
+    for partition in &described.partitions {
+        assert_eq!(partition.log_start_offset, 60_000, "{partition:?}");
+    }
+    // Partition 0's 12,000 and 4,384 of partition 1's in the first step, the rest of
+    // partition 1 in the second: three log starts moved, in two commands.
+    assert_eq!(broker.inner.job_counters.retention_trims.get(), 3);
+    // Every entry of every object was released, each object once.
+    assert_eq!(broker.store_footprint().dead_objects, 6);
+    assert_eq!(broker.store_footprint().live_objects, 0);
+    // A second pass finds nothing to do.
+    broker.enforce_retention().await.expect("retention");
+    assert_eq!(broker.inner.job_counters.retention_trims.get(), 3);
+}
+
+#[tokio::test]
 async fn orphans_are_swept_and_can_never_be_committed_after() {
     let broker = broker().await;
     broker

@@ -51,6 +51,8 @@ impl ClusterState {
 
     pub(super) fn trim_partitions(&mut self, at_ms: i64, trims: &[Trim]) -> Outcome {
         let mut moved = 0;
+        // What goes, released per object once the whole command is applied.
+        let mut released = Released::default();
         for trim in trims {
             let Some(name) = self.names_by_id.get(&trim.topic_id) else {
                 continue;
@@ -73,15 +75,40 @@ impl ClusterState {
             }
             partition.log_start_offset = start;
             moved += 1;
-            while let Some(&(base, location)) = partition.batches.get_min() {
-                if PartitionState::batch_end(base, &location) > start {
+            // One pass over what goes; the index then loses its prefix, rebuilt from
+            // what stays when that is the smaller part.
+            let (bytes_before, batches_before) = (released.bytes, released.batches);
+            let mut first_kept = None;
+            for (base, location) in partition.batches.iter() {
+                if PartitionState::batch_end(*base, location) > start {
+                    first_kept = Some(*base);
                     break;
                 }
-                partition.batches.remove(&base);
-                partition.size_bytes -= u64::from(location.length);
-                Self::release(&mut self.segments, &mut self.garbage, &location, at_ms);
+                released.add(location);
+            }
+            partition.size_bytes -= released.bytes - bytes_before;
+            let gone = released.batches - batches_before;
+            let kept = partition.batches.len() - gone;
+            match first_kept {
+                None => partition.batches = OrdMap::new(),
+                Some(first) if kept < gone => {
+                    partition.batches = partition
+                        .batches
+                        .range(first..)
+                        .map(|(base, location)| (*base, *location))
+                        .collect();
+                }
+                Some(_) => {
+                    for _ in 0..gone {
+                        let Some(&(base, _)) = partition.batches.get_min() else {
+                            break;
+                        };
+                        partition.batches.remove(&base);
+                    }
+                }
             }
         }
+        released.apply(&mut self.segments, &mut self.garbage, at_ms);
         Outcome::Trimmed(moved)
     }
 
@@ -370,5 +397,50 @@ impl std::ops::Deref for SegmentResults {
 
     fn deref(&self) -> &Self::Target {
         &self.results
+    }
+}
+
+/// Index entries leaving their objects in bulk (a trim, a deleted topic): counted per
+/// object first, so each object's accounting is updated once, not once per entry. A trim
+/// of a backlog can release hundreds of thousands of entries of a few thousand objects.
+/// Objects are then visited in key order: the object table is a persistent map that a
+/// snapshot's copy may share, and updates in order copy each shared node once, where
+/// updates in random order would copy a path per object.
+#[derive(Default)]
+pub(super) struct Released {
+    per_object: std::collections::HashMap<SegmentId, (u64, u32)>,
+    pub(super) bytes: u64,
+    pub(super) batches: usize,
+}
+
+impl Released {
+    pub(super) fn add(&mut self, location: &BatchLocation) {
+        let (bytes, batches) = self.per_object.entry(location.segment).or_default();
+        *bytes += u64::from(location.length);
+        *batches += 1;
+        self.bytes += u64::from(location.length);
+        self.batches += 1;
+    }
+
+    /// Takes the entries off their objects; an object with none left becomes garbage.
+    pub(super) fn apply(
+        self,
+        segments: &mut OrdMap<SegmentId, SegmentInfo>,
+        garbage: &mut OrdMap<SegmentId, i64>,
+        at_ms: i64,
+    ) {
+        let mut per_object: Vec<_> = self.per_object.into_iter().collect();
+        per_object.sort_unstable_by_key(|(segment, _)| *segment);
+        for (segment, (bytes, batches)) in per_object {
+            let Some(info) = segments.get_mut(&segment) else {
+                continue;
+            };
+            info.live_bytes = info.live_bytes.saturating_sub(bytes);
+            info.live_batches = info.live_batches.saturating_sub(batches);
+            if info.live_batches == 0 {
+                segments.remove(&segment);
+                garbage.insert(segment, at_ms);
+            }
+        }
     }
 }

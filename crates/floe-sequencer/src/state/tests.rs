@@ -191,6 +191,87 @@ fn trims_release_objects_once_nothing_in_them_is_live() {
 }
 
 #[test]
+fn a_trim_of_most_of_a_partition_keeps_the_rest_and_releases_each_object_once() {
+    let mut state = ClusterState::default();
+    let id = create(&mut state, 1, "t", 2);
+    let objects: Vec<SegmentId> = (0..5).map(|_| SegmentId::generate()).collect();
+    for (i, object) in objects.iter().enumerate() {
+        commit(
+            &mut state,
+            2 + i as u64,
+            *object,
+            vec![batch(id, 0, 2), batch(id, 1, 3)],
+        );
+    }
+    let copy = state.clone();
+    // Partition 0's batches start at 0, 2, 4, 6, 8 and partition 1's at 0, 3, 6, 9, 12.
+    let command = Command::TrimPartitions {
+        at_ms: 70,
+        trims: vec![
+            // Four of five go: the index is rebuilt from what stays.
+            Trim {
+                topic_id: id,
+                partition: 0,
+                log_start_offset: 8,
+            },
+            // Two go; the start falls inside the third, which stays.
+            Trim {
+                topic_id: id,
+                partition: 1,
+                log_start_offset: 7,
+            },
+        ],
+    };
+    assert_eq!(state.apply(7, &command), Ok(Outcome::Trimmed(2)));
+    let topic = state.topic("t").expect("topic");
+    let (p0, p1) = (&topic.partitions[0], &topic.partitions[1]);
+    assert_eq!(p0.batches.keys().copied().collect::<Vec<_>>(), vec![8]);
+    assert_eq!((p0.log_start_offset, p0.size_bytes), (8, 100));
+    assert_eq!(
+        p1.batches.keys().copied().collect::<Vec<_>>(),
+        vec![6, 9, 12]
+    );
+    assert_eq!((p1.log_start_offset, p1.size_bytes), (7, 300));
+    // The first two objects lost both their batches in this one command (objects made
+    // in the same millisecond are not ordered by when they were made).
+    let mut dead = vec![(objects[0], 70), (objects[1], 70)];
+    dead.sort();
+    let garbage: Vec<_> = state.garbage().iter().map(|(o, at)| (*o, *at)).collect();
+    assert_eq!(garbage, dead);
+    let live: Vec<(u32, u64)> = objects[2..]
+        .iter()
+        .map(|o| {
+            (
+                state.segments()[o].live_batches,
+                state.segments()[o].live_bytes,
+            )
+        })
+        .collect();
+    assert_eq!(live, vec![(1, 100), (1, 100), (2, 200)]);
+    // A copy taken before (a snapshot's) is untouched.
+    assert_eq!(
+        copy.topic("t").expect("topic").partitions[0].batches.len(),
+        5
+    );
+    assert_eq!(copy.segments().len(), 5);
+
+    // A trim past the high watermark empties the partition.
+    let all = Command::TrimPartitions {
+        at_ms: 80,
+        trims: vec![Trim {
+            topic_id: id,
+            partition: 0,
+            log_start_offset: 1_000,
+        }],
+    };
+    assert_eq!(state.apply(8, &all), Ok(Outcome::Trimmed(1)));
+    let p0 = &state.topic("t").expect("topic").partitions[0];
+    assert!(p0.batches.is_empty());
+    assert_eq!((p0.log_start_offset, p0.size_bytes), (10, 0));
+    assert_eq!(state.segments()[&objects[4]].live_batches, 1);
+}
+
+#[test]
 fn replacement_swaps_a_run_atomically_or_not_at_all() {
     let mut state = ClusterState::default();
     let id = create(&mut state, 1, "t", 2);
