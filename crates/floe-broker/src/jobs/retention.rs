@@ -12,94 +12,95 @@ use crate::error::BrokerError;
 /// Index entries one retention command may remove, over all its partitions. Every
 /// broker's replica applies the command at once, under its state's write lock: a trim of
 /// a backlog (the first pass after `retention.ms` was lowered, or after the jobs were
-/// off) is cut into steps, and commits and reads go on between them. A trim costs the
-/// replica 0.3–0.5 µs per entry (docs/benchmarks.md), so a step holds it for 5–8 ms.
+/// off) is cut into steps, and commits and reads go on between them. A trim costs a
+/// replica 0.15 µs per entry when whole partitions go and up to ~0.65 µs when part of
+/// each does (docs/benchmarks.md), so a step holds it for 2.4 ms to an estimated 11 ms.
 pub(crate) const MAX_TRIM_BATCHES: usize = 16_384;
 
-/// The log start offset retention allows for a partition at `now_ms`, if it moves, and
-/// how many index entries that removes; it moves past at most `budget` entries.
+/// One partition's part of a retention step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// The new log start offset.
+    pub start: u64,
+    /// Index entries it removes.
+    pub removed: usize,
+    /// The budget ran out: retention may allow more once this step is applied.
+    pub cut: bool,
+}
+
+/// How far retention moves a partition's log start at `now_ms`, if at all, looking at no
+/// more than `budget` index entries past the current start (whole batches that expired
+/// by `retention.ms` or that `retention.bytes` no longer keeps).
 pub(crate) fn retained_start(
     topic: &TopicState,
     partition: &PartitionState,
     now_ms: i64,
     budget: usize,
-) -> Option<(u64, usize)> {
+) -> Option<Step> {
     let config = &topic.config;
-    if config.cleanup_policy != CleanupPolicy::Delete {
+    if config.cleanup_policy != CleanupPolicy::Delete || budget == 0 {
         return None;
     }
-    let mut start = partition.log_start_offset;
+    // The batches a step may remove: the first `budget` that end past the log start.
+    let log_start = partition.log_start_offset;
+    let candidates = || {
+        partition
+            .batches
+            .iter()
+            .map(|(base, location)| (PartitionState::batch_end(*base, location), location))
+            .filter(move |(end, _)| *end > log_start)
+            .take(budget)
+    };
+    let mut start = log_start;
     if config.retention_ms >= 0 {
         let expired_before = now_ms.saturating_sub(config.retention_ms);
-        for (base, location) in &partition.batches {
+        for (end, location) in candidates() {
             if location.max_timestamp >= expired_before {
                 break;
             }
-            start = start.max(PartitionState::batch_end(*base, location));
+            start = start.max(end);
         }
     }
     if config.retention_bytes >= 0 {
         let limit = config.retention_bytes as u64;
         let mut size = partition.size_bytes;
-        for (base, location) in &partition.batches {
+        for (end, location) in candidates() {
             let length = u64::from(location.length);
             if size <= limit || size < limit.saturating_add(length) {
                 break;
             }
             size -= length;
-            start = start.max(PartitionState::batch_end(*base, location));
+            start = start.max(end);
         }
     }
     // An enabled export holds retention back at its cursor (the state clamps again).
     if let Some(floor) = topic.export_floor(partition) {
         start = start.min(floor);
     }
-    if start <= partition.log_start_offset {
+    if start <= log_start {
         return None;
     }
-    // At most `budget` whole batches: the step ends where the last of them ends.
-    let mut removed = 0;
-    let mut step_end = partition.log_start_offset;
-    for (base, location) in &partition.batches {
-        let end = PartitionState::batch_end(*base, location);
-        if end > start || removed == budget {
-            break;
-        }
-        removed += 1;
-        step_end = end;
-    }
-    if removed == budget {
-        start = step_end;
-    }
-    (start > partition.log_start_offset).then_some((start, removed))
+    let removed = candidates().take_while(|(end, _)| *end <= start).count();
+    Some(Step {
+        start,
+        removed,
+        cut: removed == budget,
+    })
 }
 
 impl Broker {
     /// Trims every partition this broker runs jobs for: one command when the trim is
-    /// small, steps of at most [`MAX_TRIM_BATCHES`] index entries (and 1,000 partitions)
-    /// when it is not, each planned on the state the previous one left.
+    /// small, steps of at most [`MAX_TRIM_BATCHES`] index entries when it is not, each
+    /// planned on the state the previous one left. A pass ends with the first step that
+    /// was not cut short, so records produced meanwhile wait for the next pass.
     pub(crate) async fn enforce_retention(&self) -> Result<(), BrokerError> {
         let now = self.inner.clock.now_ms();
         let mut partitions = 0;
         loop {
-            let trims: Vec<Trim> = self.inner.sequencer.read(|state| {
-                let mut budget = MAX_TRIM_BATCHES;
-                let mut trims = Vec::new();
-                for (topic, index, partition) in self.job_partitions(state) {
-                    if budget == 0 || trims.len() == 1000 {
-                        break;
-                    }
-                    if let Some((start, removed)) = retained_start(topic, partition, now, budget) {
-                        budget -= removed;
-                        trims.push(Trim {
-                            topic_id: topic.id,
-                            partition: index,
-                            log_start_offset: start,
-                        });
-                    }
-                }
-                trims
-            });
+            let (trims, cut) = self
+                .inner
+                .sequencer
+                .read(|state| plan_step(self.job_partitions(state), now));
             if trims.is_empty() {
                 break;
             }
@@ -111,7 +112,7 @@ impl Broker {
             partitions += moved;
             // Nothing moved: the state held every start back (an export's hold the
             // plan did not see). The next pass looks again.
-            if moved == 0 {
+            if !cut || moved == 0 {
                 break;
             }
         }
@@ -120,6 +121,37 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// Partitions in one retention command, at most.
+const MAX_TRIM_PARTITIONS: usize = 1000;
+
+/// One retention step over `partitions`: the trims, at most [`MAX_TRIM_BATCHES`] index
+/// entries and [`MAX_TRIM_PARTITIONS`] partitions, and whether a limit cut it short.
+pub(crate) fn plan_step<'a>(
+    partitions: impl Iterator<Item = (&'a TopicState, u32, &'a PartitionState)>,
+    now_ms: i64,
+) -> (Vec<Trim>, bool) {
+    let mut budget = MAX_TRIM_BATCHES;
+    let mut trims = Vec::new();
+    for (topic, index, partition) in partitions {
+        let Some(step) = retained_start(topic, partition, now_ms, budget) else {
+            continue;
+        };
+        if trims.len() == MAX_TRIM_PARTITIONS {
+            return (trims, true);
+        }
+        budget -= step.removed;
+        trims.push(Trim {
+            topic_id: topic.id,
+            partition: index,
+            log_start_offset: step.start,
+        });
+        if step.cut {
+            return (trims, true);
+        }
+    }
+    (trims, false)
 }
 
 #[cfg(test)]
@@ -170,26 +202,62 @@ mod tests {
         };
         let p = partition(&[(10, 1000), (10, 1050), (10, 1200), (10, 1100)]);
         assert_eq!(
-            retained_start(&topic(config.clone()), &p, 1000, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(config.clone()), &p, 1000, usize::MAX).map(|step| step.start),
             None
         );
         assert_eq!(
-            retained_start(&topic(config.clone()), &p, 1120, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(config.clone()), &p, 1120, usize::MAX).map(|step| step.start),
             Some(10)
         );
         assert_eq!(
-            retained_start(&topic(config.clone()), &p, 1151, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(config.clone()), &p, 1151, usize::MAX).map(|step| step.start),
             Some(20)
         );
         // The batch at 20 is the newest by timestamp; the one after it cannot go first.
         assert_eq!(
-            retained_start(&topic(config.clone()), &p, 1250, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(config.clone()), &p, 1250, usize::MAX).map(|step| step.start),
             Some(20)
         );
         assert_eq!(
-            retained_start(&topic(config), &p, 1301, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(config), &p, 1301, usize::MAX).map(|step| step.start),
             Some(40)
         );
+    }
+
+    #[test]
+    fn a_step_looks_at_no_more_than_its_budget_and_says_when_it_was_cut() {
+        let config = TopicConfig {
+            retention_ms: 100,
+            ..TopicConfig::default()
+        };
+        // Four expired batches of 10 offsets, then a live one.
+        let p = partition(&[(10, 1), (10, 2), (10, 3), (10, 4), (10, 5_000)]);
+        let step = |budget| retained_start(&topic(config.clone()), &p, 1_000, budget);
+        let cut = |start, removed| {
+            Some(Step {
+                start,
+                removed,
+                cut: true,
+            })
+        };
+        assert_eq!(step(0), None);
+        assert_eq!(step(1), cut(10, 1));
+        assert_eq!(step(3), cut(30, 3));
+        // Exactly the budget: cut, so the next step looks again (and finds nothing).
+        assert_eq!(step(4), cut(40, 4));
+        assert_eq!(
+            step(5),
+            Some(Step {
+                start: 40,
+                removed: 4,
+                cut: false
+            })
+        );
+        // A log start inside the first batch: that batch still counts.
+        let mut inside = p.clone();
+        inside.log_start_offset = 5;
+        let step = retained_start(&topic(config), &inside, 1_000, 2);
+        assert_eq!(step, cut(20, 2));
     }
 
     #[test]
@@ -201,7 +269,7 @@ mod tests {
         let p = partition(&[(10, 1), (10, 2), (10, 3), (10, 4)]);
         // 40 bytes, limit 25: dropping one batch leaves 30, two would leave 20.
         assert_eq!(
-            retained_start(&topic(config), &p, 0, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(config), &p, 0, usize::MAX).map(|step| step.start),
             Some(10)
         );
         let compact = TopicConfig {
@@ -210,7 +278,7 @@ mod tests {
             ..TopicConfig::default()
         };
         assert_eq!(
-            retained_start(&topic(compact), &p, 1_000_000, usize::MAX).map(|(start, _)| start),
+            retained_start(&topic(compact), &p, 1_000_000, usize::MAX).map(|step| step.start),
             None
         );
     }

@@ -355,7 +355,10 @@ async fn retention_of_a_backlog_goes_in_bounded_steps_and_misses_nothing() {
         broker.sequencer().submit(command).await.expect("commit");
     }
     const { assert!(24_000 > super::retention::MAX_TRIM_BATCHES) };
+    let applied = || broker.sequencer().read(|state| state.applied_index);
+    let before = applied();
     broker.enforce_retention().await.expect("retention");
+    assert_eq!(applied() - before, 2, "two trim commands");
     let described = broker.describe_topic("backlog").expect("describe");
     for partition in &described.partitions {
         assert_eq!(partition.log_start_offset, 60_000, "{partition:?}");
@@ -369,6 +372,7 @@ async fn retention_of_a_backlog_goes_in_bounded_steps_and_misses_nothing() {
     // A second pass finds nothing to do.
     broker.enforce_retention().await.expect("retention");
     assert_eq!(broker.inner.job_counters.retention_trims.get(), 3);
+    assert_eq!(applied() - before, 2, "no command");
 }
 
 #[tokio::test]
