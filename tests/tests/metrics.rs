@@ -183,6 +183,10 @@ async fn metrics_parse_and_keep_every_name() {
     let scrapes = "floe_http_request_seconds_count{route=\"/metrics\",method=\"GET\"}";
     assert!(count(scrapes).await >= 1.0, "{scrapes}");
 
+    // The runtime probe samples every 10 ms from the server's start.
+    let probes = "floe_runtime_schedule_delay_seconds_count";
+    assert!(count(probes).await >= 1.0, "{probes}");
+
     // The embedded sequencer's commit loop: the topic, three segments and the offset
     // commit were appended, and the state was copied for a snapshot after the third
     // entry (before the loop took the next one); encoding and installing it run beside

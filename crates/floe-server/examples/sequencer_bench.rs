@@ -138,8 +138,8 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
     let length = Duration::from_secs(seconds);
-    // Warnings (a slow append among them) go to stderr with their time, beside the
-    // runtime's stalls below: RUST_LOG=info shows snapshots and catch-ups too.
+    // Warnings (a slow append, a runtime stall of 100 ms or more) go to stderr with their
+    // time: RUST_LOG=info shows snapshots and catch-ups too.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -147,7 +147,10 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    watch_runtime(tokio::runtime::Handle::current());
+    // The server's own probe: how late a task ready to run started, every 10 ms. A
+    // runtime whose workers are busy or blocked delays every task in this process, the
+    // commit loop and etcd's answers among them.
+    let probe = floe_server::runtime_probe::RuntimeProbe::start(tokio::runtime::Handle::current());
     let etcd = EtcdCluster::start(1);
     let dir = tempfile::tempdir().expect("tempdir");
     // SEQUENCER_BENCH_OBJECTS puts the object store (snapshots) elsewhere, e.g. on tmpfs
@@ -257,6 +260,14 @@ async fn main() {
             println!("  {line}");
         }
     }
+    println!("\nthis process's runtime scheduling delay (buckets in seconds, cumulative):");
+    let mut registry = prometheus_client::registry::Registry::default();
+    probe.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        println!("  {line}");
+    }
     // etcd's own view of the same appends: how long it held each Txn (from receiving it
     // to answering), its WAL fsyncs and backend commits. A slow append the leader saw
     // that etcd did not is time spent on the client's side of the connection.
@@ -280,30 +291,6 @@ async fn main() {
     for server in servers {
         let _ = server.await;
     }
-}
-
-/// Every 10 ms, from a thread of its own, spawns an empty task on the runtime and logs
-/// when it started running 50 ms or more late: a runtime whose workers are all busy or
-/// blocked delays every task in this process, the commit loop and etcd's answers among
-/// them.
-fn watch_runtime(runtime: tokio::runtime::Handle) {
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_millis(10));
-            let spawned = Instant::now();
-            let started = runtime.spawn(async move { spawned.elapsed() });
-            let waited = match runtime.block_on(started) {
-                Ok(waited) => waited,
-                Err(_) => return,
-            };
-            if waited >= Duration::from_millis(50) {
-                tracing::warn!(
-                    waited_ms = waited.as_millis() as u64,
-                    "runtime stall: a task waited to start"
-                );
-            }
-        }
-    });
 }
 
 /// etcd's `/metrics` page (the test cluster runs it with `--metrics extensive`).

@@ -32,6 +32,8 @@ pub struct Server {
     limits: Limits,
     connections: ConnectionMetrics,
     tls: Option<Tls>,
+    /// Samples the runtime's scheduling delay while the server lives.
+    probe: crate::runtime_probe::RuntimeProbe,
 }
 
 /// The listener's TLS acceptor (rustls has no `Debug` for it).
@@ -225,6 +227,8 @@ impl Server {
         waits.register(&mut registry);
         let requests = crate::routes::timing::RequestMetrics::default();
         requests.register(&mut registry);
+        let probe = crate::runtime_probe::RuntimeProbe::start(tokio::runtime::Handle::current());
+        probe.register(&mut registry);
         let state = AppState {
             broker: broker.clone(),
             cluster_name: config.cluster.name.as_str().into(),
@@ -258,6 +262,7 @@ impl Server {
             },
             connections,
             tls,
+            probe,
         })
     }
 
@@ -272,6 +277,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let _probe = self.probe;
         let tls = self.tls.map(|tls| tls.0);
         let internal = self.internal_listener.map(|listener| {
             let app = crate::routes::internal_router(self.state.clone());

@@ -12,6 +12,7 @@ mod error;
 mod listener;
 pub mod quotas;
 pub(crate) mod routes;
+pub mod runtime_probe;
 pub mod telemetry;
 pub mod tls;
 
