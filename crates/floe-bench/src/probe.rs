@@ -1,7 +1,13 @@
 //! What the benchmark reads from outside the system under test: server CPU time from
-//! `/proc`, and object-store request counts from the counting S3 proxy.
+//! `/proc`, and object-store request counts from the counting S3 proxy; and one thing it
+//! reads of itself, its own runtime's scheduling delay.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +86,54 @@ pub async fn store_counts(url: &str) -> anyhow::Result<StoreCounts> {
     Ok(counts)
 }
 
+/// The load generator's own scheduling delay: how late a task that was ready to run
+/// started on this process's runtime, sampled every 10 ms by a thread of its own, in µs.
+/// The generator shares the machine with the server, and a producer that starts late, or
+/// reads its answer late, adds that time to the latency it reports: a stall here is the
+/// client's, not the server's. floe's `floe_runtime_schedule_delay_seconds` is the server's
+/// side of the same measure.
+#[derive(Debug)]
+pub struct SchedulingDelay {
+    delays: Arc<Mutex<Histogram<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SchedulingDelay {
+    const EVERY: Duration = Duration::from_millis(10);
+
+    /// Starts sampling `runtime`; samples count from `from` on.
+    pub fn start(runtime: tokio::runtime::Handle, from: Instant) -> Self {
+        let delays = Arc::new(Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sampled, stopped) = (Arc::clone(&delays), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(Self::EVERY);
+                let sent = Instant::now();
+                if sent < from {
+                    continue;
+                }
+                let sampled = Arc::clone(&sampled);
+                // Not awaited: during a stall the next samples queue behind this one, and
+                // each records its own wait, as a request would.
+                drop(runtime.spawn(async move {
+                    let waited = sent.elapsed().as_micros() as u64;
+                    sampled.lock().saturating_record(waited.max(1));
+                }));
+            }
+        });
+        Self { delays, stop }
+    }
+
+    /// Stops sampling and returns what was sampled.
+    pub fn finish(self) -> Histogram<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.delays.lock().clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +144,28 @@ mod tests {
             "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn a_blocked_runtime_shows_in_the_scheduling_delay() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let probe = SchedulingDelay::start(runtime.handle().clone(), Instant::now());
+        runtime.block_on(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // The only worker is busy for 200 ms.
+            tokio::spawn(async { std::thread::sleep(Duration::from_millis(200)) })
+                .await
+                .expect("blocker");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        let delays = probe.finish();
+        assert!(delays.len() >= 5, "{} samples", delays.len());
+        // A sample sent as the stretch began waited for most of it.
+        assert!(delays.max() >= 150_000, "max {} µs", delays.max());
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct Report {
     pub errors: u64,
     pub ack_ms: Option<Percentiles>,
     pub e2e_ms: Option<Percentiles>,
+    /// How late this process's own ready tasks started over the window (see
+    /// [`probe::SchedulingDelay`]): the load generator's share of a latency tail.
+    pub client_delay_ms: Option<Percentiles>,
     pub cpu_seconds: Option<f64>,
     pub cpu_seconds_per_gib: Option<f64>,
     pub store: Option<StoreCounts>,
@@ -338,6 +341,7 @@ async fn produce(
         }
     }
     let progress = tokio::spawn(progress(label.to_owned(), shared.clone(), start));
+    let delay = probe::SchedulingDelay::start(tokio::runtime::Handle::current(), window_start);
 
     // CPU time and store requests are read at the window's edges; records and bytes
     // count the requests whose intended send time falls inside the window.
@@ -358,6 +362,7 @@ async fn produce(
     }
     shared.producers_done.store(true, Ordering::Relaxed);
     let (first, last) = edges.await.context("the window probe panicked")?;
+    let delay = delay.finish();
     let mut e2e = new_histogram();
     if !consumers.is_empty() {
         // Let consumers reach what was produced, then stop them.
@@ -380,7 +385,7 @@ async fn produce(
         }),
         None => args.duration,
     };
-    Ok(finish(
+    let report = finish(
         args,
         label,
         window.as_secs_f64(),
@@ -391,7 +396,11 @@ async fn produce(
         Percentiles::of(&e2e),
         &first,
         &last,
-    ))
+    );
+    Ok(Report {
+        client_delay_ms: Percentiles::of(&delay),
+        ..report
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -435,6 +444,7 @@ fn finish(
         errors,
         ack_ms,
         e2e_ms,
+        client_delay_ms: None,
         cpu_seconds: cpu,
         cpu_seconds_per_gib: cpu.and_then(per_gib),
         store,
@@ -637,6 +647,7 @@ async fn catch_up(
     let started = Instant::now();
     let first = snapshot(shared, args).await;
     let progress = tokio::spawn(progress(label.to_owned(), shared.clone(), started));
+    let delay = probe::SchedulingDelay::start(tokio::runtime::Handle::current(), started);
     let mut readers = Vec::new();
     for _ in 0..args.readers.max(1) {
         let (queue, target, shared, ends) =
@@ -677,7 +688,7 @@ async fn catch_up(
         bail!("read {records} records but the partitions held {expected}");
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(finish(
+    let report = finish(
         args,
         label,
         seconds,
@@ -688,7 +699,11 @@ async fn catch_up(
         None,
         &first,
         &last,
-    ))
+    );
+    Ok(Report {
+        client_delay_ms: Percentiles::of(&delay.finish()),
+        ..report
+    })
 }
 
 async fn progress(label: String, shared: Arc<Shared>, start: Instant) {
@@ -766,6 +781,12 @@ pub fn print_report(report: &Report) {
         println!(
             "  e2e    p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  ({} records)",
             e2e.p50, e2e.p99, e2e.p999, e2e.count
+        );
+    }
+    if let Some(delay) = report.client_delay_ms {
+        println!(
+            "  client runtime delay  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            delay.p50, delay.p99, delay.p999, delay.max
         );
     }
     if let Some(cpu) = report.cpu_seconds {
