@@ -125,6 +125,13 @@ pub struct Report {
     pub errors: u64,
     pub ack_ms: Option<Percentiles>,
     pub e2e_ms: Option<Percentiles>,
+    /// At a fixed rate: how late each acknowledged request was sent, after its intended
+    /// send time, because its producer was still waiting for the answer before it (each
+    /// producer has one request in flight). Part of `ack_ms`: the rest is the request's
+    /// own round trip, `service_ms`.
+    pub late_ms: Option<Percentiles>,
+    /// From sending a request to its answer.
+    pub service_ms: Option<Percentiles>,
     /// How late this process's own ready tasks started over the window (see
     /// [`probe::SchedulingDelay`]): the load generator's share of a latency tail.
     pub client_delay_ms: Option<Percentiles>,
@@ -356,9 +363,12 @@ async fn produce(
             (first, snapshot(&shared, &args).await)
         })
     };
-    let mut ack = new_histogram();
+    let (mut ack, mut late, mut service) = (new_histogram(), new_histogram(), new_histogram());
     for producer in producers {
-        ack.add(producer.await.context("a producer panicked")?)?;
+        let timings = producer.await.context("a producer panicked")?;
+        ack.add(timings.ack)?;
+        late.add(timings.late)?;
+        service.add(timings.service)?;
     }
     shared.producers_done.store(true, Ordering::Relaxed);
     let (first, last) = edges.await.context("the window probe panicked")?;
@@ -398,6 +408,8 @@ async fn produce(
         &last,
     );
     Ok(Report {
+        late_ms: args.rate.and(Percentiles::of(&late)),
+        service_ms: Percentiles::of(&service),
         client_delay_ms: Percentiles::of(&delay),
         ..report
     })
@@ -444,6 +456,8 @@ fn finish(
         errors,
         ack_ms,
         e2e_ms,
+        late_ms: None,
+        service_ms: None,
         client_delay_ms: None,
         cpu_seconds: cpu,
         cpu_seconds_per_gib: cpu.and_then(per_gib),
@@ -466,10 +480,22 @@ struct Producer {
     end: Instant,
 }
 
+/// A producer's acknowledged requests in the window, in µs: from the intended send time
+/// to the answer (`ack`), and its two parts, until sent (`late`) and after (`service`).
+struct Timings {
+    ack: Histogram<u64>,
+    late: Histogram<u64>,
+    service: Histogram<u64>,
+}
+
 impl Producer {
-    async fn run(self) -> Histogram<u64> {
+    async fn run(self) -> Timings {
         let args = &self.args;
-        let mut histogram = new_histogram();
+        let mut timings = Timings {
+            ack: new_histogram(),
+            late: new_histogram(),
+            service: new_histogram(),
+        };
         let producers = args.producers as u64;
         // At a fixed rate each producer sends every `interval`, phase-shifted so the
         // producers interleave evenly.
@@ -509,6 +535,7 @@ impl Producer {
             let partition = (partition_turn % args.partitions as u64) as u32;
             partition_turn += producers;
             let values = self.values(intended, &mut sequence);
+            let sent = Instant::now();
             let result = if args.idempotent {
                 self.produce_idempotent(&mut idempotent, partition, &values)
                     .await
@@ -520,7 +547,11 @@ impl Producer {
             match result {
                 Ok(()) => {
                     if intended >= self.window_start {
-                        let _ = histogram.record(micros.max(1));
+                        let _ = timings.ack.record(micros.max(1));
+                        let late = sent.saturating_duration_since(intended).as_micros() as u64;
+                        let _ = timings.late.record(late.max(1));
+                        let service = done.saturating_duration_since(sent).as_micros() as u64;
+                        let _ = timings.service.record(service.max(1));
                         *self.shared.last_ack.lock() = Some(done);
                         self.shared
                             .acked_records
@@ -542,7 +573,7 @@ impl Producer {
                 next += interval;
             }
         }
-        histogram
+        timings
     }
 
     async fn produce_idempotent(
@@ -781,6 +812,12 @@ pub fn print_report(report: &Report) {
         println!(
             "  e2e    p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  ({} records)",
             e2e.p50, e2e.p99, e2e.p999, e2e.count
+        );
+    }
+    if let (Some(late), Some(service)) = (report.late_ms, report.service_ms) {
+        println!(
+            "  of it  sent late p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms; round trip p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms",
+            late.p50, late.p99, late.p999, service.p50, service.p99, service.p999
         );
     }
     if let Some(delay) = report.client_delay_ms {
