@@ -105,7 +105,37 @@ impl Broker {
         Ok(())
     }
 
+    /// Deletes a topic. Every replica releases the topic's index under its state's write
+    /// lock, which took 81 ms for 288,000 entries (docs/benchmarks.md): a large index is
+    /// first trimmed away in bounded steps, as retention does, and the delete releases
+    /// only what was produced meanwhile. A delete that fails after a step leaves the
+    /// topic with fewer records; deleting it again finishes.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        loop {
+            let step = self
+                .inner
+                .sequencer
+                .read(|state| state.topic(name).map(crate::jobs::retention::delete_step));
+            let Some((trims, cut)) = step else {
+                return Err(BrokerError::UnknownTopic(name.to_owned()));
+            };
+            if trims.is_empty() {
+                break;
+            }
+            let command = Command::TrimPartitions {
+                at_ms: self.inner.clock.now_ms(),
+                trims,
+            };
+            let moved = match self.inner.sequencer.submit(command).await? {
+                Outcome::Trimmed(moved) => moved,
+                _ => 0,
+            };
+            // Not cut short: what is left came after the plan. Nothing moved: an
+            // export's hold; the delete releases it.
+            if !cut || moved == 0 {
+                break;
+            }
+        }
         let command = Command::DeleteTopic {
             name: name.to_owned(),
             at_ms: self.inner.clock.now_ms(),

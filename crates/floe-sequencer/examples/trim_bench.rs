@@ -1,9 +1,9 @@
 //! What one retention trim costs a replica: commits SEGMENTS segments of 8 batches over a
 //! 64-partition topic (the shape of `sequencer_bench`), takes a copy of the state as a
 //! snapshot would, then times one `TrimPartitions` of every partition up to FRACTION of
-//! its high watermark (1: everything).
+//! its high watermark (1: everything), or, with `delete` for FRACTION, one `DeleteTopic`.
 //!
-//! `cargo run --release -p floe-sequencer --example trim_bench -- [SEGMENTS [FRACTION]]`
+//! `cargo run --release -p floe-sequencer --example trim_bench -- [SEGMENTS [FRACTION|delete]]`
 use std::time::Instant;
 
 use floe_core::segment::BatchEntry;
@@ -57,6 +57,23 @@ fn main() {
     }
     println!("commit {segments} segments: {:?}", started.elapsed());
     let copy = state.clone();
+    if std::env::args().nth(2).as_deref() == Some("delete") {
+        let started = Instant::now();
+        state
+            .apply(
+                index + 1,
+                &Command::DeleteTopic {
+                    name: "t".into(),
+                    at_ms: 1,
+                },
+            )
+            .expect("delete");
+        println!(
+            "delete of the topic (the state shared with a copy): {:?}",
+            started.elapsed()
+        );
+        return;
+    }
     let frac: f64 = std::env::args()
         .nth(2)
         .and_then(|a| a.parse().ok())

@@ -11,7 +11,7 @@
 pub(crate) mod compaction;
 mod lifecycle;
 mod pacer;
-mod retention;
+pub(crate) mod retention;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -154,6 +154,47 @@ pub(crate) fn plan_step<'a>(
     (trims, false)
 }
 
+/// One step of a topic's delete: trims that take at most [`MAX_TRIM_BATCHES`] index
+/// entries off the front of its partitions, and whether that limit (or
+/// [`MAX_TRIM_PARTITIONS`]) cut it short. Deleting a topic releases every entry of its
+/// index on every replica; done in these steps first, the `DeleteTopic` that follows
+/// releases only what came after the last one.
+pub(crate) fn delete_step(topic: &TopicState) -> (Vec<Trim>, bool) {
+    let mut budget = MAX_TRIM_BATCHES;
+    let mut trims = Vec::new();
+    for (index, partition) in topic.partitions.iter().enumerate() {
+        let log_start = partition.log_start_offset;
+        let ends = partition
+            .batches
+            .iter()
+            .map(|(base, location)| PartitionState::batch_end(*base, location))
+            .filter(|end| *end > log_start);
+        let (mut start, mut removed) = (log_start, 0);
+        for end in ends {
+            if removed == budget {
+                break;
+            }
+            (start, removed) = (end, removed + 1);
+        }
+        if start <= log_start {
+            continue;
+        }
+        if trims.len() == MAX_TRIM_PARTITIONS {
+            return (trims, true);
+        }
+        trims.push(Trim {
+            topic_id: topic.id,
+            partition: index as u32,
+            log_start_offset: start,
+        });
+        budget -= removed;
+        if budget == 0 {
+            return (trims, true);
+        }
+    }
+    (trims, false)
+}
+
 #[cfg(test)]
 mod tests {
     use floe_core::{SegmentId, TopicConfig, TopicId};

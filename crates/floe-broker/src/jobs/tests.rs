@@ -319,19 +319,10 @@ async fn retention_advances_the_log_start_and_frees_objects() {
     assert_eq!(stored_objects(&broker).await, 0);
 }
 
-#[tokio::test]
-async fn retention_of_a_backlog_goes_in_bounded_steps_and_misses_nothing() {
-    let broker = broker().await;
-    let config = TopicConfig {
-        retention_ms: 60_000,
-        ..TopicConfig::default()
-    };
-    let topic = broker
-        .create_topic("backlog", 2, config)
-        .await
-        .expect("create");
-    // Six objects of 4,000 hour-old batches each, half in each partition: 24,000 index
-    // entries, more than one step may remove.
+/// Creates `name` with two partitions and commits six objects of 4,000 hour-old batches
+/// each, half in each partition: 24,000 index entries, more than one step may remove.
+async fn commit_backlog(broker: &Broker, name: &str, config: TopicConfig) {
+    let topic = broker.create_topic(name, 2, config).await.expect("create");
     let old = floe_core::Clock::now_ms(&SystemClock) - 3_600_000;
     for _ in 0..6 {
         let batches = (0..4_000u32)
@@ -355,6 +346,50 @@ async fn retention_of_a_backlog_goes_in_bounded_steps_and_misses_nothing() {
         broker.sequencer().submit(command).await.expect("commit");
     }
     const { assert!(24_000 > super::retention::MAX_TRIM_BATCHES) };
+}
+
+#[tokio::test]
+async fn a_large_topic_is_deleted_in_bounded_steps() {
+    let broker = broker().await;
+    commit_backlog(&broker, "large", TopicConfig::default()).await;
+    broker
+        .create_topic("kept", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    broker
+        .produce("kept", vec![record(0, None, Some("stays"), 1)])
+        .await
+        .expect("produce");
+    let applied = || broker.sequencer().read(|state| state.applied_index);
+    let before = applied();
+    broker.delete_topic("large").await.expect("delete");
+    // Two trims (16,384 entries, then the other 7,616), then the delete, which has
+    // nothing left to release.
+    assert_eq!(applied() - before, 3, "two steps and the delete");
+    assert!(broker.describe_topic("large").is_err());
+    let footprint = broker.store_footprint();
+    assert_eq!(footprint.dead_objects, 6, "{footprint:?}");
+    assert_eq!(footprint.live_objects, 1, "the other topic's object");
+    // Deleting it again is an unknown topic, and changes nothing.
+    let again = broker.delete_topic("large").await;
+    assert!(
+        matches!(again, Err(BrokerError::UnknownTopic(_))),
+        "{again:?}"
+    );
+    assert_eq!(applied() - before, 3);
+    let kept = read_all(&broker, "kept", 0).await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].2.as_deref(), Some(&b"stays"[..]));
+}
+
+#[tokio::test]
+async fn retention_of_a_backlog_goes_in_bounded_steps_and_misses_nothing() {
+    let broker = broker().await;
+    let config = TopicConfig {
+        retention_ms: 60_000,
+        ..TopicConfig::default()
+    };
+    commit_backlog(&broker, "backlog", config).await;
     let applied = || broker.sequencer().read(|state| state.applied_index);
     let before = applied();
     broker.enforce_retention().await.expect("retention");
