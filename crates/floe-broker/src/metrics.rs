@@ -251,7 +251,8 @@ impl Broker {
         );
         registry.register(
             "floe_fetch_wakeups",
-            "Waiting fetches (long-polls, event streams) woken before their deadline, by cause \
+            "Waiting fetches (long-polls, event streams, group fetches) woken before their \
+             deadline, by cause \
              (partition: a commit to it; broadcast: a command that may move any partition; \
              recheck: the periodic look) and by whether the look after found records",
             latency.wakeups.clone(),

@@ -226,6 +226,8 @@ impl Broker {
         let mut out: Vec<((TopicId, u32), GroupRecord)> = Vec::new();
         let mut reservations = Vec::new();
         let mut next: BTreeMap<(TopicId, u32), u64> = BTreeMap::new();
+        // What ended the last wait, until the look after it says whether it found records.
+        let mut woken = None;
         loop {
             for waiter in &mut waiters {
                 waiter.mark_seen();
@@ -268,16 +270,19 @@ impl Broker {
                     ));
                 }
             }
+            if let Some(cause) = woken.take() {
+                self.inner.latency.woken(cause, !out.is_empty()).inc();
+            }
             if !out.is_empty() || waiters.is_empty() || Instant::now() >= deadline {
                 break;
             }
-            let woken = select_all(
+            let waits = select_all(
                 waiters
                     .iter_mut()
                     .map(|waiter| Box::pin(waiter.wait(deadline))),
             );
-            let (woke, _, _) = woken.await;
-            if woke.is_none() && Instant::now() >= deadline {
+            (woken, _, _) = waits.await;
+            if woken.is_none() && Instant::now() >= deadline {
                 break;
             }
         }

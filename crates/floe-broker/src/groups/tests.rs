@@ -363,6 +363,9 @@ async fn member_reads_follow_positions_and_auto_commit_what_was_returned() {
     let late = reader.await.expect("task").expect("read").records;
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].partition, late[0].record.offset), (1, 5));
+    // The wake-up is counted as a plain fetch's is: its partition's commit, found.
+    let woken = |cause, found| broker.inner.latency.woken(cause, found).get();
+    assert_eq!(woken(crate::wakeups::Woken::Partition, true), 1);
 }
 
 #[tokio::test]
