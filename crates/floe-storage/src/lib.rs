@@ -6,6 +6,7 @@
 //! beyond what a key needs, and never decides what is committed (the sequencer does).
 
 mod cache;
+mod ext4;
 pub mod keys;
 mod local;
 mod s3;
