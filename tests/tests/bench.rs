@@ -51,6 +51,14 @@ async fn a_json_body_run_writes_text_values_of_the_record_size() {
     .expect("json run");
     assert_eq!(report.errors, 0);
     assert!(report.records > 0, "nothing acknowledged in the window");
+    // A closed loop has no schedule to be late on; its round trips are its acks.
+    assert!(report.late_ms.is_none());
+    let (ack, service) = (
+        report.ack_ms.expect("acks"),
+        report.service_ms.expect("trips"),
+    );
+    assert_eq!(service.count, ack.count);
+    assert!(report.client_delay_ms.expect("the generator's delay").count > 0);
     let client = floe.client();
     let fetched = client
         .fetch_binary("json", 0, 0, &Default::default())
@@ -96,6 +104,10 @@ async fn tail_run_sees_every_acknowledged_record_and_catch_up_reads_the_whole_to
     assert_eq!(tail.bytes, tail.records * 200);
     let ack = tail.ack_ms.expect("acknowledgement latencies");
     assert_eq!(ack.count * 10, tail.records, "one latency per request");
+    // At a fixed rate each ack splits into its wait to be sent and its round trip.
+    let (late, service) = (tail.late_ms.expect("late"), tail.service_ms.expect("trips"));
+    assert_eq!((late.count, service.count), (ack.count, ack.count));
+    assert!(late.max <= ack.max && service.max <= ack.max);
     let e2e = tail.e2e_ms.expect("end-to-end latencies");
     assert_eq!(
         e2e.count, tail.records,

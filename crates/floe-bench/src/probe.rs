@@ -127,10 +127,18 @@ impl SchedulingDelay {
         Self { delays, stop }
     }
 
-    /// Stops sampling and returns what was sampled.
+    /// Stops sampling and returns what was sampled (samples still queued behind a stall
+    /// at this moment are not in it).
     pub fn finish(self) -> Histogram<u64> {
         self.stop.store(true, Ordering::Relaxed);
         self.delays.lock().clone()
+    }
+}
+
+impl Drop for SchedulingDelay {
+    /// A run that fails part-way stops the sampling thread too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -126,9 +126,10 @@ pub struct Report {
     pub ack_ms: Option<Percentiles>,
     pub e2e_ms: Option<Percentiles>,
     /// At a fixed rate: how late each acknowledged request was sent, after its intended
-    /// send time, because its producer was still waiting for the answer before it (each
-    /// producer has one request in flight). Part of `ack_ms`: the rest is the request's
-    /// own round trip, `service_ms`.
+    /// send time. Mostly because its producer was still waiting for the answer before it
+    /// (each producer has one request in flight); the timer's ~1 ms rounding, building
+    /// the request's values and this process's scheduling add a few ms. Part of `ack_ms`:
+    /// the rest is the request's own round trip, `service_ms`.
     pub late_ms: Option<Percentiles>,
     /// From sending a request to its answer.
     pub service_ms: Option<Percentiles>,

@@ -108,16 +108,27 @@ impl Broker {
     /// Deletes a topic. Every replica releases the topic's index under its state's write
     /// lock, which took 81 ms for 288,000 entries (docs/benchmarks.md): a large index is
     /// first trimmed away in bounded steps, as retention does, and the delete releases
-    /// only what was produced meanwhile. A delete that fails after a step leaves the
-    /// topic with fewer records; deleting it again finishes.
+    /// only what an export holds and what was produced meanwhile. A delete that fails
+    /// after a step leaves the topic with fewer records; deleting it again finishes.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
-        loop {
-            let step = self
-                .inner
-                .sequencer
-                .read(|state| state.topic(name).map(crate::jobs::retention::delete_step));
+        // The steps go no further than each partition's end now. A topic this replica
+        // does not know (yet) goes straight to the delete, which the leader judges.
+        let began = self.inner.sequencer.read(|state| {
+            state.topic(name).map(|topic| {
+                let ends: Vec<u64> = topic.partitions.iter().map(|p| p.high_watermark).collect();
+                (topic.id, ends)
+            })
+        });
+        while let Some((id, ends)) = &began {
+            let step = self.inner.sequencer.read(|state| {
+                state
+                    .topic(name)
+                    .filter(|topic| topic.id == *id)
+                    .map(|topic| crate::jobs::retention::delete_step(topic, ends))
+            });
+            // Deleted meanwhile (and perhaps created again): the delete below judges.
             let Some((trims, cut)) = step else {
-                return Err(BrokerError::UnknownTopic(name.to_owned()));
+                break;
             };
             if trims.is_empty() {
                 break;
@@ -130,8 +141,9 @@ impl Broker {
                 Outcome::Trimmed(moved) => moved,
                 _ => 0,
             };
-            // Not cut short: what is left came after the plan. Nothing moved: an
-            // export's hold; the delete releases it.
+            // Not cut short: the rest is held by an export or came after the delete
+            // began. Nothing moved: the state held the starts back (a hold that moved
+            // since the plan). Either way, the delete releases what is left.
             if !cut || moved == 0 {
                 break;
             }

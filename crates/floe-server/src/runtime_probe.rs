@@ -1,10 +1,11 @@
 //! The async runtime's scheduling delay: how long a task that is ready to run waits for a
 //! worker. A thread of its own spawns an empty task every 10 ms, and the task records how
-//! late it started. Every task of the process waits about as long — produces, fetches,
-//! the sequencer's commit loop, the answers from etcd — so a stall here (a long
-//! synchronous stretch on a worker, or a machine short of CPU) explains a tail that no
-//! stage histogram holds. It is what showed that the sequencer bench's "slow etcd
-//! appends" were the process stalling (docs/benchmarks.md).
+//! late it started (it goes through the runtime's shared queue, as tasks woken from other
+//! threads do). Tasks of the process wait about as long — produces, fetches, the
+//! sequencer's commit loop, the answers from etcd — so a stall here (a long synchronous
+//! stretch on a worker, or a machine short of CPU) explains a tail that no stage histogram
+//! holds. It is what showed that the sequencer bench's "slow etcd appends" were the
+//! process stalling (docs/benchmarks.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,7 +82,9 @@ impl Drop for RuntimeProbe {
 fn warn_stall(waited: Duration, started: Instant, warned: &AtomicU64) {
     let now = started.elapsed().as_millis() as u64 + 1;
     let last = warned.load(Ordering::Relaxed);
-    if last != 0 && now - last < WARN_EVERY.as_millis() as u64 {
+    // Probes queued behind one stall run at once on several workers: another may have
+    // stored a later time than this one's.
+    if last != 0 && now.saturating_sub(last) < WARN_EVERY.as_millis() as u64 {
         return;
     }
     if warned

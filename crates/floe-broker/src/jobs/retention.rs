@@ -155,26 +155,31 @@ pub(crate) fn plan_step<'a>(
 }
 
 /// One step of a topic's delete: trims that take at most [`MAX_TRIM_BATCHES`] index
-/// entries off the front of its partitions, and whether that limit (or
-/// [`MAX_TRIM_PARTITIONS`]) cut it short. Deleting a topic releases every entry of its
-/// index on every replica; done in these steps first, the `DeleteTopic` that follows
-/// releases only what came after the last one.
-pub(crate) fn delete_step(topic: &TopicState) -> (Vec<Trim>, bool) {
+/// entries off the front of its partitions, none past `ends` (each partition's high
+/// watermark when the delete began, so records produced meanwhile cannot keep it going)
+/// nor past an export's hold, and whether a limit (or [`MAX_TRIM_PARTITIONS`]) cut it
+/// short. Deleting a topic releases every entry of its index on every replica; done in
+/// these steps first, the `DeleteTopic` that follows releases only what is left.
+pub(crate) fn delete_step(topic: &TopicState, ends: &[u64]) -> (Vec<Trim>, bool) {
     let mut budget = MAX_TRIM_BATCHES;
     let mut trims = Vec::new();
-    for (index, partition) in topic.partitions.iter().enumerate() {
+    for ((index, partition), end) in topic.partitions.iter().enumerate().zip(ends) {
         let log_start = partition.log_start_offset;
+        let limit = topic
+            .export_floor(partition)
+            .map_or(*end, |floor| floor.min(*end));
         let ends = partition
             .batches
             .iter()
             .map(|(base, location)| PartitionState::batch_end(*base, location))
-            .filter(|end| *end > log_start);
+            .filter(|batch_end| *batch_end > log_start)
+            .take_while(|batch_end| *batch_end <= limit);
         let (mut start, mut removed) = (log_start, 0);
-        for end in ends {
+        for batch_end in ends {
             if removed == budget {
                 break;
             }
-            (start, removed) = (end, removed + 1);
+            (start, removed) = (batch_end, removed + 1);
         }
         if start <= log_start {
             continue;
@@ -299,6 +304,43 @@ mod tests {
         inside.log_start_offset = 5;
         let step = retained_start(&topic(config), &inside, 1_000, 2);
         assert_eq!(step, cut(20, 2));
+    }
+
+    #[test]
+    fn a_delete_step_stops_at_the_ends_the_budget_and_an_export_hold() {
+        // Two partitions of five 10-offset batches each.
+        let five = [(10, 1); 5];
+        let mut t = topic(TopicConfig::default());
+        t.partitions = vec![partition(&five), partition(&five)];
+        let trim = |partition, log_start_offset| Trim {
+            topic_id: t.id,
+            partition,
+            log_start_offset,
+        };
+        // Everything, in one step.
+        assert_eq!(
+            delete_step(&t, &[50, 50]),
+            (vec![trim(0, 50), trim(1, 50)], false)
+        );
+        // No further than the ends taken when the delete began (later records are left
+        // to the delete), and none where an end is at the log start.
+        t.partitions[1].log_start_offset = 20;
+        assert_eq!(delete_step(&t, &[30, 20]), (vec![trim(0, 30)], false));
+        // An enabled export holds each partition at its cursor.
+        t.config.export_enabled = true;
+        t.partitions[0].export = Some(floe_sequencer::ExportCursor {
+            next_offset: 25,
+            ..Default::default()
+        });
+        t.partitions[1].export = Some(floe_sequencer::ExportCursor {
+            next_offset: 50,
+            ..Default::default()
+        });
+        // Partition 0 stops at the last batch ending at or before 25; partition 1 goes.
+        assert_eq!(
+            delete_step(&t, &[50, 50]),
+            (vec![trim(0, 20), trim(1, 50)], false)
+        );
     }
 
     #[test]

@@ -370,16 +370,35 @@ async fn a_large_topic_is_deleted_in_bounded_steps() {
     let footprint = broker.store_footprint();
     assert_eq!(footprint.dead_objects, 6, "{footprint:?}");
     assert_eq!(footprint.live_objects, 1, "the other topic's object");
-    // Deleting it again is an unknown topic, and changes nothing.
+    // Deleting it again is an unknown topic (the leader's answer: this broker's replica
+    // may not know a topic yet), with no step.
     let again = broker.delete_topic("large").await;
     assert!(
         matches!(again, Err(BrokerError::UnknownTopic(_))),
         "{again:?}"
     );
-    assert_eq!(applied() - before, 3);
+    assert_eq!(applied() - before, 4, "the refused delete only");
     let kept = read_all(&broker, "kept", 0).await;
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].2.as_deref(), Some(&b"stays"[..]));
+}
+
+#[tokio::test]
+async fn a_delete_leaves_what_an_export_holds_to_the_delete_itself() {
+    let broker = broker().await;
+    let config = TopicConfig {
+        export_enabled: true,
+        ..TopicConfig::default()
+    };
+    commit_backlog(&broker, "exported", config).await;
+    let applied = || broker.sequencer().read(|state| state.applied_index);
+    let before = applied();
+    broker.delete_topic("exported").await.expect("delete");
+    // Nothing was exported: no step may trim, and the delete releases it all.
+    assert_eq!(applied() - before, 1, "the delete alone");
+    assert!(broker.describe_topic("exported").is_err());
+    assert_eq!(broker.store_footprint().dead_objects, 6);
+    assert_eq!(broker.store_footprint().live_objects, 0);
 }
 
 #[tokio::test]
