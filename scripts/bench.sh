@@ -11,8 +11,10 @@
 # Settings (environment): FLOE_BENCH_SECONDS (measured seconds per run, 20),
 # FLOE_BENCH_WARMUP (5), FLOE_BENCH_HISTORY_BYTES (W5's history, 1 GiB),
 # FLOE_BENCH_S3=0 (skip the S3 runs), FLOE_BENCH_PROFILE=0 (skip the profiles),
-# FLOE_BENCH_OUT (output directory, bench-out/<time>). Each floe W2 step also leaves
-# W2-<fraction>.stages.txt: the quantiles of floe's stage histograms over that step.
+# FLOE_BENCH_OUT (output directory, bench-out/<time>), FLOE_BENCH_W2_RUNS (runs of each W2
+# step and system, each on a fresh server, 1; the report shows the median run and the
+# range of p99: a single stall moves one 10 s step's p99 by 50x). Each floe W2 run also
+# leaves W2-<fraction>[-<run>].stages.txt: the quantiles of floe's stage histograms over it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
@@ -22,6 +24,7 @@ WARM=${FLOE_BENCH_WARMUP:-5}
 HISTORY=${FLOE_BENCH_HISTORY_BYTES:-1073741824}
 WITH_S3=${FLOE_BENCH_S3:-1}
 WITH_PROFILE=${FLOE_BENCH_PROFILE:-1}
+W2_RUNS=${FLOE_BENCH_W2_RUNS:-1}
 OUT=${FLOE_BENCH_OUT:-$PWD/bench-out/$(date +%Y%m%d-%H%M%S)}
 PEER_VERSION=0.43.4
 PEERS="$HOME/.cache/floe/peers"
@@ -159,19 +162,22 @@ TOP=$(python3 -c "print(max($(rate_of W1 floe), $(rate_of W1 s2)))")
 STEP_SECS=$(( SECS / 2 > 5 ? SECS / 2 : 5 ))
 for fraction in 0.1 0.25 0.5 0.75 0.9 1.0 1.25; do
   rate=$(python3 -c "print(round($TOP * $fraction))")
-  for system in floe s2; do
-    start_server "$system" "W2-$system"
-    [ "$system" = floe ] && curl -sf "$URL/metrics" >"$WORK/metrics-before.txt"
-    bench "$system" W2 --rate "$rate" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
-      --duration "${STEP_SECS}s" --warmup 2s
-    if [ "$system" = floe ]; then
-      # Which stage held the time: floe's histograms over this step (warm-up included).
-      curl -sf "$URL/metrics" >"$WORK/metrics-after.txt"
-      python3 scripts/stage_quantiles.py "$WORK/metrics-before.txt" "$WORK/metrics-after.txt" \
-        >"$OUT/W2-$fraction.stages.txt"
-    fi
-    stop_server
-    forget "W2-$system"
+  for run in $(seq 1 "$W2_RUNS"); do
+    suffix=$([ "$W2_RUNS" = 1 ] || echo "-$run")
+    for system in floe s2; do
+      start_server "$system" "W2-$system"
+      [ "$system" = floe ] && curl -sf "$URL/metrics" >"$WORK/metrics-before.txt"
+      bench "$system" W2 --rate "$rate" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
+        --duration "${STEP_SECS}s" --warmup 2s
+      if [ "$system" = floe ]; then
+        # Which stage held the time: floe's histograms over this run (warm-up included).
+        curl -sf "$URL/metrics" >"$WORK/metrics-after.txt"
+        python3 scripts/stage_quantiles.py "$WORK/metrics-before.txt" "$WORK/metrics-after.txt" \
+          >"$OUT/W2-$fraction$suffix.stages.txt"
+      fi
+      stop_server
+      forget "W2-$system"
+    done
   done
 done
 
