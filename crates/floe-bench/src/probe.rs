@@ -103,9 +103,7 @@ impl SchedulingDelay {
 
     /// Starts sampling `runtime`; samples count from `from` on.
     pub fn start(runtime: tokio::runtime::Handle, from: Instant) -> Self {
-        let delays = Arc::new(Mutex::new(
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-        ));
+        let delays = Arc::new(Mutex::new(crate::workload::new_histogram()));
         let stop = Arc::new(AtomicBool::new(false));
         let (sampled, stopped) = (Arc::clone(&delays), Arc::clone(&stop));
         std::thread::spawn(move || {
