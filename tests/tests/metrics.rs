@@ -205,4 +205,13 @@ async fn metrics_parse_and_keep_every_name() {
     let encoded = "floe_sequencer_snapshot_stage_seconds_count{stage=\"encode\"}";
     assert!(count(encoded).await >= 1.0, "{encoded}");
     assert!(count("floe_sequencer_snapshot_bytes").await > 100.0);
+
+    // A delete of a topic that does not exist is answered by the commit loop's judgement
+    // of it, before the log.
+    let refused = client
+        .delete_topic("nope")
+        .await
+        .expect_err("unknown topic");
+    assert!(refused.to_string().contains("unknown_topic"), "{refused}");
+    assert!(count("floe_sequencer_refused_before_log_total").await >= 1.0);
 }

@@ -227,23 +227,38 @@ impl CommitLoop {
     }
 
     /// Writes the group durably, applies it and answers every submitter. Submissions whose
-    /// fence is stale are refused and the rest retried. Returns an error only when the log
-    /// can no longer be trusted by this process.
+    /// fence is stale are refused and the rest retried. Commands the state refuses where
+    /// they stand in the group are answered without a log entry (see [`Self::prejudge`]).
+    /// Returns an error only when the log can no longer be trusted by this process.
     async fn commit_group(&mut self, group: &mut Vec<Submission>) -> Result<(), LogError> {
         loop {
+            let refusals = self.prejudge(group);
             let entries: Vec<LogEntry> = group
                 .iter()
+                .zip(&refusals)
+                .filter(|(_, refusal)| refusal.is_none())
                 .enumerate()
-                .map(|(offset, submission)| LogEntry {
+                .map(|(offset, (submission, _))| LogEntry {
                     index: self.next_index + offset as u64,
                     command: submission.command.clone(),
                 })
                 .collect();
-            let mut fences: Vec<Fence> = group.iter().filter_map(|s| s.fence.clone()).collect();
+            let mut fences: Vec<Fence> = group
+                .iter()
+                .zip(&refusals)
+                .filter(|(_, refusal)| refusal.is_none())
+                .filter_map(|(s, _)| s.fence.clone())
+                .collect();
             fences.sort_by(|a, b| (&a.broker, a.session).cmp(&(&b.broker, b.session)));
             fences.dedup();
             let started = Instant::now();
-            match self.backend.append(&entries, &fences).await {
+            let appended = if entries.is_empty() {
+                Ok(())
+            } else {
+                self.backend.append(&entries, &fences).await
+            };
+            match appended {
+                Ok(()) if entries.is_empty() => {}
                 Ok(()) => {
                     let elapsed = started.elapsed();
                     self.metrics.appended(elapsed, entries.len());
@@ -268,12 +283,16 @@ impl CommitLoop {
                     if group.is_empty() {
                         return Ok(());
                     }
+                    // What is left is judged again: a refusal may have followed from a
+                    // command that is now gone.
                     continue;
                 }
                 Err(error) => {
                     let fatal = matches!(error, LogError::Poisoned(_) | LogError::Deposed(_));
                     tracing::warn!(%error, commands = group.len(), "sequencer log append failed");
                     let message = error.to_string();
+                    // Refusals judged on this group are not answered either: they may
+                    // follow from a command that was not written.
                     for submission in group.drain(..) {
                         let _ = submission
                             .reply
@@ -282,17 +301,63 @@ impl CommitLoop {
                     return if fatal { Err(error) } else { Ok(()) };
                 }
             }
-            let outcomes = self.replica.apply(&entries);
+            let outcomes = if entries.is_empty() {
+                Vec::new()
+            } else {
+                self.replica.apply(&entries)
+            };
+            let mut outcomes = outcomes.into_iter().zip(&entries);
+            let refused = refusals.iter().filter(|refusal| refusal.is_some()).count();
+            if refused > 0 {
+                self.metrics.refused_before_log(refused);
+            }
+            // A refusal is answered with the index of the last entry before it: the state
+            // it was judged on, which a follower waits for before it answers.
+            let mut index = self.next_index - 1;
+            for (submission, refusal) in group.drain(..).zip(refusals) {
+                let committed = match refusal {
+                    Some(error) => Committed {
+                        index,
+                        outcome: Err(error),
+                    },
+                    None => {
+                        let (outcome, entry) = outcomes.next().expect("an outcome per entry");
+                        index = entry.index;
+                        Committed { index, outcome }
+                    }
+                };
+                let _ = submission.reply.send(Ok(committed));
+            }
             self.next_index += entries.len() as u64;
             self.entries_since_snapshot += entries.len() as u64;
-            for ((submission, outcome), entry) in group.drain(..).zip(outcomes).zip(&entries) {
-                let _ = submission.reply.send(Ok(Committed {
-                    index: entry.index,
-                    outcome,
-                }));
-            }
             return Ok(());
         }
+    }
+
+    /// Judges the group's commands that [may be refused](Command::may_be_refused) and carry
+    /// no fence on a copy of the state, in order, as applying the group would: `Some` where
+    /// the state refuses one. A refusal changes nothing but the applied index, so it needs
+    /// no log entry: a client whose requests are refused (a delete of a topic that does not
+    /// exist, a commit of a stale generation) cannot make the log write at its request
+    /// rate. Groups with nothing to judge (segment commits) cost nothing here.
+    fn prejudge(&self, group: &[Submission]) -> Vec<Option<ApplyError>> {
+        let judged = |submission: &Submission| {
+            submission.fence.is_none() && submission.command.may_be_refused()
+        };
+        let mut refusals = vec![None; group.len()];
+        if !group.iter().any(judged) {
+            return refusals;
+        }
+        let mut state = self.replica.copy();
+        for (submission, refusal) in group.iter().zip(&mut refusals) {
+            let index = state.applied_index + 1;
+            if let Err(error) = state.apply(index, &submission.command)
+                && judged(submission)
+            {
+                *refusal = Some(error);
+            }
+        }
+        refusals
     }
 
     fn behind_snapshot(&self) -> bool {
@@ -394,3 +459,191 @@ fn refuse_if_too_large(submission: Submission) -> Option<Submission> {
 /// Groups stop growing past this many (estimated) bytes, well under etcd's 1.5 MiB
 /// request limit and the etcd client's 4 MiB response limit when read back in pages.
 const MAX_GROUP_BYTES: usize = 512 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use floe_core::TopicConfig;
+
+    use super::*;
+    use crate::error::ApplyError;
+    use crate::memory::MemoryLog;
+    use crate::state::ClusterState;
+
+    fn create(name: &str) -> Command {
+        Command::CreateTopic {
+            name: name.into(),
+            partitions: 1,
+            config: TopicConfig::default(),
+            created_ms: 0,
+        }
+    }
+
+    fn delete(name: &str) -> Command {
+        Command::DeleteTopic {
+            name: name.into(),
+            at_ms: 0,
+        }
+    }
+
+    /// Queues every command before the loop runs, so they commit as one group, then runs
+    /// the loop until the queue is drained; returns each command's answer.
+    async fn one_group(
+        backend: Arc<dyn LogBackend>,
+        replica: &Arc<Replica>,
+        commands: Vec<Command>,
+    ) -> Vec<Result<Committed, SequencerError>> {
+        let (sender, mut receiver) = mpsc::channel(commands.len());
+        let mut answers = Vec::new();
+        for command in commands {
+            let (reply, answer) = oneshot::channel();
+            let submission = Submission {
+                command,
+                fence: None,
+                remote: false,
+                reply,
+            };
+            sender.try_send(submission).expect("room in the queue");
+            answers.push(answer);
+        }
+        drop(sender);
+        let metrics = CommitMetrics::default();
+        let mut commit = CommitLoop::new(backend, Arc::clone(replica), 64, 1_000_000, metrics);
+        commit
+            .run(&mut receiver, std::future::pending())
+            .await
+            .expect("the loop");
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.expect("answered"));
+        }
+        results
+    }
+
+    fn index_and_error(answer: &Result<Committed, SequencerError>) -> (u64, Option<ApplyError>) {
+        let committed = answer.as_ref().expect("committed");
+        (committed.index, committed.outcome.clone().err())
+    }
+
+    #[tokio::test]
+    async fn a_refusal_takes_no_log_entry_and_is_judged_where_it_stands_in_its_group() {
+        let log = Arc::new(MemoryLog::new());
+        let replica = Arc::new(Replica::new(ClusterState::default()));
+        let first = one_group(log.clone(), &replica, vec![create("t")]).await;
+        assert_eq!(index_and_error(&first[0]), (1, None));
+
+        let answers = one_group(
+            log.clone(),
+            &replica,
+            vec![
+                create("x"),
+                delete("x"),
+                delete("x"),
+                delete("nope"),
+                create("t"),
+                create("y"),
+                delete("y"),
+            ],
+        )
+        .await;
+        let unknown = |name: &str| Some(ApplyError::UnknownTopic(name.into()));
+        let judged: Vec<_> = answers.iter().map(index_and_error).collect();
+        assert_eq!(
+            judged,
+            vec![
+                (2, None),
+                (3, None),
+                // Refused after the delete before it in the same group, and answered
+                // with the index of the state it was judged on.
+                (3, unknown("x")),
+                (3, unknown("nope")),
+                (3, Some(ApplyError::TopicExists("t".into()))),
+                (4, None),
+                (5, None),
+            ]
+        );
+        let logged: Vec<_> = log
+            .recover()
+            .await
+            .expect("recover")
+            .entries
+            .into_iter()
+            .map(|entry| (entry.index, entry.command))
+            .collect();
+        assert_eq!(
+            logged,
+            vec![
+                (1, create("t")),
+                (2, create("x")),
+                (3, delete("x")),
+                (4, create("y")),
+                (5, delete("y")),
+            ]
+        );
+        assert_eq!(replica.applied_index(), 5);
+
+        // A group of refusals only writes nothing and moves nothing.
+        let refused = one_group(log.clone(), &replica, vec![delete("x"), create("t")]).await;
+        let judged: Vec<_> = refused.iter().map(index_and_error).collect();
+        assert_eq!(
+            judged,
+            vec![
+                (5, unknown("x")),
+                (5, Some(ApplyError::TopicExists("t".into())))
+            ]
+        );
+        assert_eq!(log.retained_entries(), 5);
+        assert_eq!(replica.applied_index(), 5);
+        // And the next command takes the next index.
+        let next = one_group(log.clone(), &replica, vec![create("z")]).await;
+        assert_eq!(index_and_error(&next[0]), (6, None));
+    }
+
+    /// A log whose next append fails without writing anything.
+    #[derive(Debug, Default)]
+    struct FailingOnce {
+        log: MemoryLog,
+        failed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl LogBackend for FailingOnce {
+        async fn recover(&self) -> Result<crate::log::Recovery, LogError> {
+            self.log.recover().await
+        }
+
+        async fn append(&self, entries: &[LogEntry], fences: &[Fence]) -> Result<(), LogError> {
+            if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(LogError::Etcd("timed out".into()));
+            }
+            self.log.append(entries, fences).await
+        }
+
+        async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
+            self.log.install_snapshot(snapshot).await
+        }
+    }
+
+    /// A refusal that followed from a command in the same group is not answered as one
+    /// when that command was not written: the state it was judged on never existed.
+    #[tokio::test]
+    async fn a_refusal_judged_on_a_failed_append_is_answered_as_its_failure() {
+        let log = Arc::new(FailingOnce::default());
+        let replica = Arc::new(Replica::new(ClusterState::default()));
+        let answers = one_group(log.clone(), &replica, vec![create("t"), create("t")]).await;
+        for answer in &answers {
+            assert!(
+                matches!(answer, Err(SequencerError::Unavailable(message)) if message.contains("timed out")),
+                "{answer:?}"
+            );
+        }
+        assert_eq!(replica.applied_index(), 0);
+        // Retried, the same two commands commit and refuse as they should.
+        let answers = one_group(log.clone(), &replica, vec![create("t"), create("t")]).await;
+        let judged: Vec<_> = answers.iter().map(index_and_error).collect();
+        assert_eq!(
+            judged,
+            vec![(1, None), (1, Some(ApplyError::TopicExists("t".into())))]
+        );
+        assert_eq!(log.log.retained_entries(), 1);
+    }
+}

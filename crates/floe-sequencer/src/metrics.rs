@@ -5,6 +5,7 @@
 //! records its side of a commit: the call that forwards a group to the leader, and its own
 //! replica's catch-up to each committed command before it answers.
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -25,6 +26,7 @@ pub(crate) struct CommitMetrics {
     snapshot_bytes: Gauge,
     forward: Histogram,
     catch_up: Histogram,
+    refused: Counter,
 }
 
 impl Default for CommitMetrics {
@@ -36,6 +38,7 @@ impl Default for CommitMetrics {
             snapshot_bytes: Gauge::default(),
             forward: latency_histogram(),
             catch_up: latency_histogram(),
+            refused: Counter::default(),
         }
     }
 }
@@ -56,6 +59,12 @@ impl CommitMetrics {
     pub(crate) fn appended(&self, elapsed: std::time::Duration, commands: usize) {
         self.append.observe(elapsed.as_secs_f64());
         self.group.observe(commands as f64);
+    }
+
+    /// Commands the state refused where they stood in their group, answered without a
+    /// log entry.
+    pub(crate) fn refused_before_log(&self, commands: usize) {
+        self.refused.inc_by(commands as u64);
     }
 
     pub(crate) fn snapshot_stage(&self, stage: SnapshotStage, elapsed: std::time::Duration) {
@@ -94,6 +103,11 @@ impl CommitMetrics {
             "floe_sequencer_group_commands",
             "Commands per durable log append",
             self.group.clone(),
+        );
+        registry.register(
+            "floe_sequencer_refused_before_log",
+            "Commands the state refused, answered without writing them to the log",
+            self.refused.clone(),
         );
         registry.register(
             "floe_sequencer_snapshot_stage_seconds",

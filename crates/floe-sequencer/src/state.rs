@@ -318,6 +318,35 @@ impl Command {
             | Self::RaiseOrphanHorizon { .. } => 1024,
         }
     }
+
+    /// Whether applying the command can end in a refusal (`Err`). The commit loop judges
+    /// these on a copy of the state before it writes anything, so a refusal takes no log
+    /// entry; the rest always apply (a segment's batches are refused one by one inside its
+    /// `Ok`).
+    pub fn may_be_refused(&self) -> bool {
+        match self {
+            Self::CreateTopic { .. }
+            | Self::DeleteTopic { .. }
+            | Self::AddPartitions { .. }
+            | Self::InitProducer { .. }
+            | Self::ReplaceBatches { .. }
+            | Self::WriteGroup { .. }
+            | Self::CommitOffsets { .. }
+            | Self::DeleteGroup { .. }
+            | Self::AlterTopicConfig { .. }
+            | Self::BeginExport { .. }
+            | Self::CommitExport { .. }
+            | Self::CreateAcls { .. }
+            | Self::ExportFailed { .. } => true,
+            Self::CommitSegment { .. }
+            | Self::ExpireProducers { .. }
+            | Self::AssignOwners { .. }
+            | Self::TrimPartitions { .. }
+            | Self::RaiseOrphanHorizon { .. }
+            | Self::ForgetObjects { .. }
+            | Self::DeleteAcls { .. } => false,
+        }
+    }
 }
 
 /// The most JSON can take for a group name or member id beyond its quotes: printable
@@ -556,10 +585,30 @@ impl ClusterState {
     }
 
     /// Applies the log entry at `index`. Rejections leave the state unchanged except for
-    /// `applied_index`.
+    /// `applied_index`, and only commands that [may be refused](Command::may_be_refused)
+    /// are: the commit loop relies on both to answer refusals without a log entry (debug
+    /// builds check them on every apply).
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Outcome, ApplyError> {
         debug_assert!(index > self.applied_index, "log entries apply in order");
+        #[cfg(debug_assertions)]
+        let before = command.may_be_refused().then(|| self.clone());
         self.applied_index = index;
+        let outcome = self.apply_command(command);
+        #[cfg(debug_assertions)]
+        if outcome.is_err() {
+            let before = before.expect("only a command that may be refused is refused");
+            debug_assert!(
+                ClusterState {
+                    applied_index: index,
+                    ..before
+                } == *self,
+                "a refusal changed the state: {command:?}"
+            );
+        }
+        outcome
+    }
+
+    fn apply_command(&mut self, command: &Command) -> Result<Outcome, ApplyError> {
         match command {
             Command::CreateTopic {
                 name,
