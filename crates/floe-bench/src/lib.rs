@@ -7,6 +7,7 @@ pub mod groups;
 pub mod limit;
 pub mod probe;
 pub mod proxy;
+pub mod report;
 pub mod s2;
 pub mod target;
 pub mod values;

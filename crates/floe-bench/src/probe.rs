@@ -103,7 +103,7 @@ impl SchedulingDelay {
 
     /// Starts sampling `runtime`; samples count from `from` on.
     pub fn start(runtime: tokio::runtime::Handle, from: Instant) -> Self {
-        let delays = Arc::new(Mutex::new(crate::workload::new_histogram()));
+        let delays = Arc::new(Mutex::new(crate::report::new_histogram()));
         let stop = Arc::new(AtomicBool::new(false));
         let (sampled, stopped) = (Arc::clone(&delays), Arc::clone(&stop));
         std::thread::spawn(move || {
