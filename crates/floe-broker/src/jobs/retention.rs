@@ -17,14 +17,14 @@ use crate::error::BrokerError;
 /// each does (docs/benchmarks.md), so a step holds it for 2.4 ms to an estimated 11 ms.
 pub(crate) const MAX_TRIM_BATCHES: usize = 16_384;
 
-/// One partition's part of a retention step.
+/// One partition's part of a trim step (retention's, or a delete's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Step {
     /// The new log start offset.
     pub start: u64,
     /// Index entries it removes.
     pub removed: usize,
-    /// The budget ran out: retention may allow more once this step is applied.
+    /// The budget ran out: more may go once this step is applied.
     pub cut: bool,
 }
 
@@ -132,10 +132,60 @@ pub(crate) fn plan_step<'a>(
     partitions: impl Iterator<Item = (&'a TopicState, u32, &'a PartitionState)>,
     now_ms: i64,
 ) -> (Vec<Trim>, bool) {
+    trim_step(partitions, |topic, _, partition, budget| {
+        retained_start(topic, partition, now_ms, budget)
+    })
+}
+
+/// One step of a topic's delete: trims that take at most [`MAX_TRIM_BATCHES`] index
+/// entries off the front of its partitions, none past `ends` (each partition's high
+/// watermark when the delete began, so records produced meanwhile cannot keep it going)
+/// nor past an export's hold, and whether a limit (or [`MAX_TRIM_PARTITIONS`]) cut it
+/// short. Deleting a topic releases every entry of its index on every replica; done in
+/// these steps first, the `DeleteTopic` that follows releases only what is left.
+pub(crate) fn delete_step(topic: &TopicState, ends: &[u64]) -> (Vec<Trim>, bool) {
+    let partitions = topic
+        .partitions
+        .iter()
+        .zip(ends)
+        .enumerate()
+        .map(|(index, (partition, _))| (topic, index as u32, partition));
+    trim_step(partitions, |topic, index, partition, budget| {
+        let end = ends[index as usize];
+        let limit = topic
+            .export_floor(partition)
+            .map_or(end, |floor| floor.min(end));
+        let log_start = partition.log_start_offset;
+        let (start, removed) = partition
+            .batches
+            .iter()
+            .map(|(base, location)| PartitionState::batch_end(*base, location))
+            .filter(|batch_end| *batch_end > log_start)
+            .take_while(|batch_end| *batch_end <= limit)
+            .take(budget)
+            .fold((log_start, 0), |(_, removed), batch_end| {
+                (batch_end, removed + 1)
+            });
+        (start > log_start).then_some(Step {
+            start,
+            removed,
+            cut: removed == budget,
+        })
+    })
+}
+
+/// One trim command over `partitions`, in order: `step` says how far each partition's log
+/// start may move within the budget of index entries left (`None`: not at all). At most
+/// [`MAX_TRIM_BATCHES`] entries and [`MAX_TRIM_PARTITIONS`] partitions; the flag says
+/// whether a limit cut the command short, so the caller runs another.
+fn trim_step<'a>(
+    partitions: impl Iterator<Item = (&'a TopicState, u32, &'a PartitionState)>,
+    mut step: impl FnMut(&TopicState, u32, &PartitionState, usize) -> Option<Step>,
+) -> (Vec<Trim>, bool) {
     let mut budget = MAX_TRIM_BATCHES;
     let mut trims = Vec::new();
     for (topic, index, partition) in partitions {
-        let Some(step) = retained_start(topic, partition, now_ms, budget) else {
+        let Some(step) = step(topic, index, partition, budget) else {
             continue;
         };
         if trims.len() == MAX_TRIM_PARTITIONS {
@@ -148,52 +198,6 @@ pub(crate) fn plan_step<'a>(
             log_start_offset: step.start,
         });
         if step.cut {
-            return (trims, true);
-        }
-    }
-    (trims, false)
-}
-
-/// One step of a topic's delete: trims that take at most [`MAX_TRIM_BATCHES`] index
-/// entries off the front of its partitions, none past `ends` (each partition's high
-/// watermark when the delete began, so records produced meanwhile cannot keep it going)
-/// nor past an export's hold, and whether a limit (or [`MAX_TRIM_PARTITIONS`]) cut it
-/// short. Deleting a topic releases every entry of its index on every replica; done in
-/// these steps first, the `DeleteTopic` that follows releases only what is left.
-pub(crate) fn delete_step(topic: &TopicState, ends: &[u64]) -> (Vec<Trim>, bool) {
-    let mut budget = MAX_TRIM_BATCHES;
-    let mut trims = Vec::new();
-    for ((index, partition), end) in topic.partitions.iter().enumerate().zip(ends) {
-        let log_start = partition.log_start_offset;
-        let limit = topic
-            .export_floor(partition)
-            .map_or(*end, |floor| floor.min(*end));
-        let ends = partition
-            .batches
-            .iter()
-            .map(|(base, location)| PartitionState::batch_end(*base, location))
-            .filter(|batch_end| *batch_end > log_start)
-            .take_while(|batch_end| *batch_end <= limit);
-        let (mut start, mut removed) = (log_start, 0);
-        for batch_end in ends {
-            if removed == budget {
-                break;
-            }
-            (start, removed) = (batch_end, removed + 1);
-        }
-        if start <= log_start {
-            continue;
-        }
-        if trims.len() == MAX_TRIM_PARTITIONS {
-            return (trims, true);
-        }
-        trims.push(Trim {
-            topic_id: topic.id,
-            partition: index as u32,
-            log_start_offset: start,
-        });
-        budget -= removed;
-        if budget == 0 {
             return (trims, true);
         }
     }
