@@ -253,7 +253,9 @@ impl CommitLoop {
             fences.dedup();
             let started = Instant::now();
             let appended = if entries.is_empty() {
-                Ok(())
+                // Only refusals: nothing to append, but they were judged on this replica,
+                // which is the log's state only while this process still owns the log.
+                self.backend.confirm_owner().await
             } else {
                 self.backend.append(&entries, &fences).await
             };
@@ -339,17 +341,19 @@ impl CommitLoop {
     /// the state refuses one. A refusal changes nothing but the applied index, so it needs
     /// no log entry: a client whose requests are refused (a delete of a topic that does not
     /// exist, a commit of a stale generation) cannot make the log write at its request
-    /// rate. Groups with nothing to judge (segment commits) cost nothing here.
+    /// rate. Groups with nothing to judge (segment commits) cost nothing here; the others
+    /// one copy of the state (persistent maps: about the partition count's worth of small
+    /// clones) and the commands up to the last judged one applied twice.
     fn prejudge(&self, group: &[Submission]) -> Vec<Option<ApplyError>> {
         let judged = |submission: &Submission| {
             submission.fence.is_none() && submission.command.may_be_refused()
         };
         let mut refusals = vec![None; group.len()];
-        if !group.iter().any(judged) {
+        let Some(last) = group.iter().rposition(judged) else {
             return refusals;
-        }
+        };
         let mut state = self.replica.copy();
-        for (submission, refusal) in group.iter().zip(&mut refusals) {
+        for (submission, refusal) in group[..=last].iter().zip(&mut refusals) {
             let index = state.applied_index + 1;
             if let Err(error) = state.apply(index, &submission.command)
                 && judged(submission)
@@ -621,6 +625,139 @@ mod tests {
         async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
             self.log.install_snapshot(snapshot).await
         }
+    }
+
+    /// A log that refuses every append carrying one stale broker session.
+    #[derive(Debug)]
+    struct Fencing {
+        log: MemoryLog,
+        stale: Fence,
+    }
+
+    #[async_trait::async_trait]
+    impl LogBackend for Fencing {
+        async fn recover(&self) -> Result<crate::log::Recovery, LogError> {
+            self.log.recover().await
+        }
+
+        async fn append(&self, entries: &[LogEntry], fences: &[Fence]) -> Result<(), LogError> {
+            if fences.contains(&self.stale) {
+                return Err(LogError::Fenced(vec![self.stale.clone()]));
+            }
+            self.log.append(entries, fences).await
+        }
+
+        async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
+            self.log.install_snapshot(snapshot).await
+        }
+    }
+
+    /// A command judged fine after a fenced one it depends on is judged again once the
+    /// fenced one is refused: here the delete of a topic that only the fenced create would
+    /// have made, refused then, without an entry.
+    #[tokio::test]
+    async fn what_is_left_after_a_fenced_command_is_judged_again() {
+        let stale = Fence {
+            broker: "b1".into(),
+            session: 7,
+        };
+        let log = Arc::new(Fencing {
+            log: MemoryLog::new(),
+            stale: stale.clone(),
+        });
+        let replica = Arc::new(Replica::new(ClusterState::default()));
+        let (sender, mut receiver) = mpsc::channel(3);
+        let mut answers = Vec::new();
+        for (command, fence) in [
+            (create("x"), Some(stale)),
+            (delete("x"), None),
+            (create("y"), None),
+        ] {
+            let (reply, answer) = oneshot::channel();
+            let submission = Submission {
+                command,
+                fence,
+                remote: false,
+                reply,
+            };
+            sender.try_send(submission).expect("room in the queue");
+            answers.push(answer);
+        }
+        drop(sender);
+        let metrics = CommitMetrics::default();
+        let mut commit = CommitLoop::new(log.clone(), Arc::clone(&replica), 64, 1_000_000, metrics);
+        commit
+            .run(&mut receiver, std::future::pending())
+            .await
+            .expect("the loop");
+        let mut answers = answers.into_iter();
+        let fenced = answers.next().expect("one").await.expect("answered");
+        assert!(
+            matches!(fenced, Err(SequencerError::Fenced(ref b)) if b == "b1"),
+            "{fenced:?}"
+        );
+        let rest: Vec<_> = [
+            answers.next().expect("two").await.expect("answered"),
+            answers.next().expect("three").await.expect("answered"),
+        ]
+        .iter()
+        .map(index_and_error)
+        .collect();
+        assert_eq!(
+            rest,
+            vec![(0, Some(ApplyError::UnknownTopic("x".into()))), (1, None)]
+        );
+        assert_eq!(log.log.retained_entries(), 1, "the create of y alone");
+    }
+
+    /// A log this process no longer owns (a cluster leader whose term is over).
+    #[derive(Debug, Default)]
+    struct Deposed(MemoryLog);
+
+    #[async_trait::async_trait]
+    impl LogBackend for Deposed {
+        async fn recover(&self) -> Result<crate::log::Recovery, LogError> {
+            self.0.recover().await
+        }
+
+        async fn append(&self, _: &[LogEntry], _: &[Fence]) -> Result<(), LogError> {
+            Err(LogError::Deposed("the term is over".into()))
+        }
+
+        async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
+            self.0.install_snapshot(snapshot).await
+        }
+
+        async fn confirm_owner(&self) -> Result<(), LogError> {
+            Err(LogError::Deposed("the term is over".into()))
+        }
+    }
+
+    /// A group of refusals only writes nothing, but its answers come from this replica:
+    /// a loop that no longer owns the log must not give them (another leader may have
+    /// created the topic meanwhile), and stops as an append would have made it.
+    #[tokio::test]
+    async fn refusals_alone_are_answered_only_while_the_log_is_owned() {
+        let log = Arc::new(Deposed::default());
+        let replica = Arc::new(Replica::new(ClusterState::default()));
+        let (sender, mut receiver) = mpsc::channel(1);
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            command: delete("x"),
+            fence: None,
+            remote: false,
+            reply,
+        };
+        sender.try_send(submission).expect("room in the queue");
+        let metrics = CommitMetrics::default();
+        let mut commit = CommitLoop::new(log, Arc::clone(&replica), 64, 1_000_000, metrics);
+        let stopped = commit.run(&mut receiver, std::future::pending()).await;
+        assert!(matches!(stopped, Err(LogError::Deposed(_))), "{stopped:?}");
+        let answer = answer.await.expect("answered");
+        assert!(
+            matches!(answer, Err(SequencerError::Unavailable(ref message)) if message.contains("term is over")),
+            "{answer:?}"
+        );
     }
 
     /// A refusal that followed from a command in the same group is not answered as one

@@ -62,6 +62,15 @@ pub trait LogBackend: Send + Sync + Debug + 'static {
     /// Stores a snapshot durably and may then drop every entry it covers.
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError>;
 
+    /// Returns once this process is known to still own the log, as an append would have
+    /// checked: the commit loop asks before it answers a group whose commands were all
+    /// refused on its own state (so nothing was appended). Backends with a single writer
+    /// (a locked directory, process memory) own it for their whole life; a cluster leader
+    /// fails with [`LogError::Deposed`] once its term is over.
+    async fn confirm_owner(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+
     /// Releases what the backend holds (a lock, a lease) once the sequencer stops.
     async fn close(&self) {}
 }

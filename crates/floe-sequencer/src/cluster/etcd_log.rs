@@ -220,6 +220,23 @@ impl LogBackend for EtcdLog {
         Err(LogError::Fenced(stale))
     }
 
+    /// A linearizable read of the election key: still this term's, or deposed.
+    async fn confirm_owner(&self) -> Result<(), LogError> {
+        let leader = etcd(
+            "read leader",
+            self.client.clone().get(self.keys.leader(), None),
+        )
+        .await?;
+        let revision = leader.kvs().first().map_or(0, |kv| kv.create_revision());
+        if revision != self.term {
+            return Err(LogError::Deposed(format!(
+                "election key revision is {revision}, this term is {}",
+                self.term
+            )));
+        }
+        Ok(())
+    }
+
     /// The pointer moves only forward, from the pointer this install read: a snapshot
     /// task a previous loop of the same term left running (snapshots are written beside
     /// the commit loop) can neither move it back nor swap it under a newer install.
