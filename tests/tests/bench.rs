@@ -178,7 +178,8 @@ async fn counting_proxy_counts_the_puts_floe_makes() {
         .expect("bind");
     let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));
     let upstream = s3.endpoint.clone();
-    let proxy = tokio::spawn(async move { floe_bench::proxy::serve_on(listener, &upstream).await });
+    let proxy =
+        tokio::spawn(async move { floe_bench::proxy::serve_on(listener, &upstream, None).await });
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = s3.env();

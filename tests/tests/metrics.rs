@@ -123,6 +123,12 @@ async fn metrics_parse_and_keep_every_name() {
         puts.is_some_and(|puts| puts >= 1.0),
         "segment PUTs counted: {puts:?}"
     );
+    // Uploads are not hedged on a local store, and both outcomes are exported anyway.
+    for outcome in ["started", "won"] {
+        let sample = format!("floe_store_upload_hedges_total{{outcome=\"{outcome}\"}}");
+        let hedges = floe_tests::metric_at(&server.url, &sample).await;
+        assert_eq!(hedges, Some(0.0), "{sample}");
+    }
     let lag = floe_tests::metric_at(
         &server.url,
         "kafka_consumergroup_lag{consumergroup=\"audit\",topic=\"orders\",partition=\"1\"}",

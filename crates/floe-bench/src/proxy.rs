@@ -1,9 +1,12 @@
 //! A counting S3 proxy: forwards every request to the real S3-compatible server unchanged
 //! and counts them by kind, so object-store requests per GiB are measured the same way
 //! for every system (neither needs to report its own). `GET /_counts` answers the counts.
+//! It can also hold every Nth PUT for a while before forwarding it (`--stall-puts-every`,
+//! `--stall-for`): the rare hung PUT of a real object store, reproducibly.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -24,6 +27,19 @@ pub struct ProxyArgs {
     /// The S3-compatible server to forward to, such as `http://127.0.0.1:5000`.
     #[arg(long)]
     pub upstream: String,
+    /// Hold every Nth PUT (after its body arrived) for `--stall-for` before forwarding it.
+    #[arg(long)]
+    pub stall_puts_every: Option<u64>,
+    /// How long a held PUT waits.
+    #[arg(long, default_value = "35s", value_parser = humantime::parse_duration)]
+    pub stall_for: Duration,
+}
+
+/// Every `every`th PUT waits `hold` before it is forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub every: u64,
+    pub hold: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +59,7 @@ struct Proxy {
     upstream: String,
     http: reqwest::Client,
     counters: Counters,
+    stall: Option<Stall>,
 }
 
 /// The kind of S3 request, from its method and target.
@@ -64,17 +81,27 @@ pub async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     println!("{}", listener.local_addr()?);
-    serve_on(listener, &args.upstream).await
+    let stall = args.stall_puts_every.map(|every| Stall {
+        every: every.max(1),
+        hold: args.stall_for,
+    });
+    serve_on(listener, &args.upstream, stall).await
 }
 
-/// Serves on `listener`, forwarding to `upstream`, until the future is dropped.
-pub async fn serve_on(listener: tokio::net::TcpListener, upstream: &str) -> anyhow::Result<()> {
+/// Serves on `listener`, forwarding to `upstream` (holding PUTs per `stall`), until the
+/// future is dropped.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    upstream: &str,
+    stall: Option<Stall>,
+) -> anyhow::Result<()> {
     let proxy = Arc::new(Proxy {
         upstream: upstream.trim_end_matches('/').to_owned(),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?,
         counters: Counters::default(),
+        stall,
     });
     let app = Router::new()
         .route("/_counts", get(counts))
@@ -120,8 +147,17 @@ async fn forward_inner(proxy: &Proxy, request: Request) -> anyhow::Result<Respon
     let c = &proxy.counters;
     match kind {
         "put" => {
-            c.put.fetch_add(1, Ordering::Relaxed);
+            let nth = c.put.fetch_add(1, Ordering::Relaxed) + 1;
             c.put_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            if let Some(stall) = proxy.stall
+                && nth.is_multiple_of(stall.every)
+            {
+                eprintln!(
+                    "s3-proxy: holding PUT #{nth} {path_and_query} for {:?}",
+                    stall.hold
+                );
+                tokio::time::sleep(stall.hold).await;
+            }
         }
         "get" => drop(c.get.fetch_add(1, Ordering::Relaxed)),
         "list" => drop(c.list.fetch_add(1, Ordering::Relaxed)),

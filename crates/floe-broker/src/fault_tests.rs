@@ -291,8 +291,16 @@ const LANDS_BEFORE_RETRY: Duration = Duration::from_millis(100);
 const LANDS_AFTER_RETRY: Duration = Duration::from_secs(2);
 
 async fn broker_with(store: Arc<FaultyStore>, options: BrokerOptions, partitions: u32) -> Broker {
-    let sequencer = crate::tests::memory_sequencer().await;
     let store = SegmentStore::new(store, Path::default()).with_attempt_timeout(ATTEMPT_TIMEOUT);
+    broker_on_segments(store, options, partitions).await
+}
+
+async fn broker_on_segments(
+    store: SegmentStore,
+    options: BrokerOptions,
+    partitions: u32,
+) -> Broker {
+    let sequencer = crate::tests::memory_sequencer().await;
     let broker = Broker::builder(sequencer, store.clone(), cache(store).await)
         .options(options)
         .build();
@@ -622,6 +630,71 @@ async fn a_hung_put_that_lands_after_its_retry_is_refused_and_changes_nothing() 
     let described = broker.describe_topic("t").expect("describe");
     assert_eq!(described.partitions[0].high_watermark, 10, "committed once");
     assert_eq!(read_partition(&broker, 0).await.len(), 10);
+    broker.shutdown().await;
+}
+
+/// A broker whose flush uploads get a second one beside them after [`HEDGE_AFTER`], and
+/// whose upload attempts would otherwise wait an hour before they are retried.
+async fn hedged_broker(store: Arc<FaultyStore>) -> Broker {
+    let store = SegmentStore::new(store, Path::default())
+        .with_attempt_timeout(Duration::from_secs(3600))
+        .with_hedge_after(Some(HEDGE_AFTER));
+    let options = BrokerOptions {
+        linger: Some(Duration::from_millis(2)),
+        ..BrokerOptions::default()
+    };
+    broker_on_segments(store, options, 1).await
+}
+
+const HEDGE_AFTER: Duration = Duration::from_millis(50);
+
+/// A put hangs: the hedge, a second upload of the same object started beside it, lands
+/// and answers long before the hung attempt's timeout. One object, committed once.
+#[tokio::test(start_paused = true)]
+async fn a_hung_put_is_answered_by_its_hedge() {
+    let store = FaultyStore::in_turn([Some(Fault::Hang)]);
+    let broker = hedged_broker(store.clone()).await;
+    let started = tokio::time::Instant::now();
+    let acks = broker
+        .produce("t", records(0))
+        .await
+        .expect("the hedge lands");
+    // The clock is paused, so this is exact: the hung attempt (an hour's timeout, or its
+    // 600 s hang) was not waited for.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(acks.len(), 10);
+    assert_eq!(store.injected(Fault::Hang), 1);
+    assert_eq!(store.objects().await.len(), 1);
+    let acks = broker.produce("t", records(1)).await.expect("produce");
+    assert_eq!(acks[0].offset, 10);
+    assert_eq!(read_partition(&broker, 0).await.len(), 20);
+    broker.shutdown().await;
+}
+
+/// A put hangs and its request reaches the store only after the hedge landed and was
+/// committed: the create-only put refuses it, the committed object stays as it was.
+#[tokio::test(start_paused = true)]
+async fn a_hedged_put_that_lands_after_its_hedge_is_refused_and_changes_nothing() {
+    let store = FaultyStore::in_turn([Some(Fault::LandsLate(LANDS_AFTER_RETRY))]);
+    let broker = hedged_broker(store.clone()).await;
+    let acks = broker
+        .produce("t", records(0))
+        .await
+        .expect("the hedge lands");
+    assert_eq!(acks.len(), 10);
+    let committed = store.objects().await;
+    assert_eq!(committed.len(), 1);
+    assert_eq!(
+        store.settled_late_writes().await,
+        vec![LateWrite::RefusedAsExisting]
+    );
+    assert_eq!(store.objects().await, committed);
+    let described = broker.describe_topic("t").expect("describe");
+    assert_eq!(described.partitions[0].high_watermark, 10, "committed once");
     broker.shutdown().await;
 }
 

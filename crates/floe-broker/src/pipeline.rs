@@ -598,8 +598,9 @@ fn answer(shared: &Shared, waiters: Vec<Waiter>, results: &floe_sequencer::Segme
     }
 }
 
-/// Uploads a sealed segment ([`SegmentStore::upload`]: create-only, retried, exactly
-/// once) and hands it back with the outcome and when it was done.
+/// Uploads a sealed segment ([`SegmentStore::upload_hedged`]: create-only, retried,
+/// exactly once, with a second upload beside a slow one) and hands it back with the
+/// outcome and when it was done.
 async fn upload(
     store: SegmentStore,
     segment: SealedSegment,
@@ -610,7 +611,7 @@ async fn upload(
         &latency.upload_queue,
         started.saturating_duration_since(segment.sealed_at),
     );
-    let result = store.upload(segment.id, &segment.payload).await;
+    let result = store.upload_hedged(segment.id, &segment.payload).await;
     observe(&latency.upload, started.elapsed());
     (segment, result, Instant::now())
 }

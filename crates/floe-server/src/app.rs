@@ -121,7 +121,8 @@ impl Server {
         check_store(&store, &prefix, &config.store_url()).await?;
         let store_is_local = !matches!(store_url, StoreUrl::S3 { .. });
         let segments = SegmentStore::new(store.clone(), prefix.clone())
-            .with_attempt_timeout(config.store.request_timeout);
+            .with_attempt_timeout(config.store.request_timeout)
+            .with_hedge_after(config.store.upload_hedge_after(!store_is_local));
         let cache_options = config
             .cache
             .clone()

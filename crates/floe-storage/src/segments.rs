@@ -114,8 +114,17 @@ pub struct SegmentStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     attempt_timeout: Duration,
+    /// When [`upload_hedged`](Self::upload_hedged) starts a second upload beside a slow
+    /// first one; `None`: never.
+    hedge_after: Option<Duration>,
     /// PUT requests made for segment objects, shared by every clone of this store.
     puts: prometheus_client::metrics::counter::Counter,
+    /// Second uploads started by [`upload_hedged`](Self::upload_hedged), and which of
+    /// them landed first.
+    hedges: prometheus_client::metrics::family::Family<
+        [(&'static str, &'static str); 1],
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 /// Attempts of one upload. The store client retries a request's transient HTTP failures
@@ -132,7 +141,9 @@ impl SegmentStore {
             store,
             prefix,
             attempt_timeout: Duration::from_secs(30),
+            hedge_after: None,
             puts: prometheus_client::metrics::counter::Counter::default(),
+            hedges: prometheus_client::metrics::family::Family::default(),
         }
     }
 
@@ -144,12 +155,72 @@ impl SegmentStore {
             "PUT requests for segment objects (flushes and compaction outputs), each attempt",
             self.puts.clone(),
         );
+        for outcome in ["started", "won"] {
+            let _ = self.hedges.get_or_create(&[("outcome", outcome)]);
+        }
+        registry.register(
+            "floe_store_upload_hedges",
+            "Second uploads of a flush started beside a slow first one (started), and those \
+             that landed first (won)",
+            self.hedges.clone(),
+        );
     }
 
     /// The same store with every upload attempt bounded by `timeout`.
     pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
         self
+    }
+
+    /// The same store with [`upload_hedged`](Self::upload_hedged) starting a second
+    /// upload after `after` (`None`: never).
+    pub fn with_hedge_after(mut self, after: Option<Duration>) -> Self {
+        self.hedge_after = after;
+        self
+    }
+
+    /// [`upload`](Self::upload) for an object someone waits for (a flush that producers'
+    /// acknowledgements and every later commit wait behind): when it has not landed within
+    /// the hedge delay, a second upload of the same object starts beside it, and the
+    /// first to land answers. Both are create-only, so the object is written once; the
+    /// slower finds it there and checks its length, or is dropped. A store's rare hung
+    /// PUT then costs about the hedge delay and one more PUT, instead of
+    /// `store.request_timeout`.
+    pub async fn upload_hedged(
+        &self,
+        id: SegmentId,
+        payload: &PutPayload,
+    ) -> Result<(), StorageError> {
+        let Some(after) = self.hedge_after else {
+            return self.upload(id, payload).await;
+        };
+        let first = self.upload(id, payload);
+        tokio::pin!(first);
+        tokio::select! {
+            result = &mut first => return result,
+            () = tokio::time::sleep(after) => {}
+        }
+        self.hedges.get_or_create(&[("outcome", "started")]).inc();
+        tracing::debug!(segment = %id, ?after, "upload slow; a second one starts beside it");
+        let second = self.upload(id, payload);
+        tokio::pin!(second);
+        let won = || {
+            self.hedges.get_or_create(&[("outcome", "won")]).inc();
+        };
+        // The first success answers; a failure waits for the other.
+        tokio::select! {
+            result = &mut first => match result {
+                Ok(()) => Ok(()),
+                Err(error) => second.await.inspect(|()| won()).map_err(|_| error),
+            },
+            result = &mut second => match result {
+                Ok(()) => {
+                    won();
+                    Ok(())
+                }
+                Err(_) => first.await,
+            },
+        }
     }
 
     /// Uploads a finished object exactly once, whatever happens to responses: a

@@ -58,6 +58,11 @@ impl StoreUrl {
     }
 }
 
+/// The hedge delay of flush uploads on S3 when none is configured: several times a
+/// multi-MiB PUT's usual p99 on S3 (AWS advises retrying small requests still unanswered
+/// after 2 s), so hedges stay rare while a hung PUT costs about a second.
+const DEFAULT_S3_HEDGE_AFTER: Duration = Duration::from_secs(1);
+
 /// Where segments and snapshots are stored, and how requests to the store behave.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +93,11 @@ pub struct StoreOptions {
     /// Local store only: keep what floe writes in the OS page cache. Off by default:
     /// written objects' pages are dropped once durable (ADR 0002).
     pub keep_written_pages: bool,
+    /// A flush's upload not landed after this long gets a second upload of the same
+    /// object beside it (create-only: the first to land wins). Unset: 1 s on S3, never on
+    /// a local store; `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub upload_hedge_after: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +114,7 @@ impl Default for StoreOptions {
             max_retries: s3.max_retries,
             retry_timeout: s3.retry_timeout,
             keep_written_pages: false,
+            upload_hedge_after: None,
         }
     }
 }
@@ -114,6 +125,17 @@ impl StoreOptions {
         self.url
             .clone()
             .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()))
+    }
+
+    /// When a flush's upload gets a second one beside it, on a store of this kind: on S3 a
+    /// rare PUT hangs until `request_timeout` and every later commit waits behind it; a
+    /// second write to the same local disk would only add to its queue.
+    pub fn upload_hedge_after(&self, s3: bool) -> Option<Duration> {
+        match self.upload_hedge_after {
+            Some(Duration::ZERO) => None,
+            Some(after) => Some(after),
+            None => s3.then_some(DEFAULT_S3_HEDGE_AFTER),
+        }
     }
 
     /// The S3 client settings these options describe.
