@@ -489,20 +489,21 @@ mod tests {
         }
     }
 
-    /// Queues every command before the loop runs, so they commit as one group, then runs
-    /// the loop until the queue is drained; returns each command's answer.
-    async fn one_group(
+    /// Queues every command (with its fence) before the loop runs, so they commit as one
+    /// group, then runs the loop until the queue is drained; returns how the loop ended and
+    /// each command's answer.
+    async fn run_group(
         backend: Arc<dyn LogBackend>,
         replica: &Arc<Replica>,
-        commands: Vec<Command>,
-    ) -> Vec<Result<Committed, SequencerError>> {
+        commands: Vec<(Command, Option<Fence>)>,
+    ) -> (Result<(), LogError>, Vec<Result<Committed, SequencerError>>) {
         let (sender, mut receiver) = mpsc::channel(commands.len());
         let mut answers = Vec::new();
-        for command in commands {
+        for (command, fence) in commands {
             let (reply, answer) = oneshot::channel();
             let submission = Submission {
                 command,
-                fence: None,
+                fence,
                 remote: false,
                 reply,
             };
@@ -512,15 +513,27 @@ mod tests {
         drop(sender);
         let metrics = CommitMetrics::default();
         let mut commit = CommitLoop::new(backend, Arc::clone(replica), 64, 1_000_000, metrics);
-        commit
-            .run(&mut receiver, std::future::pending())
-            .await
-            .expect("the loop");
+        let ended = commit.run(&mut receiver, std::future::pending()).await;
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.expect("answered"));
         }
-        results
+        (ended, results)
+    }
+
+    /// [`run_group`] of unfenced commands, on a loop that keeps going.
+    async fn one_group(
+        backend: Arc<dyn LogBackend>,
+        replica: &Arc<Replica>,
+        commands: Vec<Command>,
+    ) -> Vec<Result<Committed, SequencerError>> {
+        let commands = commands
+            .into_iter()
+            .map(|command| (command, None))
+            .collect();
+        let (ended, answers) = run_group(backend, replica, commands).await;
+        ended.expect("the loop");
+        answers
     }
 
     fn index_and_error(answer: &Result<Committed, SequencerError>) -> (u64, Option<ApplyError>) {
@@ -666,43 +679,19 @@ mod tests {
             stale: stale.clone(),
         });
         let replica = Arc::new(Replica::new(ClusterState::default()));
-        let (sender, mut receiver) = mpsc::channel(3);
-        let mut answers = Vec::new();
-        for (command, fence) in [
+        let commands = vec![
             (create("x"), Some(stale)),
             (delete("x"), None),
             (create("y"), None),
-        ] {
-            let (reply, answer) = oneshot::channel();
-            let submission = Submission {
-                command,
-                fence,
-                remote: false,
-                reply,
-            };
-            sender.try_send(submission).expect("room in the queue");
-            answers.push(answer);
-        }
-        drop(sender);
-        let metrics = CommitMetrics::default();
-        let mut commit = CommitLoop::new(log.clone(), Arc::clone(&replica), 64, 1_000_000, metrics);
-        commit
-            .run(&mut receiver, std::future::pending())
-            .await
-            .expect("the loop");
-        let mut answers = answers.into_iter();
-        let fenced = answers.next().expect("one").await.expect("answered");
+        ];
+        let (ended, answers) = run_group(log.clone(), &replica, commands).await;
+        ended.expect("the loop");
+        let fenced = &answers[0];
         assert!(
-            matches!(fenced, Err(SequencerError::Fenced(ref b)) if b == "b1"),
+            matches!(fenced, Err(SequencerError::Fenced(b)) if b == "b1"),
             "{fenced:?}"
         );
-        let rest: Vec<_> = [
-            answers.next().expect("two").await.expect("answered"),
-            answers.next().expect("three").await.expect("answered"),
-        ]
-        .iter()
-        .map(index_and_error)
-        .collect();
+        let rest: Vec<_> = answers[1..].iter().map(index_and_error).collect();
         assert_eq!(
             rest,
             vec![(0, Some(ApplyError::UnknownTopic("x".into()))), (1, None)]
@@ -740,22 +729,11 @@ mod tests {
     async fn refusals_alone_are_answered_only_while_the_log_is_owned() {
         let log = Arc::new(Deposed::default());
         let replica = Arc::new(Replica::new(ClusterState::default()));
-        let (sender, mut receiver) = mpsc::channel(1);
-        let (reply, answer) = oneshot::channel();
-        let submission = Submission {
-            command: delete("x"),
-            fence: None,
-            remote: false,
-            reply,
-        };
-        sender.try_send(submission).expect("room in the queue");
-        let metrics = CommitMetrics::default();
-        let mut commit = CommitLoop::new(log, Arc::clone(&replica), 64, 1_000_000, metrics);
-        let stopped = commit.run(&mut receiver, std::future::pending()).await;
-        assert!(matches!(stopped, Err(LogError::Deposed(_))), "{stopped:?}");
-        let answer = answer.await.expect("answered");
+        let (ended, answers) = run_group(log, &replica, vec![(delete("x"), None)]).await;
+        assert!(matches!(ended, Err(LogError::Deposed(_))), "{ended:?}");
+        let answer = &answers[0];
         assert!(
-            matches!(answer, Err(SequencerError::Unavailable(ref message)) if message.contains("term is over")),
+            matches!(answer, Err(SequencerError::Unavailable(message)) if message.contains("term is over")),
             "{answer:?}"
         );
     }
