@@ -48,6 +48,9 @@ enum Fault {
     /// Half the object is stored under the key and the put fails: a store that committed
     /// a torn upload.
     Torn,
+    /// The put is refused as existing while nothing is stored: S3's `409
+    /// ConditionalRequestConflict` to a create-only put racing another write of the key.
+    Conflict,
 }
 
 /// Which fault each put meets.
@@ -230,6 +233,10 @@ impl ObjectStore for FaultyStore {
                 });
                 std::future::pending().await
             }
+            Some(Fault::Conflict) => Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "409 ConditionalRequestConflict".into(),
+            }),
             Some(Fault::Torn) => {
                 let whole = Bytes::from(payload);
                 let half = whole.slice(..whole.len() / 2);
@@ -629,6 +636,23 @@ async fn a_hung_put_that_lands_after_its_retry_is_refused_and_changes_nothing() 
     );
     let described = broker.describe_topic("t").expect("describe");
     assert_eq!(described.partitions[0].high_watermark, 10, "committed once");
+    assert_eq!(read_partition(&broker, 0).await.len(), 10);
+    broker.shutdown().await;
+}
+
+/// A put is refused as existing while another write of its key is in progress, and
+/// nothing is there yet: the upload tries again rather than fail, and lands.
+#[tokio::test(start_paused = true)]
+async fn a_put_refused_by_a_write_in_progress_is_retried() {
+    let store = FaultyStore::in_turn([Some(Fault::Conflict), Some(Fault::Conflict)]);
+    let broker = broker_on(store.clone()).await;
+    let acks = broker
+        .produce("t", records(0))
+        .await
+        .expect("the third attempt lands");
+    assert_eq!(acks.len(), 10);
+    assert_eq!(store.injected(Fault::Conflict), 2);
+    assert_eq!(store.objects().await.len(), 1);
     assert_eq!(read_partition(&broker, 0).await.len(), 10);
     broker.shutdown().await;
 }

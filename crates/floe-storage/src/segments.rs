@@ -117,6 +117,10 @@ pub struct SegmentStore {
     /// When [`upload_hedged`](Self::upload_hedged) starts a second upload beside a slow
     /// first one; `None`: never.
     hedge_after: Option<Duration>,
+    /// Whether a hedge is in flight, shared by every clone of this store: at most one at a
+    /// time, so a store slow for everyone (throttling, a brownout) gets one extra upload,
+    /// not one per flush.
+    hedging: Arc<std::sync::atomic::AtomicBool>,
     /// PUT requests made for segment objects, shared by every clone of this store.
     puts: prometheus_client::metrics::counter::Counter,
     /// Second uploads started by [`upload_hedged`](Self::upload_hedged), and which of
@@ -134,6 +138,22 @@ pub struct SegmentStore {
 const UPLOAD_ATTEMPTS: u32 = 5;
 const UPLOAD_FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
+/// The one hedge a store may have in flight, held while it runs.
+struct HedgeSlot<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> HedgeSlot<'a> {
+    fn take(slot: &'a std::sync::atomic::AtomicBool) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        (!slot.swap(true, Ordering::AcqRel)).then_some(Self(slot))
+    }
+}
+
+impl Drop for HedgeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 impl SegmentStore {
     /// Segments of `store` under `prefix`; one upload attempt may take 30 s.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
@@ -142,6 +162,7 @@ impl SegmentStore {
             prefix,
             attempt_timeout: Duration::from_secs(30),
             hedge_after: None,
+            hedging: Arc::default(),
             puts: prometheus_client::metrics::counter::Counter::default(),
             hedges: prometheus_client::metrics::family::Family::default(),
         }
@@ -161,7 +182,7 @@ impl SegmentStore {
         registry.register(
             "floe_store_upload_hedges",
             "Second uploads of a flush started beside a slow first one (started), and those \
-             that landed first (won)",
+             that answered first (won)",
             self.hedges.clone(),
         );
     }
@@ -200,6 +221,10 @@ impl SegmentStore {
             result = &mut first => return result,
             () = tokio::time::sleep(after) => {}
         }
+        let Some(_hedging) = HedgeSlot::take(&self.hedging) else {
+            // Another flush's hedge is in flight: this one waits for its own upload.
+            return first.await;
+        };
         self.hedges.get_or_create(&[("outcome", "started")]).inc();
         tracing::debug!(segment = %id, ?after, "upload slow; a second one starts beside it");
         let second = self.upload(id, payload);
@@ -241,12 +266,20 @@ impl SegmentStore {
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(StorageError::AlreadyExists(_)) => {
-                    return match self.segment_len(id).await {
-                        Ok(len) if len == payload.content_length() as u64 => Ok(()),
-                        _ => Err(StorageError::AlreadyExists(id)),
-                    };
-                }
+                Err(StorageError::AlreadyExists(_)) => match self.segment_len(id).await {
+                    Ok(len) if len == payload.content_length() as u64 => return Ok(()),
+                    // Refused as existing, yet not there: another write of the key is in
+                    // progress (S3 answers `409 ConditionalRequestConflict`, which the
+                    // client reports as existing), such as this upload's hedge or a hung
+                    // attempt still landing. Try again once it has settled.
+                    Err(StorageError::Missing { .. }) if attempt < UPLOAD_ATTEMPTS => {
+                        tracing::debug!(segment = %id, attempt, "object write in progress; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                        attempt += 1;
+                    }
+                    _ => return Err(StorageError::AlreadyExists(id)),
+                },
                 Err(error) if attempt < UPLOAD_ATTEMPTS && error.is_transient() => {
                     tracing::debug!(segment = %id, attempt, %error, "retrying object upload");
                     tokio::time::sleep(backoff).await;

@@ -93,9 +93,9 @@ pub struct StoreOptions {
     /// Local store only: keep what floe writes in the OS page cache. Off by default:
     /// written objects' pages are dropped once durable (ADR 0002).
     pub keep_written_pages: bool,
-    /// A flush's upload not landed after this long gets a second upload of the same
-    /// object beside it (create-only: the first to land wins). Unset: 1 s on S3, never on
-    /// a local store; `0s`: never.
+    /// S3 only: a flush's upload not landed after this long gets a second upload of the
+    /// same object beside it (create-only: the first to land wins). Unset: 1 s; `0s`:
+    /// never.
     #[serde(with = "humantime_serde")]
     pub upload_hedge_after: Option<Duration>,
 }
@@ -132,9 +132,10 @@ impl StoreOptions {
     /// second write to the same local disk would only add to its queue.
     pub fn upload_hedge_after(&self, s3: bool) -> Option<Duration> {
         match self.upload_hedge_after {
+            _ if !s3 => None,
             Some(Duration::ZERO) => None,
             Some(after) => Some(after),
-            None => s3.then_some(DEFAULT_S3_HEDGE_AFTER),
+            None => Some(DEFAULT_S3_HEDGE_AFTER),
         }
     }
 
@@ -156,6 +157,22 @@ impl StoreOptions {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if let Some(url) = &self.url {
             StoreUrl::parse(url).map_err(|error| InvalidSetting::new("url", error.to_string()))?;
+        }
+        let s3 = matches!(
+            self.url.as_deref().map(StoreUrl::parse),
+            Some(Ok(StoreUrl::S3 { .. }))
+        );
+        if !s3
+            && self
+                .upload_hedge_after
+                .is_some_and(|after| !after.is_zero())
+        {
+            // A local store's create-only put is a link then a directory fsync: a second
+            // upload racing it could be answered before the entry is durable.
+            return Err(InvalidSetting::new(
+                "upload_hedge_after",
+                "applies to an s3:// store only: a second write to a local disk only adds to its queue",
+            ));
         }
         settings::positive("request_timeout", self.request_timeout)?;
         settings::positive("connect_timeout", self.connect_timeout)?;
@@ -355,5 +372,40 @@ mod tests {
         assert!(StoreUrl::parse("s3://ab").is_err());
         assert!(StoreUrl::parse("ftp://x").is_err());
         assert!(StoreUrl::parse("file://").is_err());
+    }
+
+    #[test]
+    fn hedged_uploads_apply_to_s3_only() {
+        let second = Duration::from_secs(1);
+        let on = |url: Option<&str>, after: Option<Duration>| StoreOptions {
+            url: url.map(str::to_string),
+            upload_hedge_after: after,
+            ..StoreOptions::default()
+        };
+        // Unset: 1 s on S3, never elsewhere; 0s: never.
+        assert_eq!(on(None, None).upload_hedge_after(true), Some(second));
+        assert_eq!(on(None, None).upload_hedge_after(false), None);
+        let zero = on(None, Some(Duration::ZERO));
+        assert_eq!(zero.upload_hedge_after(true), None);
+        assert!(zero.validate().is_ok(), "0s is off, valid anywhere");
+        let local = on(Some("file:///var/floe"), Some(second));
+        assert_eq!(local.upload_hedge_after(false), None);
+        let refused = local
+            .validate()
+            .expect_err("a local store refuses a hedge delay");
+        assert!(
+            refused.to_string().contains("upload_hedge_after"),
+            "{refused}"
+        );
+        assert!(
+            on(None, Some(second)).validate().is_err(),
+            "unset url: a local store"
+        );
+        let s3 = on(Some("s3://bucket/floe"), Some(Duration::from_millis(300)));
+        assert!(s3.validate().is_ok());
+        assert_eq!(
+            s3.upload_hedge_after(true),
+            Some(Duration::from_millis(300))
+        );
     }
 }
