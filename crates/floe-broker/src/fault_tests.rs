@@ -51,6 +51,8 @@ enum Fault {
     /// The put is refused as existing while nothing is stored: S3's `409
     /// ConditionalRequestConflict` to a create-only put racing another write of the key.
     Conflict,
+    /// The put answers this long after it was sent, and is stored.
+    Slow(Duration),
 }
 
 /// Which fault each put meets.
@@ -232,6 +234,10 @@ impl ObjectStore for FaultyStore {
                     late_writes.lock().push((location, write));
                 });
                 std::future::pending().await
+            }
+            Some(Fault::Slow(delay)) => {
+                tokio::time::sleep(delay).await;
+                self.inner.put_opts(location, payload, options).await
             }
             Some(Fault::Conflict) => Err(object_store::Error::AlreadyExists {
                 path: location.to_string(),
@@ -719,6 +725,38 @@ async fn a_hedged_put_that_lands_after_its_hedge_is_refused_and_changes_nothing(
     assert_eq!(store.objects().await, committed);
     let described = broker.describe_topic("t").expect("describe");
     assert_eq!(described.partitions[0].high_watermark, 10, "committed once");
+    broker.shutdown().await;
+}
+
+/// Two flushes are slow at once: the first gets a hedge, which is slow too; the second,
+/// while that hedge is in flight, gets none and waits for its own upload. Both commit, in
+/// seal order.
+#[tokio::test(start_paused = true)]
+async fn one_hedge_at_a_time_per_broker() {
+    let store = FaultyStore::new(Plan::PerObject {
+        scripts: vec![
+            vec![Fault::Hang, Fault::Slow(Duration::from_secs(10))],
+            vec![Fault::Slow(Duration::from_secs(1))],
+        ],
+        seen: HashMap::new(),
+    });
+    let broker = hedged_broker(store.clone()).await;
+    let started = tokio::time::Instant::now();
+    let (first, second) = tokio::join!(broker.produce("t", records(0)), async {
+        // After the first segment sealed: the second lands in a segment of its own.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        broker.produce("t", records(1)).await
+    });
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    assert_eq!((first[0].offset, second[0].offset), (0, 10));
+    // The first segment was answered by its hedge (10 s), not its hung put (600 s).
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(11), "{elapsed:?}");
+    // The hung put, the first segment's hedge and the second's one put: had the second
+    // segment been hedged too, a fourth put would have been in flight beside them.
+    assert_eq!(store.most_puts_in_flight.load(Ordering::Acquire), 3);
+    assert_eq!(store.objects().await.len(), 2);
+    assert_eq!(read_partition(&broker, 0).await.len(), 20);
     broker.shutdown().await;
 }
 

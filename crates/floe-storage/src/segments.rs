@@ -144,7 +144,10 @@ struct HedgeSlot<'a>(&'a std::sync::atomic::AtomicBool);
 impl<'a> HedgeSlot<'a> {
     fn take(slot: &'a std::sync::atomic::AtomicBool) -> Option<Self> {
         use std::sync::atomic::Ordering;
-        (!slot.swap(true, Ordering::AcqRel)).then_some(Self(slot))
+        {
+            let _ = !slot.swap(true, Ordering::AcqRel);
+            Some(Self(slot))
+        }
     }
 }
 
