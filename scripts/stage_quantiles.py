@@ -6,7 +6,7 @@ produce stages over one benchmark run:
     scripts/stage_quantiles.py before.txt after.txt
 
 A quantile is reported as the upper bound of the bucket it falls in (buckets double), so
-"p99<=64.0" means between 32 and 64 ms.
+"p99<=64.0" means between 32 and 64 ms; "max" is the bucket of the slowest observation.
 """
 import sys, re, collections
 def parse(path):
@@ -34,4 +34,4 @@ for key in sorted(b1):
         for le in sorted(d):
             if d[le] >= p * n: return le
     f = lambda x: 'inf' if x == float('inf') else (f"{x*1000:.1f}" if 'seconds' in key[0] else f"{x:.0f}")
-    print(f"{key[0]}{{{key[1]}}}: n={n:.0f} mean={mean*1000 if 'seconds' in key[0] else mean:.2f} p50<={f(q(0.5))} p99<={f(q(0.99))} p99.9<={f(q(0.999))}")
+    print(f"{key[0]}{{{key[1]}}}: n={n:.0f} mean={mean*1000 if 'seconds' in key[0] else mean:.2f} p50<={f(q(0.5))} p99<={f(q(0.99))} p99.9<={f(q(0.999))} max<={f(q(1.0))}")
