@@ -204,6 +204,10 @@ impl ObjectStore for FaultyStore {
             return Err(injected("store down"));
         }
         let fault = self.plan.lock().next(location);
+        eprintln!(
+            "DBG put {location} {fault:?} in_flight={now} t={:?}",
+            tokio::time::Instant::now()
+        );
         if let Some(fault) = fault {
             self.injected.lock().push(fault);
         }
@@ -728,35 +732,39 @@ async fn a_hedged_put_that_lands_after_its_hedge_is_refused_and_changes_nothing(
     broker.shutdown().await;
 }
 
-/// Two flushes are slow at once: the first gets a hedge, which is slow too; the second,
-/// while that hedge is in flight, gets none and waits for its own upload. Both commit, in
-/// seal order.
+/// Three flushes hang at once. The first to ask gets a hedge, which is slow too; the
+/// others, while that hedge is in flight, get none (a refused ask must not free the slot
+/// for the next) and wait for their own uploads (the hung attempt fails after 600 s and
+/// is retried). All commit, in seal order.
 #[tokio::test(start_paused = true)]
 async fn one_hedge_at_a_time_per_broker() {
+    let script = vec![Fault::Hang, Fault::Slow(Duration::from_secs(10))];
     let store = FaultyStore::new(Plan::PerObject {
-        scripts: vec![
-            vec![Fault::Hang, Fault::Slow(Duration::from_secs(10))],
-            vec![Fault::Slow(Duration::from_secs(1))],
-        ],
+        scripts: vec![script; 3],
         seen: HashMap::new(),
     });
     let broker = hedged_broker(store.clone()).await;
-    let started = tokio::time::Instant::now();
-    let (first, second) = tokio::join!(broker.produce("t", records(0)), async {
-        // After the first segment sealed: the second lands in a segment of its own.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        broker.produce("t", records(1)).await
-    });
-    let (first, second) = (first.expect("first"), second.expect("second"));
-    assert_eq!((first[0].offset, second[0].offset), (0, 10));
-    // The first segment was answered by its hedge (10 s), not its hung put (600 s).
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(11), "{elapsed:?}");
-    // The hung put, the first segment's hedge and the second's one put: had the second
-    // segment been hedged too, a fourth put would have been in flight beside them.
-    assert_eq!(store.most_puts_in_flight.load(Ordering::Acquire), 3);
-    assert_eq!(store.objects().await.len(), 2);
-    assert_eq!(read_partition(&broker, 0).await.len(), 20);
+    // Each request after the previous one's segment sealed: three segments.
+    let produce = |request: usize| {
+        let broker = &broker;
+        async move {
+            tokio::time::sleep(Duration::from_millis(5) * request as u32).await;
+            broker.produce("t", records(request)).await
+        }
+    };
+    let (first, second, third) = tokio::join!(produce(0), produce(1), produce(2));
+    let offsets = [first, second, third].map(|acks| acks.expect("produce")[0].offset);
+    assert_eq!(offsets, [0, 10, 20]);
+    // Three hung puts and one hedge: a second hedge would have been a fifth put in flight.
+    assert_eq!(
+        store.most_puts_in_flight.load(Ordering::Acquire),
+        4,
+        "injected {:?}",
+        store.injected.lock()
+    );
+    assert_eq!(store.injected(Fault::Hang), 3);
+    assert_eq!(store.objects().await.len(), 3);
+    assert_eq!(read_partition(&broker, 0).await.len(), 30);
     broker.shutdown().await;
 }
 

@@ -144,10 +144,9 @@ struct HedgeSlot<'a>(&'a std::sync::atomic::AtomicBool);
 impl<'a> HedgeSlot<'a> {
     fn take(slot: &'a std::sync::atomic::AtomicBool) -> Option<Self> {
         use std::sync::atomic::Ordering;
-        {
-            let _ = !slot.swap(true, Ordering::AcqRel);
-            Some(Self(slot))
-        }
+        // Lazily: a guard built and dropped on a failed take would free the slot its
+        // holder still holds.
+        (!slot.swap(true, Ordering::AcqRel)).then(|| Self(slot))
     }
 }
 
