@@ -732,6 +732,64 @@ async fn a_hedged_put_that_lands_after_its_hedge_is_refused_and_changes_nothing(
     broker.shutdown().await;
 }
 
+/// The first put is slow but lands; its hedge fails on every attempt before it does. The
+/// first answers, the hedge's failures change nothing: one object, committed once.
+#[tokio::test(start_paused = true)]
+async fn a_hedge_that_fails_while_its_first_upload_lands_changes_nothing() {
+    let mut script = vec![Fault::Slow(Duration::from_secs(2))];
+    script.extend([Fault::Error; 8]);
+    let store = FaultyStore::new(Plan::PerObject {
+        scripts: vec![script],
+        seen: HashMap::new(),
+    });
+    let broker = hedged_broker(store.clone()).await;
+    let acks = broker
+        .produce("t", records(0))
+        .await
+        .expect("the first upload lands");
+    assert_eq!(acks.len(), 10);
+    assert!(
+        store.injected(Fault::Error) >= 1,
+        "the hedge ran and failed"
+    );
+    assert_eq!(store.objects().await.len(), 1);
+    assert_eq!(read_partition(&broker, 0).await.len(), 10);
+    broker.shutdown().await;
+}
+
+/// The first put hangs and then fails, and its hedge fails on every attempt: the flush
+/// fails once both have, its producers get an error, nothing is committed, and the next
+/// flush commits.
+#[tokio::test(start_paused = true)]
+async fn a_flush_whose_upload_and_hedge_both_fail_commits_nothing() {
+    let mut script = vec![Fault::Hang];
+    script.extend([Fault::Error; 16]);
+    let store = FaultyStore::new(Plan::PerObject {
+        scripts: vec![script, Vec::new()],
+        seen: HashMap::new(),
+    });
+    let broker = hedged_broker(store.clone()).await;
+    let error = broker
+        .produce("t", records(0))
+        .await
+        .expect_err("both uploads failed");
+    assert_eq!(error.kind(), floe_core::ErrorKind::Unavailable, "{error}");
+    assert_eq!(store.injected(Fault::Hang), 1);
+    assert!(store.objects().await.is_empty());
+    assert_eq!(broker.buffered_bytes(), 0);
+    let described = broker.describe_topic("t").expect("describe");
+    assert_eq!(
+        described.partitions[0].high_watermark, 0,
+        "nothing committed"
+    );
+    let acks = broker
+        .produce("t", records(1))
+        .await
+        .expect("the next flush");
+    assert_eq!(acks[0].offset, 0);
+    broker.shutdown().await;
+}
+
 /// Three flushes hang at once. The first to ask gets a hedge, which is slow too; the
 /// others, while that hedge is in flight, get none (a refused ask must not free the slot
 /// for the next) and wait for their own uploads (the hung attempt fails after 600 s and
