@@ -159,8 +159,8 @@ async fn metrics_parse_and_keep_every_name() {
         let sample = format!("floe_produce_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(count(&sample).await >= 1.0, "{sample}");
     }
-    // And each of the three requests passed both of its own stages once.
-    for stage in ["admit", "resume"] {
+    // And each of the three requests passed each of its own stages once.
+    for stage in ["admit", "segment", "resume"] {
         let sample = format!("floe_produce_request_stage_seconds_count{{stage=\"{stage}\"}}");
         assert_eq!(count(&sample).await, 3.0, "{sample}");
     }

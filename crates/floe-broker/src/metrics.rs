@@ -84,6 +84,10 @@ pub(crate) struct LatencyMetrics {
     /// A produce request from arrival in the broker until its batches are in the open
     /// segment: validation, partitioning, encoding, the state lookup and the append.
     pub admit: Histogram,
+    /// A produce request from joining the open segment to its segment's answer: the
+    /// segment's seal wait, upload and commit and its wait behind earlier segments, counted
+    /// per request, so a slow segment weighs as many times as it holds requests.
+    pub in_segment: Histogram,
     /// A produce request from its segment's answer until its own task runs again (the
     /// scheduler's delay).
     pub resume: Histogram,
@@ -112,6 +116,9 @@ impl Default for LatencyMetrics {
         let stage = |name| stages.get_or_create(&[("stage", name)]).clone();
         let request_stages = StageFamily::new_with_constructor(latency_histogram);
         let admit = request_stages.get_or_create(&[("stage", "admit")]).clone();
+        let in_segment = request_stages
+            .get_or_create(&[("stage", "segment")])
+            .clone();
         let resume = request_stages.get_or_create(&[("stage", "resume")]).clone();
         let fetch_stages = StageFamily::new_with_constructor(latency_histogram);
         let fetch_stage = |name| fetch_stages.get_or_create(&[("stage", name)]).clone();
@@ -124,6 +131,7 @@ impl Default for LatencyMetrics {
             commit: stage("commit"),
             stages,
             admit,
+            in_segment,
             resume,
             request_stages,
             fetch: latency_histogram(),
@@ -227,9 +235,9 @@ impl Broker {
         );
         registry.register(
             "floe_produce_request_stage_seconds",
-            "Produce stages per request, outside its segment's: admit (arrival in the broker \
-             to its batches joining the open segment), resume (its segment's answer to the \
-             request running again)",
+            "Produce stages per request: admit (arrival in the broker to its batches joining \
+             the open segment), segment (joining it to its segment's answer), resume (that \
+             answer to the request running again)",
             latency.request_stages.clone(),
         );
         registry.register(

@@ -257,7 +257,12 @@ impl Broker {
         )?;
         let latency = &self.inner.latency;
         crate::metrics::observe(&latency.admit, arrived.elapsed());
+        let joined = Instant::now();
         let (reply, answered) = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
+        crate::metrics::observe(
+            &latency.in_segment,
+            answered.saturating_duration_since(joined),
+        );
         crate::metrics::observe(&latency.resume, answered.elapsed());
         let (base_offsets, repeated) = reply?;
 
