@@ -155,14 +155,13 @@ impl StoreOptions {
 
     /// Refuses values the store cannot work with, naming the setting.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        if let Some(url) = &self.url {
-            StoreUrl::parse(url).map_err(|error| InvalidSetting::new("url", error.to_string()))?;
-        }
-        let s3 = matches!(
-            self.url.as_deref().map(StoreUrl::parse),
-            Some(Ok(StoreUrl::S3 { .. }))
-        );
-        if !s3
+        let url = self
+            .url
+            .as_deref()
+            .map(StoreUrl::parse)
+            .transpose()
+            .map_err(|error| InvalidSetting::new("url", error.to_string()))?;
+        if !matches!(url, Some(StoreUrl::S3 { .. }))
             && self
                 .upload_hedge_after
                 .is_some_and(|after| !after.is_zero())
