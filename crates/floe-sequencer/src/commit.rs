@@ -138,6 +138,8 @@ impl CommitLoop {
         tokio::pin!(until);
         let mut group = Vec::with_capacity(self.max_group);
         loop {
+            // Behind its snapshot, the loop takes nothing until the snapshot is done.
+            let held = self.behind_snapshot().then(Instant::now);
             let next = tokio::select! {
                 biased;
                 () = &mut until => Next::Stop,
@@ -145,11 +147,16 @@ impl CommitLoop {
                     let pending = self.snapshot.as_mut().expect("a snapshot in flight");
                     (&mut pending.task).await
                 }, if self.snapshot.is_some() => Next::Snapshot(done),
-                // A whole interval behind its snapshot (a slow store): take nothing more
-                // until it is done, so the log stays bounded by twice the interval.
+                // Snapshots slower than the commits between them (a slow encode or
+                // store): take nothing more until the one in flight is done, so the log
+                // stays bounded by MAX_LOG_INTERVALS intervals.
                 next = receiver.recv(), if !self.behind_snapshot() =>
                     next.map_or(Next::Closed, Next::Submission),
             };
+            if let Some(since) = held {
+                self.metrics
+                    .snapshot_stage(SnapshotStage::Held, since.elapsed());
+            }
             let first = match next {
                 Next::Submission(first) => first,
                 Next::Snapshot(done) => {
@@ -364,8 +371,11 @@ impl CommitLoop {
         refusals
     }
 
+    /// Whether the log has grown to [`MAX_LOG_INTERVALS`] intervals past the last snapshot
+    /// installed while the next is still in flight.
     fn behind_snapshot(&self) -> bool {
-        self.snapshot.is_some() && self.entries_since_snapshot >= 2 * self.snapshot_every
+        self.snapshot.is_some()
+            && self.entries_since_snapshot >= MAX_LOG_INTERVALS * self.snapshot_every
     }
 
     /// Copies the state and starts encoding and installing the copy in a task.
@@ -464,23 +474,22 @@ fn refuse_if_too_large(submission: Submission) -> Option<Submission> {
 /// request limit and the etcd client's 4 MiB response limit when read back in pages.
 const MAX_GROUP_BYTES: usize = 512 * 1024;
 
+/// The log's bound in snapshot intervals: a snapshot starts one interval after the last
+/// one installed, so this leaves it `MAX_LOG_INTERVALS - 1` intervals of commits to land
+/// in before the commit loop stops taking commands. At two (until 2026-12-04) a snapshot
+/// that took just longer than one interval held every commit: with a snapshot every
+/// 2,000 entries at ~6,000 commits/s, encodes of 0.25–0.5 s held the loop 24 times in
+/// 40 s, for up to 256 ms (docs/benchmarks.md).
+pub(crate) const MAX_LOG_INTERVALS: u64 = 4;
+
 #[cfg(test)]
 mod tests {
-    use floe_core::TopicConfig;
 
     use super::*;
+    use crate::conformance::create;
     use crate::error::ApplyError;
     use crate::memory::MemoryLog;
     use crate::state::ClusterState;
-
-    fn create(name: &str) -> Command {
-        Command::CreateTopic {
-            name: name.into(),
-            partitions: 1,
-            config: TopicConfig::default(),
-            created_ms: 0,
-        }
-    }
 
     fn delete(name: &str) -> Command {
         Command::DeleteTopic {
@@ -762,3 +771,7 @@ mod tests {
         assert_eq!(log.log.retained_entries(), 1);
     }
 }
+
+/// The hold that bounds the log when snapshots are slower than the commits between them.
+#[cfg(test)]
+mod held_tests;

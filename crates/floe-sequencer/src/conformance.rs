@@ -19,7 +19,8 @@ fn identity() -> Identity {
     Identity::new("conformance", "127.0.0.1:0")
 }
 
-fn create(name: &str) -> Command {
+/// A command creating topic `name` of one partition.
+pub(crate) fn create(name: &str) -> Command {
     Command::CreateTopic {
         name: name.into(),
         partitions: 1,

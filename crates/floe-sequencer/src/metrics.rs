@@ -52,6 +52,10 @@ pub(crate) enum SnapshotStage {
     Encode,
     /// Storing it durably and trimming the log, beside the commit loop.
     Install,
+    /// The commit loop taking no commands because the log reached its bound
+    /// (`MAX_LOG_INTERVALS` intervals) with a snapshot still in flight: snapshots slower
+    /// than the commits between them.
+    Held,
 }
 
 impl CommitMetrics {
@@ -72,6 +76,7 @@ impl CommitMetrics {
             SnapshotStage::Copy => "copy",
             SnapshotStage::Encode => "encode",
             SnapshotStage::Install => "install",
+            SnapshotStage::Held => "held",
         };
         self.snapshot
             .get_or_create(&[("stage", name)])

@@ -234,7 +234,8 @@ async fn main() {
         length,
     );
     // What the leader's commit loop measured: its appends and the snapshot stages
-    // (copy holds the loop; encode and install run beside it).
+    // (copy holds the loop; encode and install run beside it; held is the loop taking
+    // nothing while the log is at its bound with a snapshot in flight).
     if let Some(leader) = brokers.iter().find(|b| b.membership().is_leader()) {
         println!("\nleader's sequencer metrics (sums in seconds):");
         for line in sequencer_metrics(leader).lines().filter(|line| {
@@ -242,6 +243,8 @@ async fn main() {
                 || line.contains("_count")
                 || line.contains("snapshot_bytes ")
                 || line.contains("append_seconds_bucket")
+                || (line.contains("snapshot_stage_seconds_bucket")
+                    && (line.contains("\"encode\"") || line.contains("\"held\"")))
         }) {
             println!("  {line}");
         }

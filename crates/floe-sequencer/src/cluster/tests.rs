@@ -11,6 +11,7 @@ use floe_tests::etcd::EtcdCluster;
 use floe_core::SystemClock;
 
 use super::*;
+use crate::commit::MAX_LOG_INTERVALS;
 use crate::conformance;
 use crate::log::LogBackend;
 use crate::memory::MemorySnapshots;
@@ -448,14 +449,12 @@ async fn etcd_size_is_bounded_by_the_snapshot_interval() {
         "{commits} segment commits and as many offset commits in {elapsed:?}: {keys} keys, \
          {bytes} bytes under the cluster prefix (snapshot every {SNAPSHOT_EVERY} entries)"
     );
-    // leader + snapshot pointer + one registration + at most two intervals of log groups
-    // (the snapshot is written beside the commit loop, which waits for it only once a
-    // whole interval behind), each at most max_group entries of ~250 bytes.
-    assert!(keys <= 3 + 2 * SNAPSHOT_EVERY as usize + 1, "{keys} keys");
-    assert!(
-        bytes <= (2 * SNAPSHOT_EVERY as usize + 256) * 400 + 4096,
-        "{bytes} bytes"
-    );
+    // leader + snapshot pointer + one registration + at most MAX_LOG_INTERVALS intervals
+    // of log groups (the snapshot is written beside the commit loop, which waits for it
+    // only once the log reaches that bound), each at most max_group entries of ~250 bytes.
+    let bound = (MAX_LOG_INTERVALS * SNAPSHOT_EVERY) as usize;
+    assert!(keys <= 3 + bound + 1, "{keys} keys");
+    assert!(bytes <= (bound + 256) * 400 + 4096, "{bytes} bytes");
     sequencer.shutdown().await;
 }
 
