@@ -210,6 +210,13 @@ async fn metrics_parse_and_keep_every_name() {
     }
     let encoded = "floe_sequencer_snapshot_stage_seconds_count{stage=\"encode\"}";
     assert!(count(encoded).await >= 1.0, "{encoded}");
+    // Exported before the loop was ever held (its log stays far below four intervals).
+    let held = "floe_sequencer_snapshot_stage_seconds_count{stage=\"held\"}";
+    assert_eq!(
+        floe_tests::metric_at(&server.url, held).await,
+        Some(0.0),
+        "{held}"
+    );
     assert!(count("floe_sequencer_snapshot_bytes").await > 100.0);
 
     // A delete of a topic that does not exist is answered by the commit loop's judgement

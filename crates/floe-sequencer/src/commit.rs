@@ -484,7 +484,6 @@ pub(crate) const MAX_LOG_INTERVALS: u64 = 4;
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
     use crate::conformance::create;
     use crate::error::ApplyError;

@@ -58,6 +58,19 @@ pub(crate) enum SnapshotStage {
     Held,
 }
 
+impl SnapshotStage {
+    const ALL: [Self; 4] = [Self::Copy, Self::Encode, Self::Install, Self::Held];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Copy => "copy",
+            Self::Encode => "encode",
+            Self::Install => "install",
+            Self::Held => "held",
+        }
+    }
+}
+
 impl CommitMetrics {
     /// One group written durably: its append's duration and its size in commands.
     pub(crate) fn appended(&self, elapsed: std::time::Duration, commands: usize) {
@@ -72,14 +85,8 @@ impl CommitMetrics {
     }
 
     pub(crate) fn snapshot_stage(&self, stage: SnapshotStage, elapsed: std::time::Duration) {
-        let name = match stage {
-            SnapshotStage::Copy => "copy",
-            SnapshotStage::Encode => "encode",
-            SnapshotStage::Install => "install",
-            SnapshotStage::Held => "held",
-        };
         self.snapshot
-            .get_or_create(&[("stage", name)])
+            .get_or_create(&[("stage", stage.name())])
             .observe(elapsed.as_secs_f64());
     }
 
@@ -114,9 +121,14 @@ impl CommitMetrics {
             "Commands the state refused, answered without writing them to the log",
             self.refused.clone(),
         );
+        // Every stage is exported from the start, so a dashboard shows a zero, not no data.
+        for stage in SnapshotStage::ALL {
+            let _ = self.snapshot.get_or_create(&[("stage", stage.name())]);
+        }
         registry.register(
             "floe_sequencer_snapshot_stage_seconds",
-            "Snapshot stages: copy (holds the commit loop), encode and install (beside it)",
+            "Snapshot stages: copy (holds the commit loop), encode and install (beside it); \
+             held: the commit loop taking nothing, its log at the bound with a snapshot in flight",
             self.snapshot.clone(),
         );
         registry.register(
