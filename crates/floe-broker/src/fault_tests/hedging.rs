@@ -2,19 +2,43 @@
 //! delay gets a second create-only upload of the same object beside it, at most one at a
 //! time per broker, and the first to land answers.
 
+use prometheus_client::registry::Registry;
+
 use super::*;
 
 /// A broker whose flush uploads get a second one beside them after [`HEDGE_AFTER`], and
 /// whose upload attempts would otherwise wait an hour before they are retried.
 async fn hedged_broker(store: Arc<FaultyStore>) -> Broker {
+    hedged_broker_counted(store).await.0
+}
+
+/// [`hedged_broker`], with the registry its store's metrics are registered in.
+async fn hedged_broker_counted(store: Arc<FaultyStore>) -> (Broker, Registry) {
     let store = SegmentStore::new(store, Path::default())
         .with_attempt_timeout(Duration::from_secs(3600))
         .with_hedge_after(Some(HEDGE_AFTER));
+    let mut registry = Registry::default();
+    store.register_metrics(&mut registry);
     let options = BrokerOptions {
         linger: Some(Duration::from_millis(2)),
         ..BrokerOptions::default()
     };
-    broker_on_segments(store, options, 1).await
+    (broker_on_segments(store, options, 1).await, registry)
+}
+
+/// `floe_store_upload_hedges_total` as (started, won).
+fn hedges(registry: &Registry) -> (u64, u64) {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    let count = |outcome: &str| {
+        let sample = format!("floe_store_upload_hedges_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample.as_str()))
+            .unwrap_or_else(|| panic!("no {sample} in {text}"))
+            .parse()
+            .expect("a count")
+    };
+    (count("started"), count("won"))
 }
 
 const HEDGE_AFTER: Duration = Duration::from_millis(50);
@@ -24,7 +48,7 @@ const HEDGE_AFTER: Duration = Duration::from_millis(50);
 #[tokio::test(start_paused = true)]
 async fn a_hung_put_is_answered_by_its_hedge() {
     let store = FaultyStore::in_turn([Some(Fault::Hang)]);
-    let broker = hedged_broker(store.clone()).await;
+    let (broker, registry) = hedged_broker_counted(store.clone()).await;
     let started = tokio::time::Instant::now();
     let acks = broker
         .produce("t", records(0))
@@ -40,6 +64,7 @@ async fn a_hung_put_is_answered_by_its_hedge() {
     assert_eq!(acks.len(), 10);
     assert_eq!(store.injected(Fault::Hang), 1);
     assert_eq!(store.objects().await.len(), 1);
+    assert_eq!(hedges(&registry), (1, 1), "one hedge, and it answered");
     let acks = broker.produce("t", records(1)).await.expect("produce");
     assert_eq!(acks[0].offset, 10);
     assert_eq!(read_partition(&broker, 0).await.len(), 20);
@@ -51,7 +76,7 @@ async fn a_hung_put_is_answered_by_its_hedge() {
 #[tokio::test(start_paused = true)]
 async fn a_hedged_put_that_lands_after_its_hedge_is_refused_and_changes_nothing() {
     let store = FaultyStore::in_turn([Some(Fault::LandsLate(LANDS_AFTER_RETRY))]);
-    let broker = hedged_broker(store.clone()).await;
+    let (broker, registry) = hedged_broker_counted(store.clone()).await;
     let acks = broker
         .produce("t", records(0))
         .await
@@ -63,6 +88,7 @@ async fn a_hedged_put_that_lands_after_its_hedge_is_refused_and_changes_nothing(
         store.settled_late_writes().await,
         vec![LateWrite::RefusedAsExisting]
     );
+    assert_eq!(hedges(&registry), (1, 1), "the hedge answered");
     assert_eq!(store.objects().await, committed);
     let described = broker.describe_topic("t").expect("describe");
     assert_eq!(described.partitions[0].high_watermark, 10, "committed once");
@@ -79,7 +105,7 @@ async fn a_hedge_that_fails_while_its_first_upload_lands_changes_nothing() {
         scripts: vec![script],
         seen: HashMap::new(),
     });
-    let broker = hedged_broker(store.clone()).await;
+    let (broker, registry) = hedged_broker_counted(store.clone()).await;
     let acks = broker
         .produce("t", records(0))
         .await
@@ -89,6 +115,7 @@ async fn a_hedge_that_fails_while_its_first_upload_lands_changes_nothing() {
         store.injected(Fault::Error) >= 1,
         "the hedge ran and failed"
     );
+    assert_eq!(hedges(&registry), (1, 0), "a hedge that failed did not win");
     assert_eq!(store.objects().await.len(), 1);
     assert_eq!(read_partition(&broker, 0).await.len(), 10);
     broker.shutdown().await;
