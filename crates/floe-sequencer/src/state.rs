@@ -814,6 +814,8 @@ fn check_partition_count(count: u32) -> Result<(), ApplyError> {
 #[cfg(test)]
 mod export_tests;
 #[cfg(test)]
+mod group_tests;
+#[cfg(test)]
 mod log_json_tests;
 #[cfg(test)]
 mod producer_tests;
