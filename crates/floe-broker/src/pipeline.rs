@@ -62,10 +62,6 @@ impl Conditions {
 /// Log entry bytes a guard adds to a segment's commit (see `Command::approximate_size`).
 const GUARD_BYTES: usize = 128;
 
-/// An upload this slow is logged: every request in its segment, and in any segment sealed
-/// after it, waited for it (the sequencer logs its slow appends at the same bound).
-const SLOW_UPLOAD: Duration = Duration::from_millis(100);
-
 /// The most batches one segment holds, so that its commit (about 220 bytes of log entry
 /// per batch) stays under the sequencer's limit for one command.
 pub(crate) const MAX_SEGMENT_BATCHES: usize = 4096;
@@ -618,7 +614,9 @@ async fn upload(
     let result = store.upload_hedged(segment.id, &segment.payload).await;
     let elapsed = started.elapsed();
     observe(&latency.upload, elapsed);
-    if elapsed >= SLOW_UPLOAD {
+    // Every request in the segment, and the commits of segments sealed after it, waited
+    // for it: worth a line with its time (`SegmentStore::slow_upload`).
+    if elapsed >= store.slow_upload() {
         tracing::warn!(
             segment = %segment.id,
             bytes = segment.payload.content_length(),

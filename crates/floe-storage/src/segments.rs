@@ -117,6 +117,8 @@ pub struct SegmentStore {
     /// When [`upload_hedged`](Self::upload_hedged) starts a second upload beside a slow
     /// first one; `None`: never.
     hedge_after: Option<Duration>,
+    /// From how long on a flush upload is logged as slow.
+    slow_upload: Duration,
     /// Whether a hedge is in flight, shared by every clone of this store: at most one at a
     /// time, so a store slow for everyone (throttling, a brownout) gets one extra upload,
     /// not one per flush.
@@ -164,6 +166,7 @@ impl SegmentStore {
             prefix,
             attempt_timeout: Duration::from_secs(30),
             hedge_after: None,
+            slow_upload: Duration::from_millis(100),
             hedging: Arc::default(),
             puts: prometheus_client::metrics::counter::Counter::default(),
             hedges: prometheus_client::metrics::family::Family::default(),
@@ -200,6 +203,18 @@ impl SegmentStore {
     pub fn with_hedge_after(mut self, after: Option<Duration>) -> Self {
         self.hedge_after = after;
         self
+    }
+
+    /// The same store with flush uploads of `after` or longer logged as slow (100 ms by
+    /// default, for a local disk: a remote store's PUTs take that long routinely).
+    pub fn with_slow_upload(mut self, after: Duration) -> Self {
+        self.slow_upload = after;
+        self
+    }
+
+    /// From how long on a flush upload is logged as slow.
+    pub fn slow_upload(&self) -> Duration {
+        self.slow_upload
     }
 
     /// [`upload`](Self::upload) for an object someone waits for (a flush that producers'
