@@ -375,7 +375,7 @@ impl CommitLoop {
     /// installed while the next is still in flight.
     fn behind_snapshot(&self) -> bool {
         self.snapshot.is_some()
-            && self.entries_since_snapshot >= MAX_LOG_INTERVALS * self.snapshot_every
+            && self.entries_since_snapshot >= MAX_LOG_INTERVALS.saturating_mul(self.snapshot_every)
     }
 
     /// Copies the state and starts encoding and installing the copy in a task.
@@ -474,12 +474,16 @@ fn refuse_if_too_large(submission: Submission) -> Option<Submission> {
 /// request limit and the etcd client's 4 MiB response limit when read back in pages.
 const MAX_GROUP_BYTES: usize = 512 * 1024;
 
-/// The log's bound in snapshot intervals: a snapshot starts one interval after the last
-/// one installed, so this leaves it `MAX_LOG_INTERVALS - 1` intervals of commits to land
-/// in before the commit loop stops taking commands. At two (until 2026-12-04) a snapshot
-/// that took just longer than one interval held every commit: with a snapshot every
-/// 2,000 entries at ~6,000 commits/s, encodes of 0.25–0.5 s held the loop 24 times in
-/// 40 s, for up to 256 ms (docs/benchmarks.md).
+/// The log's bound in snapshot intervals, counted from the last snapshot installed: the
+/// commit loop takes no commands while the log is this long and a snapshot is in flight.
+/// A snapshot starts one interval after the last one landed, so one slow snapshot has
+/// `MAX_LOG_INTERVALS - 1` intervals of commits to land in; when every snapshot is slow,
+/// each starts as the last lands, and the loop holds once they take more than
+/// `MAX_LOG_INTERVALS / 2` intervals each. At two (until 2026-12-04) any snapshot slower
+/// than one interval held every commit: with a snapshot every 2,000 entries at ~6,000
+/// commits/s, encodes of 0.25–0.5 s held the loop 24 times in 40 s, for up to 256 ms
+/// (docs/benchmarks.md). A failed snapshot is retried a tenth of an interval later, so
+/// while snapshots fail the log grows past the bound by that much per attempt.
 pub(crate) const MAX_LOG_INTERVALS: u64 = 4;
 
 #[cfg(test)]

@@ -127,8 +127,9 @@ impl CommitMetrics {
         }
         registry.register(
             "floe_sequencer_snapshot_stage_seconds",
-            "Snapshot stages: copy (holds the commit loop), encode and install (beside it); \
-             held: the commit loop taking nothing, its log at the bound with a snapshot in flight",
+            "Snapshot stages: copy (always holds the commit loop), encode and install (beside \
+             it); held: the commit loop taking nothing, its log at the bound with a snapshot \
+             in flight",
             self.snapshot.clone(),
         );
         registry.register(

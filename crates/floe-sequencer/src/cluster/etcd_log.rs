@@ -477,7 +477,8 @@ async fn log_holds(
 /// Brings `replica` up to the log's current end, loading the snapshot first when the log no
 /// longer holds what follows the replica. Returns the revision it caught up to. The log
 /// since the replica's state is read once: a starting broker's time grows with the entries
-/// since the last snapshot (at most `snapshot_every`), never with the whole history.
+/// since the last snapshot (at most `MAX_LOG_INTERVALS` intervals while snapshots land),
+/// never with the whole history.
 pub(crate) async fn catch_up(
     client: &Client,
     keys: &Keys,

@@ -375,7 +375,7 @@ async fn etcd_footprint(etcd: &EtcdCluster, cluster: &str) -> (usize, usize) {
 }
 
 /// After many segment and offset commits, what floe keeps in etcd is bounded by
-/// twice `snapshot_every`, not by the data. `FLOE_ETCD_BOUND_COMMITS` sets how many (100000 for the figure in
+/// `MAX_LOG_INTERVALS` times `snapshot_every`, not by the data. `FLOE_ETCD_BOUND_COMMITS` sets how many (100000 for the figure in
 /// docs/benchmarks.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_size_is_bounded_by_the_snapshot_interval() {
