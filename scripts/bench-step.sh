@@ -17,14 +17,18 @@ RUNS="${RUNS:-1}"
 SECS="${SECS:-10}"
 WARM="${WARM:-2}"
 OUT="${OUT:-bench-out/step-$(date -u +%Y%m%dT%H%M%SZ)}"
+PID="" SAMPLER="" TRACER=""
 WORK="$(mktemp -d -t floe-step.XXXXXX)"
-SAMPLER=""
-TRACER=""
+trap 'kill $PID $SAMPLER $TRACER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 source scripts/bench-common.sh
-trap 'kill "$PID" $SAMPLER $TRACER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
-# The device under the data directory, as /proc/diskstats names it (vda, nvme0n1p2, …).
-DEVICE="$(basename "$(df --output=source "$WORK" | tail -1)")"
+# The device under the data directory, as /proc/diskstats names it (vda, nvme0n1p2,
+# dm-0, …); none on tmpfs or overlay, and then no device samples.
+DEVICE="$(basename "$(readlink -f "$(df --output=source "$WORK" | tail -1)")")"
+if ! awk -v d="$DEVICE" '$3 == d { found = 1 } END { exit !found }' /proc/diskstats; then
+  echo "bench-step: $WORK is on $DEVICE, not a block device in /proc/diskstats: no device samples" >&2
+  DEVICE=""
+fi
 
 for run in $(seq 1 "$RUNS"); do
   label="step-$RATE-$run"
@@ -38,18 +42,23 @@ for run in $(seq 1 "$RUNS"); do
     sleep 0.1
   done
   curl -fs "http://127.0.0.1:$P/metrics" >"$OUT/$label.before.txt"
-  python3 scripts/diskstats.py --device "$DEVICE" >"$OUT/$label.disk.txt" &
-  SAMPLER=$!
+  if [ -n "$DEVICE" ]; then
+    python3 scripts/diskstats.py --device "$DEVICE" >"$OUT/$label.disk.txt" &
+    SAMPLER=$!
+  fi
   if [ -n "${OFFCPU_MS:-}" ]; then
-    bpftrace scripts/offcpu.bt "$PID" "$OFFCPU_MS" >"$OUT/$label.offcpu.txt" 2>&1 &
+    TZ=UTC bpftrace scripts/offcpu.bt "$PID" "$OFFCPU_MS" >"$OUT/$label.offcpu.txt" 2>&1 &
     TRACER=$!
     sleep 2 # attaching takes a moment
   fi
   "$BENCH" run --system floe --url "http://127.0.0.1:$P" --label "$label" --server-pid "$PID" \
     --rate "$RATE" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
     --duration "${SECS}s" --warmup "${WARM}s" >"$OUT/$label.bench.txt" 2>"$OUT/$label.bench.err"
-  kill -INT "$SAMPLER" $TRACER
-  wait "$SAMPLER" $TRACER || true
+  # (`wait` with no job named would wait for floe too.)
+  for job in $SAMPLER $TRACER; do
+    kill -INT "$job" 2>/dev/null || true
+    wait "$job" 2>/dev/null || true
+  done
   SAMPLER="" TRACER=""
   curl -fs "http://127.0.0.1:$P/metrics" >"$OUT/$label.after.txt"
   stop_floe
@@ -58,6 +67,6 @@ for run in $(seq 1 "$RUNS"); do
   grep -E "records/s,|^  ack" "$OUT/$label.bench.txt"
   grep -E "produce_latency|produce_request_stage|produce_stage|append_seconds|schedule_delay" "$OUT/$label.stages.txt" || true
   grep -E "was slow" "$OUT/$label.floe.log" | sed -e 's/\x1b\[[0-9;]*m//g' || true
-  cat "$OUT/$label.disk.txt"
+  [ -z "$DEVICE" ] || cat "$OUT/$label.disk.txt"
   [ -z "${OFFCPU_MS:-}" ] || grep -E "blocked|^\s+[a-z_0-9]+\+" "$OUT/$label.offcpu.txt" | head -60 || true
 done

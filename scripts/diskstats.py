@@ -7,8 +7,8 @@ Samples /proc/diskstats every few milliseconds until --seconds pass or it is int
 (SIGINT/SIGTERM), then prints each stall of at least --min-stall-ms (UTC start, length,
 requests in flight) and a summary: completed writes and flushes, their mean service time,
 and the worst sample's mean write and flush time. A stall is measured from the first sample
-that saw requests in flight and no completion to the sample that saw one finish, so its
-length is exact to one sampling interval. floe's warnings (slow segment uploads, slow
+before the one that saw requests in flight and no completion, to the sample that saw one
+finish, so its length is exact to one sampling interval (it may be that much too long). floe's warnings (slow segment uploads, slow
 sequencer appends) carry UTC times to set beside these.
 
 Fields (Documentation/admin-guide/iostats.rst): after major, minor and name come reads
@@ -33,8 +33,8 @@ def read(device):
 
 
 def completions(sample):
-    flushes = sample[15] if len(sample) > 15 else 0
-    return sample[0] + sample[4] + sample[11] + flushes
+    # Discards (4.18) and flushes (5.5) are later fields; older kernels have fewer.
+    return sample[0] + sample[4] + sum(sample[i] for i in (11, 15) if i < len(sample))
 
 
 def utc(wall):
