@@ -496,15 +496,12 @@ impl FloeClient {
             "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&encoding={}",
             options.encoding.as_str()
         );
-        if let Some(max_records) = options.max_records {
-            path.push_str(&format!("&max_records={max_records}"));
-        }
-        if let Some(max_bytes) = options.max_bytes {
-            path.push_str(&format!("&max_bytes={max_bytes}"));
-        }
-        if let Some(wait) = options.wait {
-            path.push_str(&format!("&wait_ms={}", wait.as_millis()));
-        }
+        push_read_limits(
+            &mut path,
+            options.max_records,
+            options.max_bytes,
+            options.wait,
+        );
         if options.clamp {
             path.push_str("&clamp=true");
         }
@@ -628,6 +625,25 @@ impl FloeClient {
         body: &B,
     ) -> Result<T, ClientError> {
         json(self.request(Method::POST, path).json(body).send().await?).await
+    }
+}
+
+/// Appends a read's limits to a query already started (`?…`): how many records, how many
+/// bytes, how long to wait for the first.
+fn push_read_limits(
+    path: &mut String,
+    max_records: Option<usize>,
+    max_bytes: Option<usize>,
+    wait: Option<Duration>,
+) {
+    if let Some(max_records) = max_records {
+        path.push_str(&format!("&max_records={max_records}"));
+    }
+    if let Some(max_bytes) = max_bytes {
+        path.push_str(&format!("&max_bytes={max_bytes}"));
+    }
+    if let Some(wait) = wait {
+        path.push_str(&format!("&wait_ms={}", wait.as_millis()));
     }
 }
 

@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 
-use super::{ClientError, FloeClient, GroupRecordsOptions, check, json};
+use super::{ClientError, FloeClient, GroupRecordsOptions, check, json, push_read_limits};
 use floe_api::{
     CommitRequest, CommitResponse, GroupDescription, GroupList, GroupOffsetsResponse,
     GroupRecordsResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
@@ -90,15 +90,12 @@ impl FloeClient {
     ) -> Result<GroupRecordsResponse, ClientError> {
         let mut path = group_path(group, &["members", member_id, "records"])?;
         path.push_str(&format!("?encoding={}", options.encoding.as_str()));
-        if let Some(max_records) = options.max_records {
-            path.push_str(&format!("&max_records={max_records}"));
-        }
-        if let Some(max_bytes) = options.max_bytes {
-            path.push_str(&format!("&max_bytes={max_bytes}"));
-        }
-        if let Some(wait) = options.wait {
-            path.push_str(&format!("&wait_ms={}", wait.as_millis()));
-        }
+        push_read_limits(
+            &mut path,
+            options.max_records,
+            options.max_bytes,
+            options.wait,
+        );
         if let Some(ack) = options.ack {
             path.push_str(&format!("&ack={ack}"));
         }
