@@ -256,8 +256,8 @@ impl Broker {
             },
         )?;
         let latency = &self.inner.latency;
-        crate::metrics::observe(&latency.admit, arrived.elapsed());
         let joined = Instant::now();
+        crate::metrics::observe(&latency.admit, joined.saturating_duration_since(arrived));
         let (reply, answered) = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
         crate::metrics::observe(
             &latency.in_segment,
