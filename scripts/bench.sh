@@ -15,6 +15,10 @@
 # step and system, each on a fresh server, 1; the report shows the median run and the
 # range of p99: a single stall moves one 10 s step's p99 by 50x). Each floe W2 run also
 # leaves W2-<fraction>[-<run>].stages.txt: the quantiles of floe's stage histograms over it.
+# FLOE_BENCH_RUNS (runs of each maximum-rate workload, W1, W3, W6, W7 and W1-S3, per
+# system, 1): the systems alternate run by run, and the report shows the median run and
+# the range, the noise it states. `scripts/bench_report.py --compare A B` sets two reports'
+# results.jsonl beside each other and says which figures agree within that noise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
@@ -25,6 +29,7 @@ HISTORY=${FLOE_BENCH_HISTORY_BYTES:-1073741824}
 WITH_S3=${FLOE_BENCH_S3:-1}
 WITH_PROFILE=${FLOE_BENCH_PROFILE:-1}
 W2_RUNS=${FLOE_BENCH_W2_RUNS:-1}
+RUNS=${FLOE_BENCH_RUNS:-1}
 OUT=${FLOE_BENCH_OUT:-$PWD/bench-out/$(date +%Y%m%d-%H%M%S)}
 PEER_VERSION=0.43.4
 PEERS="$HOME/.cache/floe/peers"
@@ -132,6 +137,11 @@ side_by_side() {
     forget "$label-$system"
   done
 }
+# repeated LABEL STORE ARGS…: side_by_side RUNS times (a maximum-rate workload).
+repeated() {
+  local run
+  for run in $(seq 1 "$RUNS"); do side_by_side "$@"; done
+}
 store_counts_arg() { [ "$1" = s3 ] && echo "--store-counts $S3_PROXY"; true; }
 rate_of() { python3 scripts/bench_report.py --rate "$RESULTS" "$1" "$2"; }
 
@@ -147,17 +157,18 @@ bench sink W3 --partitions 100 --record-size 100 --batch 1000 --producers 64 "${
 stop_server
 
 # W1: 1 KiB records, 100 partitions, maximum rate.
-side_by_side W1 local "${W1[@]}"
+repeated W1 local "${W1[@]}"
 # W3: 100-byte records, 1000 per request (the same 100 KB requests as W1).
-side_by_side W3 local --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
+repeated W3 local --partitions 100 --record-size 100 --batch 1000 --producers 64 "${COMMON[@]}"
 # W6: 1,000 partitions.
-side_by_side W6 local --partitions 1000 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}"
+repeated W6 local --partitions 1000 --record-size 1024 --batch 100 --producers 64 "${COMMON[@]}"
 # W7: the curl user's path: one partition, JSON bodies of 100 text values of 1 KiB, 16
 # connections, maximum rate.
 W7=(--partitions 1 --record-size 1024 --batch 100 --producers 16 --body json "${COMMON[@]}")
-side_by_side W7 local "${W7[@]}"
+repeated W7 local "${W7[@]}"
 
-# W2: the same fixed rates on both, as fractions of the faster system's W1 rate.
+# W2: the same fixed rates on both, as fractions of the faster system's W1 rate (its
+# median run).
 TOP=$(python3 -c "print(max($(rate_of W1 floe), $(rate_of W1 s2)))")
 STEP_SECS=$(( SECS / 2 > 5 ? SECS / 2 : 5 ))
 for fraction in 0.1 0.25 0.5 0.75 0.9 1.0 1.25; do
@@ -220,7 +231,7 @@ if [ "$WITH_S3" = 1 ]; then
   S3_PROXY="http://127.0.0.1:$PP"
   wait_http "$S3_PROXY/_counts"
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
-  side_by_side W1-S3 s3 "${W1[@]}"
+  repeated W1-S3 s3 "${W1[@]}"
   side_by_side W4-S3 s3 "${W4[@]}"
   w5 W5-S3 s3 $(( HISTORY / 4 ))
 fi

@@ -3,7 +3,8 @@
 side-by-side report (scripts/bench.sh).
 
     bench_report.py RESULTS.jsonl                  # the report, on stdout
-    bench_report.py --rate RESULTS.jsonl LABEL SYS # one run's records/s (for the script)
+    bench_report.py --rate RESULTS.jsonl LABEL SYS # a workload's median records/s (for the script)
+    bench_report.py --compare A.jsonl B.jsonl      # do two reports agree within their noise?
 """
 import json
 import os
@@ -26,6 +27,27 @@ def find(runs, label, system):
 def one(runs, label, system):
     found = find(runs, label, system)
     return found[-1] if found else None
+
+
+def median_of(runs, label, system, key="records_per_sec"):
+    """The run with the median `key` among a workload's runs on one system (several when
+    FLOE_BENCH_RUNS > 1), with `_runs` and `_range` (the lowest and highest `key`) added;
+    None when it has no runs. With an even count, the lower of the two middle runs."""
+    found = [r for r in find(runs, label, system) if r.get(key) is not None]
+    if not found:
+        return None
+    found.sort(key=lambda r: r[key])
+    median = dict(found[(len(found) - 1) // 2])
+    median["_runs"] = len(found)
+    median["_range"] = (found[0][key], found[-1][key])
+    return median
+
+
+def spread(r):
+    """A repeated workload's range as a share of its median: (highest - lowest) / median."""
+    low, high = r["_range"]
+    value = r["records_per_sec"]
+    return (high - low) / value if value else None
 
 
 def num(value, digits=0):
@@ -86,13 +108,23 @@ def machine(runs):
 
 
 def throughput_table(runs, labels):
-    out = [
-        "| workload | system | records/s | MB/s | ack p50 / p99 / p99.9 ms | server CPU-s per GiB | PUT / GET per GiB | % of loopback | % of disk |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    repeated = any((median_of(runs, l, s) or {}).get("_runs", 1) > 1 for l in labels for s in ("floe", "s2"))
+    out = []
+    if repeated:
+        out.append(
+            "Each workload was run several times on each system (FLOE_BENCH_RUNS), the two "
+            "systems alternating, each run on a fresh server: the row is the run with the median "
+            "records/s, and the last column the records/s over all its runs with their spread, "
+            "(highest − lowest) ÷ median: the noise this report states.\n"
+        )
+    out += [
+        "| workload | system | records/s | MB/s | ack p50 / p99 / p99.9 ms | server CPU-s per GiB | PUT / GET per GiB | % of loopback | % of disk |"
+        + (" runs: records/s min–max (spread) |" if repeated else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if repeated else ""),
     ]
     disk = next((r["disk"] for r in runs if r.get("label") == "disk"), None)
     for label in labels:
-        floe, s2 = one(runs, label, "floe"), one(runs, label, "s2")
+        floe, s2 = median_of(runs, label, "floe"), median_of(runs, label, "s2")
         if not floe and not s2:
             continue
         sink = one(runs, "W3" if label.startswith("W3") else "W1", "sink")
@@ -105,17 +137,25 @@ def throughput_table(runs, labels):
             loop = f"{100 * r['mb_per_sec'] / sink['mb_per_sec']:.0f}%" if sink else "–"
             dsk = f"{100 * r['mb_per_sec'] / disk['mb_per_sec']:.0f}%" if disk and "S3" not in label else "–"
             errors = f" ({r['errors']} errors)" if r.get("errors") else ""
+            runs_cell = ""
+            if repeated:
+                low, high = r["_range"]
+                runs_cell = (
+                    f" {r['_runs']}: {num(low)}–{num(high)} ({100 * (spread(r) or 0):.0f} %) |"
+                    if r["_runs"] > 1
+                    else " 1 run |"
+                )
             out.append(
                 f"| {label} | {name}{errors} | {num(r['records_per_sec'])} | {num(r['mb_per_sec'], 1)} | "
                 f"{num(pct(r, 'ack_ms', 'p50'), 1)} / {num(pct(r, 'ack_ms', 'p99'), 1)} / {num(pct(r, 'ack_ms', 'p999'), 1)} | "
-                f"{num(r.get('cpu_seconds_per_gib'), 1)} | {store} | {loop} | {dsk} |"
+                f"{num(r.get('cpu_seconds_per_gib'), 1)} | {store} | {loop} | {dsk} |{runs_cell}"
             )
         if floe and s2:
             out.append(
                 f"| {label} | **floe / s2-lite** | {ratio(floe['records_per_sec'], s2['records_per_sec'])} | "
                 f"{ratio(floe['mb_per_sec'], s2['mb_per_sec'])} | p99 {ratio(pct(floe, 'ack_ms', 'p99'), pct(s2, 'ack_ms', 'p99'))} | "
                 f"{ratio(floe.get('cpu_seconds_per_gib'), s2.get('cpu_seconds_per_gib'))} | "
-                f"PUT {ratio(floe.get('puts_per_gib'), s2.get('puts_per_gib'))} | | |"
+                f"PUT {ratio(floe.get('puts_per_gib'), s2.get('puts_per_gib'))} | | |" + (" |" if repeated else "")
             )
     return "\n".join(out)
 
@@ -276,10 +316,81 @@ def report(runs):
     return "\n".join(parts)
 
 
+def overlap(a, b):
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def compare(a_runs, b_runs):
+    """Two reports side by side: each maximum-rate figure's median and range in each, and
+    whether they agree within the noise the reports state (their ranges overlap); each W2
+    step's floe ack p99 range and its goals. A figure with one run in either report states
+    no noise, and is shown without a verdict."""
+    out = [
+        "| workload | system | A: median records/s (runs: min–max) | B: median (runs: min–max) | B ÷ A | within the stated noise |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for label in ("W1", "W3", "W6", "W7", "W1-S3"):
+        for system in ("floe", "s2"):
+            a, b = median_of(a_runs, label, system), median_of(b_runs, label, system)
+            if not a or not b:
+                continue
+            cells = []
+            for r in (a, b):
+                low, high = r["_range"]
+                runs_text = f" ({r['_runs']}: {num(low)}–{num(high)})" if r["_runs"] > 1 else " (1 run)"
+                cells.append(num(r["records_per_sec"]) + runs_text)
+            if a["_runs"] > 1 and b["_runs"] > 1:
+                verdict = "yes" if overlap(a["_range"], b["_range"]) else "**no**"
+            else:
+                verdict = "– (one run: no noise stated)"
+            out.append(
+                f"| {label} | {NAMES[system]} | {cells[0]} | {cells[1]} | "
+                f"{ratio(b['records_per_sec'], a['records_per_sec'])} | {verdict} |"
+            )
+    out += [
+        "",
+        "W2 on floe, step by step (the steps are fractions of each report's own W1 rate): ack p99 over the "
+        "step's runs, and how many runs met issue 20's goal for the step (up to 0.5×: p99 ≤ 25 ms and "
+        "p99.9 ≤ 50 ms; above: p99 ≤ 4× p50).",
+        "",
+        "| step | A: offered | A: p99 min–max ms | A: met | B: offered | B: p99 min–max ms | B: met | ranges overlap |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    fractions = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25)
+    steps = []
+    for runs in (a_runs, b_runs):
+        by_rate = {}
+        for r in find(runs, "W2", "floe"):
+            by_rate.setdefault(r["target_rate"], []).append(r)
+        steps.append([by_rate[rate] for rate in sorted(by_rate)])
+    for i, fraction in enumerate(fractions):
+        if i >= len(steps[0]) or i >= len(steps[1]):
+            break
+        cells, ranges = [], []
+        for group in (steps[0][i], steps[1][i]):
+            p99s = [pct(r, "ack_ms", "p99") for r in group]
+            ranges.append((min(p99s), max(p99s)))
+            met = "–" if fraction > 0.9 else f"{sum(1 for r in group if w2_goal(r, fraction))} of {len(group)}"
+            cells.append(f"{num(group[0]['target_rate'])} | {num(ranges[-1][0], 1)}–{num(ranges[-1][1], 1)} | {met}")
+        out.append(f"| {fraction}× | {cells[0]} | {cells[1]} | {'yes' if overlap(*ranges) else '**no**'} |")
+    return "\n".join(out)
+
+
+def w2_goal(r, fraction):
+    """Issue 20's goal for one W2 run at `fraction` (at most 0.9) of the W1 rate."""
+    p50, p99, p999 = (pct(r, "ack_ms", q) for q in ("p50", "p99", "p999"))
+    if fraction <= 0.5:
+        return p99 <= 25 and p999 <= 50
+    return p99 <= 4 * p50
+
+
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "--rate":
-        r = one(load(sys.argv[2]), sys.argv[3], sys.argv[4])
+        r = median_of(load(sys.argv[2]), sys.argv[3], sys.argv[4])
         print(round(r["records_per_sec"]) if r else 0)
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        print(compare(load(sys.argv[2]), load(sys.argv[3])))
         return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
