@@ -494,7 +494,7 @@ mod tests {
     use crate::memory::MemoryLog;
     use crate::state::ClusterState;
 
-    fn delete(name: &str) -> Command {
+    pub(super) fn delete(name: &str) -> Command {
         Command::DeleteTopic {
             name: name.into(),
             at_ms: 0,
@@ -504,7 +504,7 @@ mod tests {
     /// Queues every command (with its fence) before the loop runs, so they commit as one
     /// group, then runs the loop until the queue is drained; returns how the loop ended and
     /// each command's answer.
-    async fn run_group(
+    pub(super) async fn run_group(
         backend: Arc<dyn LogBackend>,
         replica: &Arc<Replica>,
         commands: Vec<(Command, Option<Fence>)>,
@@ -534,7 +534,7 @@ mod tests {
     }
 
     /// [`run_group`] of unfenced commands, on a loop that keeps going.
-    async fn one_group(
+    pub(super) async fn one_group(
         backend: Arc<dyn LogBackend>,
         replica: &Arc<Replica>,
         commands: Vec<Command>,
@@ -548,7 +548,9 @@ mod tests {
         answers
     }
 
-    fn index_and_error(answer: &Result<Committed, SequencerError>) -> (u64, Option<ApplyError>) {
+    pub(super) fn index_and_error(
+        answer: &Result<Committed, SequencerError>,
+    ) -> (u64, Option<ApplyError>) {
         let committed = answer.as_ref().expect("committed");
         (committed.index, committed.outcome.clone().err())
     }
@@ -652,65 +654,6 @@ mod tests {
         }
     }
 
-    /// A log that refuses every append carrying one stale broker session.
-    #[derive(Debug)]
-    struct Fencing {
-        log: MemoryLog,
-        stale: Fence,
-    }
-
-    #[async_trait::async_trait]
-    impl LogBackend for Fencing {
-        async fn recover(&self) -> Result<crate::log::Recovery, LogError> {
-            self.log.recover().await
-        }
-
-        async fn append(&self, entries: &[LogEntry], fences: &[Fence]) -> Result<(), LogError> {
-            if fences.contains(&self.stale) {
-                return Err(LogError::Fenced(vec![self.stale.clone()]));
-            }
-            self.log.append(entries, fences).await
-        }
-
-        async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
-            self.log.install_snapshot(snapshot).await
-        }
-    }
-
-    /// A command judged fine after a fenced one it depends on is judged again once the
-    /// fenced one is refused: here the delete of a topic that only the fenced create would
-    /// have made, refused then, without an entry.
-    #[tokio::test]
-    async fn what_is_left_after_a_fenced_command_is_judged_again() {
-        let stale = Fence {
-            broker: "b1".into(),
-            session: 7,
-        };
-        let log = Arc::new(Fencing {
-            log: MemoryLog::new(),
-            stale: stale.clone(),
-        });
-        let replica = Arc::new(Replica::new(ClusterState::default()));
-        let commands = vec![
-            (create("x"), Some(stale)),
-            (delete("x"), None),
-            (create("y"), None),
-        ];
-        let (ended, answers) = run_group(log.clone(), &replica, commands).await;
-        ended.expect("the loop");
-        let fenced = &answers[0];
-        assert!(
-            matches!(fenced, Err(SequencerError::Fenced(b)) if b == "b1"),
-            "{fenced:?}"
-        );
-        let rest: Vec<_> = answers[1..].iter().map(index_and_error).collect();
-        assert_eq!(
-            rest,
-            vec![(0, Some(ApplyError::UnknownTopic("x".into()))), (1, None)]
-        );
-        assert_eq!(log.log.retained_entries(), 1, "the create of y alone");
-    }
-
     /// A log this process no longer owns (a cluster leader whose term is over).
     #[derive(Debug, Default)]
     struct Deposed(MemoryLog);
@@ -774,6 +717,10 @@ mod tests {
         assert_eq!(log.log.retained_entries(), 1);
     }
 }
+
+/// Commands refused for a stale broker session, and what is judged after them.
+#[cfg(test)]
+mod fenced_tests;
 
 /// The hold that bounds the log when snapshots are slower than the commits between them.
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl LogBackend for FileLog {
 
     /// Writes the snapshot to a temporary file without the log's lock, so appends go on
     /// meanwhile; then, under the lock, renames it in (only over an older snapshot) and
-    /// rolls the log: see [`FileLogInner::roll`]. The blocking task holds the log (and
+    /// rolls the log: see `FileLogInner::roll`. The blocking task holds the log (and
     /// its directory lock) until it is done, even if the caller stops waiting.
     async fn install_snapshot(&self, snapshot: Snapshot) -> Result<(), LogError> {
         let inner = Arc::clone(&self.inner);

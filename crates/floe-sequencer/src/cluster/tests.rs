@@ -13,6 +13,7 @@ use floe_core::SystemClock;
 use super::*;
 use crate::commit::MAX_LOG_INTERVALS;
 use crate::conformance;
+use crate::error::{ApplyError, SequencerError};
 use crate::log::LogBackend;
 use crate::memory::MemorySnapshots;
 use crate::open_cluster;
@@ -229,6 +230,33 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
     else {
         panic!("create answered something else");
     };
+    // A refusal is answered with the index of the state it was judged on, and a follower
+    // answers it only once its own replica has applied that index: every broker asks for
+    // the same topic at once, one create commits, and each broker told that the topic
+    // exists already sees it. (Its replica learns of the create through etcd's watch,
+    // which without that wait would often come after the leader's answer.)
+    let answers = {
+        let (a, b, c) = tokio::join!(
+            brokers[0].submit(create("u", 1)),
+            brokers[1].submit(create("u", 1)),
+            brokers[2].submit(create("u", 1)),
+        );
+        [a, b, c]
+    };
+    let created = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (broker, answer) in brokers.iter().zip(&answers) {
+        if let Err(error) = answer {
+            assert!(
+                matches!(error, SequencerError::Rejected(ApplyError::TopicExists(name)) if name == "u"),
+                "{error:?}"
+            );
+            assert!(
+                broker.read(|s| s.topic("u").is_some()),
+                "refused, yet not applied"
+            );
+        }
+    }
     // Every broker commits, whoever leads; offsets come out dense.
     let leading = || brokers.iter().position(|b| b.membership().is_leader());
     let leader_before = leading();
@@ -251,8 +279,8 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
         assert!(hwm >= Some(offsets.last().copied().unwrap_or(0) + 2));
     }
     assert_eq!(offsets, (0..60).map(|i| i * 2).collect::<Vec<u64>>());
-    // Each follower timed its side of the 20 commits it made (and b, of the topic's
-    // creation): one catch-up each, and at least one forwarding call each, as its commands
+    // Each follower timed its side of the 20 commits it made, of its create of u (a
+    // refusal is caught up on too) and b, of the topic's creation: one catch-up each, and at least one forwarding call each, as its commands
     // went one at a time (a term that lapsed and came back would send some again); the
     // leader forwarded nothing. Only if one broker led throughout.
     if leader_before.is_some() && leading() == leader_before {
@@ -264,7 +292,7 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
             if Some(index) == leader_before {
                 assert_eq!((forwarded, caught_up), (0.0, 0.0));
             } else {
-                let made = if index == 1 { 21.0 } else { 20.0 };
+                let made = if index == 1 { 22.0 } else { 21.0 };
                 assert_eq!(caught_up, made);
                 assert!(forwarded >= made, "{forwarded} calls for {made} commands");
             }
