@@ -226,7 +226,7 @@ if [ "$WITH_S3" = 1 ]; then
   curl -sf -X PUT "http://127.0.0.1:$MP/floe-bench" >/dev/null
   curl -sf -X PUT "http://127.0.0.1:$MP/s2-bench" >/dev/null
   PP=$(port)
-  "$BENCH" s3-proxy --listen "127.0.0.1:$PP" --upstream "http://127.0.0.1:$MP" >/dev/null 2>&1 &
+  "$BENCH" s3-proxy --listen "127.0.0.1:$PP" --upstream "http://127.0.0.1:$MP" >"$OUT/s3-proxy.log" 2>&1 &
   PIDS+=($!)
   S3_PROXY="http://127.0.0.1:$PP"
   wait_http "$S3_PROXY/_counts"

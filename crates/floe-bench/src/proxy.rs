@@ -131,7 +131,11 @@ const HOP_BY_HOP: [HeaderName; 3] = [header::HOST, header::CONNECTION, header::T
 async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     match forward_inner(&proxy, request).await {
         Ok(response) => response,
-        Err(error) => (StatusCode::BAD_GATEWAY, format!("{error:#}")).into_response(),
+        Err(error) => {
+            // The store's client sees only a 502 and retries; say what the upstream did.
+            eprintln!("s3-proxy: upstream request failed, answered 502: {error:#}");
+            (StatusCode::BAD_GATEWAY, format!("{error:#}")).into_response()
+        }
     }
 }
 
