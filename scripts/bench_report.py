@@ -368,11 +368,18 @@ def compare(a_runs, b_runs):
             break
         cells, ranges = [], []
         for group in (steps[0][i], steps[1][i]):
+            group = [r for r in group if pct(r, "ack_ms", "p99") is not None]
             p99s = [pct(r, "ack_ms", "p99") for r in group]
-            ranges.append((min(p99s), max(p99s)))
+            ranges.append((min(p99s), max(p99s)) if p99s else None)
+            low, high = ranges[-1] or (None, None)
             met = "–" if fraction > 0.9 else f"{sum(1 for r in group if w2_goal(r, fraction))} of {len(group)}"
-            cells.append(f"{num(group[0]['target_rate'])} | {num(ranges[-1][0], 1)}–{num(ranges[-1][1], 1)} | {met}")
-        out.append(f"| {fraction}× | {cells[0]} | {cells[1]} | {'yes' if overlap(*ranges) else '**no**'} |")
+            rate = num(group[0]["target_rate"]) if group else "–"
+            cells.append(f"{rate} | {num(low, 1)}–{num(high, 1)} | {met}")
+        if any(r is None for r in ranges) or min(len(steps[0][i]), len(steps[1][i])) < 2:
+            verdict = "– (one run: no noise stated)"
+        else:
+            verdict = "yes" if overlap(*ranges) else "**no**"
+        out.append(f"| {fraction}× | {cells[0]} | {cells[1]} | {verdict} |")
     return "\n".join(out)
 
 

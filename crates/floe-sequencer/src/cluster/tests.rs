@@ -280,9 +280,10 @@ async fn brokers_commit_through_one_leader_share_ownership_and_fail_over() {
     }
     assert_eq!(offsets, (0..60).map(|i| i * 2).collect::<Vec<u64>>());
     // Each follower timed its side of the 20 commits it made, of its create of u (a
-    // refusal is caught up on too) and b, of the topic's creation: one catch-up each, and at least one forwarding call each, as its commands
-    // went one at a time (a term that lapsed and came back would send some again); the
-    // leader forwarded nothing. Only if one broker led throughout.
+    // refusal is caught up on too) and b, of the topic's creation: one catch-up each, and
+    // at least one forwarding call each, as its commands went one at a time (a term that
+    // lapsed and came back would send some again); the leader forwarded nothing. Only if
+    // one broker led throughout.
     if leader_before.is_some() && leading() == leader_before {
         for (index, broker) in brokers.iter().enumerate() {
             let (forwarded, caught_up) = (
