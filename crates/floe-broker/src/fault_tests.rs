@@ -392,11 +392,18 @@ async fn read_partition(broker: &Broker, partition: u32) -> Vec<(u64, String)> {
 fn scraped_buffered_bytes(broker: &Broker) -> u64 {
     let mut registry = prometheus_client::registry::Registry::default();
     broker.register_metrics(&mut registry);
+    scraped(&registry, "floe_buffered_bytes")
+}
+
+/// The value of one sample (a metric's name with its labels, as the text format writes
+/// them) in a scrape of `registry`.
+fn scraped(registry: &prometheus_client::registry::Registry, sample: &str) -> u64 {
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    let prefix = format!("{sample} ");
     text.lines()
-        .find_map(|line| line.strip_prefix("floe_buffered_bytes "))
-        .expect("floe_buffered_bytes is exported")
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {sample} in {text}"))
         .trim()
         .parse()
         .expect("a number")

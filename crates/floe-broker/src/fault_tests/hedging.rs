@@ -28,15 +28,11 @@ async fn hedged_broker_counted(store: Arc<FaultyStore>) -> (Broker, Registry) {
 
 /// `floe_store_upload_hedges_total` as (started, won).
 fn hedges(registry: &Registry) -> (u64, u64) {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
     let count = |outcome: &str| {
-        let sample = format!("floe_store_upload_hedges_total{{outcome=\"{outcome}\"}} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(sample.as_str()))
-            .unwrap_or_else(|| panic!("no {sample} in {text}"))
-            .parse()
-            .expect("a count")
+        scraped(
+            registry,
+            &format!("floe_store_upload_hedges_total{{outcome=\"{outcome}\"}}"),
+        )
     };
     (count("started"), count("won"))
 }
