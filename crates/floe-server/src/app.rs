@@ -121,16 +121,16 @@ impl Server {
         check_store(&store, &prefix, &config.store_url()).await?;
         let store_is_local = !matches!(store_url, StoreUrl::S3 { .. });
         let hedge_after = config.store.upload_hedge_after(!store_is_local);
-        // A flush upload is logged as slow from 100 ms on a local disk; on S3, where PUTs
-        // of a few MB take 100 ms routinely, from when a hedge would start (1 s).
-        let slow_upload = match (store_is_local, hedge_after) {
-            (true, _) => std::time::Duration::from_millis(100),
-            (false, after) => after.unwrap_or(std::time::Duration::from_secs(1)),
-        };
-        let segments = SegmentStore::new(store.clone(), prefix.clone())
+        let mut segments = SegmentStore::new(store.clone(), prefix.clone())
             .with_attempt_timeout(config.store.request_timeout)
-            .with_hedge_after(hedge_after)
-            .with_slow_upload(slow_upload);
+            .with_hedge_after(hedge_after);
+        if !store_is_local {
+            // A flush upload is logged as slow from 100 ms (the store's default, for a
+            // local disk); on S3, where PUTs of a few MB take that long routinely, from
+            // when a hedge would start (1 s).
+            segments =
+                segments.with_slow_upload(hedge_after.unwrap_or(std::time::Duration::from_secs(1)));
+        }
         let cache_options = config
             .cache
             .clone()
