@@ -8,8 +8,9 @@ Samples /proc/diskstats every few milliseconds until --seconds pass or it is int
 requests in flight) and a summary: completed writes and flushes, their mean service time,
 and the worst sample's mean write and flush time. A stall is measured from the first sample
 before the one that saw requests in flight and no completion, to the sample that saw one
-finish, so its length is exact to one sampling interval (it may be that much too long). floe's warnings (slow segment uploads, slow
-sequencer appends) carry UTC times to set beside these.
+finish, so its length is exact to one sampling interval (it may be that much too long).
+floe's warnings (slow segment uploads, slow sequencer appends) carry UTC times to set
+beside these.
 
 Fields (Documentation/admin-guide/iostats.rst): after major, minor and name come reads
 completed (0), reads merged, sectors read, ms reading (3), writes completed (4), writes
