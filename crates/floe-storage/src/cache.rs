@@ -350,6 +350,9 @@ impl ReadCache {
         read_ahead_to: u64,
         cause: ReadCause,
     ) -> Result<Vec<Bytes>, StorageError> {
+        if cause == ReadCause::Background {
+            return self.read_uncached(segment, ranges).await;
+        }
         let inner = &self.inner;
         let mut blocks: Vec<u64> = ranges
             .iter()
@@ -411,6 +414,58 @@ impl ReadCache {
                 .bytes_served_cache
                 .inc_by(assembled.len() as u64 - stored);
             answers.push(assembled);
+        }
+        Ok(answers)
+    }
+
+    /// A background job's read (compaction, export): a range whose blocks are all cached is
+    /// served from them, any other is read from the store exactly, and nothing is cached.
+    /// A job reads each byte once, mostly data too old to be in memory, a batch of one
+    /// partition at a time: whole-block GETs would read a block for each batch (nine times
+    /// the bytes compaction needed under W2, docs/benchmarks.md) and push the blocks tail
+    /// readers need out of memory (ADR 0002).
+    async fn read_uncached(
+        &self,
+        segment: SegmentId,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let inner = &self.inner;
+        let mut answers = vec![Bytes::new(); ranges.len()];
+        let mut missing = Vec::new();
+        for (index, range) in ranges.iter().enumerate() {
+            if range.is_empty() {
+                continue;
+            }
+            let first = range.start / inner.block_bytes;
+            let blocks = (range.end - 1) / inner.block_bytes - first + 1;
+            let mut pieces = Vec::with_capacity(blocks as usize);
+            for block in first..first + blocks {
+                match self.lookup(key(segment, block)).await {
+                    Some(bytes) => pieces.push(bytes),
+                    None => break,
+                }
+            }
+            if pieces.len() as u64 == blocks {
+                let assembled = assemble(segment, range, first, inner.block_bytes, &pieces)?;
+                inner
+                    .metrics
+                    .bytes_served_cache
+                    .inc_by(assembled.len() as u64);
+                answers[index] = assembled;
+            } else {
+                inner.metrics.misses.inc_by(blocks - pieces.len() as u64);
+                missing.push(index);
+            }
+        }
+        let reads = missing.iter().map(|&index| {
+            inner.metrics.get_made(ReadCause::Background);
+            inner.store.read_range(segment, ranges[index].clone())
+        });
+        let read = futures::future::try_join_all(reads).await?;
+        for (index, bytes) in missing.into_iter().zip(read) {
+            inner.metrics.bytes_from_store.inc_by(bytes.len() as u64);
+            inner.metrics.bytes_served_store.inc_by(bytes.len() as u64);
+            answers[index] = bytes;
         }
         Ok(answers)
     }

@@ -269,6 +269,58 @@ async fn a_prefetched_range_is_read_without_another_get() {
 }
 
 #[tokio::test]
+async fn a_background_read_takes_only_its_bytes_and_caches_nothing() {
+    let fixture = Fixture::new();
+    let data = pattern(3 * MIB, 5);
+    let id = fixture.segment(&data).await;
+    let cache = fixture.cache(&small(64 * MIB)).await;
+    let batch = MIB + 100..MIB + 100 + 100 * 1024;
+    let slice = |range: &Range<u64>| data.slice(range.start as usize..range.end as usize);
+    let read = cache
+        .read(id, batch.clone(), 3 * MIB, ReadCause::Background)
+        .await
+        .expect("read");
+    assert_eq!(read, slice(&batch));
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.background_gets, stats.bytes_from_store),
+        (1, 100 * 1024),
+        "exactly the range, no block around it and no read-ahead"
+    );
+    // Nothing was cached: a client's read of the same bytes makes its own GET.
+    cache
+        .read(id, batch.clone(), 0, ReadCause::Fetch)
+        .await
+        .expect("read");
+    assert_eq!(cache.stats().fetch_gets, 1);
+    assert_eq!(fixture.counting.gets(), 2);
+    // Now block 1 is in memory, and background reads inside it need no GET.
+    for range in [batch.clone(), MIB..2 * MIB] {
+        let read = cache
+            .read(id, range.clone(), 0, ReadCause::Background)
+            .await
+            .expect("read");
+        assert_eq!(read, slice(&range));
+    }
+    assert_eq!(fixture.counting.gets(), 2);
+    // A range reaching an uncached block is read whole, and one past the end fails.
+    let across = 2 * MIB - 10..2 * MIB + 10;
+    let read = cache
+        .read(id, across.clone(), 0, ReadCause::Background)
+        .await
+        .expect("read");
+    assert_eq!(read, slice(&across));
+    assert_eq!(cache.stats().bytes_from_store, 100 * 1024 + MIB + 20);
+    let past_end = cache
+        .read(id, 3 * MIB - 10..3 * MIB + 10, 0, ReadCause::Background)
+        .await;
+    assert!(
+        matches!(past_end, Err(StorageError::ShortRead { .. })),
+        "{past_end:?}"
+    );
+}
+
+#[tokio::test]
 async fn memory_stays_within_its_capacity_while_reading_ten_times_more() {
     let fixture = Fixture::new();
     let capacity = 8 * MIB;
