@@ -462,8 +462,6 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let counters = &self.inner.job_counters;
         let mut plan = plan;
-        self.pace(plan.run.iter().map(|(_, l)| u64::from(l.length)).sum())
-            .await;
         // Decoded records are what a compaction holds in memory, and a compressible topic
         // decodes to many times its stored size: stop reading once the decoded run reaches
         // the limit and compact the prefix read so far (a valid run of its own; the rest
@@ -472,11 +470,17 @@ impl Broker {
         let mut inputs: Vec<Vec<(u64, Record)>> = Vec::with_capacity(plan.run.len());
         let mut decoded = 0usize;
         {
+            // Each batch is paced as it is read: a run cut at the memory limit pays only for
+            // what it read (the whole plan was paid for up front before), and the reads
+            // spread over the run's share of `jobs.bytes_per_second` rather than following
+            // one wait for all of it.
             let mut reads = futures::stream::iter(plan.run.iter().copied())
-                .map(|(base, location)| {
+                .map(|(base, location)| async move {
+                    self.pace(u64::from(location.length)).await;
                     self.inner
                         .reader
                         .read_batch(base, location, ReadCause::Background)
+                        .await
                 })
                 .buffered(READ_CONCURRENCY);
             while let Some(batch) = reads.next().await {
@@ -518,7 +522,7 @@ impl Broker {
         let span = first_base..PartitionState::batch_end(last_base, &last);
         let batch_bytes = self.inner.job_options.compaction_batch_bytes;
         let (config_owned, plan_owned) = (config.clone(), plan.clone());
-        let (payload, batches) = tokio::task::spawn_blocking(move || {
+        let (payload, batches) = super::cpu::run(move || {
             let records = inputs.into_iter().flatten().collect();
             rewrite(
                 records,
