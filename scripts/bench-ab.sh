@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Two floe builds, alternated, at one fixed rate in W2's shape (100 partitions, 1 KiB
+# records, 100 per request, 64 producers), each run on a fresh `floe serve` with its own
+# data directory: for a change whose effect is smaller than the host's drift over the
+# minutes a set of runs takes. Background jobs run as configured, so a run longer than
+# about 20 s includes compaction's first runs (interval 10 s, minimum age 10 s).
+#   cp "$CARGO_TARGET_DIR/release/floe" /tmp/floe-a   # at one commit, then at the other:
+#   cp "$CARGO_TARGET_DIR/release/floe" /tmp/floe-b
+#   A=/tmp/floe-a B=/tmp/floe-b PAIRS=2 SECS=30 OUT=/tmp/ab scripts/bench-ab.sh 400000
+#   ENV="FLOE_JOBS__ENABLED=false" A=… B=… scripts/bench-ab.sh 400000   # settings for both
+# Prints each run's ack line; OUT keeps the bench output, the per-second progress (.err),
+# floe's log and /metrics at the end of each run. After each pair the data is deleted and
+# the script waits GAP seconds (45): on ext4 without a journal, files created soon after
+# many deletions pay for them (docs/configuration.md, "The local store").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE="${1:?usage: A=floe-binary B=floe-binary scripts/bench-ab.sh RECORDS_PER_SECOND}"
+: "${A:?A=path of the first floe binary}" "${B:?B=path of the second floe binary}"
+PAIRS="${PAIRS:-2}" SECS="${SECS:-30}" GAP="${GAP:-45}"
+OUT="${OUT:-bench-out/ab-$(date -u +%Y%m%dT%H%M%SZ)}"
+source scripts/bootstrap.sh
+cargo build --release --bin floe-bench
+BENCH="$CARGO_TARGET_DIR/release/floe-bench"
+WORK="$(mktemp -d -t floe-ab.XXXXXX)"
+PID=""
+trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+for pair in $(seq 1 "$PAIRS"); do
+  for side in A B; do
+    binary="${!side}"
+    label="$side-$pair"
+    P=$(port)
+    # shellcheck disable=SC2086 # ENV is a list of NAME=value words
+    env ${ENV:-} "$binary" serve --data-dir "$WORK/data-$label" --listen "127.0.0.1:$P" \
+      >"$OUT/$label.floe.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1 100); do
+      curl -fs "http://127.0.0.1:$P/healthz" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    "$BENCH" run --system floe --url "http://127.0.0.1:$P" --label "$label" --server-pid "$PID" \
+      --rate "$RATE" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
+      --duration "${SECS}s" --warmup 2s >"$OUT/$label.txt" 2>"$OUT/$label.err"
+    curl -fs "http://127.0.0.1:$P/metrics" >"$OUT/$label.metrics"
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+    echo "$label ($binary): $(grep -E '^  ack ' "$OUT/$label.txt" | sed 's/^ *//')"
+  done
+  rm -rf "$WORK"/data-*
+  [ "$pair" = "$PAIRS" ] || sleep "$GAP"
+done
