@@ -51,32 +51,35 @@ fn lower_priority() {
 fn lower_priority() {}
 
 /// Runs `work` on the background thread and waits for its answer; `Err` carries a panic's
-/// message.
+/// message. The wait itself is a blocking-pool task that sleeps until the answer comes, so
+/// tokio counts the work as in progress (its paused test clock does not jump ahead of it).
 pub(crate) async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    let Some(sender) = sender() else {
-        return tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| error.to_string());
-    };
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    let job: Work = Box::new(move || {
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
-            panic
-                .downcast_ref::<&str>()
-                .map(|message| (*message).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panicked".into())
+    let waited = tokio::task::spawn_blocking(move || {
+        let Some(sender) = sender() else {
+            return Ok(work());
+        };
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Work = Box::new(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|message| (*message).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panicked".into())
+            });
+            let _ = answer.send(outcome);
         });
-        let _ = answer.send(outcome);
-    });
-    sender
-        .send(job)
-        .map_err(|_| "the background thread is gone".to_owned())?;
-    answered
-        .await
-        .map_err(|_| "the background thread dropped the work".to_owned())?
+        sender
+            .send(job)
+            .map_err(|_| "the background thread is gone".to_owned())?;
+        answered
+            .recv()
+            .map_err(|_| "the background thread dropped the work".to_owned())?
+    })
+    .await;
+    waited.map_err(|error| error.to_string())?
 }
 
 #[cfg(test)]
