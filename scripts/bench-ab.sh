@@ -18,14 +18,11 @@ RATE="${1:?usage: A=floe-binary B=floe-binary scripts/bench-ab.sh RECORDS_PER_SE
 : "${A:?A=path of the first floe binary}" "${B:?B=path of the second floe binary}"
 PAIRS="${PAIRS:-2}" SECS="${SECS:-30}" GAP="${GAP:-45}"
 OUT="${OUT:-bench-out/ab-$(date -u +%Y%m%dT%H%M%SZ)}"
-source scripts/bootstrap.sh
-cargo build --release --bin floe-bench
-BENCH="$CARGO_TARGET_DIR/release/floe-bench"
 WORK="$(mktemp -d -t floe-ab.XXXXXX)"
-PID=""
+# The release floe-bench, port() and PID (it builds this tree's floe too, unused here).
+source scripts/bench-common.sh
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for pair in $(seq 1 "$PAIRS"); do
   for side in A B; do
