@@ -454,7 +454,7 @@ impl Broker {
             json,
         };
         let first_timestamp = records[0].1.timestamp_ms;
-        let file = tokio::task::spawn_blocking(move || write_file(&spec, &records))
+        let file = crate::jobs::cpu::run(move || write_file(&spec, &records))
             .await
             .map_err(|error| BrokerError::Corrupt(format!("export task: {error}")))?
             .map_err(|error| BrokerError::Corrupt(format!("parquet: {error}")))?;

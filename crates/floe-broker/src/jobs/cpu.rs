@@ -1,5 +1,6 @@
-//! One thread for background jobs' CPU work (compaction's rewrite), at the lowest CPU
-//! priority, so whenever the produce and fetch paths' threads want a core they get it first.
+//! One thread for background jobs' CPU work (compaction's rewrite, the export's Parquet
+//! encoding), at the lowest CPU priority, so whenever the produce and fetch paths' threads
+//! want a core they get it first.
 //!
 //! A rewrite of one compaction run (up to `jobs.compaction_target_bytes`) is tens to
 //! hundreds of milliseconds of one core. On tokio's blocking pool it competed with the

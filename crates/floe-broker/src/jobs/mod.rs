@@ -9,7 +9,7 @@
 //! half-way leaves at worst an object the orphan sweep deletes.
 
 pub(crate) mod compaction;
-mod cpu;
+pub(crate) mod cpu;
 mod lifecycle;
 mod pacer;
 pub(crate) mod retention;
