@@ -79,8 +79,13 @@ pub enum Body {
 
 impl Target {
     pub fn new(system: System, url: &str, topic: &str, basin: &str) -> anyhow::Result<Self> {
+        // Servers close connections idle for a while (floe's `server.header_read_timeout`,
+        // 10 s): a pooled connection idle for about that long can be closed as a request
+        // goes out on it, which fails the request ("connection closed before message
+        // completed"). Idle ones are dropped well before that, as floe's client does.
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(4096)
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(120))
             .build()?;
