@@ -11,7 +11,9 @@
 # Prints each run's ack line; OUT keeps the bench output, the per-second progress (.err),
 # floe's log and /metrics at the end of each run. After each pair the data is deleted and
 # the script waits GAP seconds (45): on ext4 without a journal, files created soon after
-# many deletions pay for them (docs/configuration.md, "The local store").
+# many deletions pay for them (docs/configuration.md, "The local store"), and the order
+# within a pair alternates (A B, B A, ...) so that neither build always runs first after
+# it. Use an even PAIRS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE="${1:?usage: A=floe-binary B=floe-binary scripts/bench-ab.sh RECORDS_PER_SECOND}"
@@ -25,7 +27,11 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
 
 for pair in $(seq 1 "$PAIRS"); do
-  for side in A B; do
+  # A first in odd pairs, B first in even ones: the run right after a pair's data is
+  # deleted is slower on a journal-less ext4, and it must not always be the same build's.
+  order="A B"
+  [ $((pair % 2)) = 0 ] && order="B A"
+  for side in $order; do
     binary="${!side}"
     label="$side-$pair"
     P=$(port)
