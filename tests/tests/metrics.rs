@@ -129,6 +129,16 @@ async fn metrics_parse_and_keep_every_name() {
         let hedges = floe_tests::metric_at(&server.url, &sample).await;
         assert_eq!(hedges, Some(0.0), "{sample}");
     }
+    // The background budget lies between `jobs.min_bytes_per_second` and
+    // `jobs.bytes_per_second` (where in between depends on how quick the segments were).
+    let budget = floe_tests::metric_at(&server.url, "floe_background_bytes_per_second").await;
+    let (floor, ceiling) = (8.0 * 1024.0 * 1024.0, 64.0 * 1024.0 * 1024.0);
+    assert!(
+        budget.is_some_and(|budget| (floor..=ceiling).contains(&budget)),
+        "{budget:?}"
+    );
+    let yields = floe_tests::metric_at(&server.url, "floe_background_yields_total").await;
+    assert!(yields.is_some(), "floe_background_yields_total is exported");
     let lag = floe_tests::metric_at(
         &server.url,
         "kafka_consumergroup_lag{consumergroup=\"audit\",topic=\"orders\",partition=\"1\"}",

@@ -185,7 +185,9 @@ struct BrokerInner {
     job_counters: Arc<jobs::JobCounters>,
     /// Partitions whose compaction is stopped after repeated identical failures.
     parked: jobs::compaction::Parked,
+    /// Compaction's and export's byte budget, which yields to produce.
     background_pacer: jobs::Pacer,
+    produce_delay: Arc<jobs::ProduceDelay>,
     /// Continuous Parquet export: destinations and counters.
     exporter: export::Exporter,
     jobs: parking_lot::Mutex<Option<BackgroundJobs>>,
@@ -280,6 +282,11 @@ impl BrokerBuilder {
             export_s3,
         } = self;
         let latency = metrics::LatencyMetrics::default();
+        let produce_delay = Arc::new(jobs::ProduceDelay::new(
+            job_options.bytes_per_second,
+            job_options.min_bytes_per_second,
+            job_options.yield_delay,
+        ));
         let pipeline = Pipeline::start(
             &options,
             sequencer.clone(),
@@ -287,6 +294,7 @@ impl BrokerBuilder {
             cache.clone(),
             failpoints,
             latency.clone(),
+            Arc::clone(&produce_delay),
             Arc::clone(&clock),
         );
         let wakeups = wakeups::Wakeups::new();
@@ -297,7 +305,8 @@ impl BrokerBuilder {
         )));
         let broker = Broker {
             inner: Arc::new(BrokerInner {
-                background_pacer: jobs::Pacer::new(job_options.bytes_per_second),
+                background_pacer: jobs::Pacer::yielding(Arc::clone(&produce_delay)),
+                produce_delay,
                 exporter: export::Exporter::new(export_s3),
                 export_task: parking_lot::Mutex::new(None),
                 options,

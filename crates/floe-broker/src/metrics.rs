@@ -267,6 +267,9 @@ impl Broker {
         );
         self.inner.sequencer.register_metrics(registry);
         self.inner.job_counters.register(registry);
+        registry.register_collector(Box::new(crate::jobs::BudgetGauges(std::sync::Arc::clone(
+            &self.inner.produce_delay,
+        ))));
         self.inner.cache.register_metrics(registry);
         self.inner.store.register_metrics(registry);
         registry.register_collector(Box::new(StateGauges {

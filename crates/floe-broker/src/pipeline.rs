@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::BrokerError;
+use crate::jobs::ProduceDelay;
 use crate::metrics::{LatencyMetrics, SealReason, observe};
 use crate::{BrokerOptions, Failpoints};
 
@@ -140,12 +141,18 @@ struct Shared {
     flush_when_idle: bool,
     min_flush_interval: Duration,
     latency: LatencyMetrics,
+    /// Told each segment's seal-to-answer time: background work yields when it grows.
+    produce_delay: Arc<ProduceDelay>,
     clock: Arc<dyn Clock>,
 }
 
 impl Pipeline {
     /// Starts the flusher. An unset linger is a local store's: the assembler resolves it
     /// for the store kind ([`BrokerOptions::linger_for`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the pipeline's parts, each shared with the broker; one call site"
+    )]
     pub(crate) fn start(
         options: &BrokerOptions,
         sequencer: Sequencer,
@@ -153,6 +160,7 @@ impl Pipeline {
         cache: ReadCache,
         failpoints: Failpoints,
         latency: LatencyMetrics,
+        produce_delay: Arc<ProduceDelay>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let (sealed_sender, sealed_receiver) = mpsc::unbounded_channel();
@@ -175,6 +183,7 @@ impl Pipeline {
             flush_when_idle: options.flush_when_idle,
             min_flush_interval: options.min_flush_interval_for(true),
             latency,
+            produce_delay,
             clock,
         });
         let flusher = Flusher {
@@ -556,12 +565,16 @@ impl Flusher {
         let shared = Arc::clone(&self.shared);
         let segment_id = segment.id;
         let waiters = segment.waiters;
+        let sealed_at = segment.sealed_at;
         let span = tracing::info_span!(parent: &segment.span, "commit");
         Some(Box::pin(async move {
             let outcome = outcome.await;
             observe(&shared.latency.commit, submitted.elapsed());
             match outcome {
-                Ok(Outcome::SegmentCommitted(results)) => answer(&shared, waiters, &results),
+                Ok(Outcome::SegmentCommitted(results)) => {
+                    shared.produce_delay.observe(sealed_at.elapsed());
+                    answer(&shared, waiters, &results)
+                }
                 Ok(other) => {
                     tracing::error!(segment = %segment_id, ?other, "commit answered with a foreign outcome");
                     shared.fail(waiters, || {

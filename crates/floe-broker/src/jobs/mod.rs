@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub(crate) use pacer::Pacer;
+pub(crate) use pacer::{BudgetGauges, Pacer, ProduceDelay};
 
 use crate::Broker;
 
@@ -68,8 +68,15 @@ pub struct JobOptions {
     /// `export.parquet.enabled`).
     #[serde(with = "humantime_serde")]
     pub export_interval: Duration,
-    /// Bytes per second background jobs may read plus write.
+    /// Bytes per second compaction and export may read plus write while produce is quick.
     pub bytes_per_second: u64,
+    /// The least bytes per second they keep while produce is slowed, so their work still
+    /// progresses under sustained load (capped at `bytes_per_second`).
+    pub min_bytes_per_second: u64,
+    /// How much longer than the quickest recent segment a sealed segment may take from
+    /// seal to answer before background work halves its budget (see `jobs/pacer.rs`).
+    #[serde(with = "humantime_serde")]
+    pub yield_delay: Duration,
     /// Object deletions per second.
     pub deletes_per_second: u32,
 }
@@ -89,6 +96,8 @@ impl Default for JobOptions {
             compaction_fan_in: 4,
             export_interval: Duration::from_secs(1),
             bytes_per_second: 64 * 1024 * 1024,
+            min_bytes_per_second: 8 * 1024 * 1024,
+            yield_delay: Duration::from_millis(10),
             deletes_per_second: 200,
         }
     }
@@ -106,6 +115,8 @@ impl JobOptions {
         settings::at_least("compaction_batch_bytes", self.compaction_batch_bytes, 1)?;
         settings::at_least("compaction_fan_in", self.compaction_fan_in, 2)?;
         settings::at_least("bytes_per_second", self.bytes_per_second, 1)?;
+        settings::at_least("min_bytes_per_second", self.min_bytes_per_second, 1)?;
+        settings::positive("yield_delay", self.yield_delay)?;
         settings::at_least("deletes_per_second", self.deletes_per_second, 1)
     }
 }

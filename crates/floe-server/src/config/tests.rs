@@ -167,6 +167,8 @@ fn zero_is_refused_rather_than_clamped() {
             ("broker.max_inflight_uploads", json!(0)),
             ("jobs.bytes_per_second", json!(0)),
             ("jobs.deletes_per_second", json!(0)),
+            ("jobs.min_bytes_per_second", json!(0)),
+            ("jobs.yield_delay", json!("0s")),
             ("jobs.compaction_target_bytes", json!(0)),
             ("server.max_request_bytes", json!(0)),
             ("sequencer.snapshot_every", json!(0)),
