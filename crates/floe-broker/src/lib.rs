@@ -187,6 +187,7 @@ struct BrokerInner {
     parked: jobs::compaction::Parked,
     /// Compaction's and export's byte budget, which yields to produce.
     background_pacer: jobs::Pacer,
+    /// Produce's seal-to-answer delay, which sets that budget (and is exported with it).
     produce_delay: Arc<jobs::ProduceDelay>,
     /// Continuous Parquet export: destinations and counters.
     exporter: export::Exporter,
@@ -285,7 +286,9 @@ impl BrokerBuilder {
         let produce_delay = Arc::new(jobs::ProduceDelay::new(
             job_options.bytes_per_second,
             job_options.min_bytes_per_second,
-            job_options.yield_delay,
+            // The assembler resolves it for the store kind; a broker built without it
+            // (tests, embedders) gets the local store's.
+            job_options.yield_delay_for(true),
         ));
         let pipeline = Pipeline::start(
             &options,

@@ -518,6 +518,8 @@ impl Flusher {
         uploaded: Result<(), StorageError>,
     ) -> Option<futures::future::BoxFuture<'static, ()>> {
         if let Err(error) = uploaded {
+            // A failed upload (throttled, timed out) slows produce as much as a slow one.
+            self.shared.produce_delay.failed();
             tracing::warn!(segment = %segment.id, %error, "segment upload failed; its producers get an error");
             let message = error.to_string();
             self.shared.fail(segment.waiters, || {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use floe_broker::{Broker, BrokerOptions};
+use floe_broker::{Broker, BrokerOptions, JobOptions};
 use floe_core::SystemClock;
 use floe_sequencer::{ClusterOptions, FileLog, Identity, Sequencer, open_cluster};
 use floe_storage::{
@@ -217,7 +217,10 @@ impl Server {
         };
         let builder = Broker::builder(sequencer, segments, cache)
             .options(broker_options)
-            .jobs(config.jobs.clone())
+            .jobs(JobOptions {
+                yield_delay: Some(config.jobs.yield_delay_for(store_is_local)),
+                ..config.jobs.clone()
+            })
             .groups(config.groups.clone())
             .export_s3(config.store.s3())
             .clock(Arc::new(SystemClock));

@@ -4,8 +4,9 @@
 //! A partition's retention and compaction run on its owner (every partition in the embedded
 //! mode; in a cluster, unowned partitions fall to the sequencer leader's broker). The
 //! object lifecycle runs on the leader's broker. Jobs run one at a time, paced by a byte
-//! and a delete budget, and compaction waits while produce has a backlog, so background
-//! work never starves produce. Every change goes through the sequencer, so a job that dies
+//! and a delete budget; the byte budget shrinks while produce's segments are slowed
+//! (`pacer.rs`), and compaction waits while produce has a backlog, so background work
+//! never starves produce. Every change goes through the sequencer, so a job that dies
 //! half-way leaves at worst an object the orphan sweep deletes.
 
 pub(crate) mod compaction;
@@ -75,8 +76,9 @@ pub struct JobOptions {
     pub min_bytes_per_second: u64,
     /// How much longer than the quickest recent segment a sealed segment may take from
     /// seal to answer before background work halves its budget (see `jobs/pacer.rs`).
+    /// Unset: resolved for the store kind ([`JobOptions::yield_delay_for`]).
     #[serde(with = "humantime_serde")]
-    pub yield_delay: Duration,
+    pub yield_delay: Option<Duration>,
     /// Object deletions per second.
     pub deletes_per_second: u32,
 }
@@ -97,13 +99,30 @@ impl Default for JobOptions {
             export_interval: Duration::from_secs(1),
             bytes_per_second: 64 * 1024 * 1024,
             min_bytes_per_second: 8 * 1024 * 1024,
-            yield_delay: Duration::from_millis(10),
+            yield_delay: None,
             deletes_per_second: 200,
         }
     }
 }
 
+/// The yield delay on a local disk: a produce segment there takes a few ms, and one 10 ms
+/// slower is one compaction's I/O in its way (docs/benchmarks.md, "Sustained load").
+const LOCAL_YIELD_DELAY: Duration = Duration::from_millis(10);
+/// On S3 an upload's own time varies by tens to hundreds of ms, so only a slowdown of about
+/// a second (throttling, a saturated link) yields. Not measured yet: compaction there was
+/// never seen to slow produce.
+const REMOTE_YIELD_DELAY: Duration = Duration::from_secs(1);
+
 impl JobOptions {
+    /// The yield delay, with its default resolved for the store kind.
+    pub fn yield_delay_for(&self, store_is_local: bool) -> Duration {
+        self.yield_delay.unwrap_or(if store_is_local {
+            LOCAL_YIELD_DELAY
+        } else {
+            REMOTE_YIELD_DELAY
+        })
+    }
+
     /// Refuses values the jobs cannot run with, naming the setting.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         settings::positive("retention_interval", self.retention_interval)?;
@@ -116,7 +135,9 @@ impl JobOptions {
         settings::at_least("compaction_fan_in", self.compaction_fan_in, 2)?;
         settings::at_least("bytes_per_second", self.bytes_per_second, 1)?;
         settings::at_least("min_bytes_per_second", self.min_bytes_per_second, 1)?;
-        settings::positive("yield_delay", self.yield_delay)?;
+        if let Some(delay) = self.yield_delay {
+            settings::positive("yield_delay", delay)?;
+        }
         settings::at_least("deletes_per_second", self.deletes_per_second, 1)
     }
 }

@@ -8,7 +8,7 @@
 //! once they are quick again. This is LEDBAT's idea (RFC 6817, a background transfer that
 //! backs off when it sees queueing delay above the path's base delay) applied to the
 //! broker's disk and CPU: produce's own delay is the signal, so no capacity needs
-//! configuring, and the floor keeps compaction's debt bounded under sustained load
+//! configuring, and the floor keeps compaction progressing under sustained load
 //! (ADR 0003).
 
 use std::collections::VecDeque;
@@ -108,7 +108,7 @@ struct DelayState {
     late: bool,
     /// The least time of each recent bucket, oldest first, with the bucket's start.
     base: VecDeque<(Instant, Duration)>,
-    /// Windows in which the budget was halved, since start.
+    /// Windows with a late segment (the budget halved, or stayed at its floor), since start.
     yields: u64,
 }
 
@@ -136,6 +136,16 @@ impl ProduceDelay {
         let now = Instant::now();
         let mut state = self.state.lock();
         self.roll(&mut state, now);
+        // Buckets older than the history go by time too, not only as new ones come: after
+        // an idle hour the base is the next minute's, not the hour-old one.
+        let history = BASE_BUCKET * BASE_BUCKETS as u32;
+        while state
+            .base
+            .front()
+            .is_some_and(|(start, _)| *start + history <= now)
+        {
+            state.base.pop_front();
+        }
         match state.base.back_mut() {
             Some((start, least)) if now < *start + BASE_BUCKET => *least = (*least).min(took),
             _ => {
@@ -151,6 +161,14 @@ impl ProduceDelay {
         }
     }
 
+    /// A sealed segment's upload failed: its window counts as late, and its time does not
+    /// enter the base (a quick refusal is no measure of the path).
+    pub(crate) fn failed(&self) {
+        let mut state = self.state.lock();
+        self.roll(&mut state, Instant::now());
+        state.late = true;
+    }
+
     /// The bytes per second background work may use at `now`.
     pub(crate) fn rate(&self, now: Instant) -> f64 {
         let mut state = self.state.lock();
@@ -158,7 +176,7 @@ impl ProduceDelay {
         state.rate
     }
 
-    /// Windows in which the budget was halved, since start.
+    /// Windows with a late segment since start.
     pub(crate) fn yields(&self) -> u64 {
         self.state.lock().yields
     }
@@ -170,17 +188,19 @@ impl ProduceDelay {
         if elapsed < WINDOW {
             return;
         }
-        let windows = (elapsed.as_nanos() / WINDOW.as_nanos()) as u32;
-        let mut quiet = windows;
+        let windows = elapsed.as_nanos() / WINDOW.as_nanos();
+        // Past the recovery span, more quiet windows change nothing.
+        let mut quiet = windows.min(RECOVERY_WINDOWS as u128 + 1) as f64;
         if state.late {
             state.rate = (state.rate / 2.0).max(self.floor);
             state.yields += 1;
             state.late = false;
-            quiet -= 1;
+            quiet -= 1.0;
         }
         let step = (self.ceiling - self.floor) / RECOVERY_WINDOWS;
-        state.rate = (state.rate + step * f64::from(quiet)).min(self.ceiling);
-        state.window_start += WINDOW * windows;
+        state.rate = (state.rate + step * quiet).min(self.ceiling);
+        // Whole windows only, so window edges stay on the grid the first one set.
+        state.window_start += Duration::from_nanos((windows * WINDOW.as_nanos()) as u64);
     }
 }
 
@@ -202,7 +222,8 @@ impl Collector for BudgetGauges {
         let yields = ConstCounter::new(self.0.yields());
         yields.encode(encoder.encode_descriptor(
             "floe_background_yields",
-            "Times the background byte budget was halved because a produce segment was slowed",
+            "100-ms windows in which a produce segment was slowed and the background byte \
+             budget halved (or stayed at jobs.min_bytes_per_second)",
             None,
             yields.metric_type(),
         )?)
@@ -250,7 +271,20 @@ mod tests {
         tokio::time::advance(WINDOW).await;
         assert_eq!(delay.rate(Instant::now()), 32_000.0);
         assert_eq!(delay.yields(), 1);
+        // Ten late segments in one window halve it once, not ten times.
+        segments(&delay, WINDOW, 30 * MS).await;
+        assert_eq!(delay.rate(Instant::now()), 16_000.0);
+        assert_eq!(delay.yields(), 2);
         // Late segments in every window hold it at the floor, not below.
+        segments(&delay, Duration::from_secs(1), 30 * MS).await;
+        assert_eq!(delay.rate(Instant::now()), 8_000.0);
+        // A failed upload counts as late as well.
+        segments(&delay, Duration::from_secs(2), 2 * MS).await;
+        assert_eq!(delay.rate(Instant::now()), 64_000.0);
+        delay.failed();
+        tokio::time::advance(WINDOW).await;
+        assert_eq!(delay.rate(Instant::now()), 32_000.0);
+        // Then back to the floor for the recovery check below.
         segments(&delay, Duration::from_secs(1), 30 * MS).await;
         assert_eq!(delay.rate(Instant::now()), 8_000.0);
         // Quick again: a twentieth of the span back per window, the ceiling in two seconds.
@@ -262,11 +296,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_idle_produce_path_leaves_the_ceiling_and_a_slow_minute_becomes_the_base() {
+    async fn an_idle_produce_path_restores_the_ceiling_and_a_slow_minute_becomes_the_base() {
         let delay = ProduceDelay::new(64_000, 8_000, 10 * MS);
         // No segments at all: nothing to yield to.
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(delay.rate(Instant::now()), 64_000.0);
+        // At the floor, then idle: the budget is back at the ceiling without a segment.
+        segments(&delay, Duration::from_secs(1), 2 * MS).await;
+        segments(&delay, Duration::from_secs(1), 50 * MS).await;
+        assert_eq!(delay.rate(Instant::now()), 8_000.0);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(delay.rate(Instant::now()), 64_000.0);
+        // An idle hour later the old 2-ms base is gone: 20-ms segments are the new base,
+        // not late ones.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let yields = delay.yields();
+        segments(&delay, Duration::from_secs(2), 20 * MS).await;
+        assert_eq!(delay.yields(), yields, "the hour-old base expired");
+        tokio::time::advance(Duration::from_secs(61)).await;
         segments(&delay, Duration::from_secs(1), 2 * MS).await;
         // Slower segments for over a minute (larger ones, say): the 2-ms base ages out, so
         // they stop counting as late and the budget returns to its ceiling.
