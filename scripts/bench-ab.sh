@@ -6,7 +6,7 @@
 # about 20 s includes compaction's first runs (interval 10 s, minimum age 10 s).
 #   cp "$CARGO_TARGET_DIR/release/floe" /tmp/floe-a   # at one commit, then at the other:
 #   cp "$CARGO_TARGET_DIR/release/floe" /tmp/floe-b
-#   A=/tmp/floe-a B=/tmp/floe-b PAIRS=2 SECS=30 OUT=/tmp/ab scripts/bench-ab.sh 400000
+#   A=/tmp/floe-a B=/tmp/floe-b PAIRS=4 SECS=30 OUT=/tmp/ab scripts/bench-ab.sh 400000
 #   ENV="FLOE_JOBS__ENABLED=false" A=… B=… scripts/bench-ab.sh 400000   # settings for both
 # Prints each run's ack line; OUT keeps the bench output, the per-second progress (.err),
 # floe's log and /metrics at the end of each run. After each pair the data is emptied
@@ -25,8 +25,8 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
 
 for pair in $(seq 1 "$PAIRS"); do
-  # A first in odd pairs, B first in even ones: the run right after a pair's data is
-  # deleted is slower on a journal-less ext4, and it must not always be the same build's.
+  # A first in odd pairs, B first in even ones: whatever running first after a pair costs
+  # (it was a whole run's backlog while pairs were deleted, below) falls on both alike.
   order="A B"
   [ $((pair % 2)) = 0 ] && order="B A"
   for side in $order; do
