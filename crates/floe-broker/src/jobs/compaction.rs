@@ -579,22 +579,4 @@ impl Broker {
             Err(error) => Err(error.into()),
         }
     }
-
-    /// Takes `bytes` from the background budget a MiB at a time, so that a large object's
-    /// wait follows the budget as it changes (a 64 MiB write priced at the floor would
-    /// otherwise wait 8 s even if produce were quick again after one).
-    pub(crate) async fn pace(&self, bytes: u64) {
-        const STEP: u64 = 1 << 20;
-        let mut left = bytes;
-        let mut waited = std::time::Duration::ZERO;
-        while left > 0 {
-            let step = left.min(STEP);
-            waited += self.inner.background_pacer.take(step).await;
-            left -= step;
-        }
-        self.inner
-            .job_counters
-            .throttled_seconds
-            .inc_by(waited.as_secs_f64());
-    }
 }
