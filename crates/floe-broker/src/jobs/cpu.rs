@@ -7,7 +7,8 @@
 //! runtime's workers as an equal. On the benchmark VM near its produce limit (W2's shape
 //! at 400,000 records/s for 30 s, compaction running from the 20th second), moving it here
 //! lowered ack p99 from 468–644 ms to 159–212 ms in two alternated pairs
-//! (docs/benchmarks.md). Niceness is per thread on Linux, and an unprivileged process
+//! (docs/benchmarks.md); those pairs ran the build without it first after each deletion,
+//! which later proved to slow a run, so the ratio may be generous. Niceness is per thread on Linux, and an unprivileged process
 //! cannot raise a thread's priority back, so the work goes to a thread of its own rather
 //! than lowering a pool thread that later runs produce uploads.
 
