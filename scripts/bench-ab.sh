@@ -8,6 +8,7 @@
 #   cp "$CARGO_TARGET_DIR/release/floe" /tmp/floe-b
 #   A=/tmp/floe-a B=/tmp/floe-b PAIRS=4 SECS=30 OUT=/tmp/ab scripts/bench-ab.sh 400000
 #   ENV="FLOE_JOBS__ENABLED=false" A=… B=… scripts/bench-ab.sh 400000   # settings for both
+#   A=… B=… SECS=10 scripts/bench-ab.sh max   # W1: the same shape at the maximum rate
 # Prints each run's ack line; OUT keeps the bench output, the per-second progress (.err),
 # floe's log and /metrics at the end of each run. After each pair the data is emptied
 # (below) and the script waits GAP seconds (10). The order within a pair alternates (A B,
@@ -23,6 +24,8 @@ WORK="$(mktemp -d -t floe-ab.XXXXXX)"
 source scripts/bench-common.sh
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
+RATE_ARGS=(--rate "$RATE")
+[ "$RATE" = max ] && RATE_ARGS=()
 
 for pair in $(seq 1 "$PAIRS"); do
   # A first in odd pairs, B first in even ones: whatever running first after a pair costs
@@ -42,7 +45,7 @@ for pair in $(seq 1 "$PAIRS"); do
       sleep 0.1
     done
     "$BENCH" run --system floe --url "http://127.0.0.1:$P" --label "$label" --server-pid "$PID" \
-      --rate "$RATE" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
+      "${RATE_ARGS[@]}" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
       --duration "${SECS}s" --warmup 2s >"$OUT/$label.txt" 2>"$OUT/$label.err"
     curl -fs "http://127.0.0.1:$P/metrics" >"$OUT/$label.metrics"
     kill "$PID"

@@ -50,8 +50,9 @@ pub struct BrokerOptions {
     /// Flush the open segment once it holds this many bytes.
     pub segment_max_bytes: usize,
     /// How long the open segment waits for more data before it is flushed. When unset:
-    /// 5 ms on a local (`file://`, `memory://`) store, 100 ms on S3, where every flush is a
-    /// billed PUT.
+    /// 2 ms on a local (`file://`, `memory://`) store, 100 ms on S3, where every flush is a
+    /// billed PUT. Under load it is also the longest a segment gathers while an earlier one
+    /// is still in flight, so it decides when uploads overlap (ADR 0011).
     #[serde(with = "humantime_serde")]
     pub linger: Option<Duration>,
     /// Seal the open segment as soon as no earlier segment is uploading or committing,
@@ -79,8 +80,9 @@ pub struct BrokerOptions {
     pub producer_id_expiration: Duration,
 }
 
-/// The linger of a local store when none is set.
-const LOCAL_LINGER: Duration = Duration::from_millis(5);
+/// The linger of a local store when none is set: short enough that under load a second
+/// upload starts before a slow one ends (ADR 0011, amendment of 2026-12-05).
+const LOCAL_LINGER: Duration = Duration::from_millis(2);
 /// The linger of a remote store when none is set: long enough that PUTs are counted per
 /// broker and second rather than per request.
 const REMOTE_LINGER: Duration = Duration::from_millis(100);

@@ -39,7 +39,7 @@ fn layers_file_environment_and_flags() {
 fn linger_defaults_by_store_kind_and_a_setting_wins_on_both() {
     figment::Jail::expect_with(|_jail| {
         let config = load(None, &[]).expect("defaults");
-        assert_eq!(config.broker.linger_for(true), Duration::from_millis(5));
+        assert_eq!(config.broker.linger_for(true), Duration::from_millis(2));
         assert_eq!(config.broker.linger_for(false), Duration::from_millis(100));
         let config = load(None, &[("broker.linger", json!("20ms"))]).expect("flag");
         assert_eq!(config.broker.linger_for(true), Duration::from_millis(20));
