@@ -58,10 +58,10 @@ ensure_moto() {
 ensure_chart_tools() {
   ensure_moto
   local venv="$HOME/.cache/floe/venv"
-  if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml, openapi_spec_validator' >/dev/null 2>&1; then
-    echo "bootstrap: installing helm-python-sdk, kubernetes-validate and openapi-spec-validator into $venv" >&2
+  if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml, openapi_spec_validator, promql_parser' >/dev/null 2>&1; then
+    echo "bootstrap: installing helm-python-sdk, kubernetes-validate, openapi-spec-validator and promql-parser into $venv" >&2
     "$venv/bin/pip" install -q "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "pyyaml>=6" \
-      "openapi-spec-validator==0.9.0"
+      "openapi-spec-validator==0.9.0" "promql-parser==0.12.0"
   fi
   # DuckDB with its httpfs extension from PyPI (no download at run time: it reads s3:// on
   # moto), pyarrow and pytz (DuckDB's timestamps with a zone): the export checks.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the Helm chart helm/floe without a Kubernetes cluster.
 
-Needs `pip install helm-python-sdk kubernetes-validate pyyaml` (Helm's own Go library
+Needs `pip install helm-python-sdk kubernetes-validate promql-parser pyyaml` (Helm's own Go library
 through helm_python, and the Kubernetes OpenAPI schemas). Modes:
 
   scripts/chart_check.py
@@ -10,8 +10,10 @@ through helm_python, and the Kubernetes OpenAPI schemas). Modes:
       - values.schema.json's `config` is the setting table of docs/configuration.md, and
         README.md's values table is the `# --` comments of values.yaml;
       - the defaults and every ci/*.yaml render, and every document passes
-        kubernetes-validate for Kubernetes 1.31 in strict mode (ServiceMonitor, a CRD it
-        has no schema for, gets a structural check instead);
+        kubernetes-validate for Kubernetes 1.31 in strict mode (ServiceMonitor and
+        PrometheusRule, CRDs it has no schema for, get a structural check instead: each
+        alert's PromQL parses, with promql-parser, and names only metrics that
+        docs/configuration.md lists, on this release's `job`);
       - the rendered floe.toml holds only settings docs/configuration.md lists, in known
         sections, with integers as integers; the broker Deployment gets the per-pod
         settings from the downward API, mounts what floe.toml points at (every `*_file`
@@ -47,6 +49,7 @@ from typing import Any, Callable
 
 import helm_python as helm
 import kubernetes_validate
+import promql_parser
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +60,7 @@ RELEASE = "floe"
 NAMESPACE = "streams"
 SECTIONS = ["server", "store", "broker", "cache", "sequencer", "cluster", "jobs", "groups", "auth", "quotas", "tracing"]
 # Custom resources kubernetes-validate has no schema for: checked structurally instead.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 README_START = "<!-- values:start (scripts/chart_check.py --write-readme) -->"
 README_END = "<!-- values:end -->"
 
@@ -367,8 +370,64 @@ def check_generated(checker: Checker) -> None:
 ENDPOINT_FIELDS = {"port", "path", "scheme", "tlsConfig", "authorization", "interval", "scrapeTimeout", "metricRelabelings", "relabelings"}
 
 
+def documented_metrics() -> set[str]:
+    """The metric names docs/configuration.md lists (floe's and kafka_exporter's)."""
+    text = DOCS.read_text()
+    return set(re.findall(r"\b(?:floe|kafka)_[a-z0-9_]+", text))
+
+
+def selectors(node: Any) -> list[Any]:
+    """Every vector selector of a parsed PromQL expression (promql_parser's tree)."""
+    if isinstance(node, promql_parser.VectorSelector):
+        return [node]
+    if isinstance(node, promql_parser.MatrixSelector):
+        return [node.vector_selector]
+    found = []
+    for field in ("expr", "lhs", "rhs", "param"):
+        child = getattr(node, field, None)
+        if child is not None and not isinstance(child, (str, int, float)):
+            found += selectors(child)
+    for child in getattr(node, "args", None) or []:
+        found += selectors(child)
+    return found
+
+
+def check_rules(document: dict[str, Any]) -> None:
+    """A PrometheusRule's alerts: fields, PromQL that parses, documented metrics only, and
+    the release's own series (`job` is the headless Service, as the ServiceMonitor scrapes)."""
+    documented = documented_metrics()
+    job = document["metadata"]["name"] + "-headless"
+    groups = document["spec"]["groups"]
+    assert groups and all(group["rules"] for group in groups), "no rules"
+    for group in groups:
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}, rule
+            name = rule.get("alert") or rule.get("record")
+            assert name, f"a rule without alert or record: {rule}"
+            if "for" in rule:
+                assert re.fullmatch(r"\d+[smhd]", rule["for"]), f"{name}: for {rule['for']}"
+            expr = promql_parser.parse(str(rule["expr"]))
+            found = selectors(expr)
+            assert found, f"{name}: no metric"
+            for selector in found:
+                metric = re.sub(r"_(bucket|count|sum)$", "", selector.name or "")
+                assert metric in documented, f"{name}: {selector.name} is not in docs/configuration.md"
+            if not name.startswith("Floe"):
+                continue  # additionalRules: the user's own names
+            assert rule["labels"]["severity"] in ("info", "warning", "critical"), f"{name}: severity"
+            assert {"summary", "description"} <= set(rule["annotations"]), f"{name}: annotations"
+            for selector in found:
+                jobs = [m for m in selector.matchers.matchers if m.name == "job"]
+                assert [(m.op, m.value) for m in jobs] == [(promql_parser.MatchOp.Equal, job)], \
+                    f"{name}: {selector.name} is not scoped to job={job!r}"
+
+
 def check_crd(document: dict[str, Any]) -> None:
-    """A structural check of a ServiceMonitor, which kubernetes-validate has no schema for."""
+    """A structural check of a ServiceMonitor or PrometheusRule, which kubernetes-validate
+    has no schema for."""
+    if document["kind"] == "PrometheusRule":
+        check_rules(document)
+        return
     spec = document["spec"]
     assert spec["selector"]["matchLabels"], "empty selector"
     for endpoint in spec["endpoints"]:
@@ -815,6 +874,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("autoscaling min above max", {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}, ["autoscaling.minReplicas"]),
     ("preStop sleep past the grace period", {"preStopSleepSeconds": 60, "terminationGracePeriodSeconds": 30}, ["preStopSleepSeconds"]),
     ("logFormat not json or text", {"logFormat": "xml"}, ["logFormat"]),
+    ("an alert threshold as a duration", {"prometheusRule": {"enabled": True, "produceLatencyP99Seconds": "1s"}}, ["prometheusRule/produceLatencyP99Seconds", "prometheusRule.produceLatencyP99Seconds"]),
     ("mutual TLS without tls.secret", {"tls": {"clientCaSecret": "clients-ca"}}, ["tls.clientCaSecret"]),
     ("JWTs without an audience", {"auth": {"jwt": {"issuer": "https://idp", "jwksUrl": "https://idp/certs"}}}, ["auth.jwt", "auth/jwt"]),
     ("JWTs without a JWKS URL", {"auth": {"jwt": {"issuer": "https://idp", "audience": "floe"}}}, ["auth.jwt.jwksUrl"]),
