@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two floe builds, alternated, at one fixed rate in W2's shape (100 partitions, 1 KiB
+# Two floe builds, alternated, at one fixed rate (or W1's maximum rate) in W2's shape (100 partitions, 1 KiB
 # records, 100 per request, 64 producers), each run on a fresh `floe serve` with its own
 # data directory: for a change whose effect is smaller than the host's drift over the
 # minutes a set of runs takes. Background jobs run as configured, so a run longer than
@@ -15,7 +15,7 @@
 # B A, ...), so that neither build always runs first: use an even PAIRS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RATE="${1:?usage: A=floe-binary B=floe-binary scripts/bench-ab.sh RECORDS_PER_SECOND}"
+RATE="${1:?usage: A=floe-binary B=floe-binary scripts/bench-ab.sh RECORDS_PER_SECOND|max}"
 : "${A:?A=path of the first floe binary}" "${B:?B=path of the second floe binary}"
 PAIRS="${PAIRS:-2}" SECS="${SECS:-30}" GAP="${GAP:-10}"
 OUT="${OUT:-bench-out/ab-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -24,8 +24,8 @@ WORK="$(mktemp -d -t floe-ab.XXXXXX)"
 source scripts/bench-common.sh
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
-RATE_ARGS=(--rate "$RATE")
-[ "$RATE" = max ] && RATE_ARGS=()
+RATE_ARGS=()
+[ "$RATE" = max ] || RATE_ARGS=(--rate "$RATE")
 
 for pair in $(seq 1 "$PAIRS"); do
   # A first in odd pairs, B first in even ones: whatever running first after a pair costs
@@ -45,13 +45,16 @@ for pair in $(seq 1 "$PAIRS"); do
       sleep 0.1
     done
     "$BENCH" run --system floe --url "http://127.0.0.1:$P" --label "$label" --server-pid "$PID" \
-      "${RATE_ARGS[@]}" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
+      ${RATE_ARGS[@]+"${RATE_ARGS[@]}"} --partitions 100 --record-size 1024 --batch 100 --producers 64 \
       --duration "${SECS}s" --warmup 2s >"$OUT/$label.txt" 2>"$OUT/$label.err"
     curl -fs "http://127.0.0.1:$P/metrics" >"$OUT/$label.metrics"
     kill "$PID"
     wait "$PID" 2>/dev/null || true
     PID=""
     echo "$label ($binary): $(grep -E '^  ack ' "$OUT/$label.txt" | sed 's/^ *//')"
+    if [ "$RATE" = max ]; then
+      echo "  $(grep -E 'records/s,' "$OUT/$label.txt" | sed 's/^ *//')"
+    fi
   done
   # Emptied, not deleted, as scripts/bench.sh's forget() does: on ext4 without a journal,
   # files created soon after mass deletions pay for them, and the next run fell behind

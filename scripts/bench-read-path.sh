@@ -22,7 +22,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 100); do curl -sf "$1/healthz" >/dev/null && return 0; sleep 0.2; done; echo "no answer from $1" >&2; exit 1; }
 
-echo "== local store, one broker (embedded sequencer, linger 5ms)"
+echo "== local store, one broker (embedded sequencer, default linger)"
 P=$(port)
 "$FLOE" serve --data-dir "$WORK/local" --listen "127.0.0.1:$P" 2>"$WORK/local.log" & PIDS+=($!)
 wait_http "http://127.0.0.1:$P"

@@ -392,11 +392,14 @@ def selectors(node: Any) -> list[Any]:
     return found
 
 
-def check_rules(document: dict[str, Any]) -> None:
+def check_rules(document: dict[str, Any], documents: list[dict[str, Any]]) -> None:
     """A PrometheusRule's alerts: fields, PromQL that parses, documented metrics only, and
     the release's own series (`job` is the headless Service, as the ServiceMonitor scrapes)."""
     documented = documented_metrics()
-    job = document["metadata"]["name"] + "-headless"
+    headless = [d for d in documents if d["kind"] == "Service"
+                and d["metadata"].get("labels", {}).get("floe-streaming.io/service") == "headless"]
+    assert len(headless) == 1, "no headless Service"
+    job = headless[0]["metadata"]["name"]
     groups = document["spec"]["groups"]
     assert groups and all(group["rules"] for group in groups), "no rules"
     for group in groups:
@@ -405,7 +408,7 @@ def check_rules(document: dict[str, Any]) -> None:
             name = rule.get("alert") or rule.get("record")
             assert name, f"a rule without alert or record: {rule}"
             if "for" in rule:
-                assert re.fullmatch(r"\d+[smhd]", rule["for"]), f"{name}: for {rule['for']}"
+                assert re.fullmatch(r"(\d+(ms|[smhdwy]))+", rule["for"]), f"{name}: for {rule['for']}"
             expr = promql_parser.parse(str(rule["expr"]))
             found = selectors(expr)
             assert found, f"{name}: no metric"
@@ -422,11 +425,11 @@ def check_rules(document: dict[str, Any]) -> None:
                     f"{name}: {selector.name} is not scoped to job={job!r}"
 
 
-def check_crd(document: dict[str, Any]) -> None:
+def check_crd(document: dict[str, Any], documents: list[dict[str, Any]]) -> None:
     """A structural check of a ServiceMonitor or PrometheusRule, which kubernetes-validate
     has no schema for."""
     if document["kind"] == "PrometheusRule":
-        check_rules(document)
+        check_rules(document, documents)
         return
     spec = document["spec"]
     assert spec["selector"]["matchLabels"], "empty selector"
@@ -474,7 +477,7 @@ def validation_errors(documents: list[dict[str, Any]]) -> list[str]:
         template = document.pop("__template__")
         try:
             if (document["apiVersion"], document["kind"]) in CRD_KINDS:
-                check_crd(document)
+                check_crd(document, documents)
             else:
                 kubernetes_validate.validate(document, KUBE_VERSION, strict=True)
         except Exception as error:  # noqa: BLE001
@@ -874,6 +877,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("autoscaling min above max", {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}, ["autoscaling.minReplicas"]),
     ("preStop sleep past the grace period", {"preStopSleepSeconds": 60, "terminationGracePeriodSeconds": 30}, ["preStopSleepSeconds"]),
     ("logFormat not json or text", {"logFormat": "xml"}, ["logFormat"]),
+    ("an alert label overriding the severity", {"prometheusRule": {"enabled": True, "alertLabels": {"severity": "page"}}}, ["prometheusRule/alertLabels", "prometheusRule.alertLabels"]),
     ("an alert threshold as a duration", {"prometheusRule": {"enabled": True, "produceLatencyP99Seconds": "1s"}}, ["prometheusRule/produceLatencyP99Seconds", "prometheusRule.produceLatencyP99Seconds"]),
     ("mutual TLS without tls.secret", {"tls": {"clientCaSecret": "clients-ca"}}, ["tls.clientCaSecret"]),
     ("JWTs without an audience", {"auth": {"jwt": {"issuer": "https://idp", "jwksUrl": "https://idp/certs"}}}, ["auth.jwt", "auth/jwt"]),

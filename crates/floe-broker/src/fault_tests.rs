@@ -457,12 +457,15 @@ async fn a_segment_that_lingered_behind_a_slow_upload_uploads_beside_it() {
         (Duration::from_millis(20), 2),
         (Duration::from_secs(3600), 1),
     ] {
-        let store = FaultyStore::in_turn([Some(Fault::Slow(Duration::from_millis(150)))]);
+        // Slow enough that a loaded machine cannot let the linger pass after it.
+        let store = FaultyStore::in_turn([Some(Fault::Slow(Duration::from_secs(2)))]);
         let options = BrokerOptions {
             linger: Some(linger),
             ..BrokerOptions::default()
         };
-        let broker = broker_with(store.clone(), options, 1).await;
+        let segments = SegmentStore::new(store.clone(), Path::default())
+            .with_attempt_timeout(Duration::from_secs(30));
+        let broker = broker_on_segments(segments, options, 1).await;
         let first = tokio::spawn({
             let broker = broker.clone();
             async move { broker.produce("t", records(0)).await }

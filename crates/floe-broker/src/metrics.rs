@@ -69,7 +69,7 @@ pub(crate) struct LatencyMetrics {
     /// A produce request from arrival to its answer, acknowledgement or error.
     pub produce: Histogram,
     stages: StageFamily,
-    /// A segment from its first batch to its seal (linger or size).
+    /// A segment from its first batch to its seal (idle, linger, size or fence).
     pub segment_wait: Histogram,
     /// A sealed segment waiting for one of the upload slots.
     pub upload_queue: Histogram,
