@@ -198,6 +198,32 @@ async fn metrics_parse_and_keep_every_name() {
     assert_eq!(count(produces).await, 3.0, "{produces}");
     let scrapes = "floe_http_request_seconds_count{route=\"/metrics\",method=\"GET\"}";
     assert!(count(scrapes).await >= 1.0, "{scrapes}");
+    // And every answer by its status and error code.
+    let answered = "floe_http_responses_total{route=\"/v1/topics/{topic}/records\",\
+                    method=\"POST\",status=\"200\",error_code=\"\"}";
+    assert_eq!(count(answered).await, 3.0, "{answered}");
+    // A client may invent methods; each one it makes up counts under one label, so a
+    // flood of them cannot grow the registry.
+    let http = reqwest::Client::new();
+    for invented in ["FLOOD1", "FLOOD2"] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).expect("method");
+        let answer = http
+            .request(method, format!("{}/no/such/route", server.url))
+            .send()
+            .await
+            .expect("invented method");
+        assert_eq!(answer.status(), reqwest::StatusCode::NOT_FOUND);
+    }
+    let invented = "floe_http_responses_total{route=\"unmatched\",method=\"_OTHER\",\
+                    status=\"404\",error_code=\"not_found\"}";
+    assert_eq!(count(invented).await, 2.0, "{invented}");
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(!text.contains("FLOOD"), "an invented method became a label");
 
     // The runtime probe samples every 10 ms from the server's start.
     let probes = "floe_runtime_schedule_delay_seconds_count";
@@ -236,5 +262,8 @@ async fn metrics_parse_and_keep_every_name() {
         .await
         .expect_err("unknown topic");
     assert!(refused.to_string().contains("unknown_topic"), "{refused}");
+    let refused = "floe_http_responses_total{route=\"/v1/topics/{topic}\",\
+                   method=\"DELETE\",status=\"404\",error_code=\"unknown_topic\"}";
+    assert_eq!(count(refused).await, 1.0, "{refused}");
     assert!(count("floe_sequencer_refused_before_log_total").await >= 1.0);
 }

@@ -9,6 +9,11 @@ use floe_api::ErrorBody;
 use floe_broker::BrokerError;
 use floe_core::ErrorKind;
 
+/// The stable code of an error answer, left on the response for the request metrics
+/// (`floe_http_responses_total{error_code}`).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// An error on its way to the client: status, stable code, message, optional Retry-After.
 #[derive(Debug)]
 pub struct ApiError {
@@ -117,6 +122,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(retry_after) = self.retry_after {
             let seconds = retry_after.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {

@@ -2,13 +2,15 @@
 //! so it holds what the broker's own histograms do not — reading and decoding the body,
 //! authentication, quotas, encoding the answer. A produce's time outside the pipeline is
 //! this minus `floe_produce_latency_seconds`. Event streams and long-polls count their
-//! whole wait. Each request is also a span (`request`, named `METHOD /route` in traces),
-//! the parent of the broker's: a `traceparent` header makes it part of the caller's trace.
+//! whole wait. Each answer is also counted by its status and error code. Each request is
+//! also a span (`request`, named `METHOD /route` in traces), the parent of the broker's:
+//! a `traceparent` header makes it part of the caller's trace.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -16,13 +18,44 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::AppState;
+use crate::error::ErrorCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
     /// The route's template (`/v1/topics/{topic}/records`), never the path itself, so
     /// the label set stays as small as the API; `unmatched` for the fallback.
     route: String,
-    method: String,
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResponseLabels {
+    route: String,
+    method: &'static str,
+    /// The answer's status code (`200`, `404`, `429`, …).
+    status: u16,
+    /// The error body's `error_code` (`busy`, `unknown_topic`, …); empty for an
+    /// answer that is not an error, or one that did not come from floe's error mapping.
+    error_code: &'static str,
+}
+
+/// The method as a label: HTTP lets a client invent methods, so any outside the standard
+/// ones counts as `_OTHER` (as OpenTelemetry names it), and a flood of made-up methods
+/// cannot grow the label set.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -33,12 +66,14 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug, Clone)]
 pub struct RequestMetrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    responses: Family<ResponseLabels, Counter>,
 }
 
 impl Default for RequestMetrics {
     fn default() -> Self {
         Self {
             latency: Family::new_with_constructor(latency_histogram),
+            responses: Family::default(),
         }
     }
 }
@@ -51,6 +86,11 @@ impl RequestMetrics {
              and method",
             self.latency.clone(),
         );
+        registry.register(
+            "floe_http_responses",
+            "HTTP answers by route template, method, status and error code",
+            self.responses.clone(),
+        );
     }
 }
 
@@ -61,7 +101,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
         otel.name = format!("{method} {route}"),
@@ -77,11 +117,28 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         let _ = span.set_parent(parent);
     }
     let response = next.run(request).instrument(span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
-    state
-        .requests
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    let metrics = &state.requests;
+    metrics
         .latency
-        .get_or_create(&RouteLabels { route, method })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            method,
+        })
         .observe(started.elapsed().as_secs_f64());
+    let error_code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or("", |code| code.0);
+    metrics
+        .responses
+        .get_or_create(&ResponseLabels {
+            route,
+            method,
+            status,
+            error_code,
+        })
+        .inc();
     response
 }
