@@ -18,9 +18,9 @@ RUNS="${RUNS:-1}"
 SECS="${SECS:-10}"
 WARM="${WARM:-2}"
 OUT="${OUT:-bench-out/step-$(date -u +%Y%m%dT%H%M%SZ)}"
-PID="" SAMPLER="" HOST="" TRACER=""
+PID="" SAMPLER="" PRESSURE="" TRACER=""
 WORK="$(mktemp -d -t floe-step.XXXXXX)"
-trap 'kill $PID $SAMPLER $HOST $TRACER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $PID $SAMPLER $PRESSURE $TRACER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 source scripts/bench-common.sh
 mkdir -p "$OUT"
 # The device under the data directory, as /proc/diskstats names it (vda, nvme0n1p2,
@@ -48,7 +48,7 @@ for run in $(seq 1 "$RUNS"); do
     SAMPLER=$!
   fi
   python3 scripts/pressure.py >"$OUT/$label.host.txt" &
-  HOST=$!
+  PRESSURE=$!
   if [ -n "${OFFCPU_MS:-}" ]; then
     TZ=UTC bpftrace scripts/offcpu.bt "$PID" "$OFFCPU_MS" >"$OUT/$label.offcpu.txt" 2>&1 &
     TRACER=$!
@@ -59,20 +59,21 @@ for run in $(seq 1 "$RUNS"); do
     --rate "$RATE" --partitions 100 --record-size 1024 --batch 100 --producers 64 \
     --duration "${SECS}s" --warmup "${WARM}s" >"$OUT/$label.bench.txt" 2>"$OUT/$label.bench.err"
   # (`wait` with no job named would wait for floe too.)
-  for job in $SAMPLER $HOST $TRACER; do
+  for job in $SAMPLER $PRESSURE $TRACER; do
     kill -INT "$job" 2>/dev/null || true
     wait "$job" 2>/dev/null || true
   done
-  SAMPLER="" HOST="" TRACER=""
+  SAMPLER="" PRESSURE="" TRACER=""
   curl -fs "http://127.0.0.1:$P/metrics" >"$OUT/$label.after.txt"
   stop_floe
   python3 scripts/stage_quantiles.py "$OUT/$label.before.txt" "$OUT/$label.after.txt" >"$OUT/$label.stages.txt"
   echo "== $label ($RATE records/s, $SECS s after $WARM s of warm-up; files in $OUT)"
   grep -E "records/s,|^  ack" "$OUT/$label.bench.txt"
-  # floe-bench's progress lines (`[label]   12s  produce … ack p99 …`), seconds from its start.
+  # floe-bench's progress lines (`[label]   12s  produce … ack p99 …`), seconds from its
+  # start: a few hundred ms after `started` (process start, topic creation), so "about".
   tr '\r' '\n' <"$OUT/$label.bench.err" | sed -nE 's/^\[[^]]*\] +([0-9]+)s .*ack p99 +([0-9.]+) ms.*/\1 \2/p' |
-    awk -v warm="$WARM" '$1 > warm' | sort -k2,2gr | head -3 | while read -r second p99; do
-      echo "  worst second: ack p99 $p99 ms in the second to $(date -u -d "@$(awk -v a="$started" -v b="$second" 'BEGIN { printf "%.3f", a + b }')" +%H:%M:%S) UTC"
+    awk -v warm="$WARM" '$1 > warm' | sort -k2,2gr | sed -n 1,3p | while read -r second p99; do
+      echo "  worst second: ack p99 $p99 ms in the second to about $(date -u -d "@$(awk -v a="$started" -v b="$second" 'BEGIN { printf "%.3f", a + b }')" +%H:%M:%S.%1N) UTC"
     done
   grep -E "produce_latency|produce_request_stage|produce_stage|append_seconds|schedule_delay" "$OUT/$label.stages.txt" || true
   grep -E "was slow" "$OUT/$label.floe.log" | sed -e 's/\x1b\[[0-9;]*m//g' || true

@@ -20,9 +20,10 @@ lateness, steal, cpu/io/memory pressure): the sampler was --min-ms late, or stea
 load some pressure is the norm: on two busy cores `cpu some` is ~50 ms a window), and a
 summary with those medians. A block device that stops completing requests shows as `io
 full` far above its median, with `cpu some` falling (nothing can run), and the sampler on
-time; a paused guest shows as a late sampler. floe's warnings
-(slow uploads, slow appends) and scripts/diskstats.py's device stalls carry UTC times to set
-beside these.
+time; a paused guest shows as a late sampler. Steal is not scaled (it is 10-ms ticks).
+floe's warnings (slow uploads, slow appends) and scripts/diskstats.py's device stalls carry
+UTC times to set beside these. The sampler wakes 200 times a second on the machine it
+watches: about 1 % of one core.
 """
 
 import argparse
@@ -109,7 +110,9 @@ def main():
         ticks = cpu_ticks()
         psi = pressure() if has_psi else window_psi
         steal_ms = (ticks[0] - window_ticks[0]) * TICK_MS
-        psi_ms = [(b - a) / 1000 for a, b in zip(window_psi, psi)]
+        # Per --window-ms: a window a late sampler stretched is not flagged for its length.
+        scale = window_ms / max((now - window_start) * 1000, window_ms)
+        psi_ms = [(b - a) / 1000 * scale for a, b in zip(window_psi, psi)]
         windows.append((window_start, (now - window_start) * 1000, window_late, steal_ms, psi_ms))
         window_start, window_late, window_ticks, window_psi = now, 0.0, ticks, psi
 

@@ -261,6 +261,14 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             "invalid_path",
         ),
         case(
+            "group name not UTF-8 (checked before the coordinator is looked up)",
+            Method::POST,
+            "/v1/groups/%FF/members",
+            "{}",
+            400,
+            "invalid_path",
+        ),
+        case(
             "oversized record",
             Method::POST,
             records,

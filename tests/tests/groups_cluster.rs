@@ -279,6 +279,39 @@ async fn a_group_survives_its_coordinator_and_the_sequencer_leader_being_killed(
     let entry = cluster.broker(entry_index).url.clone();
     eprintln!("coordinator b{coordinator}, leader b{leader}, member through b{entry_index}");
 
+    // An error the coordinator answers through another broker: counted on the coordinator
+    // under its code, and on the broker that passed it on as `forwarded`.
+    let (status, refused) = call(
+        &http,
+        reqwest::Method::DELETE,
+        &format!("{entry}/v1/groups/billing/members/no-such-member"),
+        None,
+    )
+    .await
+    .expect("leave of an unknown member");
+    assert!(status.is_client_error(), "{status} {refused}");
+    let code = refused["error_code"].as_str().expect("error_code");
+    let answers = |code: &str| {
+        format!(
+            "floe_http_responses_total{{route=\"/v1/groups/{{group}}/members/{{member}}\",\
+             method=\"DELETE\",status=\"{}\",error_code=\"{code}\"}}",
+            status.as_u16()
+        )
+    };
+    let coordinator_url = cluster.broker(coordinator).url.clone();
+    assert_eq!(
+        floe_tests::metric_at(&coordinator_url, &answers(code)).await,
+        Some(1.0),
+        "{}",
+        answers(code)
+    );
+    assert_eq!(
+        floe_tests::metric_at(&entry, &answers("forwarded")).await,
+        Some(1.0),
+        "{}",
+        answers("forwarded")
+    );
+
     let delivered: Delivered = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let member = run_member(entry.clone(), Arc::clone(&delivered), Arc::clone(&stop));

@@ -14,6 +14,12 @@ use floe_core::ErrorKind;
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
+impl ErrorCode {
+    /// A coordinator's error answer passed on by the broker a group call reached first;
+    /// the coordinator counts it under its own code.
+    pub const FORWARDED: &'static str = "forwarded";
+}
+
 /// An error on its way to the client: status, stable code, message, optional Retry-After.
 #[derive(Debug)]
 pub struct ApiError {

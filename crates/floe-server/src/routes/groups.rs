@@ -27,7 +27,7 @@ use super::waiting::{self, ClientAddr};
 use super::{AppState, json_body};
 use crate::auth::Principal;
 use crate::codec::to_json;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// Marks a request one broker forwarded to the group's coordinator: it is served where it
 /// lands, so two brokers with different views of the cluster cannot bounce it.
@@ -50,7 +50,7 @@ fn checked_member(member: &str) -> ApiResult<()> {
 /// call was forwarded already). The answer comes back as the coordinator gave it.
 pub async fn to_coordinator(
     State(state): State<AppState>,
-    axum::extract::Path(params): axum::extract::Path<BTreeMap<String, String>>,
+    ApiPath(params): ApiPath<BTreeMap<String, String>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -170,6 +170,12 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
+    if !status.is_success() {
+        // The coordinator counted the error under its code; here it is only passed on.
+        response
+            .extensions_mut()
+            .insert(ErrorCode(ErrorCode::FORWARDED));
+    }
     Ok(response)
 }
 

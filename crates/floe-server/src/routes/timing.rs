@@ -1,10 +1,10 @@
 //! Request latency by route: from the request reaching the router to its answer's head,
 //! so it holds what the broker's own histograms do not — reading and decoding the body,
 //! authentication, quotas, encoding the answer. A produce's time outside the pipeline is
-//! this minus `floe_produce_latency_seconds`. Event streams and long-polls count their
-//! whole wait. Each answer is also counted by its status and error code. Each request is
-//! also a span (`request`, named `METHOD /route` in traces), the parent of the broker's:
-//! a `traceparent` header makes it part of the caller's trace.
+//! this minus `floe_produce_latency_seconds`. Long-polls count their whole wait, event
+//! streams only until their head is sent. Each answer is also counted by its status and
+//! error code. Each request is also a span (`request`, named `METHOD /route` in traces),
+//! the parent of the broker's: a `traceparent` header makes it part of the caller's trace.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -39,6 +39,8 @@ struct ResponseLabels {
     error_code: &'static str,
 }
 
+const OTHER: &str = "_OTHER";
+
 /// The method as a label: HTTP lets a client invent methods, so any outside the standard
 /// ones counts as `_OTHER` (as OpenTelemetry names it), and a flood of made-up methods
 /// cannot grow the label set.
@@ -54,7 +56,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         Method::PATCH => "PATCH",
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
-        _ => "_OTHER",
+        _ => OTHER,
     }
 }
 
@@ -102,14 +104,20 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = method_label(request.method());
+    // OpenTelemetry's HTTP conventions: an unknown method names the span `HTTP /route`
+    // and keeps the original token beside `_OTHER`.
     let span = tracing::info_span!(
         "request",
-        otel.name = format!("{method} {route}"),
+        otel.name = format!("{} {route}", if method == OTHER { "HTTP" } else { method }),
         otel.kind = "server",
         http.request.method = %method,
+        http.request.method_original = tracing::field::Empty,
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
     );
+    if method == OTHER {
+        span.record("http.request.method_original", request.method().as_str());
+    }
     if !span.is_disabled() {
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
