@@ -71,4 +71,25 @@ ensure_chart_tools() {
       "pyarrow==26.0.1" "pytz"
   fi
   export FLOE_PYTHON="$venv/bin/python"
+  ensure_promtool
+}
+
+# promtool, Prometheus's own rule engine, for the alerts' unit tests
+# (tests/alerts/floe_test.yaml), built from the Go module proxy once (~2 GB of modules and a
+# few minutes) into a GOPATH of its own. Needs Go (>= 1.24).
+PROMTOOL_VERSION="v0.316.0" # Prometheus 3.x's module version
+ensure_promtool() {
+  local gopath="$HOME/.cache/floe/go"
+  local marker="$gopath/promtool-$PROMTOOL_VERSION"
+  if [ ! -x "$gopath/bin/promtool" ] || [ ! -e "$marker" ]; then
+    if ! command -v go >/dev/null 2>&1; then
+      echo "bootstrap: promtool needs Go 1.24 or newer (https://go.dev/dl), and none is on PATH" >&2
+      return 1
+    fi
+    echo "bootstrap: building promtool $PROMTOOL_VERSION into $gopath/bin" >&2
+    GOPATH="$gopath" GOFLAGS=-mod=mod go install \
+      "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >/dev/null
+    touch "$marker"
+  fi
+  export FLOE_PROMTOOL="$gopath/bin/promtool"
 }

@@ -14,6 +14,8 @@ through helm_python, and the Kubernetes OpenAPI schemas). Modes:
         PrometheusRule, CRDs it has no schema for, get a structural check instead: each
         alert's PromQL parses, with promql-parser, and names only metrics that
         docs/configuration.md lists, on this release's `job`);
+      - the alerts, rendered with the default thresholds, fire and stay quiet as
+        tests/alerts/floe_test.yaml says, under `promtool test rules` (Prometheus's engine);
       - the rendered floe.toml holds only settings docs/configuration.md lists, in known
         sections, with integers as integers; the broker Deployment gets the per-pod
         settings from the downward API, mounts what floe.toml points at (every `*_file`
@@ -40,7 +42,9 @@ import argparse
 import copy
 import json
 import re
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import tomllib
@@ -446,6 +450,36 @@ def check_crd(document: dict[str, Any], documents: list[dict[str, Any]]) -> None
             authorization = endpoint["authorization"]
             assert authorization["type"] == "Bearer", authorization
             assert set(authorization["credentials"]) == {"name", "key"}, authorization
+
+
+ALERT_TESTS = ROOT / "tests" / "alerts" / "floe_test.yaml"
+
+
+def check_alerts(checker: Checker) -> None:
+    """The alerts' behaviour, not only their syntax: the rules rendered with the default
+    thresholds, evaluated over the series of tests/alerts/floe_test.yaml by Prometheus's
+    own engine (`promtool test rules`; $FLOE_PROMTOOL or promtool on PATH)."""
+    print("alerts under promtool test rules:")
+    promtool = os.environ.get("FLOE_PROMTOOL") or shutil.which("promtool")
+    if not promtool:
+        checker.check("promtool test rules", False, "no promtool: scripts/bootstrap.sh installs it")
+        return
+    documents = render(load_values(sets=["prometheusRule.enabled=true"]))
+    rule = find(documents, "PrometheusRule")
+    job = next(d["metadata"]["name"] for d in documents if d["kind"] == "Service"
+               and d["metadata"].get("labels", {}).get("floe-streaming.io/service") == "headless")
+    groups = copy.deepcopy(rule["spec"]["groups"])
+    for group in groups:
+        for item in group["rules"]:
+            # The texts are for people; the tests hold the expressions and labels.
+            item.pop("annotations", None)
+    with tempfile.TemporaryDirectory() as scratch:
+        Path(scratch, "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+        Path(scratch, "floe_test.yaml").write_text(ALERT_TESTS.read_text().replace("$JOB", job))
+        result = subprocess.run([promtool, "test", "rules", "floe_test.yaml"], cwd=scratch,
+                                capture_output=True, text=True, timeout=120)
+    checker.check(f"promtool test rules {ALERT_TESTS.relative_to(ROOT)} (job={job})",
+                  result.returncode == 0, (result.stdout + result.stderr).strip())
 
 
 def check_render(checker: Checker) -> dict[str, list[dict[str, Any]]]:
@@ -960,6 +994,7 @@ def run_checks() -> int:
     check_lint(checker)
     check_generated(checker)
     check_render(checker)
+    check_alerts(checker)
     check_security(checker)
     check_bad_values(checker)
     print(f"{checker.passed} checks passed, {len(checker.failures)} failed")
