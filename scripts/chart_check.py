@@ -41,8 +41,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
