@@ -396,14 +396,19 @@ def selectors(node: Any) -> list[Any]:
     return found
 
 
+def headless_service(documents: list[dict[str, Any]]) -> str:
+    """The headless Service's name: the `job` Prometheus gives the ServiceMonitor's series."""
+    headless = [d for d in documents if d["kind"] == "Service"
+                and d["metadata"].get("labels", {}).get("floe-streaming.io/service") == "headless"]
+    assert len(headless) == 1, "no headless Service"
+    return headless[0]["metadata"]["name"]
+
+
 def check_rules(document: dict[str, Any], documents: list[dict[str, Any]]) -> None:
     """A PrometheusRule's alerts: fields, PromQL that parses, documented metrics only, and
     the release's own series (`job` is the headless Service, as the ServiceMonitor scrapes)."""
     documented = documented_metrics()
-    headless = [d for d in documents if d["kind"] == "Service"
-                and d["metadata"].get("labels", {}).get("floe-streaming.io/service") == "headless"]
-    assert len(headless) == 1, "no headless Service"
-    job = headless[0]["metadata"]["name"]
+    job = headless_service(documents)
     groups = document["spec"]["groups"]
     assert groups and all(group["rules"] for group in groups), "no rules"
     for group in groups:
@@ -466,8 +471,7 @@ def check_alerts(checker: Checker) -> None:
         return
     documents = render(load_values(sets=["prometheusRule.enabled=true"]))
     rule = find(documents, "PrometheusRule")
-    job = next(d["metadata"]["name"] for d in documents if d["kind"] == "Service"
-               and d["metadata"].get("labels", {}).get("floe-streaming.io/service") == "headless")
+    job = headless_service(documents)
     groups = copy.deepcopy(rule["spec"]["groups"])
     for group in groups:
         for item in group["rules"]:

@@ -18,10 +18,9 @@ merged, sectors written, ms writing (7), in flight (8), ms doing I/O, weighted m
 completed (11), merged, sectors, ms discarding, flushes completed (15), ms flushing (16).
 """
 
-import argparse
-import datetime
-import signal
 import time
+
+import sampling
 
 
 def read(device):
@@ -38,22 +37,13 @@ def completions(sample):
     return sample[0] + sample[4] + sum(sample[i] for i in (11, 15) if i < len(sample))
 
 
-def utc(wall):
-    moment = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
-    return moment.strftime("%H:%M:%S.%f")[:-3]
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = sampling.parser(__doc__)
     parser.add_argument("--device", default="vda")
-    parser.add_argument("--every-ms", type=float, default=5.0)
     parser.add_argument("--min-stall-ms", type=float, default=20.0)
-    parser.add_argument("--seconds", type=float, default=0.0, help="0: until interrupted")
     args = parser.parse_args()
 
-    stopping = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.append(True))
+    stopping = sampling.stopping()
 
     first = previous = read(args.device)
     started = last = time.monotonic()
@@ -94,7 +84,7 @@ def main():
         f"(every {args.every_ms:g} ms asked; {elapsed / max(samples, 1) * 1000:.1f} ms kept)"
     )
     for since, length, depth in long_ones:
-        print(f"  stall at {utc(since + wall_offset)} UTC: {length * 1000:.0f} ms, up to {depth} in flight")
+        print(f"  stall at {sampling.utc(since + wall_offset)} UTC: {length * 1000:.0f} ms, up to {depth} in flight")
     writes = previous[4] - first[4]
     flushes = previous[15] - first[15] if len(previous) > 16 else 0
     print(
@@ -104,13 +94,13 @@ def main():
     print(
         f"  writes: {writes} ({writes / max(elapsed, 1e-9):.0f}/s), mean "
         f"{(previous[7] - first[7]) / max(writes, 1):.2f} ms; worst sample's mean "
-        f"{worst_write[0]:.1f} ms at {utc(worst_write[1] + wall_offset) if worst_write[1] else '-'}"
+        f"{worst_write[0]:.1f} ms at {sampling.utc(worst_write[1] + wall_offset) if worst_write[1] else '-'}"
     )
     if len(previous) > 16:
         print(
             f"  flushes: {flushes} ({flushes / max(elapsed, 1e-9):.0f}/s), mean "
             f"{(previous[16] - first[16]) / max(flushes, 1):.2f} ms; worst sample's mean "
-            f"{worst_flush[0]:.1f} ms at {utc(worst_flush[1] + wall_offset) if worst_flush[1] else '-'}"
+            f"{worst_flush[0]:.1f} ms at {sampling.utc(worst_flush[1] + wall_offset) if worst_flush[1] else '-'}"
         )
 
 

@@ -26,11 +26,10 @@ UTC times to set beside these. The sampler wakes 200 times a second on the machi
 watches: about 1 % of one core.
 """
 
-import argparse
-import datetime
 import os
-import signal
 import time
+
+import sampling
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
@@ -62,22 +61,13 @@ def pressure():
 NAMES = ("cpu some", "io some", "io full", "memory some", "memory full")
 
 
-def utc(wall):
-    moment = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
-    return moment.strftime("%H:%M:%S.%f")[:-3]
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--every-ms", type=float, default=5.0)
+    parser = sampling.parser(__doc__)
     parser.add_argument("--window-ms", type=float, default=100.0)
     parser.add_argument("--min-ms", type=float, default=20.0)
-    parser.add_argument("--seconds", type=float, default=0.0, help="0: until interrupted")
     args = parser.parse_args()
 
-    stopping = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.append(True))
+    stopping = sampling.stopping()
 
     has_psi = os.path.exists("/proc/pressure/cpu")
     started = time.monotonic()
@@ -135,7 +125,7 @@ def main():
     for since, length, late, steal_ms, psi_ms in flagged:
         parts = ", ".join(f"{name} {ms:.0f}" for name, ms in zip(NAMES, psi_ms) if ms >= 1)
         print(
-            f"  at {utc(since + wall_offset)} UTC ({length:.0f} ms): sampler late {late:.0f} ms, "
+            f"  at {sampling.utc(since + wall_offset)} UTC ({length:.0f} ms): sampler late {late:.0f} ms, "
             f"steal {steal_ms:.0f} ms{', ' + parts if parts else ''}"
         )
     print(
@@ -144,7 +134,7 @@ def main():
     )
     print(
         f"  sampler lateness: mean {late_total / max(samples, 1):.2f} ms, worst {worst_late[0]:.1f} ms"
-        f" at {utc(worst_late[1] + wall_offset)}"
+        f" at {sampling.utc(worst_late[1] + wall_offset)}"
     )
     totals = [(b - a) / 1000 for a, b in zip(first_psi, psi)]
     print(

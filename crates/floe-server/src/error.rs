@@ -17,7 +17,7 @@ pub struct ErrorCode(pub &'static str);
 impl ErrorCode {
     /// A coordinator's error answer passed on by the broker a group call reached first;
     /// the coordinator counts it under its own code.
-    pub const FORWARDED: &'static str = "forwarded";
+    pub const FORWARDED: ErrorCode = ErrorCode("forwarded");
 }
 
 /// An error on its way to the client: status, stable code, message, optional Retry-After.

@@ -172,9 +172,7 @@ async fn forward(state: &AppState, address: &str, request: Request) -> ApiResult
     *response.headers_mut() = headers;
     if !status.is_success() {
         // The coordinator counted the error under its code; here it is only passed on.
-        response
-            .extensions_mut()
-            .insert(ErrorCode(ErrorCode::FORWARDED));
+        response.extensions_mut().insert(ErrorCode::FORWARDED);
     }
     Ok(response)
 }
